@@ -1,0 +1,3 @@
+from cartback.cli import app
+
+app()

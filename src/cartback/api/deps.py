@@ -1,0 +1,82 @@
+"""What every API route needs: the services built by create_app, and the workspace its key belongs to."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from fastapi import Request
+
+from cartback import errors
+from cartback.core.clock import Clock
+from cartback.settings import Settings
+from cartback.store import workspaces
+from cartback.store.db import Database
+
+# A revoked key keeps working on a node for at most this long; the cache spares a query per request.
+KEY_CACHE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: a workspace, and what its key may do."""
+
+    workspace_id: str
+    key_id: str
+    scopes: tuple[str, ...]
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    clock: Clock
+    keys: KeyCache
+
+
+class KeyCache:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+        self._entries: dict[str, tuple[float, workspaces.ApiKey]] = {}
+
+    async def authenticate(self, secret: str) -> Principal:
+        if not secret:
+            raise errors.Unauthorized("missing API key")
+        hit = self._entries.get(secret)
+        if hit is None or hit[0] < time.monotonic():
+            key = await self._db.read(lambda tx: workspaces.find_api_key(tx, secret))
+            if key is None:
+                self._entries.pop(secret, None)
+                raise errors.Unauthorized("invalid API key")
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            self._entries[secret] = (time.monotonic() + KEY_CACHE_SECONDS, key)
+        else:
+            key = hit[1]
+        now = self._clock.now()
+        if key.revoked_at is not None:
+            raise errors.Unauthorized("this API key has been revoked")
+        if key.expires_at is not None and key.expires_at <= now:
+            raise errors.Unauthorized("this API key has expired")
+        return Principal(key.workspace_id, key.id, key.scopes)
+
+    def forget(self) -> None:
+        self._entries.clear()
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def now(request: Request) -> datetime:
+    return services(request).clock.now()
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise errors.Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    return token.strip()

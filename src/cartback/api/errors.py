@@ -1,0 +1,86 @@
+"""Errors become the envelope of the API they came through. Each surface registers a renderer for its
+path prefix; the exception handlers and the body-limit middleware both ask `render` for a response."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from cartback import errors
+
+Renderer = Callable[[errors.CartbackError], Response]
+
+_renderers: list[tuple[str, Renderer]] = []
+
+
+def register(prefix: str, renderer: Renderer) -> None:
+    """Route errors under `prefix` to `renderer`; the longest matching prefix wins."""
+    _renderers.append((prefix, renderer))
+    _renderers.sort(key=lambda item: len(item[0]), reverse=True)
+
+
+def _default(exc: errors.CartbackError) -> Response:
+    return JSONResponse({"error": exc.message, "code": exc.code}, status_code=exc.status_code)
+
+
+def render(path: str, exc: errors.CartbackError) -> Response:
+    for prefix, renderer in _renderers:
+        if path == prefix or path.startswith(prefix + "/"):
+            return renderer(exc)
+    return _default(exc)
+
+
+def describe_validation(exc_errors: Any) -> str:
+    """'customer.email: Field required; items.0.quantity: ...' from pydantic's error list."""
+    parts = []
+    for err in exc_errors:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
+        if err.get("type") == "json_invalid":
+            parts.append(f"malformed JSON body: {err.get('ctx', {}).get('error', err.get('msg'))}")
+            continue
+        where = ".".join(loc) or "body"
+        parts.append(f"{where}: {err.get('msg')}")
+    return "; ".join(parts) or "invalid request"
+
+
+_STATUS_ERRORS: dict[int, type[errors.CartbackError]] = {
+    400: errors.InvalidInput,
+    401: errors.Unauthorized,
+    403: errors.Forbidden,
+    404: errors.NotFound,
+    409: errors.Conflict,
+    413: errors.PayloadTooLarge,
+    415: errors.UnsupportedMediaType,
+}
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(errors.CartbackError)
+    async def _cartback_error(request: Request, exc: errors.CartbackError) -> Response:
+        return render(request.url.path, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return render(request.url.path, errors.InvalidInput(describe_validation(exc.errors())))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        cls = _STATUS_ERRORS.get(exc.status_code)
+        if cls is None:
+            err = errors.CartbackError(str(exc.detail))
+            err.status_code = exc.status_code
+            err.code = "http_error"
+        else:
+            detail = exc.detail if isinstance(exc.detail, str) and exc.status_code != 404 else None
+            err = cls(detail)
+            if exc.status_code == 404 and detail is None:
+                err = errors.NotFound(f"no route for {request.method} {request.url.path}")
+        response = render(request.url.path, err)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response

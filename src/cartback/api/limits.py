@@ -1,0 +1,80 @@
+"""Refuse oversized and non-JSON bodies before anything reads them, in the caller's error envelope."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cartback import errors
+from cartback.api import errors as api_errors
+
+_JSON_TYPES = (b"application/json", b"application/vnd.api+json")
+_BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+# Public pages (/u, /t) and the dashboard take forms; only the APIs insist on JSON.
+_API_PREFIXES = ("/api/", "/v1/")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimits:
+    """ASGI middleware: 413 past `max_bytes` (by Content-Length, or counted while streaming), 415 when an API
+    body is not JSON."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        chunked = b"chunked" in headers.get(b"transfer-encoding", b"")
+        try:
+            declared = int(length) if length is not None else None
+        except ValueError:
+            await api_errors.render(path, errors.InvalidInput("invalid Content-Length"))(scope, receive, send)
+            return
+        if declared is not None and declared > self.max_bytes:
+            await self._too_large(path, scope, receive, send)
+            return
+        has_body = chunked or (declared or 0) > 0
+        if has_body and path.startswith(_API_PREFIXES):
+            ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+            if ctype not in _JSON_TYPES:
+                exc = errors.UnsupportedMediaType(
+                    f"Content-Type must be application/json, not {ctype.decode('latin-1') or 'missing'}"
+                )
+                await api_errors.render(path, exc)(scope, receive, send)
+                return
+
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await self._too_large(path, scope, receive, send)
+
+    async def _too_large(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
+        exc = errors.PayloadTooLarge(f"request body exceeds the {self.max_bytes}-byte limit")
+        await api_errors.render(path, exc)(scope, receive, send)

@@ -1,0 +1,44 @@
+"""The Sequenzy-compatible API under /api/v1: the official `sequenzy` SDK works against it unchanged.
+
+Its error envelope is `{"success": false, "error": "<message>", "code": "<code>"}`; every 2xx is a JSON
+object,
+because the SDK raises on an empty body.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from starlette.responses import JSONResponse, Response
+
+from cartback import errors
+from cartback.api import deps
+from cartback.api import errors as api_errors
+
+PREFIX = "/api/v1"
+
+
+def render_error(exc: errors.CartbackError) -> Response:
+    return JSONResponse(
+        {"success": False, "error": exc.message, "code": exc.code}, status_code=exc.status_code
+    )
+
+
+async def principal(request: Request) -> deps.Principal:
+    """Bearer-key authentication; the key's workspace scopes every query the route makes."""
+    return await deps.services(request).keys.authenticate(deps.bearer_token(request))
+
+
+def router() -> APIRouter:
+    """Assemble the resource modules. Order matters where paths overlap (`/subscribers/external` before
+    `/subscribers/{email}`), so each module's router is included in the order below."""
+    from cartback.api.sequenzy import commerce
+
+    api = APIRouter(prefix=PREFIX, dependencies=[Depends(principal)])
+    for module in (commerce,):
+        api.include_router(module.router)
+    return api
+
+
+def install(app: FastAPI) -> None:
+    api_errors.register(PREFIX, render_error)
+    app.include_router(router())

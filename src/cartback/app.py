@@ -1,0 +1,72 @@
+"""create_app(settings): the one place the HTTP application and its services are assembled."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.responses import JSONResponse
+
+from cartback import __version__
+from cartback.api import deps, limits, sequenzy
+from cartback.api import errors as api_errors
+from cartback.core.clock import Clock, system_clock
+from cartback.settings import Settings
+from cartback.store import workspaces
+from cartback.store.db import Database
+
+
+def secret_key(settings: Settings, db: Database) -> str:
+    """The configured secret, else the one generated on first start and kept in the database."""
+    if settings.secret_key:
+        return settings.secret_key
+    return db.write_sync(
+        lambda tx: workspaces.put_setting_if_absent(tx, "secret_key", secrets.token_urlsafe(48))
+    )
+
+
+def create_app(settings: Settings, *, clock: Clock = system_clock, migrate: bool = True) -> FastAPI:
+    db = Database(
+        settings.database_url,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        batch_max=settings.commit_batch_max,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if migrate:
+            db.migrate()
+        await db.start()
+        try:
+            yield
+        finally:
+            await db.stop()
+
+    app = FastAPI(
+        title="cartback",
+        version=__version__,
+        summary="Abandoned-checkout recovery: Sequenzy-, Klaviyo- and Segment-compatible APIs.",
+        lifespan=lifespan,
+    )
+    app.state.services = deps.Services(settings=settings, db=db, clock=clock, keys=deps.KeyCache(db, clock))
+    api_errors.install(app)
+    sequenzy.install(app)
+    app.add_middleware(limits.BodyLimits, max_bytes=settings.max_body_bytes)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz() -> JSONResponse:
+        """The database answers; a load balancer may send traffic."""
+        try:
+            await db.read(lambda tx: tx.exec_driver_sql("SELECT 1").scalar_one())
+        except Exception as exc:
+            return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, status_code=503)
+        return JSONResponse({"status": "ok", "database": db.dialect})
+
+    return app

@@ -1,0 +1,118 @@
+"""The `cartback` command. Settings are built here once and passed down; no other module reads
+the environment."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from cartback import errors
+from cartback.core.clock import system_clock
+from cartback.settings import Settings
+from cartback.store import workspaces
+from cartback.store.db import Database
+
+app = typer.Typer(help="cartback: win back abandoned checkouts from your own server.", no_args_is_help=True)
+workspace_app = typer.Typer(help="Workspaces (tenants).", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(workspace_app, name="workspace")
+app.add_typer(apikey_app, name="apikey")
+
+err = Console(stderr=True)
+
+
+def _database(settings: Settings) -> Database:
+    db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    db.migrate()
+    return db
+
+
+def _fail(exc: errors.CartbackError) -> None:
+    err.print(f"[red]error:[/red] {exc.message}")
+    raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="API only; run `cartback worker` elsewhere.")
+    ] = False,
+) -> None:
+    """Run the HTTP API (and, unless --no-worker, the scheduler). Migrates the database first.
+    Database: CARTBACK_DATABASE_URL."""
+    import uvicorn
+
+    from cartback.app import create_app
+
+    settings = Settings()
+    db = _database(settings)
+    _first_start(db)
+    db.write_engine.dispose()
+    application = create_app(settings, migrate=False)
+    uvicorn.run(application, host=host, port=port, access_log=False, log_level=settings.log_level)
+
+
+def _first_start(db: Database) -> None:
+    """On an empty database, create the `default` workspace and show its key once."""
+
+    def create(tx: workspaces.Tx) -> str | None:
+        if workspaces.count_workspaces(tx) > 0:
+            return None
+        ws = workspaces.create_workspace(tx, "default", system_clock.now())
+        _, secret = workspaces.create_api_key(tx, ws.id, system_clock.now(), name="default")
+        return secret
+
+    secret = db.write_sync(create)
+    if secret is not None:
+        err.print("[bold green]Created workspace 'default'.[/bold green] Its API key (shown only this once):")
+        err.print(f"  {secret}", highlight=False, soft_wrap=True)
+        print(f"CARTBACK_DEFAULT_API_KEY={secret}", flush=True)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (CARTBACK_DATABASE_URL)."""
+    _database(Settings())
+    err.print("database is up to date")
+
+
+@workspace_app.command("create")
+def workspace_create(name: Annotated[str, typer.Argument(help="A unique name.")]) -> None:
+    """Create a workspace and print its id."""
+    db = _database(Settings())
+    try:
+        ws = db.write_sync(lambda tx: workspaces.create_workspace(tx, name, system_clock.now()))
+    except errors.CartbackError as exc:
+        _fail(exc)
+    print(ws.id)
+
+
+@apikey_app.command("create")
+def apikey_create(
+    workspace: Annotated[str, typer.Option(help="Workspace name.")],
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(help=f"Repeatable; one of {', '.join(workspaces.ALL_SCOPES)}. Default: all."),
+    ] = None,
+    name: Annotated[str, typer.Option(help="A label to recognise the key by.")] = "",
+) -> None:
+    """Create an API key. The secret is printed alone on the last line; only its hash is stored."""
+    db = _database(Settings())
+
+    def create(tx: workspaces.Tx) -> str:
+        ws = workspaces.get_workspace_by_name(tx, workspace)
+        _, secret = workspaces.create_api_key(
+            tx, ws.id, system_clock.now(), scopes=tuple(scope or workspaces.ALL_SCOPES), name=name
+        )
+        return secret
+
+    try:
+        secret = db.write_sync(create)
+    except errors.CartbackError as exc:
+        _fail(exc)
+    err.print(f"API key for workspace {workspace!r} (shown only this once):")
+    print(secret)

@@ -1,0 +1,85 @@
+"""One event model for every surface: canonical names, their vendor aliases, and appending to the log
+with strict idempotency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from cartback import ids
+from cartback.store import events as event_store
+from cartback.store.db import Tx
+
+CHECKOUT_STARTED = "ecommerce.checkout_started"
+ORDER_PLACED = "ecommerce.order_placed"
+ORDER_CANCELLED = "ecommerce.order_cancelled"
+ORDER_FULFILLED = "ecommerce.order_fulfilled"
+ORDER_REFUNDED = "ecommerce.order_refunded"
+
+ORDER_EVENTS = {
+    "placed": ORDER_PLACED,
+    "cancelled": ORDER_CANCELLED,
+    "fulfilled": ORDER_FULFILLED,
+    "refunded": ORDER_REFUNDED,
+}
+
+# Names other surfaces use for the canonical events (CONTRACT.md, "One event model").
+ALIASES = {
+    "Started Checkout": CHECKOUT_STARTED,
+    "Checkout Started": CHECKOUT_STARTED,
+    "Placed Order": ORDER_PLACED,
+    "Order Completed": ORDER_PLACED,
+    "Cancelled Order": ORDER_CANCELLED,
+    "Order Cancelled": ORDER_CANCELLED,
+    "Refunded Order": ORDER_REFUNDED,
+    "Order Refunded": ORDER_REFUNDED,
+    "Fulfilled Order": ORDER_FULFILLED,
+}
+
+# An event that happened longer ago than this is history being imported: kept, but it starts no flow.
+HISTORICAL_AFTER = timedelta(hours=1)
+
+
+def canonical_name(name: str) -> str:
+    return ALIASES.get(name, name)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    event: event_store.Event
+    duplicate: bool
+
+
+def record(
+    tx: Tx,
+    workspace_id: str,
+    *,
+    name: str,
+    source: str,
+    subscriber_id: str | None,
+    properties: dict[str, Any],
+    now: datetime,
+    occurred_at: datetime | None = None,
+    idempotency_key: str | None = None,
+) -> Recorded:
+    """Append an event unless one with the same idempotency key exists; then return that one."""
+    if idempotency_key is not None:
+        existing = event_store.find_by_key(tx, workspace_id, idempotency_key)
+        if existing is not None:
+            return Recorded(existing, duplicate=True)
+    occurred = occurred_at or now
+    event = event_store.Event(
+        id=ids.new_id("evt"),
+        workspace_id=workspace_id,
+        subscriber_id=subscriber_id,
+        name=canonical_name(name),
+        source=source,
+        properties=properties,
+        occurred_at=occurred,
+        received_at=now,
+        idempotency_key=idempotency_key,
+        historical=now - occurred > HISTORICAL_AFTER,
+    )
+    event_store.append(tx, event)
+    return Recorded(event, duplicate=False)

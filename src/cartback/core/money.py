@@ -1,0 +1,40 @@
+"""Amounts arrive in minor units (cents). Currencies without a minor unit must not be divided by 100."""
+
+from __future__ import annotations
+
+# ISO 4217 currencies whose minor unit is not 1/100.
+_EXPONENTS = {
+    "BIF": 0,
+    "CLP": 0,
+    "DJF": 0,
+    "GNF": 0,
+    "ISK": 0,
+    "JPY": 0,
+    "KMF": 0,
+    "KRW": 0,
+    "PYG": 0,
+    "RWF": 0,
+    "UGX": 0,
+    "VND": 0,
+    "VUV": 0,
+    "XAF": 0,
+    "XOF": 0,
+    "XPF": 0,
+    "BHD": 3,
+    "IQD": 3,
+    "JOD": 3,
+    "KWD": 3,
+    "LYD": 3,
+    "OMR": 3,
+    "TND": 3,
+}
+
+
+def exponent(currency: str | None) -> int:
+    return _EXPONENTS.get((currency or "").upper(), 2)
+
+
+def to_major(cents: int, currency: str | None) -> float:
+    """8850 USD -> 88.5; 8850 JPY -> 8850.0."""
+    digits = exponent(currency)
+    return round(cents / 10**digits, digits)

@@ -1,0 +1,83 @@
+"""Errors cartback raises on purpose.
+
+    CartbackError            root; never a 500 when raised from a request
+    ├── InvalidInput         400: the request is well-formed JSON but says something impossible
+    ├── Unauthorized         401: no key, or a key we do not know
+    ├── Forbidden            403: a known key used outside its scope
+    ├── NotFound             404: nothing of that kind in this workspace
+    ├── Conflict             409: the request contradicts stored state (not used for replays)
+    ├── PayloadTooLarge      413
+    ├── UnsupportedMediaType 415
+    └── Unavailable          503: the store could not commit; the client may retry
+
+Each API module turns these into its vendor's error envelope; routes never build error bodies.
+"""
+
+from __future__ import annotations
+
+
+class CartbackError(Exception):
+    """Something went wrong."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or (self.__doc__ or "").strip()
+        super().__init__(self.message)
+
+
+class InvalidInput(CartbackError):
+    """The request is invalid."""
+
+    status_code = 400
+    code = "invalid_request"
+
+
+class Unauthorized(CartbackError):
+    """A valid API key is required."""
+
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(CartbackError):
+    """This key may not do that."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(CartbackError):
+    """Not found."""
+
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(CartbackError):
+    """The request conflicts with the stored state."""
+
+    status_code = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(CartbackError):
+    """The request body is too large."""
+
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(CartbackError):
+    """The request body must be JSON (Content-Type: application/json)."""
+
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class Unavailable(CartbackError):
+    """The store is unavailable; retry later."""
+
+    status_code = 503
+    code = "unavailable"

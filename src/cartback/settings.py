@@ -1,0 +1,38 @@
+"""Configuration: one validated object, read once from the environment (prefix CARTBACK_) and `.env`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CARTBACK_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///./cartback.db"
+    public_url: str = "http://127.0.0.1:8000"
+    secret_key: str | None = None
+    smtp_url: str | None = None
+    from_: str = Field("Shop <shop@example.com>", alias="CARTBACK_FROM")
+    tick_seconds: float = Field(1.0, gt=0)
+
+    # Bodies larger than this are refused with 413 before they are read in full.
+    max_body_bytes: int = Field(1024 * 1024, gt=0)
+    # FULL fsyncs every group commit; NORMAL survives a process crash but not a power cut.
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    # Group commit: the most requests one transaction carries.
+    commit_batch_max: int = Field(512, gt=0)
+    log_level: str = "info"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
+            raise ValueError("CARTBACK_DATABASE_URL must start with sqlite:// or postgresql://")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite:")

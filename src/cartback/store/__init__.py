@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy Core tables, the group-commit writer, and one repository module per record."""

@@ -1,0 +1,74 @@
+"""Checkouts: the latest cart snapshot per (workspace, checkoutId)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from cartback.store.db import Tx
+from cartback.store.tables import checkouts
+
+
+@dataclass(frozen=True)
+class Checkout:
+    id: str
+    workspace_id: str
+    checkout_id: str
+    subscriber_id: str
+    event_id: str
+    currency: str | None
+    total_cents: int | None
+    checkout_url: str | None
+    items: list[dict[str, Any]]
+    properties: dict[str, Any]
+    order_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+_COLUMNS = list(Checkout.__dataclass_fields__)
+
+
+def find(tx: Tx, workspace_id: str, checkout_id: str) -> Checkout | None:
+    row = tx.execute(
+        sa.select(checkouts).where(
+            checkouts.c.workspace_id == workspace_id, checkouts.c.checkout_id == checkout_id
+        )
+    ).first()
+    if row is None:
+        return None
+    return Checkout(**{name: getattr(row, name) for name in _COLUMNS})
+
+
+def insert(tx: Tx, checkout: Checkout) -> None:
+    tx.execute(checkouts.insert().values(**{name: getattr(checkout, name) for name in _COLUMNS}))
+
+
+def update_snapshot(tx: Tx, checkout: Checkout) -> None:
+    tx.execute(
+        checkouts.update()
+        .where(checkouts.c.workspace_id == checkout.workspace_id, checkouts.c.id == checkout.id)
+        .values(
+            currency=checkout.currency,
+            total_cents=checkout.total_cents,
+            checkout_url=checkout.checkout_url,
+            items=checkout.items,
+            properties=checkout.properties,
+            updated_at=checkout.updated_at,
+        )
+    )
+
+
+def link_order(tx: Tx, workspace_id: str, checkout_id: str, order_id: str, now: datetime) -> None:
+    tx.execute(
+        checkouts.update()
+        .where(
+            checkouts.c.workspace_id == workspace_id,
+            checkouts.c.checkout_id == checkout_id,
+            checkouts.c.order_id.is_(None),
+        )
+        .values(order_id=order_id, updated_at=now)
+    )

@@ -1,0 +1,264 @@
+"""Engines, migrations and the group-commit writer.
+
+Every write goes through `Database.write(fn)`: the request's coroutine queues `fn` and waits; one writer
+thread takes everything queued, runs each `fn` in its own SAVEPOINT inside one transaction, commits once,
+and only then answers each waiter. Concurrent requests therefore share one commit (one fsync) instead of
+paying one each, and a 2xx is never sent for work that is not committed. One writer per process also
+gives SQLite the single writer it wants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import orjson
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from cartback import errors
+
+T = TypeVar("T")
+Tx = Connection  # what store functions take: a connection inside a transaction
+
+log = logging.getLogger(__name__)
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+# Concurrent writers elsewhere (another API node) can win a uniqueness race; re-running the job then
+# finds their row. Three tries is plenty: each loss means the row now exists.
+_INTEGRITY_RETRIES = 3
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Accept the URLs people write (postgresql://, postgres://) and pick the psycopg 3 driver."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def create_engines(url: str, *, sqlite_synchronous: str = "FULL") -> tuple[Engine, Engine]:
+    """Return (write engine, read engine). They are the same engine on PostgreSQL."""
+    url = sqlalchemy_url(url)
+    if not url.startswith("sqlite"):
+        engine = sa.create_engine(
+            url,
+            json_serializer=_dumps,
+            json_deserializer=orjson.loads,
+            pool_size=10,
+            max_overflow=20,
+            pool_pre_ping=True,
+        )
+        return engine, engine
+
+    def configure(engine: Engine, *, writer: bool) -> Engine:
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Take transaction control from the sqlite3 module so SAVEPOINT works and we choose BEGIN.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={sqlite_synchronous}")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            # IMMEDIATE takes the write lock up front, so two writers queue instead of deadlocking.
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+
+        return engine
+
+    kwargs: dict[str, Any] = {"json_serializer": _dumps, "json_deserializer": orjson.loads}
+    write = configure(sa.create_engine(url, **kwargs), writer=True)
+    read = configure(sa.create_engine(url, **kwargs), writer=False)
+    return write, read
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision. Safe to call from several processes at once."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Two nodes starting together must not both create the tables.
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727274)")
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
+@dataclass
+class _Job:
+    fn: Callable[[Connection], Any]
+    future: asyncio.Future[Any]
+
+
+@dataclass
+class WriterStats:
+    batches: int = 0
+    jobs: int = 0
+    largest_batch: int = 0
+    sizes: list[int] = field(default_factory=list)
+
+
+class Database:
+    """The engines plus the group-commit writer. Built once per process by create_app / the CLI."""
+
+    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", batch_max: int = 512) -> None:
+        self.url = url
+        self.write_engine, self.read_engine = create_engines(url, sqlite_synchronous=sqlite_synchronous)
+        self.dialect = self.write_engine.dialect.name
+        self.batch_max = batch_max
+        self.stats = WriterStats()
+        self._queue: asyncio.Queue[_Job | None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        # One thread, so the writer's connection is always used from the thread that opened it.
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cartback-writer")
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        migrate(self.write_engine)
+
+    async def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._task = asyncio.create_task(self._writer_loop(), name="cartback-writer")
+
+    async def stop(self) -> None:
+        """Commit what is queued, then stop the writer."""
+        if self._queue is not None and self._task is not None:
+            await self._queue.put(None)
+            await self._task
+        self._executor.shutdown(wait=True)
+        self.write_engine.dispose()
+        self.read_engine.dispose()
+
+    # -- reads and writes --------------------------------------------------------------------------
+
+    async def write(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` in the next group commit; return its result once it is durable."""
+        if self._queue is None:
+            raise RuntimeError("Database.start() was not called")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Job(fn, future))
+        return await future
+
+    async def read(self, fn: Callable[[Connection], T]) -> T:
+        return await anyio.to_thread.run_sync(self.read_sync, fn)
+
+    def read_sync(self, fn: Callable[[Connection], T]) -> T:
+        with self.read_engine.connect() as conn, translate_errors():
+            try:
+                return fn(conn)
+            finally:
+                conn.rollback()
+
+    def write_sync(self, fn: Callable[[Connection], T]) -> T:
+        """A write outside the server (CLI, tests): its own transaction, no batching."""
+        with translate_errors(), self.write_engine.begin() as conn:
+            return _run_job(conn, fn)
+
+    # -- the writer --------------------------------------------------------------------------------
+
+    async def _writer_loop(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        stopping = False
+        while not stopping:
+            job = await self._queue.get()
+            if job is None:
+                break
+            batch = [job]
+            # Take whatever arrived while the previous commit was running: that is the group.
+            while len(batch) < self.batch_max and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if nxt is None:
+                    stopping = True
+                    break
+                batch.append(nxt)
+            outcomes = await loop.run_in_executor(self._executor, self._commit_batch, batch)
+            self.stats.batches += 1
+            self.stats.jobs += len(batch)
+            self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+            for j, (ok, value) in zip(batch, outcomes, strict=True):
+                if j.future.done():  # the client went away; the work is committed all the same
+                    continue
+                if ok:
+                    j.future.set_result(value)
+                else:
+                    j.future.set_exception(value)
+
+    def _commit_batch(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
+        try:
+            with self.write_engine.begin() as conn:
+                outcomes = [_attempt(conn, job.fn) for job in batch]
+            return outcomes
+        except Exception:
+            if len(batch) == 1:
+                log.exception("commit failed")
+                return [(False, errors.Unavailable())]
+            # The commit itself failed (lost connection, disk error): nothing of the batch is stored.
+            # Retry each job alone so one cause cannot fail every waiter.
+            log.warning("group commit of %d jobs failed; retrying one by one", len(batch), exc_info=True)
+            return [self._commit_batch([job])[0] for job in batch]
+
+
+def _attempt(conn: Connection, fn: Callable[[Connection], Any]) -> tuple[bool, Any]:
+    """Run one job in a savepoint: its failure undoes its own writes only."""
+    for _ in range(_INTEGRITY_RETRIES):
+        savepoint = conn.begin_nested()
+        try:
+            value = fn(conn)
+        except IntegrityError:
+            savepoint.rollback()
+            continue
+        except errors.CartbackError as exc:
+            savepoint.rollback()
+            return False, exc
+        except DBAPIError as exc:
+            savepoint.rollback()
+            log.exception("database error in a write")
+            return False, errors.Unavailable(f"database error: {type(exc.orig).__name__}")
+        except Exception as exc:
+            savepoint.rollback()
+            log.exception("unexpected error in a write")
+            return False, exc
+        savepoint.commit()
+        return True, value
+    return False, errors.Conflict("a concurrent write kept conflicting with this one; retry")
+
+
+def _run_job(conn: Connection, fn: Callable[[Connection], T]) -> T:
+    ok, value = _attempt(conn, fn)
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Driver errors become CartbackErrors once, here, so callers never see DBAPI exceptions."""
+    try:
+        yield
+    except errors.CartbackError:
+        raise
+    except DBAPIError as exc:
+        log.exception("database error")
+        raise errors.Unavailable(f"database error: {type(exc.orig).__name__}") from exc

@@ -1,0 +1,85 @@
+"""The append-only event log. Rows are inserted, never updated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Row
+
+from cartback.store.db import Tx
+from cartback.store.tables import events
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    workspace_id: str
+    subscriber_id: str | None
+    name: str
+    source: str
+    properties: dict[str, Any]
+    occurred_at: datetime
+    received_at: datetime
+    idempotency_key: str | None
+    historical: bool
+
+
+def _from_row(row: Row[Any]) -> Event:
+    return Event(
+        row.id,
+        row.workspace_id,
+        row.subscriber_id,
+        row.name,
+        row.source,
+        dict(row.properties),
+        row.occurred_at,
+        row.received_at,
+        row.idempotency_key,
+        row.historical,
+    )
+
+
+def append(tx: Tx, event: Event) -> None:
+    tx.execute(
+        events.insert().values(
+            id=event.id,
+            workspace_id=event.workspace_id,
+            subscriber_id=event.subscriber_id,
+            name=event.name,
+            source=event.source,
+            properties=event.properties,
+            occurred_at=event.occurred_at,
+            received_at=event.received_at,
+            idempotency_key=event.idempotency_key,
+            historical=event.historical,
+        )
+    )
+
+
+def find_by_key(tx: Tx, workspace_id: str, idempotency_key: str) -> Event | None:
+    row = tx.execute(
+        sa.select(events).where(
+            events.c.workspace_id == workspace_id, events.c.idempotency_key == idempotency_key
+        )
+    ).first()
+    return None if row is None else _from_row(row)
+
+
+def list_for_subscriber(tx: Tx, workspace_id: str, subscriber_id: str, limit: int = 50) -> list[Event]:
+    rows = tx.execute(
+        sa.select(events)
+        .where(events.c.workspace_id == workspace_id, events.c.subscriber_id == subscriber_id)
+        .order_by(events.c.occurred_at.desc(), events.c.id.desc())
+        .limit(limit)
+    ).all()
+    return [_from_row(r) for r in rows]
+
+
+def count(tx: Tx, workspace_id: str, name: str | None = None) -> int:
+    query = sa.select(sa.func.count()).select_from(events).where(events.c.workspace_id == workspace_id)
+    if name is not None:
+        query = query.where(events.c.name == name)
+    return int(tx.execute(query).scalar_one())

@@ -1,0 +1,239 @@
+"""Subscriber rows and their tags. Every function takes the workspace id first: no query runs unscoped."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Row
+
+from cartback import ids
+from cartback.store.db import Tx
+from cartback.store.tables import subscriber_tags, subscribers, tags
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    id: str
+    workspace_id: str
+    email: str | None
+    external_id: str | None
+    first_name: str | None
+    last_name: str | None
+    phone: str | None
+    phone_country: str | None
+    sms_consent: bool
+    status: str
+    attributes: dict[str, Any]
+    timezone: str | None
+    created_at: datetime
+    updated_at: datetime
+    unsubscribed_at: datetime | None
+    tags: tuple[str, ...] = field(default=())
+
+    def with_changes(self, **changes: Any) -> Subscriber:
+        return replace(self, **changes)
+
+
+_COLUMNS = [f.name for f in fields(Subscriber) if f.name != "tags"]
+
+
+def email_key(email: str) -> str:
+    return email.strip().lower()
+
+
+def _from_row(row: Row[Any]) -> Subscriber:
+    values = {name: getattr(row, name) for name in _COLUMNS}
+    values["attributes"] = dict(values["attributes"] or {})
+    return Subscriber(**values)
+
+
+def find_by_email(tx: Tx, workspace_id: str, email: str) -> Subscriber | None:
+    row = tx.execute(
+        sa.select(subscribers).where(
+            subscribers.c.workspace_id == workspace_id, subscribers.c.email_key == email_key(email)
+        )
+    ).first()
+    return None if row is None else _from_row(row)
+
+
+def find_by_external_id(tx: Tx, workspace_id: str, external_id: str) -> Subscriber | None:
+    row = tx.execute(
+        sa.select(subscribers).where(
+            subscribers.c.workspace_id == workspace_id, subscribers.c.external_id == external_id
+        )
+    ).first()
+    return None if row is None else _from_row(row)
+
+
+def find_by_id(tx: Tx, workspace_id: str, subscriber_id: str) -> Subscriber | None:
+    row = tx.execute(
+        sa.select(subscribers).where(
+            subscribers.c.workspace_id == workspace_id, subscribers.c.id == subscriber_id
+        )
+    ).first()
+    return None if row is None else _from_row(row)
+
+
+def new(workspace_id: str, now: datetime, **values: Any) -> Subscriber:
+    """A subscriber not yet stored, with defaults filled in."""
+    base: dict[str, Any] = dict(
+        id=ids.new_id("sub"),
+        workspace_id=workspace_id,
+        email=None,
+        external_id=None,
+        first_name=None,
+        last_name=None,
+        phone=None,
+        phone_country=None,
+        sms_consent=False,
+        status="active",
+        attributes={},
+        timezone=None,
+        created_at=now,
+        updated_at=now,
+        unsubscribed_at=None,
+    )
+    base.update(values)
+    return Subscriber(**base)
+
+
+def insert(tx: Tx, sub: Subscriber) -> None:
+    values = {name: getattr(sub, name) for name in _COLUMNS}
+    values["email_key"] = email_key(sub.email) if sub.email else None
+    tx.execute(subscribers.insert().values(**values))
+
+
+def save(tx: Tx, sub: Subscriber) -> None:
+    """Write every column of an existing subscriber back."""
+    values = {
+        name: getattr(sub, name) for name in _COLUMNS if name not in ("id", "workspace_id", "created_at")
+    }
+    values["email_key"] = email_key(sub.email) if sub.email else None
+    tx.execute(
+        subscribers.update()
+        .where(subscribers.c.workspace_id == sub.workspace_id, subscribers.c.id == sub.id)
+        .values(**values)
+    )
+
+
+def delete(tx: Tx, workspace_id: str, subscriber_id: str) -> bool:
+    result = tx.execute(
+        subscribers.delete().where(
+            subscribers.c.workspace_id == workspace_id, subscribers.c.id == subscriber_id
+        )
+    )
+    return result.rowcount > 0
+
+
+# -- tags ------------------------------------------------------------------------------------------
+
+
+def tag_names(tx: Tx, workspace_id: str, subscriber_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Tags of several subscribers in one query, sorted by name."""
+    if not subscriber_ids:
+        return {}
+    rows = tx.execute(
+        sa.select(subscriber_tags.c.subscriber_id, tags.c.name)
+        .join(tags, tags.c.id == subscriber_tags.c.tag_id)
+        .where(
+            subscriber_tags.c.workspace_id == workspace_id,
+            subscriber_tags.c.subscriber_id.in_(subscriber_ids),
+        )
+        .order_by(tags.c.name)
+    ).all()
+    out: dict[str, list[str]] = {sid: [] for sid in subscriber_ids}
+    for sid, name in rows:
+        out[sid].append(name)
+    return {sid: tuple(names) for sid, names in out.items()}
+
+
+def with_tags(tx: Tx, sub: Subscriber) -> Subscriber:
+    return replace(sub, tags=tag_names(tx, sub.workspace_id, [sub.id])[sub.id])
+
+
+def ensure_tags(
+    tx: Tx, workspace_id: str, names: Iterable[str], now: datetime
+) -> tuple[dict[str, str], list[str]]:
+    """Return ({name: tag id}, names created now)."""
+    wanted = list(dict.fromkeys(n for n in names))
+    if not wanted:
+        return {}, []
+    existing = dict(
+        tx.execute(
+            sa.select(tags.c.name, tags.c.id).where(
+                tags.c.workspace_id == workspace_id, tags.c.name.in_(wanted)
+            )
+        ).all()
+    )
+    created = [n for n in wanted if n not in existing]
+    for name in created:
+        tag_id = ids.new_id("tag")
+        tx.execute(tags.insert().values(id=tag_id, workspace_id=workspace_id, name=name, created_at=now))
+        existing[name] = tag_id
+    return existing, created
+
+
+def add_tags(
+    tx: Tx, workspace_id: str, subscriber_id: str, names: Iterable[str], now: datetime
+) -> tuple[list[str], list[str]]:
+    """Tag a subscriber; return (tags newly on the subscriber, tags newly created in the workspace)."""
+    tag_ids, created = ensure_tags(tx, workspace_id, names, now)
+    if not tag_ids:
+        return [], created
+    have = set(
+        tx.execute(
+            sa.select(subscriber_tags.c.tag_id).where(
+                subscriber_tags.c.workspace_id == workspace_id,
+                subscriber_tags.c.subscriber_id == subscriber_id,
+                subscriber_tags.c.tag_id.in_(list(tag_ids.values())),
+            )
+        ).scalars()
+    )
+    added = [name for name, tag_id in tag_ids.items() if tag_id not in have]
+    if added:
+        tx.execute(
+            subscriber_tags.insert(),
+            [
+                dict(
+                    workspace_id=workspace_id, subscriber_id=subscriber_id, tag_id=tag_ids[n], created_at=now
+                )
+                for n in added
+            ],
+        )
+    return added, created
+
+
+def remove_tags(tx: Tx, workspace_id: str, subscriber_id: str, names: Iterable[str]) -> list[str]:
+    """Untag a subscriber; return the tags that were on it."""
+    names = list(names)
+    if not names:
+        return []
+    rows = tx.execute(
+        sa.select(tags.c.id, tags.c.name)
+        .join(subscriber_tags, subscriber_tags.c.tag_id == tags.c.id)
+        .where(
+            subscriber_tags.c.workspace_id == workspace_id,
+            subscriber_tags.c.subscriber_id == subscriber_id,
+            tags.c.name.in_(names),
+        )
+    ).all()
+    if rows:
+        tx.execute(
+            subscriber_tags.delete().where(
+                subscriber_tags.c.workspace_id == workspace_id,
+                subscriber_tags.c.subscriber_id == subscriber_id,
+                subscriber_tags.c.tag_id.in_([r.id for r in rows]),
+            )
+        )
+    return [r.name for r in rows]
+
+
+def replace_tags(tx: Tx, workspace_id: str, subscriber_id: str, names: Iterable[str], now: datetime) -> None:
+    names = list(dict.fromkeys(names))
+    current = tag_names(tx, workspace_id, [subscriber_id])[subscriber_id]
+    remove_tags(tx, workspace_id, subscriber_id, [n for n in current if n not in names])
+    add_tags(tx, workspace_id, subscriber_id, names, now)

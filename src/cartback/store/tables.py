@@ -1,0 +1,208 @@
+"""The schema, one Table per record. Every row carries workspace_id; each invariant that must hold even
+under concurrent writers is a named constraint, so the store can tell violations apart."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from cartback.store.types import JSONType, UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = String(40)
+
+
+def _workspace_id() -> Column[str]:
+    return Column("workspace_id", ID, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False)
+
+
+app_settings = Table(
+    "app_settings",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+workspaces = Table(
+    "workspaces",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(200), nullable=False),
+    # Signs this workspace's unsubscribe and tracking links.
+    Column("secret", String(100), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("name"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", ID, primary_key=True),
+    _workspace_id(),
+    Column("name", String(200), nullable=False, server_default=""),
+    # The first characters of the secret, to tell keys apart in listings; never enough to use.
+    Column("prefix", String(20), nullable=False),
+    Column("key_hash", String(64), nullable=False),
+    Column("scopes", JSONType, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+    UniqueConstraint("key_hash"),
+)
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", ID, primary_key=True),
+    _workspace_id(),
+    Column("email", String(320)),
+    # lower(email): the uniqueness key, so Jane@X.com and jane@x.com are one person.
+    Column("email_key", String(320)),
+    Column("external_id", String(255)),
+    Column("first_name", String(255)),
+    Column("last_name", String(255)),
+    Column("phone", String(64)),
+    Column("phone_country", String(8)),
+    Column("sms_consent", Boolean, nullable=False, server_default="0"),
+    Column("status", String(20), nullable=False, server_default="active"),
+    Column("attributes", JSONType, nullable=False),
+    Column("timezone", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("unsubscribed_at", UTCDateTime),
+    UniqueConstraint("workspace_id", "email_key"),
+    UniqueConstraint("workspace_id", "external_id"),
+    Index(None, "workspace_id", "id"),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("id", ID, primary_key=True),
+    _workspace_id(),
+    Column("name", String(255), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("workspace_id", "name"),
+)
+
+subscriber_tags = Table(
+    "subscriber_tags",
+    metadata,
+    _workspace_id(),
+    Column("subscriber_id", ID, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    Column("tag_id", ID, ForeignKey("tags.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("subscriber_id", "tag_id"),
+    Index(None, "tag_id"),
+)
+
+lists = Table(
+    "lists",
+    metadata,
+    Column("id", ID, primary_key=True),
+    _workspace_id(),
+    Column("name", String(255), nullable=False),
+    Column("description", Text),
+    Column("is_private", Boolean, nullable=False, server_default="0"),
+    Column("allow_member_unsubscribe", Boolean, nullable=False, server_default="1"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("workspace_id", "name"),
+)
+
+list_members = Table(
+    "list_members",
+    metadata,
+    _workspace_id(),
+    Column("list_id", ID, ForeignKey("lists.id", ondelete="CASCADE"), nullable=False),
+    Column("subscriber_id", ID, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    Column("subscribed_at", UTCDateTime, nullable=False),
+    Column("unsubscribed_at", UTCDateTime),
+    PrimaryKeyConstraint("list_id", "subscriber_id"),
+    Index(None, "subscriber_id"),
+)
+
+# Append-only: rows are inserted, never updated or deleted (a deleted subscriber's events stay).
+events = Table(
+    "events",
+    metadata,
+    Column("id", ID, primary_key=True),
+    _workspace_id(),
+    Column("subscriber_id", ID),
+    Column("name", String(255), nullable=False),
+    # Which API it came through: sequenzy, klaviyo, segment, or cartback for its own events.
+    Column("source", String(20), nullable=False),
+    Column("properties", JSONType, nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    # Namespaced per kind (checkout:<id>, order:<id>:<status>, event:<eventId>, ...); NULL for none.
+    Column("idempotency_key", String(300)),
+    # Occurred long before it was received (an import or a backfill): stored, never triggers flows.
+    Column("historical", Boolean, nullable=False, server_default="0"),
+    UniqueConstraint("workspace_id", "idempotency_key"),
+    Index(None, "workspace_id", "subscriber_id", "occurred_at"),
+    Index(None, "workspace_id", "name", "occurred_at"),
+)
+
+checkouts = Table(
+    "checkouts",
+    metadata,
+    Column("id", ID, primary_key=True),
+    _workspace_id(),
+    Column("checkout_id", String(255), nullable=False),
+    Column("subscriber_id", ID, nullable=False),
+    # The ecommerce.checkout_started event this checkout produced.
+    Column("event_id", ID, nullable=False),
+    Column("currency", String(3)),
+    Column("total_cents", BigInteger),
+    Column("checkout_url", Text),
+    Column("items", JSONType, nullable=False),
+    Column("properties", JSONType, nullable=False),
+    # Set when an order names this checkout in properties.checkoutId.
+    Column("order_id", String(255)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("workspace_id", "checkout_id"),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", ID, primary_key=True),
+    _workspace_id(),
+    Column("order_id", String(255), nullable=False),
+    Column("order_number", String(255)),
+    Column("subscriber_id", ID, nullable=False),
+    Column("checkout_id", String(255)),
+    Column("status", String(20), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("total_cents", BigInteger, nullable=False),
+    Column("refund_amount_cents", BigInteger),
+    Column("items", JSONType, nullable=False),
+    Column("properties", JSONType, nullable=False),
+    Column("ordered_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("workspace_id", "order_id"),
+    Index(None, "workspace_id", "subscriber_id"),
+    Index(None, "workspace_id", "checkout_id"),
+)

@@ -1,0 +1,129 @@
+"""Workspaces (tenants) and their API keys. Keys are random and stored only as a SHA-256 hash: they carry
+enough entropy that a slow KDF would add latency to every request and no safety."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from cartback import errors, ids
+from cartback.store.db import Tx
+
+__all__ = ["Tx"]
+from cartback.store.tables import api_keys, app_settings, workspaces
+
+KEY_PREFIX = "cb_"
+ALL_SCOPES = ("events:write", "read", "admin")
+
+
+@dataclass(frozen=True)
+class Workspace:
+    id: str
+    name: str
+    secret: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    workspace_id: str
+    name: str
+    prefix: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_workspace(tx: Tx, name: str, now: datetime) -> Workspace:
+    if tx.execute(sa.select(workspaces.c.id).where(workspaces.c.name == name)).first():
+        raise errors.Conflict(f"a workspace named {name!r} already exists")
+    ws = Workspace(ids.new_id("ws"), name, secrets.token_urlsafe(32), now)
+    tx.execute(workspaces.insert().values(id=ws.id, name=ws.name, secret=ws.secret, created_at=now))
+    return ws
+
+
+def get_workspace_by_name(tx: Tx, name: str) -> Workspace:
+    row = tx.execute(sa.select(workspaces).where(workspaces.c.name == name)).first()
+    if row is None:
+        raise errors.NotFound(f"no workspace named {name!r}")
+    return Workspace(row.id, row.name, row.secret, row.created_at)
+
+
+def get_workspace(tx: Tx, workspace_id: str) -> Workspace:
+    row = tx.execute(sa.select(workspaces).where(workspaces.c.id == workspace_id)).first()
+    if row is None:
+        raise errors.NotFound("no such workspace")
+    return Workspace(row.id, row.name, row.secret, row.created_at)
+
+
+def count_workspaces(tx: Tx) -> int:
+    return int(tx.execute(sa.select(sa.func.count()).select_from(workspaces)).scalar_one())
+
+
+def create_api_key(
+    tx: Tx,
+    workspace_id: str,
+    now: datetime,
+    *,
+    scopes: tuple[str, ...] = ALL_SCOPES,
+    name: str = "",
+    expires_at: datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """Return the key and its secret; the secret is not stored and cannot be shown again."""
+    unknown = set(scopes) - set(ALL_SCOPES)
+    if unknown:
+        raise errors.InvalidInput(f"unknown scope(s): {', '.join(sorted(unknown))}")
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(ids.new_id("key"), workspace_id, name, secret[:10], tuple(scopes), now, expires_at, None)
+    tx.execute(
+        api_keys.insert().values(
+            id=key.id,
+            workspace_id=workspace_id,
+            name=name,
+            prefix=key.prefix,
+            key_hash=hash_key(secret),
+            scopes=list(scopes),
+            created_at=now,
+            expires_at=expires_at,
+        )
+    )
+    return key, secret
+
+
+def find_api_key(tx: Tx, secret: str) -> ApiKey | None:
+    row = tx.execute(sa.select(api_keys).where(api_keys.c.key_hash == hash_key(secret))).first()
+    if row is None:
+        return None
+    return ApiKey(
+        row.id,
+        row.workspace_id,
+        row.name,
+        row.prefix,
+        tuple(row.scopes),
+        row.created_at,
+        row.expires_at,
+        row.revoked_at,
+    )
+
+
+def get_setting(tx: Tx, key: str) -> str | None:
+    return tx.execute(sa.select(app_settings.c.value).where(app_settings.c.key == key)).scalar_one_or_none()
+
+
+def put_setting_if_absent(tx: Tx, key: str, value: str) -> str:
+    """Store `value` unless another process stored one first; return the one that won."""
+    existing = get_setting(tx, key)
+    if existing is not None:
+        return existing
+    tx.execute(app_settings.insert().values(key=key, value=value))
+    return value
