@@ -147,6 +147,10 @@ class Database:
             await self._queue.put(None)
             await self._task
         self._executor.shutdown(wait=True)
+        self.close()
+
+    def close(self) -> None:
+        """Close every pooled connection."""
         self.write_engine.dispose()
         self.read_engine.dispose()
 

@@ -1,0 +1,216 @@
+"""Shared fixtures. Storage tests run on a real SQLite file and on a real PostgreSQL; when PostgreSQL is
+unreachable they fail, they do not skip (set CARTBACK_TEST_PG_URL to point elsewhere)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from cartback.core.clock import system_clock
+from cartback.store import workspaces
+from cartback.store.db import Database, sqlalchemy_url
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+
+PG_URL = os.environ.get("CARTBACK_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+for _name in [n for n in os.environ if n.startswith("CARTBACK_") and n != "CARTBACK_TEST_PG_URL"]:
+    del os.environ[_name]
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    admin = sa.create_engine(sqlalchemy_url(PG_URL), isolation_level="AUTOCOMMIT")
+    name = f"cartback_test_{os.getpid()}_{secrets.token_hex(3)}"
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sa.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {PG_URL} is unreachable ({exc.orig}); start it or set CARTBACK_TEST_PG_URL")
+    url = PG_URL.rsplit("/", 1)[0] + "/" + name
+    database = Database(url)
+    database.migrate()
+    database.close()
+    yield url
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a migrated database of each kind. SQLite: a new file per test. PostgreSQL: one database
+    per session; tests stay apart by using their own workspaces."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'cartback.db'}"
+        database = Database(url)
+        database.migrate()
+        database.close()
+        return url
+    return str(request.getfixturevalue("pg_database"))
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    database = Database(db_url)
+    yield database
+    database.close()
+
+
+@dataclass
+class Tenant:
+    id: str
+    name: str
+    key: str
+
+
+@pytest.fixture
+def make_workspace(db: Database) -> Iterator[Callable[[], Tenant]]:
+    """Create workspaces with one all-scopes key each."""
+    database = db
+
+    def make() -> Tenant:
+        name = f"ws-{secrets.token_hex(4)}"
+
+        def create(tx: workspaces.Tx) -> Tenant:
+            ws = workspaces.create_workspace(tx, name, system_clock.now())
+            _, secret = workspaces.create_api_key(tx, ws.id, system_clock.now())
+            return Tenant(ws.id, name, secret)
+
+        return database.write_sync(create)
+
+    yield make
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A `cartback serve` subprocess."""
+
+    url: str
+    database_url: str
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+    port: int = 0
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def api(self) -> str:
+        return self.url + "/api/v1"
+
+    def start(self) -> Server:
+        assert self.log is not None
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "cartback", "serve", "--port", str(self.port), *self.extra_args],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"cartback serve exited: {self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"cartback serve did not become ready: {self.log.read_text()[-3000:]}")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Start `cartback serve` subprocesses on a given database; all are stopped after the test."""
+    servers: list[Server] = []
+
+    def start(database_url: str, *, env: dict[str, str] | None = None, args: list[str] | None = None) -> Server:
+        port = free_port()
+        full_env = {**os.environ, "CARTBACK_DATABASE_URL": database_url, "CARTBACK_TICK_SECONDS": "0.05"}
+        full_env.update(env or {})
+        server = Server(
+            url=f"http://127.0.0.1:{port}", database_url=database_url, env=full_env, port=port,
+            log=tmp_path / f"serve-{port}.log", extra_args=args or [],
+        )
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def server(start_server: Callable[..., Server], db_url: str) -> Server:
+    """A running server on each kind of database."""
+    return start_server(db_url)
+
+
+@pytest.fixture
+def app_client(db_url: str, make_workspace: Callable[[], Tenant]) -> Iterator[ApiClient]:
+    """The app in-process (real database, no network), authenticated as a fresh workspace."""
+    from fastapi.testclient import TestClient
+
+    from cartback.app import create_app
+    from cartback.settings import Settings
+
+    tenant = make_workspace()
+    with TestClient(create_app(Settings(database_url=db_url)), raise_server_exceptions=False) as client:
+        client.headers["Authorization"] = f"Bearer {tenant.key}"
+        yield ApiClient(client, tenant, make_workspace)
+
+
+@dataclass
+class ApiClient:
+    http: "TestClient"  # noqa: UP037
+    tenant: Tenant
+    make_workspace: Callable[[], Tenant]
+
+    def post(self, path: str, json: object = None, **kwargs: object) -> httpx.Response:
+        return self.http.post("/api/v1" + path, json=json, **kwargs)  # type: ignore[arg-type]
+
+    def get(self, path: str, **kwargs: object) -> httpx.Response:
+        return self.http.get("/api/v1" + path, **kwargs)  # type: ignore[arg-type]
+
+    def patch(self, path: str, json: object = None, **kwargs: object) -> httpx.Response:
+        return self.http.patch("/api/v1" + path, json=json, **kwargs)  # type: ignore[arg-type]
+
+    def delete(self, path: str, **kwargs: object) -> httpx.Response:
+        return self.http.delete("/api/v1" + path, **kwargs)  # type: ignore[arg-type]
+
+    def as_other_workspace(self) -> dict[str, str]:
+        """Headers that authenticate as a different, fresh workspace."""
+        return {"Authorization": f"Bearer {self.make_workspace().key}"}

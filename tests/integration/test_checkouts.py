@@ -1,0 +1,59 @@
+"""POST /api/v1/checkouts on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from cartback.store.db import Database
+from cartback.store.tables import checkouts, events, subscribers
+
+SEED = {
+    "checkoutId": "checkout-abc123",
+    "totalCents": 8850,
+    "currency": "USD",
+    "checkoutUrl": "https://store.example.com/checkout/abc123",
+    "customer": {"email": "buyer@example.com"},
+    "items": [{"productId": "SKU-PROTEIN-1KG", "title": "Protein Powder", "quantity": 1, "priceCents": 8850}],
+}
+
+
+def _count(db: Database, table: sa.Table, workspace_id: str) -> int:
+    return db.read_sync(
+        lambda tx: tx.execute(
+            sa.select(sa.func.count()).select_from(table).where(table.c.workspace_id == workspace_id)
+        ).scalar_one()
+    )
+
+
+def test_checkout_seed_example_answers_documented_body(app_client, db):
+    res = app_client.post("/checkouts", SEED)
+    assert res.status_code == 200
+    body = res.json()
+    assert body["success"] is True
+    assert body["checkoutId"] == "checkout-abc123"
+    assert body["subscriberId"].startswith("sub_")
+    assert body["eventId"].startswith("evt_")
+    ws = app_client.tenant.id
+    assert (_count(db, checkouts, ws), _count(db, events, ws), _count(db, subscribers, ws)) == (1, 1, 1)
+
+
+def test_checkout_replay_returns_same_ids_and_appends_nothing(app_client, db):
+    first = app_client.post("/checkouts", SEED).json()
+    second = app_client.post("/checkouts", SEED).json()
+    assert first == second
+    assert _count(db, events, app_client.tenant.id) == 1
+
+
+def test_checkout_changed_cart_updates_snapshot_without_new_event(app_client, db):
+    first = app_client.post("/checkouts", SEED).json()
+    changed = {**SEED, "totalCents": 9900, "items": [*SEED["items"], {"productId": "b", "title": "Bar", "quantity": 2}]}
+    second = app_client.post("/checkouts", changed).json()
+    assert second == first
+    row = db.read_sync(
+        lambda tx: tx.execute(
+            sa.select(checkouts).where(checkouts.c.workspace_id == app_client.tenant.id)
+        ).one()
+    )
+    assert row.total_cents == 9900
+    assert [i["title"] for i in row.items] == ["Protein Powder", "Bar"]
+    assert _count(db, events, app_client.tenant.id) == 1
