@@ -68,9 +68,8 @@ def _first_start(db: Database) -> None:
 
     secret = db.write_sync(create)
     if secret is not None:
-        err.print("[bold green]Created workspace 'default'.[/bold green] Its API key (shown only this once):")
-        err.print(f"  {secret}", highlight=False, soft_wrap=True)
-        print(f"CARTBACK_DEFAULT_API_KEY={secret}", flush=True)
+        # Shown once: only its hash is stored. stdout, so a script can capture it.
+        print(f"Created workspace 'default'. API key (shown only this once): {secret}", flush=True)
 
 
 @app.command()

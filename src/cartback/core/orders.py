@@ -101,11 +101,7 @@ def record_order(tx: Tx, workspace_id: str, data: OrderInput, now: datetime) -> 
             status=data.status,
             currency=data.currency,
             total_cents=data.total_cents,
-            refund_amount_cents=(
-                data.refund_amount_cents
-                if data.refund_amount_cents is not None
-                else existing.refund_amount_cents
-            ),
+            refund_amount_cents=_refund_after(existing, data),
             items=data.items or existing.items,
             properties={**existing.properties, **data.properties},
             ordered_at=data.ordered_at or existing.ordered_at,
@@ -144,6 +140,14 @@ def record_order(tx: Tx, workspace_id: str, data: OrderInput, now: datetime) -> 
     return OrderRecorded(
         order.order_id, subscriber.id, order.status, event_ids, duplicate and existing is not None
     )
+
+
+def _refund_after(existing: Order, data: OrderInput) -> int | None:
+    """Each push describes the order as it is now. A `refunded` push without an amount is a full refund
+    (None), even after an earlier partial one; other statuses keep the amount already known."""
+    if data.refund_amount_cents is not None or data.status == "refunded":
+        return data.refund_amount_cents
+    return existing.refund_amount_cents
 
 
 def net_cents(order: Order) -> int:
