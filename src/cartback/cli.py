@@ -38,12 +38,8 @@ def _fail(exc: errors.CartbackError) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    no_worker: Annotated[
-        bool, typer.Option("--no-worker", help="API only; run `cartback worker` elsewhere.")
-    ] = False,
 ) -> None:
-    """Run the HTTP API (and, unless --no-worker, the scheduler). Migrates the database first.
-    Database: CARTBACK_DATABASE_URL."""
+    """Run the HTTP API. Migrates the database first (CARTBACK_DATABASE_URL)."""
     import uvicorn
 
     from cartback.app import create_app

@@ -36,5 +36,6 @@ def exponent(currency: str | None) -> int:
 
 def to_major(cents: int, currency: str | None) -> float:
     """8850 USD -> 88.5; 8850 JPY -> 8850.0."""
-    digits = exponent(currency)
-    return round(cents / 10**digits, digits)
+    digits: int = exponent(currency)
+    major: float = round(cents / 10**digits, digits)
+    return major
