@@ -1,0 +1,400 @@
+"""Ingest benchmark: cartback's POST /api/v1/checkouts against a bare FastAPI app that only validates the
+same body (bench/echo_app.py), same load, same time, interleaved round-robin.
+
+    .venv/bin/python bench/ingest.py [--duration 10] [--connections 64] [--rounds 3]
+                                     [--db sqlite|postgres|both] [--sync FULL|NORMAL|both] [--replay]
+
+Every round starts each server fresh (cartback on a new, empty database), warms it up for 2 s, then runs wrk
+for --duration seconds. With a new checkoutId per request cartback really inserts; --replay reuses a few
+checkoutIds to measure the idempotent path. Afterwards each cartback run is checked: every checkoutId wrk
+sent but saw no answer for (cut off when wrk stopped) is retried as a client would, then the `events` rows
+must be exactly the checkoutIds that got a 2xx, and a retried request must get an identical response.
+Results are printed and written to bench/results/ingest-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from cartback.store.db import sqlalchemy_url
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+BIN = Path(sys.executable).parent
+PAYLOAD = HERE / "payload.json"
+LUA = HERE / "checkout.lua"
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432"  # trust auth; the bench database is made from `test`
+PG_BENCH_DB = "cartback_bench"
+UVICORN_FLAGS = ["--workers", "1", "--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+REPLAY_KEYS = 100
+WARMUP_SECONDS = 2
+# How `cartback serve` shows the key it creates on an empty database (two wordings have existed).
+KEY_LINE = re.compile(r"(?:CARTBACK_DEFAULT_API_KEY=|API key \(shown only this once\): )(\S+)$", re.M)
+# What cartback's writer logs when it stops (see Database.stop).
+BATCH_LINE = re.compile(r"writer: (\d+) jobs in (\d+) commits")
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    db: str | None = None  # None: the echo app
+    sync: str | None = None
+
+
+def main() -> None:
+    args = parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed. On Debian/Ubuntu: sudo apt-get install -y wrk")
+    variants = [Variant("echo")]
+    if args.db in ("sqlite", "both"):
+        syncs = ["FULL", "NORMAL"] if args.sync == "both" else [args.sync]
+        variants += [Variant(f"cartback sqlite {s}", "sqlite", s) for s in syncs]
+    if args.db in ("postgres", "both"):
+        variants.append(Variant("cartback postgres", "postgres"))
+
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="cartback-bench-") as tmp:
+        for rnd in range(1, args.rounds + 1):
+            for variant in variants:
+                run = run_one(variant, rnd, args, Path(tmp))
+                runs.append(run)
+                print(f"round {rnd} {variant.name:<24} {fmt_run(run)}", flush=True)
+    for run in runs:
+        echo = next(r for r in runs if r["round"] == run["round"] and r["server"] == "echo")
+        run["ratio"] = run["rps"] / echo["rps"]
+    summary = summarize(runs, variants)
+    print_tables(runs, summary, args)
+    save(runs, summary, args)
+    if not all(r["verify"]["ok"] for r in runs if "verify" in r):
+        sys.exit("correctness check FAILED (see above)")
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=int, default=10, help="seconds of load per server and round")
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--threads", type=int, default=2, help="wrk threads")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--db", choices=["sqlite", "postgres", "both"], default="sqlite")
+    p.add_argument("--sync", choices=["FULL", "NORMAL", "both"], default="FULL", help="SQLite synchronous")
+    p.add_argument("--replay", action="store_true", help=f"reuse {REPLAY_KEYS} checkoutIds (idempotent path)")
+    return p.parse_args()
+
+
+# -- one server, one round -------------------------------------------------------------------------
+
+
+def run_one(variant: Variant, rnd: int, args: argparse.Namespace, tmp: Path) -> dict:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_path = tmp / f"{variant.name.replace(' ', '-')}-{rnd}.log"
+    db_url = key = None
+    if variant.db is None:
+        cmd = [BIN / "uvicorn", *UVICORN_FLAGS, "--port", str(port), "bench.echo_app:app"]
+        env = dict(os.environ)
+        key = "unused"
+    else:
+        db_url = fresh_database(variant.db, tmp / f"r{rnd}-{variant.sync}.db")
+        cmd = [BIN / "cartback", "serve", "--port", str(port)]
+        env = dict(os.environ, CARTBACK_DATABASE_URL=db_url, CARTBACK_LOG_LEVEL="info")
+        if variant.sync:
+            env["CARTBACK_SQLITE_SYNCHRONOUS"] = variant.sync
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        key = key or wait_for_key(log_path, proc)
+        wait_healthy(base, proc)
+        mode = "replay" if args.replay else "insert"
+        tags = ("replay", "replay") if args.replay else (f"r{rnd}w", f"r{rnd}m")
+        warm = wrk(base, key, mode, tags[0], WARMUP_SECONDS, args, tmp)
+        cpu0 = cpu_seconds(proc.pid)
+        load = wrk(base, key, mode, tags[1], args.duration, args, tmp)
+        cpu = (cpu_seconds(proc.pid) - cpu0) / (load["duration_us"] / 1e6)
+        checks = None
+        if db_url is not None:
+            checks = answer_cut_off(base, key, [warm, load], mode, tags)
+            checks["identical_retry"] = identical_retry(base, key, f"{tags[1]}-retry", load, checks["ok_ids"])
+    finally:
+        stop(proc)
+    run = {
+        "server": variant.name,
+        "round": rnd,
+        "rps": load["requests"] / (load["duration_us"] / 1e6),
+        "p50_ms": load["p50_us"] / 1000,
+        "p99_ms": load["p99_us"] / 1000,
+        "non2xx": sum(t["non2xx"] for t in load["threads"]),
+        "socket_errors": sum(v for k, v in load["errors"].items() if k != "status"),
+        "server_cpu": cpu,
+    }
+    if match := BATCH_LINE.search(log_path.read_text()):
+        jobs, commits = map(int, match.groups())
+        run["mean_batch"] = jobs / commits
+    if db_url is not None:
+        run["verify"] = verify(db_url, checks)
+        drop_database(variant.db)
+    return run
+
+
+def wrk(base: str, key: str, mode: str, tag: str, seconds: int, args: argparse.Namespace, tmp: Path) -> dict:
+    out = tmp / f"wrk-{tag}.json"
+    cmd = [
+        "wrk",
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA),
+        base,
+        "--",
+        str(PAYLOAD),
+        mode,
+        tag,
+        str(out),
+        key,
+        str(REPLAY_KEYS),
+    ]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return json.loads(out.read_text())
+
+
+# -- correctness -----------------------------------------------------------------------------------
+
+
+def answer_cut_off(base: str, key: str, loads: list[dict], mode: str, tags: tuple[str, str]) -> dict:
+    """Every checkoutId that got a 2xx, after retrying those wrk sent but never saw answered (the requests
+    in flight when wrk stopped: the server may or may not have committed them)."""
+    ok: set[str] = set()
+    retried = 0
+    for load, tag in zip(loads, tags, strict=True):
+        for t in load["threads"]:
+            ok.update(t["ok"])
+            if mode == "insert":
+                sent = {f"{tag}-{t['tid']}-{n}" for n in range(1, t["sent"] + 1)}
+                for checkout_id in sent - ok:
+                    status, _ = post(base, key, checkout_id)
+                    retried += 1
+                    if status < 300:
+                        ok.add(checkout_id)
+    return {"ok_ids": ok, "retried": retried}
+
+
+def identical_retry(base: str, key: str, new_id: str, load: dict, ok_ids: set[str]) -> bool:
+    """A new checkout sent twice, and a checkout from the run sent twice more, get identical answers."""
+    old_id = next((i for t in load["threads"] for i in t["ok"]), new_id)
+    same = True
+    for checkout_id in dict.fromkeys([new_id, old_id]):
+        first, second = post(base, key, checkout_id), post(base, key, checkout_id)
+        same = same and first[0] < 300 and first == second
+        if first[0] < 300:
+            ok_ids.add(checkout_id)
+    return same
+
+
+def verify(db_url: str, checks: dict) -> dict:
+    answered = checks["ok_ids"]
+    engine = sa.create_engine(sqlalchemy_url(db_url), poolclass=sa.NullPool)
+    with engine.connect() as conn:
+        keys = conn.exec_driver_sql("SELECT idempotency_key FROM events").scalars().all()
+        checkouts = conn.exec_driver_sql("SELECT count(*) FROM checkouts").scalar_one()
+    stored = {k.removeprefix("checkout:") for k in keys}
+    result = {
+        "events": len(keys),
+        "checkouts": checkouts,
+        "answered_2xx": len(answered),
+        "retried_after_cutoff": checks["retried"],
+        "identical_retry": checks["identical_retry"],
+        "answered_not_stored": len(answered - stored),
+        "stored_not_answered": len(stored - answered),
+    }
+    result["ok"] = (
+        len(keys) == len(stored) == len(answered) == checkouts
+        and not (answered ^ stored)
+        and checks["identical_retry"]
+    )
+    return result
+
+
+def post(base: str, key: str, checkout_id: str) -> tuple[int, bytes]:
+    body = PAYLOAD.read_text().replace("@ID@", checkout_id).encode()
+    req = urllib.request.Request(
+        f"{base}/api/v1/checkouts",
+        data=body,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+# -- servers and databases -------------------------------------------------------------------------
+
+
+def fresh_database(kind: str, sqlite_path: Path) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{sqlite_path}"
+    drop_database(kind)
+    with pg_admin() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{PG_BENCH_DB}"')
+    return f"{PG_SERVER}/{PG_BENCH_DB}"
+
+
+def drop_database(kind: str | None) -> None:
+    if kind == "postgres":
+        with pg_admin() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{PG_BENCH_DB}" WITH (FORCE)')
+
+
+def pg_admin() -> sa.Connection:
+    url = sqlalchemy_url(f"{PG_SERVER}/test")
+    return sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool).connect()
+
+
+def wait_for_key(log_path: Path, proc: subprocess.Popen) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if match := KEY_LINE.search(log_path.read_text()):
+            return match.group(1)
+        time.sleep(0.05)
+    raise RuntimeError(f"cartback did not print its API key; see {log_path}:\n{log_path.read_text()}")
+
+
+def wait_healthy(base: str, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server on {base} did not come up")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU of the process (all threads) from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# -- reporting -------------------------------------------------------------------------------------
+
+
+def fmt_run(r: dict) -> str:
+    text = (
+        f"{r['rps']:8,.0f} req/s  p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  "
+        f"non-2xx {r['non2xx']}  cpu {r['server_cpu']:.2f}"
+    )
+    if "mean_batch" in r:
+        text += f"  batch {r['mean_batch']:.1f}"
+    if "verify" in r:
+        text += "  verify " + ("ok" if r["verify"]["ok"] else f"FAILED {r['verify']}")
+    return text
+
+
+def summarize(runs: list[dict], variants: list[Variant]) -> list[dict]:
+    rows = []
+    for v in variants:
+        mine = [r for r in runs if r["server"] == v.name]
+        row = {"server": v.name, "n": len(mine), "non2xx": sum(r["non2xx"] for r in mine)}
+        for k in ("rps", "p50_ms", "p99_ms", "ratio", "server_cpu", "mean_batch"):
+            values = [r[k] for r in mine if k in r]
+            if values:
+                row[k] = {"min": min(values), "median": statistics.median(values), "max": max(values)}
+        row["verified"] = all(r["verify"]["ok"] for r in mine) if v.db else None
+        rows.append(row)
+    return rows
+
+
+def print_tables(runs: list[dict], summary: list[dict], args: argparse.Namespace) -> None:
+    mode = "replay (idempotent path)" if args.replay else "insert (new checkoutId per request)"
+    print(f"\n{mode}; wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {args.rounds} rounds\n")
+    print("| round | server | req/s | p50 ms | p99 ms | non-2xx | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for r in runs:
+        print(
+            f"| {r['round']} | {r['server']} | {r['rps']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+            f"{r['non2xx']} | {r['ratio']:.2f} |"
+        )
+
+    def mmm(stat: dict, f: str) -> str:
+        return f"{stat['min']:{f}} / **{stat['median']:{f}}** / {stat['max']:{f}}"
+
+    print("\nmin / **median** / max over rounds\n")
+    print(
+        "| server | req/s | p50 ms | p99 ms | non-2xx | ratio to echo | server CPU | mean batch | verified |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for s in summary:
+        batch = mmm(s["mean_batch"], ".1f") if "mean_batch" in s else "-"
+        verified = {None: "-", True: "yes", False: "**NO**"}[s["verified"]]
+        print(
+            f"| {s['server']} | {mmm(s['rps'], ',.0f')} | {mmm(s['p50_ms'], '.1f')} | "
+            f"{mmm(s['p99_ms'], '.1f')} | {s['non2xx']} | {mmm(s['ratio'], '.2f')} | "
+            f"{mmm(s['server_cpu'], '.2f')} | {batch} | {verified} |"
+        )
+
+
+def save(runs: list[dict], summary: list[dict], args: argparse.Namespace) -> None:
+    out_dir = HERE / "results"
+    out_dir.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = out_dir / f"ingest-{stamp}{'-replay' if args.replay else ''}.json"
+    machine = {
+        "nproc": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "git": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip(),
+        "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0],
+    }
+    path.write_text(
+        json.dumps(
+            {"when": stamp, "args": vars(args), "machine": machine, "runs": runs, "summary": summary},
+            indent=1,
+        )
+    )
+    print(f"\nwritten to {path.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
