@@ -17,9 +17,23 @@ class _TooLarge(Exception):
     pass
 
 
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands over the buffered body once, then defers to the server (disconnects)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class BodyLimits:
-    """ASGI middleware: 413 past `max_bytes` (by Content-Length, or counted while streaming), 415 when an API
-    body is not JSON."""
+    """ASGI middleware: 413 past `max_bytes` (by Content-Length, or by buffering a chunked body up to the
+    limit), 415 when an API body is not JSON."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -50,6 +64,23 @@ class BodyLimits:
                 )
                 await api_errors.render(path, exc)(scope, receive, send)
                 return
+
+        if declared is None:
+            # No Content-Length (chunked): read the body here, up to the limit. Counting while the app reads
+            # is not enough, since FastAPI turns any error raised by `receive` into a 400.
+            body = bytearray()
+            more = True
+            while more:
+                message = await receive()
+                if message["type"] != "http.request":  # the client went away; nobody to answer
+                    return
+                body += message.get("body", b"")
+                if len(body) > self.max_bytes:
+                    await self._too_large(path, scope, receive, send)
+                    return
+                more = message.get("more_body", False)
+            await self.app(scope, _replay(bytes(body), receive), send)
+            return
 
         received = 0
         started = False
