@@ -48,6 +48,15 @@ def describe_validation(exc_errors: Any) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def _body_error(cause: BaseException) -> str | None:
+    """Name what was wrong with a body FastAPI could not parse (it says only 'error parsing the body')."""
+    if isinstance(cause, UnicodeDecodeError):
+        return "malformed JSON body: not valid UTF-8"
+    if isinstance(cause, RecursionError):
+        return "malformed JSON body: nested too deeply"
+    return None
+
+
 _STATUS_ERRORS: dict[int, type[errors.CartbackError]] = {
     400: errors.InvalidInput,
     401: errors.Unauthorized,
@@ -77,6 +86,8 @@ def install(app: FastAPI) -> None:
             err.code = "http_error"
         else:
             detail = exc.detail if isinstance(exc.detail, str) and exc.status_code != 404 else None
+            if exc.status_code == 400 and exc.__cause__ is not None:
+                detail = _body_error(exc.__cause__) or detail
             err = cls(detail)
             if exc.status_code == 404 and detail is None:
                 err = errors.NotFound(f"no route for {request.method} {request.url.path}")
