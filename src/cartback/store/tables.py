@@ -3,6 +3,7 @@ under concurrent writers is a named constraint, so the store can tell violations
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -158,9 +159,19 @@ events = Table(
     Column("idempotency_key", String(300)),
     # Occurred long before it was received (an import or a backfill): stored, never triggers flows.
     Column("historical", Boolean, nullable=False, server_default="0"),
+    # Set once the automation dispatcher has looked at the event (triggers, stop conditions).
+    Column("dispatched_at", UTCDateTime),
     UniqueConstraint("workspace_id", "idempotency_key"),
     Index(None, "workspace_id", "subscriber_id", "occurred_at"),
     Index(None, "workspace_id", "name", "occurred_at"),
+    # The dispatcher's queue: only undispatched rows are in this index, so it stays small.
+    Index(
+        "ix_events_undispatched",
+        "received_at",
+        "id",
+        sqlite_where=sa.text("dispatched_at IS NULL"),
+        postgresql_where=sa.text("dispatched_at IS NULL"),
+    ),
 )
 
 checkouts = Table(
@@ -205,4 +216,117 @@ orders = Table(
     UniqueConstraint("workspace_id", "order_id"),
     Index(None, "workspace_id", "subscriber_id"),
     Index(None, "workspace_id", "checkout_id"),
+)
+
+# -- automations -----------------------------------------------------------------------------------
+
+sequences = Table(
+    "sequences",
+    metadata,
+    Column("id", ID, primary_key=True),
+    _workspace_id(),
+    Column("name", String(255), nullable=False),
+    Column("description", Text),
+    # draft | active | paused | archived
+    Column("status", String(20), nullable=False),
+    Column("trigger", String(40), nullable=False),
+    # The canonical event name an event_received sequence waits for: the dispatcher's lookup key.
+    Column("trigger_event", String(255)),
+    # The whole definition (trigger config, filters, modes, stop condition, window, nodes), as core
+    # validated it; the columns above are copies kept for lookups.
+    Column("definition", JSONType, nullable=False),
+    Column("enrollment_paused", Boolean, nullable=False, server_default="0"),
+    Column("revision", BigInteger, nullable=False, server_default="1"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "workspace_id", "status", "trigger_event"),
+)
+
+enrollments = Table(
+    "enrollments",
+    metadata,
+    Column("id", ID, primary_key=True),
+    _workspace_id(),
+    Column("sequence_id", ID, ForeignKey("sequences.id", ondelete="CASCADE"), nullable=False),
+    Column("subscriber_id", ID, nullable=False),
+    Column("trigger_event_id", ID),
+    # Stop conditions only count events received after the one that enrolled.
+    Column("trigger_received_at", UTCDateTime, nullable=False),
+    # The enrolling event as templates and stop-condition rules see it.
+    Column("context", JSONType, nullable=False),
+    # one_time: the subscriber, kept forever; matching_field: subscriber + field value, cleared when
+    # the enrollment ends; unlimited: NULL. The unique constraint makes the mode hold under races.
+    Column("dedupe_key", String(400)),
+    # active (a step is due at next_run_at) | waiting (for an event, until next_run_at) |
+    # completed | stopped | cancelled | failed
+    Column("status", String(20), nullable=False),
+    Column("current_node_id", String(40)),
+    Column("next_run_at", UTCDateTime),
+    Column("lease_owner", String(100)),
+    Column("lease_until", UTCDateTime),
+    Column("stop_reason", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    UniqueConstraint("sequence_id", "dedupe_key"),
+    Index(None, "next_run_at"),
+    Index(None, "workspace_id", "subscriber_id", "status"),
+    Index(None, "sequence_id", "status"),
+)
+
+# Every transition of every enrollment, for explain, stats and the dashboard's timeline.
+enrollment_history = Table(
+    "enrollment_history",
+    metadata,
+    Column("id", ID, primary_key=True),
+    _workspace_id(),
+    Column("enrollment_id", ID, ForeignKey("enrollments.id", ondelete="CASCADE"), nullable=False),
+    Column("sequence_id", ID, nullable=False),
+    Column("node_id", String(40)),
+    # enrolled | waited | sent | skipped | delayed | stopped | completed | failed | ...
+    Column("action", String(30), nullable=False),
+    Column("detail", Text),
+    Column("at", UTCDateTime, nullable=False),
+    Index(None, "enrollment_id", "at"),
+    Index(None, "sequence_id", "action"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", ID, primary_key=True),
+    _workspace_id(),
+    Column("subscriber_id", ID),
+    Column("sequence_id", ID),
+    Column("enrollment_id", ID),
+    Column("node_id", String(40)),
+    # marketing (suppressed by unsubscribes, frequency caps) | transactional
+    Column("kind", String(20), nullable=False),
+    Column("to_email", String(320), nullable=False),
+    Column("from_email", String(400), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("preheader", Text),
+    Column("html", Text),
+    Column("text", Text),
+    # queued | sending | sent | failed | unknown (the process died mid-send)
+    Column("status", String(20), nullable=False),
+    Column("error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    # The invariant the engine leans on: one message per (enrollment, step), whatever crashes.
+    UniqueConstraint("enrollment_id", "node_id"),
+    Index(None, "workspace_id", "subscriber_id", "created_at"),
+    Index(None, "status", "created_at"),
+)
+
+frequency_caps = Table(
+    "frequency_caps",
+    metadata,
+    Column("workspace_id", ID, ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True),
+    Column("max_emails", BigInteger, nullable=False),
+    Column("window_hours", BigInteger, nullable=False),
+    # skip the capped step, or delay it until the cap allows
+    Column("action", String(10), nullable=False, server_default="skip"),
+    Column("updated_at", UTCDateTime, nullable=False),
 )
