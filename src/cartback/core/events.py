@@ -17,6 +17,14 @@ ORDER_CANCELLED = "ecommerce.order_cancelled"
 ORDER_FULFILLED = "ecommerce.order_fulfilled"
 ORDER_REFUNDED = "ecommerce.order_refunded"
 
+# cartback's own events about a subscriber changing, appended with source "cartback" so automations can
+# trigger on them. Properties: {"tag"} for tags, {"listId", "listName"} for lists.
+TAG_ADDED = "subscriber.tag_added"
+TAG_REMOVED = "subscriber.tag_removed"
+LIST_ADDED = "subscriber.list_added"
+LIST_REMOVED = "subscriber.list_removed"
+SOURCE_CARTBACK = "cartback"
+
 ORDER_EVENTS = {
     "placed": ORDER_PLACED,
     "cancelled": ORDER_CANCELLED,

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Row
 
 from cartback import ids
 from cartback.store.db import Tx
-from cartback.store.tables import subscriber_tags, subscribers, tags
+from cartback.store.tables import events, list_members, subscriber_tags, subscribers, tags
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,19 @@ def save(tx: Tx, sub: Subscriber) -> None:
         subscribers.update()
         .where(subscribers.c.workspace_id == sub.workspace_id, subscribers.c.id == sub.id)
         .values(**values)
+    )
+
+
+def backdate(tx: Tx, workspace_id: str, subscriber_id: str, created_at: datetime) -> None:
+    """Move the signup date earlier (an import of older history); `save` never touches created_at."""
+    tx.execute(
+        subscribers.update()
+        .where(
+            subscribers.c.workspace_id == workspace_id,
+            subscribers.c.id == subscriber_id,
+            subscribers.c.created_at > created_at,
+        )
+        .values(created_at=created_at)
     )
 
 
@@ -237,3 +250,135 @@ def replace_tags(tx: Tx, workspace_id: str, subscriber_id: str, names: Iterable[
     current = tag_names(tx, workspace_id, [subscriber_id])[subscriber_id]
     remove_tags(tx, workspace_id, subscriber_id, [n for n in current if n not in names])
     add_tags(tx, workspace_id, subscriber_id, names, now)
+
+
+def find_many(
+    tx: Tx,
+    workspace_id: str,
+    *,
+    emails: Sequence[str] = (),
+    external_ids: Sequence[str] = (),
+    subscriber_ids: Sequence[str] = (),
+) -> list[Subscriber]:
+    """Everyone matching any of the given emails (case-insensitive), externalIds or ids, in one query."""
+    conditions = []
+    if emails:
+        conditions.append(subscribers.c.email_key.in_(sorted({email_key(e) for e in emails})))
+    if external_ids:
+        conditions.append(subscribers.c.external_id.in_(sorted(set(external_ids))))
+    if subscriber_ids:
+        conditions.append(subscribers.c.id.in_(sorted(set(subscriber_ids))))
+    if not conditions:
+        return []
+    rows = tx.execute(
+        sa.select(subscribers).where(subscribers.c.workspace_id == workspace_id, sa.or_(*conditions))
+    ).all()
+    return [_from_row(r) for r in rows]
+
+
+# -- listing ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Filter:
+    """What GET /subscribers narrows by; None or empty means no narrowing."""
+
+    status: str | None = None
+    email_contains: str | None = None
+    query: str | None = None
+    # Subscribers must carry every one of these tags.
+    tags: tuple[str, ...] = ()
+    list_id: str | None = None
+
+
+def _contains(column: Any, needle: str) -> Any:
+    return sa.func.lower(column).contains(needle.lower(), autoescape=True)
+
+
+def _where(workspace_id: str, where: Filter) -> list[Any]:
+    conditions: list[Any] = [subscribers.c.workspace_id == workspace_id]
+    if where.status:
+        conditions.append(subscribers.c.status == where.status)
+    if where.email_contains:
+        conditions.append(_contains(subscribers.c.email, where.email_contains))
+    if where.query:
+        conditions.append(
+            sa.or_(
+                _contains(subscribers.c.email, where.query),
+                _contains(subscribers.c.first_name, where.query),
+                _contains(subscribers.c.last_name, where.query),
+                _contains(subscribers.c.external_id, where.query),
+            )
+        )
+    for name in where.tags:
+        conditions.append(
+            sa.exists().where(
+                subscriber_tags.c.subscriber_id == subscribers.c.id,
+                subscriber_tags.c.workspace_id == workspace_id,
+                tags.c.id == subscriber_tags.c.tag_id,
+                tags.c.name == name,
+            )
+        )
+    if where.list_id is not None:
+        conditions.append(
+            sa.exists().where(
+                list_members.c.subscriber_id == subscribers.c.id,
+                list_members.c.workspace_id == workspace_id,
+                list_members.c.list_id == where.list_id,
+                list_members.c.unsubscribed_at.is_(None),
+            )
+        )
+    return conditions
+
+
+def search(
+    tx: Tx,
+    workspace_id: str,
+    where: Filter,
+    *,
+    limit: int,
+    offset: int = 0,
+    after: tuple[datetime, str] | None = None,
+) -> list[Subscriber]:
+    """Newest first (createdAt, then id, both descending, as Sequenzy orders them). `after` is the
+    (created_at, id) of the last row already seen: keyset paging stays stable while rows come and go."""
+    conditions = _where(workspace_id, where)
+    if after is not None:
+        created_at, sub_id = after
+        conditions.append(
+            sa.or_(
+                subscribers.c.created_at < created_at,
+                sa.and_(subscribers.c.created_at == created_at, subscribers.c.id < sub_id),
+            )
+        )
+    rows = tx.execute(
+        sa.select(subscribers)
+        .where(*conditions)
+        .order_by(subscribers.c.created_at.desc(), subscribers.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    found = [_from_row(r) for r in rows]
+    names = tag_names(tx, workspace_id, [s.id for s in found])
+    return [replace(s, tags=names[s.id]) for s in found]
+
+
+def count(tx: Tx, workspace_id: str, where: Filter) -> int:
+    return int(
+        tx.execute(
+            sa.select(sa.func.count()).select_from(subscribers).where(*_where(workspace_id, where))
+        ).scalar_one()
+    )
+
+
+# -- activity --------------------------------------------------------------------------------------
+
+
+def event_name_seen(tx: Tx, workspace_id: str, name: str) -> bool:
+    """Whether the workspace has any event of this name: Sequenzy's 'event definition exists'.
+    An EXISTS on the (workspace_id, name, occurred_at) index, so it costs one index probe."""
+    return bool(
+        tx.execute(
+            sa.select(sa.exists().where(events.c.workspace_id == workspace_id, events.c.name == name))
+        ).scalar()
+    )

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import zoneinfo
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from cartback.core.subscribers import Identity
+from cartback.store.subscribers import Subscriber
 
 
-def _email(value: str) -> str:
+def check_email(value: str) -> str:
     value = value.strip()
     local, at, domain = value.rpartition("@")
     if not at or not local or "." not in domain or any(c.isspace() for c in value) or len(value) > 320:
@@ -24,7 +27,23 @@ def _currency(value: str) -> str:
     return value.upper()
 
 
-Email = Annotated[str, AfterValidator(_email)]
+def _utc(value: datetime) -> datetime:
+    # The SDK sends `.isoformat()` of whatever it was given; a naive time means UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _timezone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"{value!r} is not an IANA time zone such as America/New_York") from exc
+    return value
+
+
+Email = Annotated[str, AfterValidator(check_email)]
+UtcDateTime = Annotated[datetime, AfterValidator(_utc)]
+TimeZone = Annotated[str, Field(max_length=64), AfterValidator(_timezone)]
+Name = Annotated[str, Field(max_length=255)]
 Currency = Annotated[str, AfterValidator(_currency)]
 Cents = Annotated[int, Field(ge=0, le=10**15)]
 NonEmpty = Annotated[str, Field(min_length=1, max_length=255)]
@@ -66,3 +85,54 @@ class CommerceOrderItem(WireModel):
 
     def as_event_item(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, exclude_none=True)
+
+
+class IdentityBody(WireModel):
+    """Who a tag or event request is about, with the names and attributes to set on them."""
+
+    email: Email | None = None
+    external_id: NonEmpty | None = None
+    first_name: Name | None = None
+    last_name: Name | None = None
+    custom_attributes: dict[str, Any] | None = None
+
+    def identity(self) -> Identity:
+        return Identity(
+            email=self.email,
+            external_id=self.external_id,
+            first_name=self.first_name,
+            last_name=self.last_name,
+            attributes=self.custom_attributes or {},
+        )
+
+
+OPT_IN = {"required": False, "emailQueued": False}
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO-8601 in UTC with a `Z`, to the millisecond, as Sequenzy writes times."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def subscriber_json(sub: Subscriber) -> dict[str, Any]:
+    """The Sequenzy `Subscriber` object: the one place a subscriber is written for the wire."""
+    return {
+        "id": sub.id,
+        "email": sub.email,
+        "firstName": sub.first_name,
+        "lastName": sub.last_name,
+        "externalId": sub.external_id,
+        "phone": sub.phone,
+        "phoneCountry": sub.phone_country,
+        "status": sub.status,
+        "smsStatus": "subscribed" if sub.sms_consent else "not_subscribed",
+        "emailProvider": None,
+        "tags": list(sub.tags),
+        "customAttributes": sub.attributes,
+        "timezone": sub.timezone,
+        "createdAt": iso(sub.created_at),
+        "updatedAt": iso(sub.updated_at),
+        "unsubscribedAt": iso(sub.unsubscribed_at),
+    }
