@@ -11,9 +11,12 @@ from cartback.store.tables import events
 
 
 def _rows(db: Database, workspace_id: str) -> list[sa.Row]:
+    """The events that came in through the API; cartback's own (tag, list, ...) are left out."""
     return db.read_sync(
         lambda tx: tx.execute(
-            sa.select(events).where(events.c.workspace_id == workspace_id).order_by(events.c.id)
+            sa.select(events)
+            .where(events.c.workspace_id == workspace_id, events.c.source == "sequenzy")
+            .order_by(events.c.id)
         ).all()
     )
 
