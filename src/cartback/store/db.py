@@ -1,10 +1,15 @@
 """Engines, migrations and the group-commit writer.
 
 Every write goes through `Database.write(fn)`: the request's coroutine queues `fn` and waits; one writer
-thread takes everything queued, runs each `fn` in its own SAVEPOINT inside one transaction, commits once,
-and only then answers each waiter. Concurrent requests therefore share one commit (one fsync) instead of
-paying one each, and a 2xx is never sent for work that is not committed. One writer per process also
-gives SQLite the single writer it wants.
+thread takes everything queued, runs every `fn` inside one transaction, commits once, and only then answers
+each waiter. Concurrent requests therefore share one commit (one fsync) instead of paying one each, and a
+2xx is never sent for work that is not committed. One writer per process also gives SQLite the single
+writer it wants.
+
+A failing `fn` must not undo the others. The writer first runs the batch optimistically, without
+savepoints; if any `fn` raises, it rolls the whole transaction back and runs the batch again with each
+`fn` in its own SAVEPOINT, so only the failing one's writes are undone. Jobs may therefore run more than
+once, which they already must tolerate (an IntegrityError retries them). docs/ingest.md has the details.
 """
 
 from __future__ import annotations
@@ -115,7 +120,25 @@ class WriterStats:
     batches: int = 0
     jobs: int = 0
     largest_batch: int = 0
-    sizes: list[int] = field(default_factory=list)
+    # Batches that had a failing job and ran again with a savepoint per job.
+    retried_batches: int = 0
+    # Batch sizes by power of two: {1: batches of 1, 2: of 2-3, 4: of 4-7, ...}.
+    sizes: dict[int, int] = field(default_factory=dict)
+
+    def add(self, size: int) -> None:
+        self.batches += 1
+        self.jobs += size
+        self.largest_batch = max(self.largest_batch, size)
+        bucket = 1 << (size.bit_length() - 1)
+        self.sizes[bucket] = self.sizes.get(bucket, 0) + 1
+
+    def summary(self) -> str:
+        mean = self.jobs / self.batches if self.batches else 0.0
+        sizes = ", ".join(f"{k}-{2 * k - 1}: {n}" for k, n in sorted(self.sizes.items()))
+        return (
+            f"writer: {self.jobs} jobs in {self.batches} commits (mean batch {mean:.1f}, largest "
+            f"{self.largest_batch}, {self.retried_batches} re-run with savepoints; sizes {sizes})"
+        )
 
 
 class Database:
@@ -146,6 +169,8 @@ class Database:
         if self._queue is not None and self._task is not None:
             await self._queue.put(None)
             await self._task
+            if self.stats.batches:
+                log.info(self.stats.summary())
         self._executor.shutdown(wait=True)
         self.close()
 
@@ -198,9 +223,7 @@ class Database:
                     break
                 batch.append(nxt)
             outcomes = await loop.run_in_executor(self._executor, self._commit_batch, batch)
-            self.stats.batches += 1
-            self.stats.jobs += len(batch)
-            self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+            self.stats.add(len(batch))
             for j, (ok, value) in zip(batch, outcomes, strict=True):
                 if j.future.done():  # the client went away; the work is committed all the same
                     continue
@@ -211,6 +234,10 @@ class Database:
 
     def _commit_batch(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
         try:
+            outcomes = self._run_optimistic(batch)
+            if outcomes is not None:
+                return outcomes
+            self.stats.retried_batches += 1
             with self.write_engine.begin() as conn:
                 outcomes = [_attempt(conn, job.fn) for job in batch]
             return outcomes
@@ -222,6 +249,19 @@ class Database:
             # Retry each job alone so one cause cannot fail every waiter.
             log.warning("group commit of %d jobs failed; retrying one by one", len(batch), exc_info=True)
             return [self._commit_batch([job])[0] for job in batch]
+
+
+    def _run_optimistic(self, batch: list[_Job]) -> list[tuple[bool, Any]] | None:
+        """Run and commit the batch without savepoints (two statements fewer per job). None, with nothing
+        committed, when a job raised: the caller then runs the batch again with a savepoint per job."""
+        with self.write_engine.connect() as conn:
+            with conn.begin() as tx:
+                try:
+                    values = [job.fn(conn) for job in batch]
+                except Exception:
+                    tx.rollback()
+                    return None
+            return [(True, value) for value in values]
 
 
 def _attempt(conn: Connection, fn: Callable[[Connection], Any]) -> tuple[bool, Any]:
