@@ -42,9 +42,18 @@ def _from_row(row: Row[Any]) -> Event:
     )
 
 
+# Built once with bind parameters, so SQLAlchemy need not rebuild them and their cache keys on every call.
+_INSERT = events.insert()
+_FIND_BY_KEY = sa.select(events).where(
+    events.c.workspace_id == sa.bindparam("workspace_id"),
+    events.c.idempotency_key == sa.bindparam("idempotency_key"),
+)
+
+
 def append(tx: Tx, event: Event) -> None:
     tx.execute(
-        events.insert().values(
+        _INSERT,
+        dict(
             id=event.id,
             workspace_id=event.workspace_id,
             subscriber_id=event.subscriber_id,
@@ -55,15 +64,13 @@ def append(tx: Tx, event: Event) -> None:
             received_at=event.received_at,
             idempotency_key=event.idempotency_key,
             historical=event.historical,
-        )
+        ),
     )
 
 
 def find_by_key(tx: Tx, workspace_id: str, idempotency_key: str) -> Event | None:
     row = tx.execute(
-        sa.select(events).where(
-            events.c.workspace_id == workspace_id, events.c.idempotency_key == idempotency_key
-        )
+        _FIND_BY_KEY, {"workspace_id": workspace_id, "idempotency_key": idempotency_key}
     ).first()
     return None if row is None else _from_row(row)
 

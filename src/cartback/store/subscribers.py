@@ -41,6 +41,14 @@ class Subscriber:
 _COLUMNS = [f.name for f in fields(Subscriber) if f.name != "tags"]
 
 
+# Built once with bind parameters, so SQLAlchemy need not rebuild them and their cache keys on every call.
+_INSERT = subscribers.insert()
+_FIND_BY_EMAIL_KEY = sa.select(subscribers).where(
+    subscribers.c.workspace_id == sa.bindparam("workspace_id"),
+    subscribers.c.email_key == sa.bindparam("email_key"),
+)
+
+
 def email_key(email: str) -> str:
     return email.strip().lower()
 
@@ -53,9 +61,7 @@ def _from_row(row: Row[Any]) -> Subscriber:
 
 def find_by_email(tx: Tx, workspace_id: str, email: str) -> Subscriber | None:
     row = tx.execute(
-        sa.select(subscribers).where(
-            subscribers.c.workspace_id == workspace_id, subscribers.c.email_key == email_key(email)
-        )
+        _FIND_BY_EMAIL_KEY, {"workspace_id": workspace_id, "email_key": email_key(email)}
     ).first()
     return None if row is None else _from_row(row)
 
@@ -104,7 +110,7 @@ def new(workspace_id: str, now: datetime, **values: Any) -> Subscriber:
 def insert(tx: Tx, sub: Subscriber) -> None:
     values = {name: getattr(sub, name) for name in _COLUMNS}
     values["email_key"] = email_key(sub.email) if sub.email else None
-    tx.execute(subscribers.insert().values(**values))
+    tx.execute(_INSERT, values)
 
 
 def save(tx: Tx, sub: Subscriber) -> None:
