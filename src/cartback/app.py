@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,9 +14,20 @@ from cartback import __version__
 from cartback.api import deps, limits, sequenzy
 from cartback.api import errors as api_errors
 from cartback.core.clock import Clock, system_clock
+from cartback.scheduler.worker import Worker
 from cartback.settings import Settings
 from cartback.store import workspaces
 from cartback.store.db import Database
+
+
+def build_worker(settings: Settings, db: Database, clock: Clock) -> Worker:
+    return Worker(
+        db,
+        clock,
+        tick_seconds=settings.tick_seconds,
+        batch_size=settings.worker_batch,
+        lease_seconds=settings.lease_seconds,
+    )
 
 
 def secret_key(settings: Settings, db: Database) -> str:
@@ -27,7 +39,10 @@ def secret_key(settings: Settings, db: Database) -> str:
     )
 
 
-def create_app(settings: Settings, *, clock: Clock = system_clock, migrate: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings, *, clock: Clock = system_clock, migrate: bool = True, run_worker: bool = True
+) -> FastAPI:
+    """The application. With `run_worker`, the scheduler runs in the same process (the embedded default)."""
     db = Database(
         settings.database_url,
         sqlite_synchronous=settings.sqlite_synchronous,
@@ -39,9 +54,15 @@ def create_app(settings: Settings, *, clock: Clock = system_clock, migrate: bool
         if migrate:
             db.migrate()
         await db.start()
+        worker = build_worker(settings, db, clock) if run_worker else None
+        task = asyncio.create_task(worker.run(), name="cartback-worker") if worker else None
+        app.state.worker = worker
         try:
             yield
         finally:
+            if worker is not None and task is not None:
+                worker.stop()
+                await task
             await db.stop()
 
     app = FastAPI(

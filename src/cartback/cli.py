@@ -38,8 +38,12 @@ def _fail(exc: errors.CartbackError) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="API only: run `cartback worker` processes beside it.")
+    ] = False,
 ) -> None:
-    """Run the HTTP API. Migrates the database first (CARTBACK_DATABASE_URL)."""
+    """Run the HTTP API and, unless --no-worker, the scheduler in the same process. Migrates the database
+    first (CARTBACK_DATABASE_URL; scheduler tick: CARTBACK_TICK_SECONDS)."""
     import uvicorn
 
     from cartback.app import create_app
@@ -48,7 +52,7 @@ def serve(
     db = _database(settings)
     _first_start(db)
     db.write_engine.dispose()
-    application = create_app(settings, migrate=False)
+    application = create_app(settings, migrate=False, run_worker=not no_worker)
     uvicorn.run(application, host=host, port=port, access_log=False, log_level=settings.log_level)
 
 
@@ -66,6 +70,39 @@ def _first_start(db: Database) -> None:
     if secret is not None:
         # Shown once: only its hash is stored. stdout, so a script can capture it.
         print(f"Created workspace 'default'. API key (shown only this once): {secret}", flush=True)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int, typer.Option(help="Enrollments claimed and run per round (CARTBACK_WORKER_BATCH).")
+    ] = 0,
+) -> None:
+    """Run the scheduler alone: dispatch events and run due steps. Start several next to
+    `serve --no-worker` nodes on PostgreSQL; they share the work through leases."""
+    import asyncio
+    import signal
+
+    from cartback.app import build_worker
+    from cartback.core.clock import system_clock as clock
+
+    settings = Settings()
+    if concurrency:
+        settings = settings.model_copy(update={"worker_batch": concurrency})
+    db = _database(settings)
+
+    async def main() -> None:
+        await db.start()
+        runner = build_worker(settings, db, clock)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, runner.stop)
+        try:
+            await runner.run()
+        finally:
+            await db.stop()
+
+    asyncio.run(main())
 
 
 @app.command()

@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     # Group commit: the most requests one transaction carries.
     commit_batch_max: int = Field(512, gt=0)
+    # A worker that dies holding a claim delays those steps by at most this long.
+    lease_seconds: float = Field(60.0, gt=0)
+    # Enrollments one worker claims (and events it dispatches) per round.
+    worker_batch: int = Field(200, gt=0)
     log_level: str = "info"
 
     @field_validator("database_url")

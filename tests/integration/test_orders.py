@@ -18,7 +18,9 @@ def event_names(db: Database, workspace_id: str) -> list[str]:
     return db.read_sync(
         lambda tx: list(
             tx.execute(
-                sa.select(events.c.name).where(events.c.workspace_id == workspace_id).order_by(events.c.id)
+                sa.select(events.c.name)
+                .where(events.c.workspace_id == workspace_id, events.c.name.like("ecommerce.%"))
+                .order_by(events.c.id)
             ).scalars()
         )
     )

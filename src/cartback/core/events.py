@@ -19,6 +19,7 @@ ORDER_REFUNDED = "ecommerce.order_refunded"
 
 # cartback's own events about a subscriber changing, appended with source "cartback" so automations can
 # trigger on them. Properties: {"tag"} for tags, {"listId", "listName"} for lists.
+SUBSCRIBER_CREATED = "subscriber.created"
 TAG_ADDED = "subscriber.tag_added"
 TAG_REMOVED = "subscriber.tag_removed"
 LIST_ADDED = "subscriber.list_added"

@@ -41,6 +41,20 @@ def find(tx: Tx, workspace_id: str, identity: Identity) -> Subscriber | None:
     return sub
 
 
+def add_new(tx: Tx, sub: Subscriber, now: datetime) -> None:
+    """Store a new subscriber and append subscriber.created, the event contact_added sequences start on."""
+    store.insert(tx, sub)
+    events.record(
+        tx,
+        sub.workspace_id,
+        name=events.SUBSCRIBER_CREATED,
+        source=events.SOURCE_CARTBACK,
+        subscriber_id=sub.id,
+        properties={"email": sub.email, "externalId": sub.external_id},
+        now=now,
+    )
+
+
 def upsert(tx: Tx, workspace_id: str, identity: Identity, now: datetime) -> tuple[Subscriber, bool]:
     """Find the subscriber by email (then externalId) and merge in what the identity adds, or create one.
     Returns (subscriber, created)."""
@@ -57,7 +71,7 @@ def upsert(tx: Tx, workspace_id: str, identity: Identity, now: datetime) -> tupl
             last_name=identity.last_name,
             attributes=dict(identity.attributes),
         )
-        store.insert(tx, sub)
+        add_new(tx, sub, now)
         return sub, True
     merged = merge_identity(tx, sub, identity)
     if merged != sub:
@@ -260,7 +274,7 @@ def create(tx: Tx, workspace_id: str, data: SubscriberInput, strategy: str, now:
             created_at=signup or now,
             unsubscribed_at=None if status == "active" else now,
         )
-        store.insert(tx, sub)
+        add_new(tx, sub, now)
         _add_tags_and_lists(tx, sub, data, now)
         return Saved(store.with_tags(tx, sub), created=True, updated=False, skipped=False)
 

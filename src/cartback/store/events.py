@@ -27,7 +27,7 @@ class Event:
     historical: bool
 
 
-def _from_row(row: Row[Any]) -> Event:
+def from_row(row: Row[Any]) -> Event:
     return Event(
         row.id,
         row.workspace_id,
@@ -72,7 +72,7 @@ def find_by_key(tx: Tx, workspace_id: str, idempotency_key: str) -> Event | None
     row = tx.execute(
         _FIND_BY_KEY, {"workspace_id": workspace_id, "idempotency_key": idempotency_key}
     ).first()
-    return None if row is None else _from_row(row)
+    return None if row is None else from_row(row)
 
 
 def list_for_subscriber(tx: Tx, workspace_id: str, subscriber_id: str, limit: int = 50) -> list[Event]:
@@ -82,7 +82,7 @@ def list_for_subscriber(tx: Tx, workspace_id: str, subscriber_id: str, limit: in
         .order_by(events.c.occurred_at.desc(), events.c.id.desc())
         .limit(limit)
     ).all()
-    return [_from_row(r) for r in rows]
+    return [from_row(r) for r in rows]
 
 
 def count(tx: Tx, workspace_id: str, name: str | None = None) -> int:
@@ -90,3 +90,20 @@ def count(tx: Tx, workspace_id: str, name: str | None = None) -> int:
     if name is not None:
         query = query.where(events.c.name == name)
     return int(tx.execute(query).scalar_one())
+
+
+def for_subscriber_since(
+    tx: Tx, workspace_id: str, subscriber_id: str, since: datetime, names: list[str]
+) -> list[Event]:
+    """Events of these names received at or after `since`, oldest first: what stop conditions look at."""
+    rows = tx.execute(
+        sa.select(events)
+        .where(
+            events.c.workspace_id == workspace_id,
+            events.c.subscriber_id == subscriber_id,
+            events.c.name.in_(names),
+            events.c.received_at >= since,
+        )
+        .order_by(events.c.received_at, events.c.id)
+    ).all()
+    return [from_row(r) for r in rows]

@@ -1,0 +1,692 @@
+"""Sequences (automations): definitions, enabling, enrollments, stats, simulate and explain."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import ConfigDict, Field
+
+from cartback import errors, ids
+from cartback.api import deps
+from cartback.api.sequenzy import models, principal
+from cartback.core import automations, filters, sequences
+from cartback.delivery import render
+from cartback.store import enrollments as enrollment_store
+from cartback.store import events as event_store
+from cartback.store import messages as message_store
+from cartback.store import sequences as store
+from cartback.store import subscribers as subscriber_store
+from cartback.store.db import Tx
+from cartback.store.sequences import Sequence
+
+router = APIRouter(tags=["sequences"])
+
+
+class SequenceBody(models.WireModel):
+    """Sequenzy's SequenceDefinition. Keys not listed here pass through to the definition parser."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str | None = Field(None, max_length=255)
+    description: str | None = None
+    trigger: str | None = None
+    event_name: str | None = None
+    property_filters: list[dict[str, Any]] | None = None
+    enrollment_mode: str | None = None
+    enrollment_field_path: str | None = None
+    stop_condition: dict[str, Any] | None = None
+    sending_window: dict[str, Any] | None = None
+    steps: list[dict[str, Any]] | None = Field(None, max_length=sequences.MAX_STEPS)
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_unset=True)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def effective_status(seq: Sequence) -> str:
+    if seq.status == "active":
+        return "enrollment_paused" if seq.enrollment_paused else "live"
+    return seq.status
+
+
+def _parse(body: dict[str, Any], previous: sequences.Definition | None = None) -> sequences.Definition:
+    try:
+        definition = sequences.parse(body, previous=previous)
+        for node in definition.data["nodes"]:
+            if node["type"] == "email":
+                where = f"steps ({node['id']})"
+                config = node["config"]
+                render.check(f"{where}.subject", config.get("subject"))
+                render.check(f"{where}.previewText", config.get("previewText"))
+                render.check(f"{where}.html", config.get("html"), html=True)
+                render.check(f"{where}.text", config.get("text"))
+    except (sequences.DefinitionError, render.TemplateError) as exc:
+        raise errors.InvalidInput(str(exc)) from exc
+    return definition
+
+
+def serialize(seq: Sequence) -> dict[str, Any]:
+    definition = sequences.Definition(seq.definition)
+    data = definition.data
+    nodes = data["nodes"]
+    edges = []
+    for node in nodes:
+        for key, condition in (("next", None), ("elseNext", "else"), ("timeoutNext", "timeout")):
+            if node.get(key):
+                edges.append({"sourceNodeId": node["id"], "targetNodeId": node[key], "condition": condition})
+    trigger_config = {
+        k: data[k]
+        for k in ("eventName", "propertyFilters", "tagName", "tagNames", "listId", "listIds")
+        if data.get(k) is not None
+    }
+    return {
+        "id": seq.id,
+        "name": seq.name,
+        "description": seq.description,
+        "status": seq.status,
+        "effectiveStatus": effective_status(seq),
+        "trigger": definition.trigger,
+        "triggerConfig": trigger_config,
+        **trigger_config,
+        "enrollmentMode": data.get("enrollmentMode"),
+        "enrollmentFieldPath": data.get("enrollmentFieldPath"),
+        "activeSubscribersOnly": bool(data.get("activeSubscribersOnly")),
+        "stopCondition": data.get("stopCondition") or {"type": "none"},
+        "stopOnOrder": bool(data.get("stopOnOrder")),
+        "sendingWindow": data.get("sendingWindow"),
+        "frequencyCapEnabled": bool(data.get("frequencyCapEnabled")),
+        "enrollmentPaused": seq.enrollment_paused,
+        "acceptsNewEnrollments": seq.status == "active" and not seq.enrollment_paused,
+        "processesExistingEnrollments": seq.status == "active",
+        "fromEmail": data.get("fromEmail"),
+        "fromName": data.get("fromName"),
+        "labels": data.get("labels") or [],
+        "emailCount": definition.email_count,
+        "nodeCount": len(nodes),
+        "emails": [
+            {
+                "id": n["id"],
+                "nodeId": n["id"],
+                **{k: n["config"].get(k) for k in ("subject", "previewText", "html", "text")},
+            }
+            for n in nodes
+            if n["type"] == "email"
+        ],
+        "nodes": [
+            {
+                "id": n["id"],
+                "nodeType": sequences.WIRE_NODE_TYPES.get(n["type"], n["type"]),
+                "type": n["type"],
+                "config": n["config"],
+                "position": {"x": 0, "y": i * 120},
+            }
+            for i, n in enumerate(nodes)
+        ],
+        "entryNodeId": definition.entry,
+        "edges": edges,
+        "graphRevision": seq.revision,
+        "createdAt": _iso(seq.created_at),
+        "updatedAt": _iso(seq.updated_at),
+    }
+
+
+def _action(seq: Sequence, message: str) -> dict[str, Any]:
+    return {
+        "success": True,
+        "message": message,
+        "sequenceId": seq.id,
+        "status": seq.status,
+        "effectiveStatus": effective_status(seq),
+        "enrollmentPaused": seq.enrollment_paused,
+        "acceptsNewEnrollments": seq.status == "active" and not seq.enrollment_paused,
+        "processesExistingEnrollments": seq.status == "active",
+        "warnings": [],
+    }
+
+
+def _require(tx: Tx, workspace_id: str, sequence_id: str) -> Sequence:
+    seq = store.get(tx, workspace_id, sequence_id)
+    if seq is None:
+        raise errors.NotFound(f"no sequence {sequence_id!r}")
+    return seq
+
+
+def _warnings(definition: sequences.Definition) -> list[str]:
+    out = []
+    if definition.entry is None:
+        out.append("the sequence has no steps: enrollments complete at once")
+    if definition.data.get("stopOnOrder") and not definition.data.get("stopCondition"):
+        out.append("an ecommerce.order_placed event of the subscriber stops this checkout sequence")
+    return out
+
+
+@router.post("/sequences")
+async def create_sequence(
+    body: SequenceBody, who: deps.Principal = Depends(principal), svc: deps.Services = Depends(deps.services)
+) -> dict[str, Any]:
+    """Create a sequence as a draft; `POST /sequences/{id}/enable` makes it live."""
+    wire = body.wire()
+    if not (wire.get("name") or "").strip():
+        raise errors.InvalidInput("name: Field required")
+    definition = _parse(wire)
+    now = svc.clock.now()
+    seq = Sequence(
+        id=ids.new_id("seq"),
+        workspace_id=who.workspace_id,
+        name=wire["name"].strip(),
+        description=wire.get("description"),
+        status="draft",
+        trigger=definition.trigger,
+        trigger_event=definition.trigger_event,
+        definition=definition.data,
+        enrollment_paused=False,
+        revision=1,
+        created_at=now,
+        updated_at=now,
+    )
+    await svc.db.write(lambda tx: store.insert(tx, seq))
+    return {
+        "success": True,
+        "message": "sequence created as a draft; enable it to start enrolling",
+        "sequence": serialize(seq),
+        "warnings": _warnings(definition),
+        "requiredEvents": [definition.trigger_event] if definition.trigger == "event_received" else [],
+    }
+
+
+@router.get("/sequences")
+async def list_sequences(
+    who: deps.Principal = Depends(principal),
+    svc: deps.Services = Depends(deps.services),
+    status: Literal["draft", "active", "paused", "archived"] | None = None,
+    search: str | None = Query(None, max_length=200),
+    limit: int = Query(50, ge=1, le=100),
+    offset: int = Query(0, ge=0, le=10_000_000),
+) -> dict[str, Any]:
+    items, total = await svc.db.read(
+        lambda tx: store.listing(
+            tx, who.workspace_id, status=status, search=search, limit=limit, offset=offset
+        )
+    )
+    if status is None:
+        items = [s for s in items if s.status != "archived"]
+    return {
+        "success": True,
+        "sequences": [serialize(s) for s in items],
+        "pagination": {
+            "limit": limit,
+            "offset": offset,
+            "count": len(items),
+            "total": total,
+            "hasMore": offset + len(items) < total,
+        },
+    }
+
+
+@router.get("/sequences/{sequence_id}")
+async def get_sequence(
+    sequence_id: str, who: deps.Principal = Depends(principal), svc: deps.Services = Depends(deps.services)
+) -> dict[str, Any]:
+    seq = await svc.db.read(lambda tx: _require(tx, who.workspace_id, sequence_id))
+    return {"success": True, "sequence": serialize(seq)}
+
+
+@router.put("/sequences/{sequence_id}")
+async def update_sequence(
+    sequence_id: str,
+    body: SequenceBody,
+    who: deps.Principal = Depends(principal),
+    svc: deps.Services = Depends(deps.services),
+) -> dict[str, Any]:
+    """Change a definition. `steps` replaces the steps; live enrollments continue from their current step
+    if it still exists, else they fail with that reason."""
+    wire = body.wire()
+    now = svc.clock.now()
+
+    def change(tx: Tx) -> tuple[Sequence, sequences.Definition]:
+        seq = _require(tx, who.workspace_id, sequence_id)
+        definition = _parse(wire, sequences.Definition(seq.definition))
+        updated = Sequence(
+            **{
+                **seq.__dict__,
+                "name": (wire.get("name") or seq.name).strip(),
+                "description": wire.get("description", seq.description),
+                "trigger": definition.trigger,
+                "trigger_event": definition.trigger_event,
+                "definition": definition.data,
+                "enrollment_paused": bool(wire.get("enrollmentPaused", seq.enrollment_paused)),
+                "revision": seq.revision + 1,
+                "updated_at": now,
+            }
+        )
+        store.save(tx, updated)
+        return updated, definition
+
+    seq, definition = await svc.db.write(change)
+    return {"success": True, "sequence": serialize(seq), "warnings": _warnings(definition)}
+
+
+async def _set_status(svc: deps.Services, who: deps.Principal, sequence_id: str, status: str) -> Sequence:
+    now = svc.clock.now()
+
+    def change(tx: Tx) -> Sequence:
+        seq = _require(tx, who.workspace_id, sequence_id)
+        if status == "active" and sequences.Definition(seq.definition).entry is None:
+            raise errors.InvalidInput("a sequence without steps cannot be enabled")
+        updated = Sequence(**{**seq.__dict__, "status": status, "updated_at": now})
+        store.save(tx, updated)
+        return updated
+
+    return await svc.db.write(change)
+
+
+@router.post("/sequences/{sequence_id}/enable")
+async def enable_sequence(
+    sequence_id: str, who: deps.Principal = Depends(principal), svc: deps.Services = Depends(deps.services)
+) -> dict[str, Any]:
+    """Go live: new trigger events enroll, and existing enrollments run."""
+    return _action(await _set_status(svc, who, sequence_id, "active"), "sequence enabled")
+
+
+@router.post("/sequences/{sequence_id}/disable")
+async def disable_sequence(
+    sequence_id: str, who: deps.Principal = Depends(principal), svc: deps.Services = Depends(deps.services)
+) -> dict[str, Any]:
+    """Pause: nobody new enrolls and existing enrollments hold where they are until it is enabled again."""
+    return _action(await _set_status(svc, who, sequence_id, "paused"), "sequence paused")
+
+
+@router.delete("/sequences/{sequence_id}")
+async def delete_sequence(
+    sequence_id: str, who: deps.Principal = Depends(principal), svc: deps.Services = Depends(deps.services)
+) -> dict[str, Any]:
+    """Archive: the sequence stops for good and its live enrollments are cancelled; its history stays."""
+    return _action(await _set_status(svc, who, sequence_id, "archived"), "sequence archived")
+
+
+# -- enrollments ------------------------------------------------------------------------------------
+
+
+def _enrollment_item(
+    e: enrollment_store.Enrollment, subs: dict[str, Any], definition: sequences.Definition
+) -> dict[str, Any]:
+    sub = subs.get(e.subscriber_id)
+    node = definition.nodes.get(e.current_node_id or "")
+    return {
+        "enrollmentId": e.id,
+        "enrollmentKey": e.dedupe_key,
+        "sequenceId": e.sequence_id,
+        "subscriberId": e.subscriber_id,
+        "email": sub.email if sub else None,
+        "firstName": sub.first_name if sub else None,
+        "lastName": sub.last_name if sub else None,
+        "subscriberStatus": sub.status if sub else None,
+        "status": e.status,
+        "currentNodeId": e.current_node_id,
+        "currentNodeType": node["type"] if node else None,
+        "currentNodeLabel": (node["config"].get("label") or node["config"].get("subject")) if node else None,
+        "currentNodeMissing": bool(e.current_node_id) and node is None,
+        "enrollmentStartedAt": _iso(e.created_at),
+        "waitUntil": _iso(e.next_run_at),
+        "lastUpdatedAt": _iso(e.updated_at),
+        "finishedAt": _iso(e.finished_at),
+        "failedReason": e.stop_reason if e.status == "failed" else None,
+        "stopReason": e.stop_reason if e.status in ("stopped", "cancelled") else None,
+        "triggerEventId": e.trigger_event_id,
+    }
+
+
+@router.get("/sequences/{sequence_id}/enrollments")
+async def list_enrollments(
+    sequence_id: str,
+    who: deps.Principal = Depends(principal),
+    svc: deps.Services = Depends(deps.services),
+    status: str | None = Query(None, max_length=200),
+    email: str | None = Query(None, max_length=320),
+    subscriber_id: str | None = Query(None, alias="subscriberId", max_length=60),
+    current_node_id: str | None = Query(None, alias="currentNodeId", max_length=60),
+    sort: Literal[
+        "enrolled_at_desc", "enrolled_at_asc", "wait_until_asc", "wait_until_desc"
+    ] = "enrolled_at_desc",
+    limit: int = Query(50, ge=1, le=100),
+    offset: int = Query(0, ge=0, le=10_000_000),
+) -> dict[str, Any]:
+    def read(tx: Tx) -> dict[str, Any]:
+        seq = _require(tx, who.workspace_id, sequence_id)
+        sub_id = subscriber_id
+        if email is not None:
+            found = subscriber_store.find_by_email(tx, who.workspace_id, email)
+            sub_id = found.id if found else "none"
+        items, total = enrollment_store.listing(
+            tx,
+            who.workspace_id,
+            seq.id,
+            status=status,
+            subscriber_id=sub_id,
+            node_id=current_node_id,
+            sort=sort,
+            limit=limit,
+            offset=offset,
+        )
+        subs = {
+            s.id: s
+            for s in subscriber_store.find_many(
+                tx, who.workspace_id, subscriber_ids=[e.subscriber_id for e in items]
+            )
+        }
+        definition = sequences.Definition(seq.definition)
+        return {
+            "success": True,
+            "sequenceId": seq.id,
+            "sequenceName": seq.name,
+            "enrollments": [_enrollment_item(e, subs, definition) for e in items],
+            "pagination": {
+                "limit": limit,
+                "offset": offset,
+                "total": total,
+                "hasMore": offset + len(items) < total,
+            },
+            "statuses": ["active", "waiting", "completed", "stopped", "cancelled", "failed"],
+            "stopCondition": definition.data.get("stopCondition") or {"type": "none"},
+        }
+
+    return await svc.db.read(read)
+
+
+@router.get("/sequences/{sequence_id}/enrollments/{enrollment_id}")
+async def get_enrollment(
+    sequence_id: str,
+    enrollment_id: str,
+    who: deps.Principal = Depends(principal),
+    svc: deps.Services = Depends(deps.services),
+) -> dict[str, Any]:
+    def read(tx: Tx) -> dict[str, Any]:
+        seq = _require(tx, who.workspace_id, sequence_id)
+        enrollment = enrollment_store.get(tx, who.workspace_id, enrollment_id)
+        if enrollment is None or enrollment.sequence_id != seq.id:
+            raise errors.NotFound(f"no enrollment {enrollment_id!r} in this sequence")
+        definition = sequences.Definition(seq.definition)
+        subs = {
+            s.id: s
+            for s in subscriber_store.find_many(
+                tx, who.workspace_id, subscriber_ids=[enrollment.subscriber_id]
+            )
+        }
+        history = enrollment_store.history(tx, who.workspace_id, enrollment.id)
+        return {
+            "success": True,
+            "sequenceId": seq.id,
+            "sequenceName": seq.name,
+            "enrollment": _enrollment_item(enrollment, subs, definition),
+            "nodeHistory": [
+                {
+                    "nodeId": h.node_id,
+                    "eventType": h.action,
+                    "eventTime": _iso(h.at),
+                    "detail": h.detail,
+                    "nodeType": (definition.nodes.get(h.node_id or "") or {}).get("type"),
+                }
+                for h in history
+            ],
+            "historySource": "node_events",
+            "stopCondition": definition.data.get("stopCondition") or {"type": "none"},
+        }
+
+    return await svc.db.read(read)
+
+
+class CancelBody(models.WireModel):
+    subscriber_id: str | None = None
+    subscriber_ids: list[str] | None = Field(None, max_length=1000)
+    cancel_all: bool | None = None
+    field_path: str | None = None
+    field_values: list[str] | None = Field(None, max_length=1000)
+    reason: str | None = Field(None, max_length=500)
+    dry_run: bool | None = None
+
+
+@router.post("/sequences/{sequence_id}/enrollments/cancel")
+async def cancel_enrollments(
+    sequence_id: str,
+    body: CancelBody,
+    who: deps.Principal = Depends(principal),
+    svc: deps.Services = Depends(deps.services),
+) -> dict[str, Any]:
+    """Cancel live enrollments by subscriber, by a field of the enrolling event, or all of them."""
+    targets = [*(body.subscriber_ids or []), *([body.subscriber_id] if body.subscriber_id else [])]
+    if not (targets or body.cancel_all or (body.field_path and body.field_values)):
+        raise errors.InvalidInput(
+            "say which enrollments: subscriberId(s), fieldPath + fieldValues, or cancelAll"
+        )
+    now = svc.clock.now()
+
+    def cancel(tx: Tx) -> dict[str, Any]:
+        seq = _require(tx, who.workspace_id, sequence_id)
+        live, _ = enrollment_store.listing(
+            tx, who.workspace_id, seq.id, status="active,waiting", limit=10_000
+        )
+        matched = []
+        for e in live:
+            if body.cancel_all or e.subscriber_id in targets:
+                matched.append(e)
+            elif body.field_path and body.field_values:
+                values = filters.resolve(e.context.get("event") or {}, body.field_path)
+                if any(str(v) in body.field_values for v in values):
+                    matched.append(e)
+        if not body.dry_run:
+            for e in matched:
+                automations.finish(tx, e, "cancelled", now, reason=body.reason or "cancelled through the API")
+        subs = {
+            s.id: s
+            for s in subscriber_store.find_many(
+                tx, who.workspace_id, subscriber_ids=[e.subscriber_id for e in matched]
+            )
+        }
+        return {
+            "success": True,
+            "sequenceId": seq.id,
+            "dryRun": bool(body.dry_run),
+            "matchedCount": len(matched),
+            "cancelledCount": 0 if body.dry_run else len(matched),
+            "remainingCount": 0,
+            "hasMore": False,
+            "enrollments": [
+                {
+                    "tokenId": e.id,
+                    "enrollmentKey": e.dedupe_key,
+                    "subscriberId": e.subscriber_id,
+                    "subscriberEmail": subs[e.subscriber_id].email if e.subscriber_id in subs else None,
+                    "status": e.status if body.dry_run else "cancelled",
+                }
+                for e in matched
+            ],
+        }
+
+    return await svc.db.write(cancel)
+
+
+# -- stats, simulate, explain ---------------------------------------------------------------------
+
+
+@router.get("/sequences/{sequence_id}/stats")
+async def sequence_stats(
+    sequence_id: str,
+    who: deps.Principal = Depends(principal),
+    svc: deps.Services = Depends(deps.services),
+    period: Literal["1h", "24h", "7d", "30d", "90d"] | None = None,
+) -> dict[str, Any]:
+    """Per sequence and step: enrolled, active, completed, stopped (by reason), sent."""
+
+    def read(tx: Tx) -> dict[str, Any]:
+        seq = _require(tx, who.workspace_id, sequence_id)
+        definition = sequences.Definition(seq.definition)
+        counts = enrollment_store.counts_by_status(tx, who.workspace_id, seq.id)
+        by_node: dict[str | None, dict[str, int]] = {}
+        for node_id, status, n in enrollment_store.counts_by_node(tx, who.workspace_id, seq.id):
+            slot = by_node.setdefault(node_id, {"total": 0, "active": 0, "waiting": 0})
+            slot["total"] += n
+            slot[status] += n
+        sent = message_store.count_for_sequence(tx, who.workspace_id, seq.id)
+        history = enrollment_store.history_counts(tx, who.workspace_id, seq.id)
+        steps = []
+        for i, node in enumerate(definition.data["nodes"], start=1):
+            steps.append(
+                {
+                    "step": i,
+                    "nodeId": node["id"],
+                    "type": node["type"],
+                    "subject": node["config"].get("subject"),
+                    "sent": sent.get(node["id"], 0),
+                    "skipped": history.get((node["id"], "skipped"), 0),
+                    "failedCount": history.get((node["id"], "failed"), 0),
+                    "stats": {"sent": sent.get(node["id"], 0)},
+                }
+            )
+        total = sum(counts.values())
+        return {
+            "success": True,
+            "sequenceId": seq.id,
+            "period": period or "all",
+            "enrollmentCounts": {
+                "total": total,
+                "active": counts.get("active", 0),
+                "waiting": counts.get("waiting", 0),
+                "completed": counts.get("completed", 0),
+                "stopped": counts.get("stopped", 0),
+                "cancelled": counts.get("cancelled", 0),
+                "failed": counts.get("failed", 0),
+                "byCurrentNode": [
+                    {"currentNodeId": node_id, "currentNodeMissing": node_id not in definition.nodes, **v}
+                    for node_id, v in by_node.items()
+                    if node_id is not None
+                ],
+            },
+            "stoppedByReason": enrollment_store.stop_reasons(tx, who.workspace_id, seq.id),
+            "stats": {"sent": sum(sent.values())},
+            "steps": steps,
+        }
+
+    return await svc.db.read(read)
+
+
+def _subscriber_for(
+    tx: Tx, workspace_id: str, email: str | None, subscriber_id: str | None
+) -> subscriber_store.Subscriber | None:
+    if email:
+        return subscriber_store.find_by_email(tx, workspace_id, email)
+    if subscriber_id:
+        return subscriber_store.find_by_id(tx, workspace_id, subscriber_id)
+    return None
+
+
+@router.get("/sequences/{sequence_id}/simulate")
+async def simulate_sequence(
+    sequence_id: str,
+    who: deps.Principal = Depends(principal),
+    svc: deps.Services = Depends(deps.services),
+    email: str | None = Query(None, max_length=320),
+    subscriber_id: str | None = Query(None, alias="subscriberId", max_length=60),
+    event_id: str | None = Query(None, alias="eventId", max_length=60),
+    limit: int = Query(20, ge=1, le=100),
+) -> dict[str, Any]:
+    """Run the definition on paper against the subscriber's latest trigger event (or `eventId`): whether it
+    would enroll and why, and each step with its email rendered. Nothing is sent or stored."""
+    now = svc.clock.now()
+
+    def read(tx: Tx) -> dict[str, Any]:
+        seq = _require(tx, who.workspace_id, sequence_id)
+        sub = _subscriber_for(tx, who.workspace_id, email, subscriber_id)
+        if (email or subscriber_id) and sub is None:
+            raise errors.NotFound("no such subscriber")
+        event = None
+        if sub is not None:
+            trigger = sequences.Definition(seq.definition).trigger_event
+            recent = event_store.list_for_subscriber(tx, who.workspace_id, sub.id, limit=500)
+            wanted = [e for e in recent if (e.id == event_id if event_id else e.name == trigger)]
+            event = wanted[0] if wanted else None
+        result = automations.simulate(tx, seq, sub, event, now)
+        result["path"] = {"steps": result["path"][:limit]}
+        return {
+            "success": True,
+            "sequenceId": seq.id,
+            "sequenceName": seq.name,
+            "status": seq.status,
+            **result,
+        }
+
+    return await svc.db.read(read)
+
+
+@router.get("/sequences/{sequence_id}/explain")
+async def explain_sequence(
+    sequence_id: str,
+    who: deps.Principal = Depends(principal),
+    svc: deps.Services = Depends(deps.services),
+    email: str | None = Query(None, max_length=320),
+    subscriber_id: str | None = Query(None, alias="subscriberId", max_length=60),
+) -> dict[str, Any]:
+    """Why a subscriber was or was not enrolled (which filter failed, which mode blocked), and why each of
+    their runs skipped or stopped a step. cartback's own endpoint."""
+    if not email and not subscriber_id:
+        raise errors.InvalidInput("give email or subscriberId")
+
+    def read(tx: Tx) -> dict[str, Any]:
+        seq = _require(tx, who.workspace_id, sequence_id)
+        sub = _subscriber_for(tx, who.workspace_id, email, subscriber_id)
+        if sub is None:
+            raise errors.NotFound("no such subscriber")
+        return {"success": True, **automations.explain(tx, seq, sub)}
+
+    return await svc.db.read(read)
+
+
+# -- frequency cap -----------------------------------------------------------------------------------
+
+
+class FrequencyCapBody(models.WireModel):
+    max_emails: int = Field(ge=1, le=1000)
+    window_hours: int = Field(ge=1, le=24 * 90)
+    action: Literal["skip", "delay"] = "skip"
+
+
+def _cap(cap: tuple[int, int, str] | None) -> dict[str, Any]:
+    if cap is None:
+        return {"success": True, "frequencyCap": None}
+    return {"success": True, "frequencyCap": {"maxEmails": cap[0], "windowHours": cap[1], "action": cap[2]}}
+
+
+@router.get("/frequency-cap")
+async def get_frequency_cap(
+    who: deps.Principal = Depends(principal), svc: deps.Services = Depends(deps.services)
+) -> dict[str, Any]:
+    return _cap(await svc.db.read(lambda tx: store.frequency_cap(tx, who.workspace_id)))
+
+
+@router.put("/frequency-cap")
+async def put_frequency_cap(
+    body: FrequencyCapBody,
+    who: deps.Principal = Depends(principal),
+    svc: deps.Services = Depends(deps.services),
+) -> dict[str, Any]:
+    """At most `maxEmails` marketing emails per subscriber per `windowHours` from sequences that enable the
+    cap (Klaviyo's smart sending is 1 per 16 h); over the cap a step is skipped or delayed (`action`)."""
+    now = svc.clock.now()
+    await svc.db.write(
+        lambda tx: store.put_frequency_cap(
+            tx, who.workspace_id, body.max_emails, body.window_hours, body.action, now
+        )
+    )
+    return _cap((body.max_emails, body.window_hours, body.action))
+
+
+@router.delete("/frequency-cap")
+async def delete_frequency_cap(
+    who: deps.Principal = Depends(principal), svc: deps.Services = Depends(deps.services)
+) -> dict[str, Any]:
+    await svc.db.write(lambda tx: store.delete_frequency_cap(tx, who.workspace_id))
+    return {"success": True, "frequencyCap": None}

@@ -1,0 +1,888 @@
+"""The automation engine: who enrolls in which sequence, what each step does, and when a run stops.
+
+Two entry points, both called inside a write transaction with an explicit `now`:
+- `dispatch(tx, event, now)` for each new event, in order: stop or wake the subscriber's live
+  enrollments, then enroll them in every active sequence the event triggers.
+- `advance(tx, enrollment_id, owner, now)` for each enrollment the scheduler claimed: re-check the stop
+  conditions against everything that happened since enrollment, then run nodes until one must wait.
+
+A step's effects and the enrollment's move past it commit in one transaction, and an email step's
+message row is unique per (enrollment, step); so a crash anywhere repeats no step.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from cartback import ids
+from cartback.core import context, events, filters, lists, schedule, sequences, subscribers
+from cartback.delivery import render
+from cartback.store import enrollments as enrollment_store
+from cartback.store import events as event_store
+from cartback.store import lists as list_store
+from cartback.store import messages as message_store
+from cartback.store import sequences as sequence_store
+from cartback.store import subscribers as subscriber_store
+from cartback.store.db import Tx
+from cartback.store.enrollments import Enrollment
+from cartback.store.events import Event
+from cartback.store.sequences import Sequence
+from cartback.store.subscribers import Subscriber
+
+log = logging.getLogger(__name__)
+
+SUPPRESSED = ("unsubscribed", "bounced", "complained")
+# A run that loops through this many instant nodes in one go is a definition bug, not work.
+MAX_NODES_PER_RUN = 200
+PAUSED_RECHECK = timedelta(minutes=1)
+
+
+# -- enrolling --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether an event enrolls a subscriber, and why (or why not): explain shows `reason`."""
+
+    enroll: bool
+    reason: str
+    dedupe_key: str | None = None
+
+
+def decide(
+    tx: Tx,
+    seq: Sequence,
+    definition: sequences.Definition,
+    sub: Subscriber,
+    event: Event,
+    data: dict[str, Any],
+) -> Decision:
+    if seq.status != "active":
+        return Decision(False, f"sequence is {seq.status}, not active")
+    if seq.enrollment_paused:
+        return Decision(False, "enrollment is paused")
+    if event.name != definition.trigger_event:
+        return Decision(False, f"event {event.name!r} is not the trigger {definition.trigger_event!r}")
+    if event.historical:
+        return Decision(False, "the event is historical (occurred more than an hour before it was received)")
+    trigger_refusal = _trigger_config_refusal(definition, data)
+    if trigger_refusal:
+        return Decision(False, trigger_refusal)
+    match = filters.match(data, definition.property_filters)
+    if not match.ok:
+        return Decision(False, f"trigger filter failed: {match.reason}")
+    if sub.status in SUPPRESSED:
+        return Decision(False, f"subscriber is {sub.status}")
+    if definition.data.get("activeSubscribersOnly") and sub.status != "active":
+        return Decision(False, "sequence enrolls active subscribers only")
+    mode = definition.data.get("enrollmentMode", "unlimited")
+    key: str | None = None
+    if mode == "one_time":
+        key = f"once:{sub.id}"
+        if enrollment_store.exists_with_key(tx, seq.id, key):
+            return Decision(False, "enrollmentMode one_time: the subscriber was enrolled before")
+    elif mode == "matching_field":
+        path = str(definition.data["enrollmentFieldPath"])
+        values = filters.resolve(data, path)
+        if not values or values[0] in (None, ""):
+            return Decision(False, f"enrollmentMode matching_field: the event has no {path}")
+        key = f"field:{sub.id}:{values[0]}"
+        if enrollment_store.exists_with_key(tx, seq.id, key):
+            return Decision(
+                False, f"enrollmentMode matching_field: a live enrollment for {path}={values[0]!r} exists"
+            )
+    return Decision(True, "enrolled", key)
+
+
+def _trigger_config_refusal(definition: sequences.Definition, data: dict[str, Any]) -> str | None:
+    d = definition.data
+    if definition.trigger == "tag_added":
+        wanted = [t for t in [d.get("tagName"), *(d.get("tagNames") or [])] if t]
+        if wanted and data.get("tag") not in wanted:
+            return f"tag {data.get('tag')!r} is not one of {wanted}"
+    if definition.trigger in ("list_added", "contact_added"):
+        wanted = [x for x in [d.get("listId"), *(d.get("listIds") or [])] if x]
+        if (
+            wanted
+            and definition.trigger == "list_added"
+            and not (data.get("listId") in wanted or data.get("listName") in wanted)
+        ):
+            return f"list {data.get('listName')!r} is not one of {wanted}"
+    return None
+
+
+def enroll(
+    tx: Tx,
+    seq: Sequence,
+    definition: sequences.Definition,
+    sub: Subscriber,
+    event: Event | None,
+    data: dict[str, Any],
+    decision: Decision,
+    now: datetime,
+) -> Enrollment:
+    enrollment = Enrollment(
+        id=ids.new_id("enr"),
+        workspace_id=seq.workspace_id,
+        sequence_id=seq.id,
+        subscriber_id=sub.id,
+        trigger_event_id=event.id if event else None,
+        trigger_received_at=event.received_at if event else now,
+        context={"event": data, "snapshot": _snapshot(definition, sub)},
+        dedupe_key=decision.dedupe_key,
+        status="active",
+        current_node_id=definition.entry,
+        next_run_at=now,
+        lease_owner=None,
+        lease_until=None,
+        stop_reason=None,
+        created_at=now,
+        updated_at=now,
+        finished_at=None,
+    )
+    enrollment_store.insert(tx, enrollment)
+    enrollment_store.record(
+        tx, enrollment, "enrolled", now, detail=f"by event {event.name}" if event else "manually"
+    )
+    return enrollment
+
+
+def _snapshot(definition: sequences.Definition, sub: Subscriber) -> dict[str, Any]:
+    """What field_changed compares against: the watched field's value at enrollment."""
+    stop = definition.data.get("stopCondition") or {}
+    if stop.get("type") == "field_changed" and stop.get("value"):
+        return {"field": stop["value"], "value": _field(sub, str(stop["value"]))}
+    return {}
+
+
+def _field(sub: Subscriber, name: str) -> Any:
+    return context.subscriber_data(sub).get(name)
+
+
+# -- dispatching events ---------------------------------------------------------------------------
+
+
+def dispatch(tx: Tx, event: Event, now: datetime) -> list[str]:
+    """React to one new event; return the ids of enrollments it created."""
+    if event.subscriber_id is None:
+        return []
+    sub = subscriber_store.find_by_id(tx, event.workspace_id, event.subscriber_id)
+    if sub is None:
+        return []
+    sub = subscriber_store.with_tags(tx, sub)
+    data = context.event_data(event)
+    cache: dict[str, tuple[Sequence, sequences.Definition] | None] = {}
+
+    for enrollment in enrollment_store.live_for_subscriber(tx, event.workspace_id, sub.id):
+        if enrollment.trigger_event_id == event.id:
+            continue
+        loaded = _load(tx, cache, enrollment)
+        if loaded is None:
+            continue
+        seq, definition = loaded
+        reason = event_stop_reason(definition, enrollment, event.name, data)
+        if reason:
+            finish(tx, enrollment, "stopped", now, reason=reason)
+        elif enrollment.status == "waiting":
+            _maybe_wake(tx, definition, enrollment, event, data, now)
+
+    created: list[str] = []
+    if event.historical:
+        return created
+    for seq in sequence_store.triggered_by(tx, event.workspace_id, event.name):
+        definition = sequences.Definition(seq.definition)
+        decision = decide(tx, seq, definition, sub, event, data)
+        if decision.enroll:
+            created.append(enroll(tx, seq, definition, sub, event, data, decision, now).id)
+    return created
+
+
+def _load(
+    tx: Tx, cache: dict[str, tuple[Sequence, sequences.Definition] | None], enrollment: Enrollment
+) -> tuple[Sequence, sequences.Definition] | None:
+    if enrollment.sequence_id not in cache:
+        seq = sequence_store.get(tx, enrollment.workspace_id, enrollment.sequence_id)
+        cache[enrollment.sequence_id] = (seq, sequences.Definition(seq.definition)) if seq else None
+    return cache[enrollment.sequence_id]
+
+
+def _maybe_wake(
+    tx: Tx,
+    definition: sequences.Definition,
+    enrollment: Enrollment,
+    event: Event,
+    data: dict[str, Any],
+    now: datetime,
+) -> None:
+    node = definition.nodes.get(enrollment.current_node_id or "")
+    if node is None or node["type"] != "wait_for_event" or not _wait_matches(node, enrollment, event, data):
+        return
+    woken = replace(
+        enrollment,
+        status="active",
+        current_node_id=node.get("next"),
+        next_run_at=now,
+        updated_at=now,
+        context={**enrollment.context, "wait": None},
+    )
+    enrollment_store.update(tx, woken)
+    enrollment_store.record(tx, woken, "event_received", now, node_id=node["id"], detail=event.name)
+
+
+def _wait_matches(node: dict[str, Any], enrollment: Enrollment, event: Event, data: dict[str, Any]) -> bool:
+    config = node["config"]
+    wait = enrollment.context.get("wait") or {}
+    if event.name != config["eventName"] or wait.get("node") != node["id"]:
+        return False
+    if event.received_at < datetime.fromisoformat(wait["since"]):
+        return False
+    pf = [filters.PropertyFilter.from_wire(f) for f in config.get("propertyFilters") or []]
+    return filters.match(data, pf).ok
+
+
+# -- stop conditions ------------------------------------------------------------------------------
+
+
+def stop_event_names(definition: sequences.Definition) -> list[str]:
+    names = []
+    stop = definition.data.get("stopCondition") or {}
+    if stop.get("type") == "event_received":
+        names.append(str(stop["value"]))
+    if definition.data.get("stopOnOrder"):
+        names.append(events.ORDER_PLACED)
+    return list(dict.fromkeys(names))
+
+
+def event_stop_reason(
+    definition: sequences.Definition, enrollment: Enrollment, name: str, data: dict[str, Any]
+) -> str | None:
+    """Why this event (received after enrollment) stops the enrollment, or None."""
+    stop = definition.data.get("stopCondition") or {}
+    if stop.get("type") == "event_received" and stop.get("value") == name:
+        match = stop.get("matchConfig")
+        if _event_matches(match, enrollment, data):
+            return f"stop condition: {name} received" + (f" ({match['mode']})" if match else "")
+    if definition.data.get("stopOnOrder") and name == events.ORDER_PLACED:
+        return "the subscriber placed an order"
+    return None
+
+
+def _event_matches(match: dict[str, Any] | None, enrollment: Enrollment, data: dict[str, Any]) -> bool:
+    if not match:
+        return True  # without a matchConfig, any such event of the subscriber stops the run
+    mode = match["mode"]
+    entry = enrollment.context.get("event") or {}
+    if mode == "event_property":
+        for rule in match["rules"]:
+            want = filters.resolve(entry, rule["entryFieldPath"])
+            got = filters.resolve(data, rule["eventFieldPath"])
+            if not want or not any(_same(w, g) for w in want for g in got):
+                return False
+        return True
+    if mode == "event_property_filter":
+        pf = [filters.PropertyFilter.from_wire(f) for f in match["propertyFilters"]]
+        return filters.match(data, pf).ok
+    return True
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a == b or (a is not None and b is not None and str(a) == str(b))
+
+
+def state_stop_reason(
+    tx: Tx, definition: sequences.Definition, enrollment: Enrollment, sub: Subscriber | None
+) -> str | None:
+    """Stops that depend on who the subscriber is now rather than on a single event."""
+    if sub is None:
+        return "subscriber deleted"
+    if sub.status in SUPPRESSED:
+        return f"subscriber {sub.status}"
+    stop = definition.data.get("stopCondition") or {}
+    kind, value = stop.get("type"), stop.get("value")
+    match = stop.get("matchConfig") or {}
+    if match.get("mode") == "entry_audience":
+        entry = enrollment.context.get("event") or {}
+        value = entry.get("tag") if match.get("audience") == "tag" else entry.get("listId")
+    if kind in ("has_tag", "does_not_have_tag") and value:
+        has = value in sub.tags
+        if kind == "has_tag" and has:
+            return f"stop condition: subscriber has tag {value!r}"
+        if kind == "does_not_have_tag" and not has:
+            return f"stop condition: subscriber no longer has tag {value!r}"
+    if kind in ("added_to_list", "removed_from_list") and value:
+        member = on_list(tx, sub, str(value))
+        if kind == "added_to_list" and member:
+            return f"stop condition: subscriber is on list {value!r}"
+        if kind == "removed_from_list" and not member:
+            return f"stop condition: subscriber is not on list {value!r}"
+    if kind == "field_changed":
+        snap = enrollment.context.get("snapshot") or {}
+        field = snap.get("field") or value
+        if field:
+            now_value = _field(sub, str(field))
+            if now_value != snap.get("value") and _field_value_ok(match, now_value):
+                return f"stop condition: {field} changed to {now_value!r}"
+    return None
+
+
+def on_list(tx: Tx, sub: Subscriber, ref: str) -> bool:
+    """Whether the subscriber is a current member of the list named or identified by `ref`."""
+    item = lists.resolve(tx, sub.workspace_id, ref)
+    return item is not None and any(
+        m.list.id == item.id and m.unsubscribed_at is None
+        for m in list_store.memberships(tx, sub.workspace_id, sub.id)
+    )
+
+
+def _field_value_ok(match: dict[str, Any], value: Any) -> bool:
+    if match.get("mode") != "field_value":
+        return True
+    want, op = str(match["value"]), match["operator"]
+    text = "" if value is None else str(value)
+    if op in ("greater_than", "less_than"):
+        try:
+            a, b = float(text), float(want)
+        except ValueError:
+            return False
+        return a > b if op == "greater_than" else a < b
+    return {
+        "equals": text == want,
+        "not_equals": text != want,
+        "contains": want.lower() in text.lower(),
+        "not_contains": want.lower() not in text.lower(),
+    }[op]
+
+
+def stop_reason(
+    tx: Tx, definition: sequences.Definition, enrollment: Enrollment, sub: Subscriber | None
+) -> str | None:
+    """Re-checked before every step, against the stored log, so an order that arrived while the run was
+    waiting wins even if the dispatcher has not looked at it yet."""
+    reason = state_stop_reason(tx, definition, enrollment, sub)
+    if reason or sub is None:
+        return reason
+    names = stop_event_names(definition)
+    if not names:
+        return None
+    for event in event_store.for_subscriber_since(
+        tx, enrollment.workspace_id, sub.id, enrollment.trigger_received_at, names
+    ):
+        if event.id == enrollment.trigger_event_id:
+            continue
+        reason = event_stop_reason(definition, enrollment, event.name, context.event_data(event))
+        if reason:
+            return reason
+    return None
+
+
+def finish(
+    tx: Tx,
+    enrollment: Enrollment,
+    status: str,
+    now: datetime,
+    *,
+    reason: str | None = None,
+    owner: str | None = None,
+) -> Enrollment:
+    """End a run. A matching_field key is freed so the same value may enroll again later; a one_time key
+    stays, which is what one_time means."""
+    key = enrollment.dedupe_key if (enrollment.dedupe_key or "").startswith("once:") else None
+    done = replace(
+        enrollment,
+        status=status,
+        stop_reason=reason,
+        next_run_at=None,
+        lease_owner=None,
+        lease_until=None,
+        dedupe_key=key,
+        updated_at=now,
+        finished_at=now,
+    )
+    if enrollment_store.update(tx, done, owner=owner):
+        enrollment_store.record(tx, done, status, now, node_id=enrollment.current_node_id, detail=reason)
+    return done
+
+
+# -- running steps ----------------------------------------------------------------------------------
+
+
+class LeaseLost(Exception):
+    """Another worker took this enrollment over; this worker's work must be rolled back."""
+
+
+@dataclass
+class Run:
+    """The state of one `advance` call: the enrollment as it evolves, plus what it needs to act."""
+
+    tx: Tx
+    seq: Sequence
+    definition: sequences.Definition
+    enrollment: Enrollment
+    sub: Subscriber
+    now: datetime
+    workspace_cap: tuple[int, int, str] | None = None
+
+    def record(self, action: str, node: dict[str, Any], detail: str | None = None) -> None:
+        enrollment_store.record(self.tx, self.enrollment, action, self.now, node_id=node["id"], detail=detail)
+
+
+def advance(tx: Tx, enrollment_id: str, owner: str, now: datetime) -> str:
+    """Run a claimed enrollment as far as it can go now; return what happened (for logs and tests)."""
+    enrollment = enrollment_store.get_leased(tx, enrollment_id, owner)
+    if enrollment is None:
+        return "lease lost"
+    seq = sequence_store.get(tx, enrollment.workspace_id, enrollment.sequence_id)
+    if seq is None or seq.status == "archived":
+        finish(tx, enrollment, "cancelled", now, reason="sequence deleted or archived", owner=owner)
+        return "cancelled"
+    if seq.status == "paused":
+        # Paused sequences keep their runs where they are; look again later.
+        _save(
+            tx,
+            replace(enrollment, next_run_at=now + PAUSED_RECHECK, lease_owner=None, lease_until=None),
+            owner,
+        )
+        return "paused"
+    definition = sequences.Definition(seq.definition)
+    sub = subscriber_store.find_by_id(tx, enrollment.workspace_id, enrollment.subscriber_id)
+    if sub is not None:
+        sub = subscriber_store.with_tags(tx, sub)
+    reason = stop_reason(tx, definition, enrollment, sub)
+    if reason:
+        finish(tx, enrollment, "stopped", now, reason=reason, owner=owner)
+        return "stopped"
+    assert sub is not None
+    cap = (
+        sequence_store.frequency_cap(tx, seq.workspace_id)
+        if definition.data.get("frequencyCapEnabled")
+        else None
+    )
+    run = Run(tx, seq, definition, enrollment, sub, now, cap)
+    for _ in range(MAX_NODES_PER_RUN):
+        node_id = run.enrollment.current_node_id
+        if node_id is None:
+            finish(tx, run.enrollment, "completed", now, owner=owner)
+            return "completed"
+        node = definition.nodes.get(node_id)
+        if node is None:
+            finish(tx, run.enrollment, "failed", now, reason=f"step {node_id} no longer exists", owner=owner)
+            return "failed"
+        outcome = _execute(run, node)
+        if outcome.exit_reason is not None:
+            finish(
+                tx,
+                run.enrollment,
+                "completed" if outcome.exit_reason == "" else "stopped",
+                now,
+                reason=outcome.exit_reason or None,
+                owner=owner,
+            )
+            return "exited"
+        if outcome.wait_until is not None:
+            _save(
+                tx,
+                replace(
+                    run.enrollment,
+                    status=outcome.status,
+                    next_run_at=outcome.wait_until,
+                    lease_owner=None,
+                    lease_until=None,
+                    updated_at=now,
+                ),
+                owner,
+            )
+            return "waiting"
+        run.enrollment = replace(
+            run.enrollment,
+            current_node_id=outcome.next_node,
+            updated_at=now,
+            context={**run.enrollment.context, "wait": None, "due": None},
+        )
+    finish(tx, run.enrollment, "failed", now, reason="too many steps without a wait (a loop?)", owner=owner)
+    return "failed"
+
+
+def _save(tx: Tx, enrollment: Enrollment, owner: str) -> None:
+    if not enrollment_store.update(tx, enrollment, owner=owner):
+        raise LeaseLost(enrollment.id)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    next_node: str | None = None
+    wait_until: datetime | None = None
+    status: str = "active"
+    exit_reason: str | None = None  # "" exits as completed; a text exits as stopped with that reason
+
+
+def _wait(
+    run: Run,
+    node: dict[str, Any],
+    until: datetime,
+    detail: str,
+    status: str = "active",
+    state: dict[str, Any] | None = None,
+) -> Outcome:
+    run.enrollment = replace(run.enrollment, context={**run.enrollment.context, **(state or {})})
+    run.record("waiting", node, f"{detail} until {until.isoformat()}")
+    return Outcome(wait_until=until, status=status)
+
+
+def _execute(run: Run, node: dict[str, Any]) -> Outcome:
+    kind, config = node["type"], node["config"]
+    if kind == "delay":
+        return _delay(run, node)
+    if kind == "email":
+        return _email(run, node)
+    if kind == "update_subscriber":
+        _update_subscriber(run, config)
+        run.record("updated", node)
+    elif kind == "add_tag":
+        subscribers.tag(run.tx, run.sub, [config["tagName"]], run.now)
+        run.record("tagged", node, config["tagName"])
+    elif kind == "remove_tag":
+        subscribers.untag(run.tx, run.sub, [config["tagName"]], run.now)
+        run.record("untagged", node, config["tagName"])
+    elif kind in ("add_to_list", "remove_from_list"):
+        item = lists.resolve(run.tx, run.sub.workspace_id, config["listId"])
+        if item is None:
+            run.record("skipped", node, f"list {config['listId']!r} does not exist")
+        elif kind == "add_to_list":
+            lists.join(run.tx, run.sub.workspace_id, run.sub.id, item, run.now)
+            run.record("listed", node, item.name)
+        else:
+            lists.remove_subscribers(
+                run.tx, run.sub.workspace_id, item.id, emails=[], subscriber_ids=[run.sub.id], now=run.now
+            )
+            run.record("unlisted", node, item.name)
+    elif kind == "wait_for_event":
+        return _wait_for_event(run, node)
+    elif kind == "condition":
+        ok, why = _condition(run, config)
+        run.record("condition", node, f"{'true' if ok else 'false'}: {why}")
+        if ok:
+            return Outcome(next_node=node.get("next"))
+        if "elseNext" in node:
+            return Outcome(next_node=node.get("elseNext"))
+        return Outcome(exit_reason=f"condition false: {why}")
+    return Outcome(next_node=node.get("next"))
+
+
+def _delay(run: Run, node: dict[str, Any]) -> Outcome:
+    config = node["config"]
+    due = run.enrollment.context.get("due") or {}
+    if due.get("node") == node["id"]:
+        at = datetime.fromisoformat(due["at"])
+        if at <= run.now:
+            run.record("waited", node)
+            return Outcome(next_node=node.get("next"))
+        return Outcome(wait_until=at)
+    if config.get("mode") == "until_weekday":
+        window = schedule.SendingWindow.from_wire(config["window"])
+        assert window is not None
+        # The subscriber's own zone when asked for; an invalid one falls back to the window's zone.
+        tz = run.sub.timezone if config.get("timezoneSource") == "subscriber" else None
+        minimum = sequences.duration(config.get("minimumWait") or {})
+        at = window.next_opening(run.now + minimum, tz_override=tz)
+    else:
+        at = schedule.add_delay(
+            run.now,
+            days=config.get("days", 0),
+            hours=config.get("hours", 0),
+            minutes=config.get("minutes", 0),
+        )
+    if at <= run.now:
+        return Outcome(next_node=node.get("next"))
+    return _wait(run, node, at, "delay", state={"due": {"node": node["id"], "at": at.isoformat()}})
+
+
+def _wait_for_event(run: Run, node: dict[str, Any]) -> Outcome:
+    config = node["config"]
+    wait = run.enrollment.context.get("wait") or {}
+    if wait.get("node") != node["id"]:
+        deadline = run.now + sequences.timeout(config)
+        return _wait(
+            run,
+            node,
+            deadline,
+            f"for {config['eventName']}",
+            status="waiting",
+            state={
+                "wait": {"node": node["id"], "since": run.now.isoformat(), "deadline": deadline.isoformat()}
+            },
+        )
+    # Woken by the deadline (or early by a retry): did the event arrive without the dispatcher noticing?
+    since = datetime.fromisoformat(wait["since"])
+    for event in event_store.for_subscriber_since(
+        run.tx, run.sub.workspace_id, run.sub.id, since, [config["eventName"]]
+    ):
+        if _wait_matches(node, run.enrollment, event, context.event_data(event)):
+            run.record("event_received", node, event.name)
+            return Outcome(next_node=node.get("next"))
+    deadline = datetime.fromisoformat(wait["deadline"])
+    if run.now < deadline:
+        return Outcome(wait_until=deadline, status="waiting")
+    run.record("timed_out", node, config["eventName"])
+    if config.get("timeoutAction") == "exit":
+        return Outcome(exit_reason=f"no {config['eventName']} before the timeout")
+    return Outcome(next_node=node.get("timeoutNext", node.get("next")))
+
+
+def _condition(run: Run, config: dict[str, Any]) -> tuple[bool, str]:
+    kind = config["conditionType"]
+    sub = run.sub
+    if kind in ("has_tag", "does_not_have_tag"):
+        has = config["tagName"] in sub.tags
+        return (
+            has if kind == "has_tag" else not has
+        ), f"tag {config['tagName']!r} {'present' if has else 'absent'}"
+    if kind == "in_list":
+        member = on_list(run.tx, sub, config["listId"])
+        return member, f"{'on' if member else 'not on'} list {config['listId']!r}"
+    if kind == "event_received":
+        since = run.enrollment.trigger_received_at if config.get("activityScope") == "this_sequence" else None
+        found = event_store.for_subscriber_since(
+            run.tx,
+            sub.workspace_id,
+            sub.id,
+            since or datetime.min.replace(tzinfo=run.now.tzinfo),
+            [config["eventName"]],
+        )
+        found = [e for e in found if e.id != run.enrollment.trigger_event_id]
+        return bool(found), f"{config['eventName']} {'received' if found else 'not received'}"
+    if kind == "has_phone":
+        return bool(sub.phone), "phone " + ("present" if sub.phone else "absent")
+    field = str(config["fieldName"])
+    data = {
+        "subscriber": context.subscriber_data(sub),
+        "event": run.enrollment.context.get("event") or {},
+        **context.subscriber_data(sub),
+    }
+    values = filters.resolve(data, field)
+    operator = {
+        "field_equals": "equals",
+        "field_contains": "contains",
+        "field_greater_than": "greater_than",
+        "field_less_than": "less_than",
+    }[kind]
+    check = filters.match(
+        (values and {"v": values[0]}) or {},
+        [filters.PropertyFilter(path="v", operator=operator, value=config.get("fieldValue"))],
+    )
+    return check.ok, f"{field} {operator} {config.get('fieldValue')!r}: found {values[:1]}"
+
+
+def _update_subscriber(run: Run, config: dict[str, Any]) -> None:
+    changes: dict[str, Any] = {}
+    for key, attr in (("firstName", "first_name"), ("lastName", "last_name")):
+        if config.get(key):
+            changes[attr] = config[key]
+    if config.get("status") in ("active", "unsubscribed", "bounced"):
+        changes["status"] = config["status"]
+        changes["unsubscribed_at"] = run.now if config["status"] == "unsubscribed" else None
+    attributes = dict(run.sub.attributes)
+    for update in config.get("customAttributeUpdates") or []:
+        value, kind = update.get("value"), update.get("valueType")
+        if kind == "number" and value is not None:
+            value = float(value)
+        elif kind == "boolean" and value is not None:
+            value = str(value).lower() in ("true", "1", "yes")
+        attributes[update["name"]] = value
+    if attributes != run.sub.attributes:
+        changes["attributes"] = attributes
+    if changes:
+        run.sub = run.sub.with_changes(**changes, updated_at=run.now)
+        subscriber_store.save(run.tx, run.sub)
+
+
+# -- email steps ------------------------------------------------------------------------------------
+
+
+def template_context(run: Run) -> dict[str, Any]:
+    event = run.enrollment.context.get("event") or {}
+    return {
+        "subscriber": context.subscriber_data(run.sub),
+        "event": event,
+        "workspace": {"id": run.seq.workspace_id},
+        "sequence": {"id": run.seq.id, "name": run.seq.name},
+    }
+
+
+def _email(run: Run, node: dict[str, Any]) -> Outcome:
+    config = node["config"]
+    if message_store.for_step(run.tx, run.enrollment.id, node["id"]) is not None:
+        # Produced by an earlier attempt whose move past the step did not commit: never twice.
+        return Outcome(next_node=node.get("next"))
+    transactional = bool(config.get("isTransactional"))
+    if not run.sub.email:
+        run.record("skipped", node, "the subscriber has no email address")
+        return Outcome(next_node=node.get("next"))
+    window = run.definition.sending_window
+    if window is not None:
+        tz = run.sub.timezone if run.definition.data.get("useSubscriberTimezone") else None
+        opening = window.next_opening(run.now, tz_override=tz)
+        if opening > run.now:
+            return _wait(run, node, opening, "outside the sending window")
+    if not transactional and run.definition.data.get("frequencyCapEnabled") and run.workspace_cap:
+        max_emails, window_hours, action = run.workspace_cap
+        since = run.now - timedelta(hours=window_hours)
+        count, oldest = message_store.count_marketing_since(run.tx, run.sub.workspace_id, run.sub.id, since)
+        if count >= max_emails:
+            why = f"frequency cap: {count} marketing email(s) in the last {window_hours} h (max {max_emails})"
+            if action == "delay" and oldest is not None:
+                return _wait(run, node, oldest + timedelta(hours=window_hours), why)
+            run.record("skipped", node, why)
+            return Outcome(next_node=node.get("next"))
+    rendered = render.render_email(config, template_context(run))
+    from_email = config.get("fromEmail") or run.definition.data.get("fromEmail") or ""
+    from_name = config.get("fromName") or run.definition.data.get("fromName")
+    message_store.insert(
+        run.tx,
+        message_store.Message(
+            id=ids.new_id("msg"),
+            workspace_id=run.sub.workspace_id,
+            subscriber_id=run.sub.id,
+            sequence_id=run.seq.id,
+            enrollment_id=run.enrollment.id,
+            node_id=node["id"],
+            kind="transactional" if transactional else "marketing",
+            to_email=run.sub.email,
+            from_email=f"{from_name} <{from_email}>" if from_name and from_email else from_email,
+            subject=rendered.subject,
+            preheader=rendered.preheader,
+            html=rendered.html,
+            text=rendered.text,
+            status="queued",
+            error=None,
+            created_at=run.now,
+            updated_at=run.now,
+            sent_at=None,
+        ),
+    )
+    run.record("sent", node, rendered.subject)
+    return Outcome(next_node=node.get("next"))
+
+
+# -- explain ----------------------------------------------------------------------------------------
+
+
+def explain(tx: Tx, seq: Sequence, sub: Subscriber, *, limit: int = 20) -> dict[str, Any]:
+    """Why this subscriber was or was not enrolled in this sequence, and what happened to each run."""
+    definition = sequences.Definition(seq.definition)
+    sub = subscriber_store.with_tags(tx, sub)
+    runs = enrollment_store.for_subscriber(tx, seq.workspace_id, sub.id, seq.id)
+    by_event = {r.trigger_event_id: r for r in runs}
+    decisions = []
+    trigger = definition.trigger_event
+    recent = event_store.list_for_subscriber(tx, seq.workspace_id, sub.id, limit=500) if trigger else []
+    for event in [e for e in recent if e.name == trigger][:limit]:
+        enrolled = by_event.get(event.id)
+        if enrolled is not None:
+            decisions.append(
+                {
+                    "eventId": event.id,
+                    "occurredAt": _iso(event.occurred_at),
+                    "enrolled": True,
+                    "enrollmentId": enrolled.id,
+                    "reason": "enrolled",
+                }
+            )
+            continue
+        decision = decide(tx, seq, definition, sub, event, context.event_data(event))
+        reason = decision.reason
+        if decision.enroll:
+            reason = (
+                "the event arrived before the sequence was active"
+                if event.received_at < seq.updated_at
+                else "not dispatched yet"
+            )
+        decisions.append(
+            {"eventId": event.id, "occurredAt": _iso(event.occurred_at), "enrolled": False, "reason": reason}
+        )
+    if trigger and not decisions:
+        decisions.append(
+            {"eventId": None, "enrolled": False, "reason": f"the subscriber has no {trigger} event"}
+        )
+    return {
+        "sequenceId": seq.id,
+        "subscriberId": sub.id,
+        "trigger": definition.trigger,
+        "triggerEvent": trigger,
+        "events": decisions,
+        "enrollments": [
+            {
+                "enrollmentId": r.id,
+                "status": r.status,
+                "stopReason": r.stop_reason,
+                "currentNodeId": r.current_node_id,
+                "enrolledAt": _iso(r.created_at),
+                "history": [
+                    {"at": _iso(h.at), "nodeId": h.node_id, "action": h.action, "detail": h.detail}
+                    for h in enrollment_store.history(tx, seq.workspace_id, r.id)
+                ],
+            }
+            for r in runs
+        ],
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def simulate(
+    tx: Tx, seq: Sequence, sub: Subscriber | None, event: Event | None, now: datetime
+) -> dict[str, Any]:
+    """Run a definition against an event on paper: would it enroll, and which steps would run, with the
+    emails rendered. Nothing is written."""
+    definition = sequences.Definition(seq.definition)
+    decision = Decision(False, "no subscriber given")
+    if sub is not None and event is not None:
+        decision = decide(
+            tx,
+            replace(seq, status="active", enrollment_paused=False),
+            definition,
+            sub,
+            event,
+            context.event_data(event),
+        )
+    elif sub is not None:
+        decision = Decision(False, f"the subscriber has no {definition.trigger_event} event to simulate with")
+    path, node_id, seen = [], definition.entry, set()
+    data = context.event_data(event) if event else {}
+    ctx = {
+        "subscriber": context.subscriber_data(sub) if sub else {},
+        "event": data,
+        "workspace": {"id": seq.workspace_id},
+        "sequence": {"id": seq.id, "name": seq.name},
+    }
+    at = now
+    while node_id and node_id not in seen:
+        seen.add(node_id)
+        node = definition.nodes[node_id]
+        step: dict[str, Any] = {"nodeId": node_id, "type": node["type"]}
+        if node["type"] == "delay" and node["config"].get("mode") == "duration":
+            at = at + sequences.duration(node["config"])
+        step["at"] = _iso(at)
+        if node["type"] == "email":
+            rendered = render.render_email(node["config"], ctx)
+            step.update(subject=rendered.subject, html=rendered.html, text=rendered.text)
+        path.append(step)
+        node_id = node.get("next")
+    return {
+        "sendsMail": decision.enroll and definition.email_count > 0,
+        "enrollment": {
+            "wouldEnroll": decision.enroll,
+            "reason": decision.reason,
+            "eventId": event.id if event else None,
+        },
+        "readiness": {
+            "status": seq.status,
+            "ready": seq.status == "active" and definition.entry is not None,
+            "emailCount": definition.email_count,
+        },
+        "path": path,
+    }

@@ -1,0 +1,501 @@
+"""Sequence definitions: what the API accepts (Sequenzy's shape) compiled into the graph the engine runs.
+
+A definition is stored as one JSON document. Its `nodes` form a graph: each node has an `id`, a `type` and
+the ids of the nodes that follow it (`next`; a condition has one target per branch plus `elseNext`; a
+wait-for-event has `next` for the event and `timeoutNext` for the timeout). Sequenzy's linear `steps`
+become a chain: a step with a delay becomes a delay node followed by the step's own node.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from cartback.core import events, filters, schedule
+
+TRIGGERS = ("event_received", "contact_added", "tag_added", "list_added", "manual")
+# Accepted and stored, but nothing produces them yet; saying so beats silently never firing.
+UNSUPPORTED_TRIGGERS = ("segment_entered", "segment_exited", "inbound_webhook", "inactivity", "frequency")
+ENROLLMENT_MODES = ("unlimited", "one_time", "matching_field")
+STOP_TYPES = (
+    "none",
+    "has_tag",
+    "does_not_have_tag",
+    "added_to_list",
+    "removed_from_list",
+    "field_changed",
+    "event_received",
+)
+MATCH_MODES = ("entry_audience", "event_property", "event_property_filter", "field_value")
+FIELD_OPERATORS = ("equals", "not_equals", "greater_than", "less_than", "contains", "not_contains")
+CONDITION_TYPES = (
+    "has_tag",
+    "does_not_have_tag",
+    "in_list",
+    "event_received",
+    "field_equals",
+    "field_contains",
+    "field_greater_than",
+    "field_less_than",
+    "has_phone",
+)
+NODE_TYPES = (
+    "delay",
+    "email",
+    "update_subscriber",
+    "add_tag",
+    "remove_tag",
+    "add_to_list",
+    "remove_from_list",
+    "wait_for_event",
+    "condition",
+)
+# Sequenzy's node type names, both ways.
+_NODE_ALIASES = {
+    "logic_delay": "delay",
+    "action_email": "email",
+    "action_update_attributes": "update_subscriber",
+    "action_add_tag": "add_tag",
+    "action_remove_tag": "remove_tag",
+    "action_add_to_list": "add_to_list",
+    "action_remove_from_list": "remove_from_list",
+    "logic_wait_for_event": "wait_for_event",
+    "logic_condition": "condition",
+}
+WIRE_NODE_TYPES = {v: k for k, v in _NODE_ALIASES.items()}
+MAX_STEPS = 100
+
+
+class DefinitionError(ValueError):
+    """A definition that cannot run; the message says where."""
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A validated definition; `data` is the stored JSON document."""
+
+    data: dict[str, Any]
+
+    @property
+    def trigger(self) -> str:
+        return str(self.data["trigger"])
+
+    @property
+    def trigger_event(self) -> str | None:
+        if self.trigger == "event_received":
+            return str(self.data["eventName"])
+        return {
+            "contact_added": events.SUBSCRIBER_CREATED,
+            "tag_added": events.TAG_ADDED,
+            "list_added": events.LIST_ADDED,
+        }.get(self.trigger)
+
+    @property
+    def nodes(self) -> dict[str, dict[str, Any]]:
+        return {node["id"]: node for node in self.data["nodes"]}
+
+    @property
+    def entry(self) -> str | None:
+        entry = self.data.get("entryNodeId")
+        return str(entry) if entry else None
+
+    @property
+    def email_count(self) -> int:
+        return sum(1 for n in self.data["nodes"] if n["type"] == "email")
+
+    @property
+    def property_filters(self) -> list[filters.PropertyFilter]:
+        return [filters.PropertyFilter.from_wire(f) for f in self.data.get("propertyFilters") or []]
+
+    @property
+    def sending_window(self) -> schedule.SendingWindow | None:
+        window = self.data.get("sendingWindow")
+        return schedule.SendingWindow.from_wire(window) if window else None
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise DefinitionError(message)
+
+
+def _text(value: Any, message: str) -> str:
+    """`value` as a non-blank string, else DefinitionError(message)."""
+    if not isinstance(value, str) or not value.strip():
+        raise DefinitionError(message)
+    return value
+
+
+def _number(value: Any, where: str) -> float:
+    _require(
+        isinstance(value, int | float) and not isinstance(value, bool) and value >= 0,
+        f"{where} must be a non-negative number",
+    )
+    return float(value)
+
+
+def parse(body: dict[str, Any], *, previous: Definition | None = None) -> Definition:
+    """Validate a Sequenzy create/update body (camelCase keys) into a Definition. On update, keys absent
+    from `body` keep their previous value; `steps` replaces the graph."""
+    data: dict[str, Any] = (
+        copy.deepcopy(previous.data)
+        if previous
+        else {
+            "trigger": "contact_added",
+            "enrollmentMode": "unlimited",
+            "activeSubscribersOnly": False,
+            "propertyFilters": [],
+            "stopCondition": None,
+            "sendingWindow": None,
+            "frequencyCapEnabled": False,
+            "nodes": [],
+            "entryNodeId": None,
+            "nextNodeNumber": 1,
+        }
+    )
+    for key in (
+        "trigger",
+        "eventName",
+        "propertyFilters",
+        "tagName",
+        "tagNames",
+        "listId",
+        "listIds",
+        "enrollmentMode",
+        "enrollmentFieldPath",
+        "activeSubscribersOnly",
+        "userCancellable",
+        "stopCondition",
+        "stopOnOrder",
+        "sendingWindow",
+        "useSubscriberTimezone",
+        "frequencyCapEnabled",
+        "fromEmail",
+        "fromName",
+        "replyTo",
+        "replyToName",
+        "labels",
+    ):
+        if key in body and body[key] is not None:
+            data[key] = copy.deepcopy(body[key])
+
+    trigger = data["trigger"]
+    _require(trigger in TRIGGERS + UNSUPPORTED_TRIGGERS, f"trigger: unknown trigger {trigger!r}")
+    _require(trigger not in UNSUPPORTED_TRIGGERS, f"trigger: {trigger!r} is not supported by cartback yet")
+    if trigger == "event_received":
+        name = _text(data.get("eventName"), "eventName is required for an event_received trigger")
+        data["eventName"] = events.canonical_name(name.strip())
+    try:
+        data["propertyFilters"] = [
+            filters.PropertyFilter.from_wire(f).to_wire() for f in data.get("propertyFilters") or []
+        ]
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise DefinitionError(f"propertyFilters: {exc}") from exc
+
+    mode = data["enrollmentMode"]
+    _require(mode in ENROLLMENT_MODES, f"enrollmentMode: must be one of {', '.join(ENROLLMENT_MODES)}")
+    if mode == "matching_field":
+        path = _text(data.get("enrollmentFieldPath"), "enrollmentFieldPath is required for matching_field")
+        _require("[]" not in path, "enrollmentFieldPath must be a scalar path (no [])")
+
+    data["stopCondition"] = _parse_stop(data.get("stopCondition"))
+    stop = data["stopCondition"] or {}
+    if "stopOnOrder" not in body or body.get("stopOnOrder") is None:
+        # Stores expect any order of the customer to end the abandoned-checkout emails, unless the
+        # definition says itself which orders stop it (e.g. only the order of the same checkout).
+        data["stopOnOrder"] = data.get("eventName") == events.CHECKOUT_STARTED and not (
+            stop.get("type") == "event_received" and stop.get("value") == events.ORDER_PLACED
+        )
+    if data.get("sendingWindow") is not None:
+        try:
+            window = schedule.SendingWindow.from_wire(data["sendingWindow"])
+        except (ValueError, TypeError, KeyError) as exc:
+            raise DefinitionError(f"sendingWindow: {exc}") from exc
+        data["sendingWindow"] = window.to_wire() if window else None
+
+    if "steps" in body and body["steps"] is not None:
+        steps = body["steps"]
+        _require(isinstance(steps, list), "steps must be a list")
+        _require(len(steps) <= MAX_STEPS, f"steps: at most {MAX_STEPS}")
+        data["nodes"], data["nextNodeNumber"] = [], 1
+        data["entryNodeId"] = _compile_chain(data, steps, "steps")
+    return Definition(data)
+
+
+def _parse_stop(stop: Any) -> dict[str, Any] | None:
+    if stop is None:
+        return None
+    _require(isinstance(stop, dict), "stopCondition must be an object")
+    kind = stop.get("type", "none")
+    _require(kind in STOP_TYPES, f"stopCondition.type: unknown {kind!r}")
+    if kind == "none":
+        return None
+    value = stop.get("value")
+    if kind != "field_changed" or value is not None:
+        _require(isinstance(value, str) and bool(value), f"stopCondition.value is required for {kind}")
+    out: dict[str, Any] = {"type": kind, "value": value}
+    if kind == "event_received":
+        out["value"] = events.canonical_name(value)
+    match = stop.get("matchConfig")
+    if match is not None:
+        _require(isinstance(match, dict), "stopCondition.matchConfig must be an object")
+        mode = match.get("mode")
+        _require(
+            mode in MATCH_MODES, f"stopCondition.matchConfig.mode: must be one of {', '.join(MATCH_MODES)}"
+        )
+        if mode == "event_property":
+            rules = match.get("rules")
+            _require(isinstance(rules, list) and bool(rules), "matchConfig.rules must be a non-empty list")
+            for i, rule in enumerate(rules):
+                _require(
+                    isinstance(rule, dict)
+                    and bool(rule.get("entryFieldPath"))
+                    and bool(rule.get("eventFieldPath")),
+                    f"matchConfig.rules[{i}] needs entryFieldPath and eventFieldPath",
+                )
+            match = {
+                "mode": mode,
+                "rules": [
+                    {"entryFieldPath": r["entryFieldPath"], "eventFieldPath": r["eventFieldPath"]}
+                    for r in rules
+                ],
+            }
+        elif mode == "event_property_filter":
+            try:
+                pf = [
+                    filters.PropertyFilter.from_wire(f).to_wire() for f in match.get("propertyFilters") or []
+                ]
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise DefinitionError(f"matchConfig.propertyFilters: {exc}") from exc
+            match = {"mode": mode, "propertyFilters": pf}
+        elif mode == "field_value":
+            _require(
+                match.get("operator") in FIELD_OPERATORS,
+                f"matchConfig.operator: must be one of {', '.join(FIELD_OPERATORS)}",
+            )
+            match = {"mode": mode, "operator": match["operator"], "value": str(match.get("value", ""))}
+        else:
+            _require(match.get("audience") in ("tag", "list"), "matchConfig.audience must be tag or list")
+            match = {"mode": mode, "audience": match["audience"]}
+        out["matchConfig"] = match
+    return out
+
+
+def _new_node(data: dict[str, Any], kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    node = {"id": f"node_{data['nextNodeNumber']}", "type": kind, "config": config, "next": None}
+    data["nextNodeNumber"] += 1
+    data["nodes"].append(node)
+    return node
+
+
+def _compile_chain(data: dict[str, Any], steps: list[Any], where: str) -> str | None:
+    """Append nodes for `steps` and link them in order; return the first node's id."""
+    first: str | None = None
+    last: dict[str, Any] | None = None
+    for i, step in enumerate(steps):
+        _require(isinstance(step, dict), f"{where}[{i}] must be an object")
+        for node in _compile_step(data, step, f"{where}[{i}]"):
+            if last is None:
+                first = node["id"]
+            else:
+                last["next"] = node["id"]
+            last = node
+    return first
+
+
+def _compile_step(data: dict[str, Any], step: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    config = dict(step.get("config") or {})
+    kind = _NODE_ALIASES.get(step.get("nodeType") or "", step.get("nodeType")) or step.get("type") or "email"
+    kind = {
+        "discount": "unsupported",
+        "create_discount": "unsupported",
+        "sms": "unsupported",
+        "push": "unsupported",
+        "ai": "unsupported",
+        # A webhook call would be network I/O inside the step's transaction; not offered until it can be
+        # delivered from an outbox like email.
+        "webhook": "unsupported",
+        "action_webhook": "unsupported",
+    }.get(kind, kind)
+    _require(
+        kind != "unsupported",
+        f"{where}: step type {step.get('type') or step.get('nodeType')!r} is not "
+        "supported by cartback (email, delay, update_subscriber, tags, lists, wait_for_event and "
+        "condition are)",
+    )
+    _require(kind in NODE_TYPES, f"{where}: unknown step type {kind!r}")
+    nodes = []
+    delay = _delay_config(step, config, where)
+    if delay is not None and kind != "delay":
+        nodes.append(_new_node(data, "delay", delay))
+    if kind == "delay":
+        _require(delay is not None, f"{where}: a delay step needs days, hours or minutes")
+        nodes.append(_new_node(data, "delay", delay or {}))
+    elif kind == "email":
+        subject = step.get("subject")
+        _require(isinstance(subject, str) and bool(subject.strip()), f"{where}.subject is required")
+        html, text = step.get("html"), step.get("text") or step.get("body")
+        _require(bool(html) or bool(text), f"{where}: an email needs html or text")
+        nodes.append(
+            _new_node(
+                data,
+                "email",
+                {
+                    key: step.get(key)
+                    for key in (
+                        "subject",
+                        "previewText",
+                        "fromEmail",
+                        "fromName",
+                        "replyTo",
+                        "replyToName",
+                        "label",
+                        "isTransactional",
+                    )
+                    if step.get(key) is not None
+                }
+                | {"html": html, "text": text},
+            )
+        )
+    elif kind == "update_subscriber":
+        nodes.append(_new_node(data, kind, dict(step.get("config") or {})))
+    elif kind in ("add_tag", "remove_tag"):
+        tag = config.get("tagName") or step.get("tagName")
+        _require(isinstance(tag, str) and bool(tag), f"{where}.config.tagName is required")
+        nodes.append(_new_node(data, kind, {"tagName": tag}))
+    elif kind in ("add_to_list", "remove_from_list"):
+        list_ref = config.get("listId") or config.get("listName") or step.get("listId")
+        _require(isinstance(list_ref, str) and bool(list_ref), f"{where}.config.listId is required")
+        nodes.append(_new_node(data, kind, {"listId": list_ref}))
+    elif kind == "wait_for_event":
+        name = _text(
+            config.get("eventName") or step.get("eventName"), f"{where}.config.eventName is required"
+        )
+        timeout = {
+            k: config.get(k) for k in ("timeoutDays", "timeoutHours", "timeoutMinutes") if config.get(k)
+        }
+        _require(bool(timeout), f"{where}: wait_for_event needs timeoutDays (or timeoutHours/timeoutMinutes)")
+        for k, v in timeout.items():
+            _number(v, f"{where}.config.{k}")
+        action = config.get("timeoutAction", "continue")
+        _require(action in ("continue", "exit"), f"{where}.config.timeoutAction must be continue or exit")
+        try:
+            pf = [filters.PropertyFilter.from_wire(f).to_wire() for f in config.get("propertyFilters") or []]
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise DefinitionError(f"{where}.config.propertyFilters: {exc}") from exc
+        nodes.append(
+            _new_node(
+                data,
+                kind,
+                {
+                    "eventName": events.canonical_name(name),
+                    **timeout,
+                    "timeoutAction": action,
+                    "propertyFilters": pf,
+                },
+            )
+        )
+    elif kind == "condition":
+        nodes.append(_new_node(data, kind, _condition_config(config or step, where)))
+    return nodes
+
+
+def _condition_config(config: dict[str, Any], where: str) -> dict[str, Any]:
+    kind = str(config.get("conditionType"))
+    _require(kind in CONDITION_TYPES, f"{where}.conditionType must be one of {', '.join(CONDITION_TYPES)}")
+    out: dict[str, Any] = {"conditionType": kind}
+    for key in ("tagName", "listId", "eventName", "fieldName", "fieldValue", "activityScope"):
+        if config.get(key) is not None:
+            out[key] = config[key]
+    if kind in ("has_tag", "does_not_have_tag"):
+        _require(bool(out.get("tagName")), f"{where}.tagName is required for {kind}")
+    if kind == "in_list":
+        _require(bool(out.get("listId")), f"{where}.listId is required for in_list")
+    if kind == "event_received":
+        _require(bool(out.get("eventName")), f"{where}.eventName is required for event_received")
+        out["eventName"] = events.canonical_name(str(out["eventName"]))
+    if kind.startswith("field_"):
+        _require(bool(out.get("fieldName")), f"{where}.fieldName is required for {kind}")
+        _require(out.get("fieldValue") is not None, f"{where}.fieldValue is required for {kind}")
+        if kind in ("field_greater_than", "field_less_than"):
+            try:
+                float(out["fieldValue"])
+            except (TypeError, ValueError):
+                raise DefinitionError(f"{where}.fieldValue must be a number for {kind}") from None
+    return out
+
+
+def _delay_config(step: dict[str, Any], config: dict[str, Any], where: str) -> dict[str, Any] | None:
+    """The wait before a step, from `delay{...}`, `delayMs`, `waitUntilWeekday` or a path step's
+    `config.delayDays/Hours/Minutes`; None when the step runs at once."""
+    delay = step.get("delay")
+    weekday = step.get("waitUntilWeekday")
+    if delay is not None:
+        _require(isinstance(delay, dict), f"{where}.delay must be an object")
+        mode = delay.get("mode", "duration")
+        if mode == "until_weekday":
+            weekday = {
+                "days": delay.get("untilDays"),
+                "startTime": delay.get("untilStartTime"),
+                "endTime": delay.get("untilEndTime"),
+                "timezone": delay.get("untilTimezone"),
+                "timezoneSource": delay.get("untilTimezoneSource"),
+            }
+        elif mode == "duration":
+            parts = {
+                k: _number(delay[k], f"{where}.delay.{k}")
+                for k in ("days", "hours", "minutes")
+                if delay.get(k) is not None
+            }
+            return {"mode": "duration", **parts} if any(parts.values()) else None
+        else:
+            raise DefinitionError(f"{where}.delay.mode {mode!r} is not supported by cartback yet")
+    if weekday is not None:
+        days = weekday.get("days") or ([weekday["day"]] if weekday.get("day") else None)
+        _require(bool(days), f"{where}.waitUntilWeekday.days is required")
+        window = {
+            "enabled": True,
+            "days": days,
+            "startTime": weekday.get("startTime") or "00:00",
+            "endTime": weekday.get("endTime") or "24:00",
+            "timezone": weekday.get("timezone") or "UTC",
+        }
+        try:
+            schedule.SendingWindow.from_wire(window)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise DefinitionError(f"{where}.waitUntilWeekday: {exc}") from exc
+        minimum = weekday.get("minimumWait") or {}
+        return {
+            "mode": "until_weekday",
+            "window": window,
+            "timezoneSource": weekday.get("timezoneSource") or "fixed",
+            "minimumWait": {
+                k: _number(minimum[k], f"{where}.minimumWait.{k}")
+                for k in ("days", "hours", "minutes")
+                if minimum.get(k) is not None
+            },
+        }
+    if step.get("delayMs") is not None:
+        ms = _number(step["delayMs"], f"{where}.delayMs")
+        return {"mode": "duration", "minutes": ms / 60000} if ms else None
+    parts = {
+        k: _number(config[f"delay{k.title()}"], f"{where}.config.delay{k.title()}")
+        for k in ("days", "hours", "minutes")
+        if config.get(f"delay{k.title()}") is not None
+    }
+    return {"mode": "duration", **parts} if any(parts.values()) else None
+
+
+def duration(config: dict[str, Any]) -> timedelta:
+    return timedelta(
+        days=config.get("days", 0), hours=config.get("hours", 0), minutes=config.get("minutes", 0)
+    )
+
+
+def timeout(config: dict[str, Any]) -> timedelta:
+    return timedelta(
+        days=config.get("timeoutDays", 0),
+        hours=config.get("timeoutHours", 0),
+        minutes=config.get("timeoutMinutes", 0),
+    )

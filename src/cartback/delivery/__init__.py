@@ -1,0 +1,1 @@
+"""Delivery: turning an email step into a message (templates), and later sending it."""

@@ -1,0 +1,234 @@
+"""Enrollments (a subscriber's run through a sequence) and their history of transitions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Row
+
+from cartback import ids
+from cartback.store.db import Tx
+from cartback.store.tables import enrollment_history, enrollments
+
+LIVE = ("active", "waiting")
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    id: str
+    workspace_id: str
+    sequence_id: str
+    subscriber_id: str
+    trigger_event_id: str | None
+    trigger_received_at: datetime
+    context: dict[str, Any]
+    dedupe_key: str | None
+    status: str
+    current_node_id: str | None
+    next_run_at: datetime | None
+    lease_owner: str | None
+    lease_until: datetime | None
+    stop_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    id: str
+    enrollment_id: str
+    sequence_id: str
+    node_id: str | None
+    action: str
+    detail: str | None
+    at: datetime
+
+
+_COLUMNS = list(Enrollment.__dataclass_fields__)
+
+
+def _from_row(row: Row[Any]) -> Enrollment:
+    return Enrollment(**{name: getattr(row, name) for name in _COLUMNS})
+
+
+def insert(tx: Tx, enrollment: Enrollment) -> None:
+    tx.execute(enrollments.insert().values(**{n: getattr(enrollment, n) for n in _COLUMNS}))
+
+
+def exists_with_key(tx: Tx, sequence_id: str, dedupe_key: str) -> bool:
+    row = tx.execute(
+        sa.select(enrollments.c.id).where(
+            enrollments.c.sequence_id == sequence_id, enrollments.c.dedupe_key == dedupe_key
+        )
+    ).first()
+    return row is not None
+
+
+def get(tx: Tx, workspace_id: str, enrollment_id: str) -> Enrollment | None:
+    row = tx.execute(
+        sa.select(enrollments).where(
+            enrollments.c.workspace_id == workspace_id, enrollments.c.id == enrollment_id
+        )
+    ).first()
+    return None if row is None else _from_row(row)
+
+
+def get_leased(tx: Tx, enrollment_id: str, owner: str) -> Enrollment | None:
+    """The enrollment if `owner` still holds its lease. The scheduler runs work across workspaces; the
+    workspace comes from the row it claimed."""
+    row = tx.execute(
+        sa.select(enrollments).where(enrollments.c.id == enrollment_id, enrollments.c.lease_owner == owner)
+    ).first()
+    return None if row is None else _from_row(row)
+
+
+def live_for_subscriber(tx: Tx, workspace_id: str, subscriber_id: str) -> list[Enrollment]:
+    rows = tx.execute(
+        sa.select(enrollments).where(
+            enrollments.c.workspace_id == workspace_id,
+            enrollments.c.subscriber_id == subscriber_id,
+            enrollments.c.status.in_(LIVE),
+        )
+    ).all()
+    return [_from_row(r) for r in rows]
+
+
+def for_subscriber(
+    tx: Tx, workspace_id: str, subscriber_id: str, sequence_id: str | None = None
+) -> list[Enrollment]:
+    query = sa.select(enrollments).where(
+        enrollments.c.workspace_id == workspace_id, enrollments.c.subscriber_id == subscriber_id
+    )
+    if sequence_id:
+        query = query.where(enrollments.c.sequence_id == sequence_id)
+    return [_from_row(r) for r in tx.execute(query.order_by(enrollments.c.created_at)).all()]
+
+
+def update(tx: Tx, enrollment: Enrollment, *, owner: str | None = None) -> bool:
+    """Write the enrollment's state back. With `owner`, only while that owner holds the lease: a worker
+    that lost its lease must not overwrite the work of the one that took over."""
+    values = {n: getattr(enrollment, n) for n in _COLUMNS if n not in ("id", "workspace_id", "created_at")}
+    query = enrollments.update().where(
+        enrollments.c.workspace_id == enrollment.workspace_id, enrollments.c.id == enrollment.id
+    )
+    if owner is not None:
+        query = query.where(enrollments.c.lease_owner == owner)
+    return tx.execute(query.values(**values)).rowcount > 0
+
+
+def record(
+    tx: Tx,
+    enrollment: Enrollment,
+    action: str,
+    at: datetime,
+    *,
+    node_id: str | None = None,
+    detail: str | None = None,
+) -> None:
+    tx.execute(
+        enrollment_history.insert().values(
+            id=ids.new_id("hist"),
+            workspace_id=enrollment.workspace_id,
+            enrollment_id=enrollment.id,
+            sequence_id=enrollment.sequence_id,
+            node_id=node_id,
+            action=action,
+            detail=detail,
+            at=at,
+        )
+    )
+
+
+def history(tx: Tx, workspace_id: str, enrollment_id: str) -> list[HistoryEntry]:
+    rows = tx.execute(
+        sa.select(enrollment_history)
+        .where(
+            enrollment_history.c.workspace_id == workspace_id,
+            enrollment_history.c.enrollment_id == enrollment_id,
+        )
+        .order_by(enrollment_history.c.at, enrollment_history.c.id)
+    ).all()
+    return [
+        HistoryEntry(r.id, r.enrollment_id, r.sequence_id, r.node_id, r.action, r.detail, r.at) for r in rows
+    ]
+
+
+def listing(
+    tx: Tx,
+    workspace_id: str,
+    sequence_id: str,
+    *,
+    status: str | None = None,
+    subscriber_id: str | None = None,
+    node_id: str | None = None,
+    sort: str = "enrolled_at_desc",
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Enrollment], int]:
+    where = [enrollments.c.workspace_id == workspace_id, enrollments.c.sequence_id == sequence_id]
+    if status:
+        where.append(enrollments.c.status.in_(status.split(",")))
+    if subscriber_id:
+        where.append(enrollments.c.subscriber_id == subscriber_id)
+    if node_id:
+        where.append(enrollments.c.current_node_id == node_id)
+    order = {
+        "enrolled_at_asc": enrollments.c.created_at.asc(),
+        "wait_until_asc": enrollments.c.next_run_at.asc(),
+        "wait_until_desc": enrollments.c.next_run_at.desc(),
+    }.get(sort, enrollments.c.created_at.desc())
+    total = tx.execute(sa.select(sa.func.count()).select_from(enrollments).where(*where)).scalar_one()
+    rows = tx.execute(
+        sa.select(enrollments).where(*where).order_by(order, enrollments.c.id).limit(limit).offset(offset)
+    ).all()
+    return [_from_row(r) for r in rows], int(total)
+
+
+def counts_by_status(tx: Tx, workspace_id: str, sequence_id: str) -> dict[str, int]:
+    rows = tx.execute(
+        sa.select(enrollments.c.status, sa.func.count())
+        .where(enrollments.c.workspace_id == workspace_id, enrollments.c.sequence_id == sequence_id)
+        .group_by(enrollments.c.status)
+    ).all()
+    return {status: int(n) for status, n in rows}
+
+
+def counts_by_node(tx: Tx, workspace_id: str, sequence_id: str) -> list[tuple[str | None, str, int]]:
+    rows = tx.execute(
+        sa.select(enrollments.c.current_node_id, enrollments.c.status, sa.func.count())
+        .where(
+            enrollments.c.workspace_id == workspace_id,
+            enrollments.c.sequence_id == sequence_id,
+            enrollments.c.status.in_(LIVE),
+        )
+        .group_by(enrollments.c.current_node_id, enrollments.c.status)
+    ).all()
+    return [(node, status, int(n)) for node, status, n in rows]
+
+
+def stop_reasons(tx: Tx, workspace_id: str, sequence_id: str) -> dict[str, int]:
+    rows = tx.execute(
+        sa.select(enrollments.c.stop_reason, sa.func.count())
+        .where(
+            enrollments.c.workspace_id == workspace_id,
+            enrollments.c.sequence_id == sequence_id,
+            enrollments.c.status.in_(("stopped", "cancelled")),
+        )
+        .group_by(enrollments.c.stop_reason)
+    ).all()
+    return {str(reason or "unknown"): int(n) for reason, n in rows}
+
+
+def history_counts(tx: Tx, workspace_id: str, sequence_id: str) -> dict[tuple[str | None, str], int]:
+    rows = tx.execute(
+        sa.select(enrollment_history.c.node_id, enrollment_history.c.action, sa.func.count())
+        .where(
+            enrollment_history.c.workspace_id == workspace_id, enrollment_history.c.sequence_id == sequence_id
+        )
+        .group_by(enrollment_history.c.node_id, enrollment_history.c.action)
+    ).all()
+    return {(node, action): int(n) for node, action, n in rows}

@@ -1,0 +1,102 @@
+"""Messages an email step (or a transactional send) produced. One per (enrollment, step), by constraint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Row
+
+from cartback.store.db import Tx
+from cartback.store.tables import messages
+
+
+@dataclass(frozen=True)
+class Message:
+    id: str
+    workspace_id: str
+    subscriber_id: str | None
+    sequence_id: str | None
+    enrollment_id: str | None
+    node_id: str | None
+    kind: str
+    to_email: str
+    from_email: str
+    subject: str
+    preheader: str | None
+    html: str | None
+    text: str | None
+    status: str
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+
+
+_COLUMNS = list(Message.__dataclass_fields__)
+
+
+def _from_row(row: Row[Any]) -> Message:
+    return Message(**{n: getattr(row, n) for n in _COLUMNS})
+
+
+def insert(tx: Tx, message: Message) -> None:
+    tx.execute(messages.insert().values(**{n: getattr(message, n) for n in _COLUMNS}))
+
+
+def for_step(tx: Tx, enrollment_id: str, node_id: str) -> Message | None:
+    row = tx.execute(
+        sa.select(messages).where(messages.c.enrollment_id == enrollment_id, messages.c.node_id == node_id)
+    ).first()
+    return None if row is None else _from_row(row)
+
+
+def count_marketing_since(
+    tx: Tx, workspace_id: str, subscriber_id: str, since: datetime
+) -> tuple[int, datetime | None]:
+    """How many marketing messages the subscriber got since `since`, and the oldest of them."""
+    row = tx.execute(
+        sa.select(sa.func.count(), sa.func.min(messages.c.created_at)).where(
+            messages.c.workspace_id == workspace_id,
+            messages.c.subscriber_id == subscriber_id,
+            messages.c.kind == "marketing",
+            messages.c.created_at >= since,
+        )
+    ).one()
+    return int(row[0]), row[1]
+
+
+def listing(
+    tx: Tx,
+    workspace_id: str,
+    *,
+    sequence_id: str | None = None,
+    subscriber_id: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Message], int]:
+    where = [messages.c.workspace_id == workspace_id]
+    if sequence_id:
+        where.append(messages.c.sequence_id == sequence_id)
+    if subscriber_id:
+        where.append(messages.c.subscriber_id == subscriber_id)
+    total = tx.execute(sa.select(sa.func.count()).select_from(messages).where(*where)).scalar_one()
+    rows = tx.execute(
+        sa.select(messages)
+        .where(*where)
+        .order_by(messages.c.created_at.desc(), messages.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return [_from_row(r) for r in rows], int(total)
+
+
+def count_for_sequence(tx: Tx, workspace_id: str, sequence_id: str) -> dict[str | None, int]:
+    rows = tx.execute(
+        sa.select(messages.c.node_id, sa.func.count())
+        .where(messages.c.workspace_id == workspace_id, messages.c.sequence_id == sequence_id)
+        .group_by(messages.c.node_id)
+    ).all()
+    return {node: int(n) for node, n in rows}

@@ -1,0 +1,83 @@
+"""Claiming due work: enrollments whose next step is due, and events the dispatcher has not seen yet.
+The dialect differences live here: PostgreSQL lets several workers claim at once with SKIP LOCKED;
+SQLite has one writer at a time (BEGIN IMMEDIATE), which serialises claims by itself."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from cartback.store import events as event_store
+from cartback.store.db import Tx
+from cartback.store.enrollments import LIVE
+from cartback.store.tables import enrollments, events
+
+# Only one process dispatches events at a time, so a subscriber's events are handled in order.
+_DISPATCH_LOCK = 727275
+
+
+def claim_due(tx: Tx, owner: str, now: datetime, *, lease: timedelta, limit: int) -> list[str]:
+    """Lease up to `limit` due enrollments to `owner`; return their ids, earliest due first. An expired lease
+    (its worker died) is fair game again."""
+    due = (
+        sa.select(enrollments.c.id)
+        .where(
+            enrollments.c.status.in_(LIVE),
+            enrollments.c.next_run_at <= now,
+            sa.or_(enrollments.c.lease_until.is_(None), enrollments.c.lease_until < now),
+        )
+        .order_by(enrollments.c.next_run_at)
+        .limit(limit)
+    )
+    if tx.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    ids = list(tx.execute(due).scalars())
+    if ids:
+        tx.execute(
+            enrollments.update()
+            .where(enrollments.c.id.in_(ids))
+            .values(lease_owner=owner, lease_until=now + lease)
+        )
+    return ids
+
+
+def release(tx: Tx, owner: str) -> int:
+    """Give back every lease `owner` holds (graceful shutdown): another worker may take them at once."""
+    result = tx.execute(
+        enrollments.update()
+        .where(enrollments.c.lease_owner == owner)
+        .values(lease_owner=None, lease_until=None)
+    )
+    return result.rowcount
+
+
+def next_due(tx: Tx) -> datetime | None:
+    value: datetime | None = tx.execute(
+        sa.select(sa.func.min(enrollments.c.next_run_at)).where(enrollments.c.status.in_(LIVE))
+    ).scalar_one()
+    if value is not None and value.tzinfo is None:  # SQLite aggregates bypass the column type
+        from datetime import UTC
+
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def take_undispatched(tx: Tx, limit: int) -> list[event_store.Event]:
+    """The oldest events no dispatcher has handled, or none if another process is dispatching now."""
+    if tx.dialect.name == "postgresql":
+        got = tx.execute(sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _DISPATCH_LOCK}).scalar_one()
+        if not got:
+            return []
+    rows = tx.execute(
+        sa.select(events)
+        .where(events.c.dispatched_at.is_(None))
+        .order_by(events.c.received_at, events.c.id)
+        .limit(limit)
+    ).all()
+    return [event_store.from_row(r) for r in rows]
+
+
+def mark_dispatched(tx: Tx, event_ids: list[str], now: datetime) -> None:
+    if event_ids:
+        tx.execute(events.update().where(events.c.id.in_(event_ids)).values(dispatched_at=now))

@@ -1,0 +1,34 @@
+"""Helpers shipped for tests (ours and yours): drive the scheduler by hand with a frozen clock."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from cartback.core import automations
+from cartback.core.clock import Clock, FrozenClock
+from cartback.scheduler import worker
+from cartback.store import timers
+from cartback.store.db import Database, Tx
+
+__all__ = ["FrozenClock", "run_until_idle"]
+
+
+def run_until_idle(db: Database, clock: Clock, *, owner: str = "test-worker", rounds: int = 100) -> int:
+    """Dispatch every pending event and run every step due at `clock.now()`, synchronously, until nothing
+    is left to do now. Returns the number of steps run."""
+    steps = 0
+    for _ in range(rounds):
+        dispatched = db.write_sync(lambda tx: worker.dispatch_batch(tx, clock.now(), 500))
+        claimed = db.write_sync(
+            lambda tx: timers.claim_due(tx, owner, clock.now(), lease=timedelta(minutes=5), limit=500)
+        )
+        for enrollment_id in claimed:
+
+            def advance(tx: Tx, e: str = enrollment_id) -> str:
+                return automations.advance(tx, e, owner, clock.now())
+
+            db.write_sync(advance)
+        steps += len(claimed)
+        if not dispatched and not claimed:
+            return steps
+    raise RuntimeError("the scheduler did not become idle")

@@ -1,0 +1,290 @@
+"""The automation engine on real SQLite and PostgreSQL, driven by hand with a frozen clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from cartback import ids
+from cartback.core import checkouts, orders, sequences, subscribers
+from cartback.core import events as core_events
+from cartback.store import sequences as sequence_store
+from cartback.store.db import Database
+from cartback.store.sequences import Sequence
+from cartback.store.tables import enrollments, messages
+from cartback.testing import FrozenClock, run_until_idle
+
+T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+ABANDONED = {
+    "name": "Abandoned checkout",
+    "trigger": "event_received",
+    "eventName": "ecommerce.checkout_started",
+    "enrollmentMode": "matching_field",
+    "enrollmentFieldPath": "checkoutId",
+    "stopCondition": {
+        "type": "event_received",
+        "value": "ecommerce.order_placed",
+        "matchConfig": {
+            "mode": "event_property",
+            "rules": [{"entryFieldPath": "checkoutId", "eventFieldPath": "checkoutId"}],
+        },
+    },
+    "steps": [
+        {
+            "type": "email",
+            "delay": {"hours": 1},
+            "subject": "You left {{ event.items[0].title }}",
+            "html": "<p>Hi {{ subscriber.firstName | default: 'there' }}</p>"
+            "<a href='{{ event.checkoutUrl }}'>back</a>",
+        },
+        {
+            "type": "email",
+            "delay": {"days": 1},
+            "subject": "Still thinking?",
+            "html": "<p>{{ event.checkoutUrl }}</p>",
+        },
+    ],
+}
+
+
+@dataclass
+class Engine:
+    db: Database
+    clock: FrozenClock
+    workspace_id: str
+
+    def sequence(self, body: dict[str, Any], *, status: str = "active") -> Sequence:
+        definition = sequences.parse(body)
+        now = self.clock.now()
+        seq = Sequence(
+            ids.new_id("seq"),
+            self.workspace_id,
+            body["name"],
+            None,
+            status,
+            definition.trigger,
+            definition.trigger_event,
+            definition.data,
+            False,
+            1,
+            now,
+            now,
+        )
+        self.db.write_sync(lambda tx: sequence_store.insert(tx, seq))
+        return seq
+
+    def checkout(
+        self,
+        checkout_id: str,
+        email: str = "jane@example.com",
+        total: int = 6450,
+        titles: tuple[str, ...] = ("Logo tee",),
+    ) -> checkouts.CheckoutRecorded:
+        data = checkouts.CheckoutInput(
+            checkout_id=checkout_id,
+            customer=subscribers.Identity(email=email, first_name="Jane"),
+            currency="USD",
+            total_cents=total,
+            checkout_url=f"https://shop.example.com/c/{checkout_id}",
+            items=[{"productId": t, "title": t, "quantity": 1, "priceCents": total} for t in titles],
+        )
+        return self.db.write_sync(
+            lambda tx: checkouts.record_checkout(tx, self.workspace_id, data, self.clock.now())
+        )
+
+    def order(self, order_id: str, checkout_id: str | None, email: str = "jane@example.com") -> None:
+        data = orders.OrderInput(
+            order_id=order_id,
+            customer=subscribers.Identity(email=email),
+            currency="USD",
+            total_cents=6450,
+            properties={"checkoutId": checkout_id} if checkout_id else {},
+        )
+        self.db.write_sync(lambda tx: orders.record_order(tx, self.workspace_id, data, self.clock.now()))
+
+    def run(self, **advance: float) -> None:
+        if advance:
+            self.clock.advance(**advance)
+        run_until_idle(self.db, self.clock)
+
+    def messages(self) -> list[Any]:
+        return self.db.read_sync(
+            lambda tx: tx.execute(
+                sa.select(messages)
+                .where(messages.c.workspace_id == self.workspace_id)
+                .order_by(messages.c.created_at)
+            ).all()
+        )
+
+    def enrollments(self) -> list[Any]:
+        return self.db.read_sync(
+            lambda tx: tx.execute(
+                sa.select(enrollments)
+                .where(enrollments.c.workspace_id == self.workspace_id)
+                .order_by(enrollments.c.created_at, enrollments.c.id)
+            ).all()
+        )
+
+
+@pytest.fixture
+def engine(db, make_workspace) -> Engine:
+    return Engine(db, FrozenClock(T0), make_workspace().id)
+
+
+def test_abandoned_checkout_emails_only_carts_without_their_order(engine):
+    engine.sequence(ABANDONED)
+    engine.checkout("A")
+    engine.checkout("B", email="bob@example.com")
+    engine.checkout("C", email="carol@example.com")
+    engine.run()
+    engine.order("ord-B", "B", email="bob@example.com")  # B's own order, within the delay
+    engine.order("ord-X", "other-cart", email="carol@example.com")  # C ordered something else
+    engine.run(minutes=30)
+    assert engine.messages() == []
+    engine.run(minutes=31)
+    first = engine.messages()
+    assert sorted(m.to_email for m in first) == ["carol@example.com", "jane@example.com"]
+    jane = next(m for m in first if m.to_email == "jane@example.com")
+    assert jane.subject == "You left Logo tee"
+    assert "https://shop.example.com/c/A" in jane.html and "Hi Jane" in jane.html
+    by_status = {
+        e.dedupe_key.split(":")[-1] if e.dedupe_key else e.id: e.status for e in engine.enrollments()
+    }
+    assert engine.enrollments()[1].stop_reason.startswith("stop condition: ecommerce.order_placed")
+    engine.run(days=1)
+    assert len(engine.messages()) == 4
+    statuses = sorted(e.status for e in engine.enrollments())
+    assert statuses == ["completed", "completed", "stopped"], by_status
+
+
+def test_order_arriving_before_dispatch_still_wins(engine):
+    """The order is in the log before the dispatcher has even enrolled the checkout: the step-time
+    re-check against the log must stop it."""
+    engine.sequence(ABANDONED)
+    engine.checkout("A")
+    engine.order("ord-A", "A")
+    engine.run(hours=2)
+    assert engine.messages() == []
+    assert [e.status for e in engine.enrollments()] == ["stopped"]
+
+
+def test_step_runs_at_most_once_when_rerun(engine):
+    engine.sequence(ABANDONED)
+    engine.checkout("A")
+    engine.run(hours=2)
+    engine.run(hours=2)
+    engine.run()
+    assert len(engine.messages()) == 1
+
+
+@pytest.mark.parametrize(
+    ("filters", "admitted", "refused"),
+    [
+        ([{"path": "value", "operator": "greater_than_or_equal", "value": 50}], [5000, 7500], [4999]),
+        ([{"path": "items[].title", "operator": "contains", "value": "Jeans"}], ["Slim Jeans"], ["Shirt"]),
+    ],
+    ids=["value>=50", "items-title-contains-jeans"],
+)
+def test_trigger_filters_admit_and_refuse(engine, filters, admitted, refused):
+    engine.sequence({**ABANDONED, "enrollmentMode": "unlimited", "propertyFilters": filters})
+    for i, sample in enumerate([*admitted, *refused]):
+        if isinstance(sample, int):
+            engine.checkout(f"k{i}", email=f"u{i}@example.com", total=sample)
+        else:
+            engine.checkout(f"k{i}", email=f"u{i}@example.com", titles=("Hat", sample))
+    engine.run()
+    assert len(engine.enrollments()) == len(admitted)
+
+
+def test_enrollment_modes_count(engine):
+    once = engine.sequence({**ABANDONED, "name": "once", "enrollmentMode": "one_time"})
+    per_cart = engine.sequence({**ABANDONED, "name": "per cart"})
+    unlimited = engine.sequence({**ABANDONED, "name": "every time", "enrollmentMode": "unlimited"})
+    engine.checkout("A")
+    engine.checkout("A")  # the same cart again: no new event at all
+    engine.checkout("B")
+    engine.run()
+    counts: dict[str, int] = {}
+    for e in engine.enrollments():
+        counts[e.sequence_id] = counts.get(e.sequence_id, 0) + 1
+    assert (counts[once.id], counts[per_cart.id], counts[unlimited.id]) == (1, 2, 2)
+
+
+def test_historical_events_never_trigger(engine):
+    engine.sequence(
+        {**ABANDONED, "trigger": "event_received", "eventName": "viewed", "enrollmentMode": "unlimited"}
+    )
+    sub, _ = engine.db.write_sync(
+        lambda tx: subscribers.upsert(
+            tx, engine.workspace_id, subscribers.Identity(email="h@example.com"), engine.clock.now()
+        )
+    )
+    engine.db.write_sync(
+        lambda tx: core_events.record(
+            tx,
+            engine.workspace_id,
+            name="viewed",
+            source="sequenzy",
+            subscriber_id=sub.id,
+            properties={},
+            now=engine.clock.now(),
+            occurred_at=engine.clock.now() - timedelta(hours=3),
+        )
+    )
+    engine.run()
+    assert engine.enrollments() == []
+
+
+def test_sending_window_holds_email_until_it_opens(engine):
+    engine.sequence(
+        {
+            **ABANDONED,
+            "sendingWindow": {
+                "enabled": True,
+                "startTime": "09:00",
+                "endTime": "18:00",
+                "timezone": "Europe/Berlin",
+            },
+        }
+    )
+    engine.clock.set(datetime(2026, 11, 23, 20, 0, tzinfo=UTC))  # 21:00 in Berlin
+    engine.checkout("A")
+    engine.run(hours=2)  # due at 22:00 Berlin: outside
+    assert engine.messages() == []
+    engine.run(hours=10)  # 09:00 Berlin the next day is 08:00 UTC
+    assert len(engine.messages()) == 1
+    assert engine.messages()[0].created_at == datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+
+
+def test_unsubscribed_subscriber_is_stopped_before_the_step(engine):
+    engine.sequence(ABANDONED)
+    engine.checkout("A")
+    engine.run()
+    engine.db.write_sync(
+        lambda tx: tx.execute(
+            sa.text("UPDATE subscribers SET status='unsubscribed' WHERE workspace_id=:w"),
+            {"w": engine.workspace_id},
+        )
+    )
+    engine.run(hours=2)
+    assert engine.messages() == []
+    assert engine.enrollments()[0].stop_reason == "subscriber unsubscribed"
+
+
+def test_frequency_cap_skips_second_marketing_email(engine):
+    engine.db.write_sync(
+        lambda tx: sequence_store.put_frequency_cap(
+            tx, engine.workspace_id, 1, 16, "skip", engine.clock.now()
+        )
+    )
+    engine.sequence({**ABANDONED, "frequencyCapEnabled": True, "enrollmentMode": "unlimited"})
+    engine.checkout("A")
+    engine.checkout("B")
+    engine.run()
+    engine.run(hours=2)
+    assert len(engine.messages()) == 1
