@@ -129,7 +129,7 @@ def serialize(seq: Sequence) -> dict[str, Any]:
         ],
         "entryNodeId": definition.entry,
         "edges": edges,
-        "graphRevision": seq.revision,
+        "graphRevision": str(seq.revision),
         "createdAt": _iso(seq.created_at),
         "updatedAt": _iso(seq.updated_at),
     }
