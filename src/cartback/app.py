@@ -55,6 +55,8 @@ def create_app(
             db.migrate()
         await db.start()
         worker = build_worker(settings, db, clock) if run_worker else None
+        if worker is not None:
+            db.commit_listeners.append(worker.wake)
         task = asyncio.create_task(worker.run(), name="cartback-worker") if worker else None
         app.state.worker = worker
         try:

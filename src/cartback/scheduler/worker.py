@@ -67,7 +67,7 @@ class Worker:
         finally:
             # Give leases back so a restarted worker picks the work up at once, not at lease expiry.
             try:
-                await self.db.write(lambda tx: timers.release(tx, self.owner))
+                await self.db.write(lambda tx: timers.release(tx, self.owner), notify=False)
             except Exception:
                 log.exception("could not release leases")
             log.info("worker %s stopped", self.owner)
@@ -80,14 +80,15 @@ class Worker:
 
     async def dispatch_events(self) -> int:
         now = self.clock.now()
-        count = await self.db.write(lambda tx: dispatch_batch(tx, now, self.batch_size))
+        count = await self.db.write(lambda tx: dispatch_batch(tx, now, self.batch_size), notify=False)
         self.events_dispatched += count
         return count
 
     async def run_due_steps(self) -> int:
         now = self.clock.now()
         claimed = await self.db.write(
-            lambda tx: timers.claim_due(tx, self.owner, now, lease=self.lease, limit=self.batch_size)
+            lambda tx: timers.claim_due(tx, self.owner, now, lease=self.lease, limit=self.batch_size),
+            notify=False,
         )
         if not claimed:
             return 0
@@ -105,11 +106,12 @@ class Worker:
         return len(claimed)
 
     async def _sleep(self) -> None:
+        # Clear first: a wake that lands while we look up the next due time must not be lost.
+        self._wake.clear()
         delay = self.tick_seconds
         nxt = await self.db.read(timers.next_due)
         if nxt is not None:
             delay = max(0.0, min(delay, (nxt - self.clock.now()).total_seconds()))
-        self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=delay)
 

@@ -113,6 +113,7 @@ def migrate(engine: Engine) -> None:
 class _Job:
     fn: Callable[[Connection], Any]
     future: asyncio.Future[Any]
+    notify: bool = True
 
 
 @dataclass
@@ -154,6 +155,9 @@ class Database:
         self._task: asyncio.Task[None] | None = None
         # One thread, so the writer's connection is always used from the thread that opened it.
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cartback-writer")
+        # Called after a commit that included a notifying job: the in-process scheduler listens here so a
+        # new event is dispatched at once instead of at the next tick.
+        self.commit_listeners: list[Callable[[], None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -181,12 +185,13 @@ class Database:
 
     # -- reads and writes --------------------------------------------------------------------------
 
-    async def write(self, fn: Callable[[Connection], T]) -> T:
-        """Run `fn` in the next group commit; return its result once it is durable."""
+    async def write(self, fn: Callable[[Connection], T], *, notify: bool = True) -> T:
+        """Run `fn` in the next group commit; return its result once it is durable. `notify=False` keeps
+        the commit from waking the commit listeners (the scheduler's own bookkeeping)."""
         if self._queue is None:
             raise RuntimeError("Database.start() was not called")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Job(fn, future))
+        await self._queue.put(_Job(fn, future, notify))
         return await future
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
@@ -224,6 +229,9 @@ class Database:
                 batch.append(nxt)
             outcomes = await loop.run_in_executor(self._executor, self._commit_batch, batch)
             self.stats.add(len(batch))
+            if any(j.notify and ok for j, (ok, _) in zip(batch, outcomes, strict=True)):
+                for listener in self.commit_listeners:
+                    listener()
             for j, (ok, value) in zip(batch, outcomes, strict=True):
                 if j.future.done():  # the client went away; the work is committed all the same
                     continue
@@ -249,7 +257,6 @@ class Database:
             # Retry each job alone so one cause cannot fail every waiter.
             log.warning("group commit of %d jobs failed; retrying one by one", len(batch), exc_info=True)
             return [self._commit_batch([job])[0] for job in batch]
-
 
     def _run_optimistic(self, batch: list[_Job]) -> list[tuple[bool, Any]] | None:
         """Run and commit the batch without savepoints (two statements fewer per job). None, with nothing
