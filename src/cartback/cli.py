@@ -53,7 +53,20 @@ def serve(
     _first_start(db)
     db.write_engine.dispose()
     application = create_app(settings, migrate=False, run_worker=not no_worker)
-    uvicorn.run(application, host=host, port=port, access_log=False, log_level=settings.log_level)
+    # cartback's own loggers (the writer's batch summary, worker notices) go where uvicorn's go.
+    log_config = dict(uvicorn.config.LOGGING_CONFIG)
+    log_config["loggers"] = {
+        **log_config["loggers"],
+        "cartback": {"handlers": ["default"], "level": settings.log_level.upper(), "propagate": False},
+    }
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        access_log=False,
+        log_level=settings.log_level,
+        log_config=log_config,
+    )
 
 
 def _first_start(db: Database) -> None:
