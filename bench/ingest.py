@@ -3,6 +3,7 @@ same body (bench/echo_app.py), same load, same time, interleaved round-robin.
 
     .venv/bin/python bench/ingest.py [--duration 10] [--connections 64] [--rounds 3]
                                      [--db sqlite|postgres|both] [--sync FULL|NORMAL|both] [--replay]
+                                     [--api-only]
 
 Every round starts each server fresh (cartback on a new, empty database), warms it up for 2 s, then runs wrk
 for --duration seconds. With a new checkoutId per request cartback really inserts; --replay reuses a few
@@ -98,6 +99,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--db", choices=["sqlite", "postgres", "both"], default="sqlite")
     p.add_argument("--sync", choices=["FULL", "NORMAL", "both"], default="FULL", help="SQLite synchronous")
     p.add_argument("--replay", action="store_true", help=f"reuse {REPLAY_KEYS} checkoutIds (idempotent path)")
+    p.add_argument("--api-only", action="store_true", help="serve --no-worker: no in-process scheduler")
     return p.parse_args()
 
 
@@ -115,7 +117,7 @@ def run_one(variant: Variant, rnd: int, args: argparse.Namespace, tmp: Path) -> 
         key = "unused"
     else:
         db_url = fresh_database(variant.db, tmp / f"r{rnd}-{variant.sync}.db")
-        cmd = [BIN / "cartback", "serve", "--port", str(port)]
+        cmd = [BIN / "cartback", "serve", "--port", str(port), *(["--no-worker"] if args.api_only else [])]
         env = dict(os.environ, CARTBACK_DATABASE_URL=db_url, CARTBACK_LOG_LEVEL="info")
         if variant.sync:
             env["CARTBACK_SQLITE_SYNCHRONOUS"] = variant.sync
@@ -129,7 +131,7 @@ def run_one(variant: Variant, rnd: int, args: argparse.Namespace, tmp: Path) -> 
         warm = wrk(base, key, mode, tags[0], WARMUP_SECONDS, args, tmp)
         cpu0 = cpu_seconds(proc.pid)
         load = wrk(base, key, mode, tags[1], args.duration, args, tmp)
-        cpu = (cpu_seconds(proc.pid) - cpu0) / (load["duration_us"] / 1e6)
+        cpu = cpu_seconds(proc.pid) - cpu0
         checks = None
         if db_url is not None:
             checks = answer_cut_off(base, key, [warm, load], mode, tags)
@@ -144,7 +146,8 @@ def run_one(variant: Variant, rnd: int, args: argparse.Namespace, tmp: Path) -> 
         "p99_ms": load["p99_us"] / 1000,
         "non2xx": sum(t["non2xx"] for t in load["threads"]),
         "socket_errors": sum(v for k, v in load["errors"].items() if k != "status"),
-        "server_cpu": cpu,
+        "server_cpu": cpu / (load["duration_us"] / 1e6),  # cores busy
+        "cpu_ms_per_req": cpu * 1000 / max(load["requests"], 1),
     }
     if match := BATCH_LINE.search(log_path.read_text()):
         jobs, commits = map(int, match.groups())
@@ -216,7 +219,13 @@ def verify(db_url: str, checks: dict) -> dict:
     answered = checks["ok_ids"]
     engine = sa.create_engine(sqlalchemy_url(db_url), poolclass=sa.NullPool)
     with engine.connect() as conn:
-        keys = conn.exec_driver_sql("SELECT idempotency_key FROM events").scalars().all()
+        keys = (
+            conn.exec_driver_sql(
+                "SELECT idempotency_key FROM events WHERE name = 'ecommerce.checkout_started'"
+            )
+            .scalars()
+            .all()
+        )
         checkouts = conn.exec_driver_sql("SELECT count(*) FROM checkouts").scalar_one()
     stored = {k.removeprefix("checkout:") for k in keys}
     result = {
@@ -320,7 +329,7 @@ def cpu_seconds(pid: int) -> float:
 def fmt_run(r: dict) -> str:
     text = (
         f"{r['rps']:8,.0f} req/s  p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  "
-        f"non-2xx {r['non2xx']}  cpu {r['server_cpu']:.2f}"
+        f"non-2xx {r['non2xx']}  cpu {r['server_cpu']:.2f} cores, {r['cpu_ms_per_req']:.2f} ms/req"
     )
     if "mean_batch" in r:
         text += f"  batch {r['mean_batch']:.1f}"
@@ -334,7 +343,7 @@ def summarize(runs: list[dict], variants: list[Variant]) -> list[dict]:
     for v in variants:
         mine = [r for r in runs if r["server"] == v.name]
         row = {"server": v.name, "n": len(mine), "non2xx": sum(r["non2xx"] for r in mine)}
-        for k in ("rps", "p50_ms", "p99_ms", "ratio", "server_cpu", "mean_batch"):
+        for k in ("rps", "p50_ms", "p99_ms", "ratio", "server_cpu", "cpu_ms_per_req", "mean_batch"):
             values = [r[k] for r in mine if k in r]
             if values:
                 row[k] = {"min": min(values), "median": statistics.median(values), "max": max(values)}
@@ -345,6 +354,7 @@ def summarize(runs: list[dict], variants: list[Variant]) -> list[dict]:
 
 def print_tables(runs: list[dict], summary: list[dict], args: argparse.Namespace) -> None:
     mode = "replay (idempotent path)" if args.replay else "insert (new checkoutId per request)"
+    mode += ", serve --no-worker" if args.api_only else ", serve with its in-process scheduler"
     print(f"\n{mode}; wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {args.rounds} rounds\n")
     print("| round | server | req/s | p50 ms | p99 ms | non-2xx | ratio |")
     print("|---|---|---|---|---|---|---|")
@@ -359,16 +369,17 @@ def print_tables(runs: list[dict], summary: list[dict], args: argparse.Namespace
 
     print("\nmin / **median** / max over rounds\n")
     print(
-        "| server | req/s | p50 ms | p99 ms | non-2xx | ratio to echo | server CPU | mean batch | verified |"
+        "| server | req/s | p50 ms | p99 ms | non-2xx | ratio to echo | server CPU cores | CPU ms/req "
+        "| mean batch | verified |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for s in summary:
         batch = mmm(s["mean_batch"], ".1f") if "mean_batch" in s else "-"
         verified = {None: "-", True: "yes", False: "**NO**"}[s["verified"]]
         print(
             f"| {s['server']} | {mmm(s['rps'], ',.0f')} | {mmm(s['p50_ms'], '.1f')} | "
             f"{mmm(s['p99_ms'], '.1f')} | {s['non2xx']} | {mmm(s['ratio'], '.2f')} | "
-            f"{mmm(s['server_cpu'], '.2f')} | {batch} | {verified} |"
+            f"{mmm(s['server_cpu'], '.2f')} | {mmm(s['cpu_ms_per_req'], '.2f')} | {batch} | {verified} |"
         )
 
 
