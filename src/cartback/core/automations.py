@@ -165,24 +165,38 @@ def _field(sub: Subscriber, name: str) -> Any:
 # -- dispatching events ---------------------------------------------------------------------------
 
 
-def dispatch(tx: Tx, event: Event, now: datetime) -> list[str]:
-    """React to one new event; return the ids of enrollments it created."""
+def dispatch(
+    tx: Tx, event: Event, now: datetime, triggered: dict[tuple[str, str], list[Sequence]] | None = None
+) -> list[str]:
+    """React to one new event; return the ids of enrollments it created. `triggered` caches the
+    sequences each (workspace, event name) starts, for the length of one dispatch batch."""
     if event.subscriber_id is None:
         return []
+    live = enrollment_store.live_for_subscriber(tx, event.workspace_id, event.subscriber_id)
+    starts: list[Sequence] = []
+    if not event.historical:
+        key = (event.workspace_id, event.name)
+        if triggered is None:
+            starts = sequence_store.triggered_by(tx, event.workspace_id, event.name)
+        else:
+            if key not in triggered:
+                triggered[key] = sequence_store.triggered_by(tx, event.workspace_id, event.name)
+            starts = triggered[key]
+    if not live and not starts:
+        return []  # most events: nothing waits on them and nothing starts from them
     sub = subscriber_store.find_by_id(tx, event.workspace_id, event.subscriber_id)
     if sub is None:
         return []
-    sub = subscriber_store.with_tags(tx, sub)
     data = context.event_data(event)
     cache: dict[str, tuple[Sequence, sequences.Definition] | None] = {}
 
-    for enrollment in enrollment_store.live_for_subscriber(tx, event.workspace_id, sub.id):
+    for enrollment in live:
         if enrollment.trigger_event_id == event.id:
             continue
         loaded = _load(tx, cache, enrollment)
         if loaded is None:
             continue
-        seq, definition = loaded
+        _, definition = loaded
         reason = event_stop_reason(definition, enrollment, event.name, data)
         if reason:
             finish(tx, enrollment, "stopped", now, reason=reason)
@@ -190,9 +204,7 @@ def dispatch(tx: Tx, event: Event, now: datetime) -> list[str]:
             _maybe_wake(tx, definition, enrollment, event, data, now)
 
     created: list[str] = []
-    if event.historical:
-        return created
-    for seq in sequence_store.triggered_by(tx, event.workspace_id, event.name):
+    for seq in starts:
         definition = sequences.Definition(seq.definition)
         decision = decide(tx, seq, definition, sub, event, data)
         if decision.enroll:

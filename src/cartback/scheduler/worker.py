@@ -109,7 +109,7 @@ class Worker:
         # Clear first: a wake that lands while we look up the next due time must not be lost.
         self._wake.clear()
         delay = self.tick_seconds
-        nxt = await self.db.read(timers.next_due)
+        nxt = await self.db.read(lambda tx: timers.next_due(tx, self.clock.now()))
         if nxt is not None:
             delay = max(0.0, min(delay, (nxt - self.clock.now()).total_seconds()))
         with contextlib.suppress(TimeoutError):

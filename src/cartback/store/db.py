@@ -112,7 +112,7 @@ def migrate(engine: Engine) -> None:
 @dataclass
 class _Job:
     fn: Callable[[Connection], Any]
-    future: asyncio.Future[Any]
+    future: asyncio.Future[Any] | None
     notify: bool = True
 
 
@@ -209,6 +209,12 @@ class Database:
         with translate_errors(), self.write_engine.begin() as conn:
             return _run_job(conn, fn)
 
+    def run_jobs_sync(self, fns: list[Callable[[Connection], Any]]) -> list[tuple[bool, Any]]:
+        """Run jobs in one transaction of their own, beside the writer: (ok, value or exception) each.
+        Only for PostgreSQL, where several connections may write at once; the scheduler uses it to run
+        a claimed batch over several connections instead of queueing it all behind one."""
+        return self._commit_batch([_Job(fn, None, notify=False) for fn in fns])
+
     # -- the writer --------------------------------------------------------------------------------
 
     async def _writer_loop(self) -> None:
@@ -233,7 +239,7 @@ class Database:
                 for listener in self.commit_listeners:
                     listener()
             for j, (ok, value) in zip(batch, outcomes, strict=True):
-                if j.future.done():  # the client went away; the work is committed all the same
+                if j.future is None or j.future.done():  # the client went away; the work is committed
                     continue
                 if ok:
                     j.future.set_result(value)
