@@ -288,3 +288,132 @@ def test_frequency_cap_skips_second_marketing_email(engine):
     engine.run()
     engine.run(hours=2)
     assert len(engine.messages()) == 1
+
+
+def _subscriber(engine: Engine, email: str):
+    sub, _ = engine.db.write_sync(
+        lambda tx: subscribers.upsert(
+            tx, engine.workspace_id, subscribers.Identity(email=email), engine.clock.now()
+        )
+    )
+    return sub
+
+
+def test_contact_tag_and_list_triggers(engine):
+    from cartback.core import lists
+
+    welcome = engine.sequence(
+        {
+            "name": "welcome",
+            "trigger": "contact_added",
+            "steps": [{"type": "email", "subject": "Welcome", "text": "hi"}],
+        }
+    )
+    vip = engine.sequence(
+        {
+            "name": "vip",
+            "trigger": "tag_added",
+            "tagName": "vip",
+            "steps": [{"type": "email", "subject": "VIP", "text": "hi"}],
+        }
+    )
+    listed = engine.sequence(
+        {
+            "name": "newsletter",
+            "trigger": "contact_added",
+            "listIds": ["news"],
+            "steps": [{"type": "email", "subject": "News", "text": "hi"}],
+        }
+    )
+    sub = _subscriber(engine, "t@example.com")
+    engine.db.write_sync(lambda tx: subscribers.tag(tx, sub, ["other", "vip"], engine.clock.now()))
+
+    def join(tx):
+        item, _ = lists.create(tx, engine.workspace_id, lists.ListInput(name="news"), engine.clock.now())
+        lists.join(tx, engine.workspace_id, sub.id, item, engine.clock.now())
+
+    engine.db.write_sync(join)
+    engine.run()
+    by_sequence = {e.sequence_id for e in engine.enrollments()}
+    assert by_sequence == {welcome.id, vip.id, listed.id}
+    assert sorted(m.subject for m in engine.messages()) == ["News", "VIP", "Welcome"]
+
+
+def test_wait_for_event_takes_the_event_exit_or_the_timeout_exit(engine):
+    engine.sequence(
+        {
+            "name": "review",
+            "trigger": "event_received",
+            "eventName": "ecommerce.order_placed",
+            "steps": [
+                {
+                    "nodeType": "logic_wait_for_event",
+                    "config": {"eventName": "review.left", "timeoutDays": 2, "timeoutAction": "exit"},
+                },
+                {"type": "email", "subject": "Thanks for the review", "text": "thanks"},
+            ],
+        }
+    )
+    engine.order("o1", None, email="fast@example.com")
+    engine.order("o2", None, email="slow@example.com")
+    engine.run()
+    fast = _subscriber(engine, "fast@example.com")
+    engine.db.write_sync(
+        lambda tx: core_events.record(
+            tx,
+            engine.workspace_id,
+            name="review.left",
+            source="sequenzy",
+            subscriber_id=fast.id,
+            properties={},
+            now=engine.clock.now(),
+        )
+    )
+    engine.run(hours=1)
+    assert [m.to_email for m in engine.messages()] == ["fast@example.com"]
+    engine.run(days=3)
+    assert [m.to_email for m in engine.messages()] == ["fast@example.com"]
+    statuses = sorted((e.status, e.stop_reason or "") for e in engine.enrollments())
+    assert statuses == [("completed", ""), ("stopped", "no review.left before the timeout")]
+
+
+def test_condition_gate_and_subscriber_update(engine):
+    engine.sequence(
+        {
+            "name": "gate",
+            "trigger": "event_received",
+            "eventName": "ecommerce.checkout_started",
+            "steps": [
+                {
+                    "nodeType": "action_update_attributes",
+                    "config": {
+                        "customAttributeUpdates": [
+                            {"name": "abandoned", "value": "true", "valueType": "boolean"}
+                        ]
+                    },
+                },
+                {
+                    "nodeType": "logic_condition",
+                    "config": {
+                        "conditionType": "field_greater_than",
+                        "fieldName": "event.totalCents",
+                        "fieldValue": "5000",
+                    },
+                },
+                {"nodeType": "action_add_tag", "config": {"tagName": "big-cart"}},
+                {"type": "email", "subject": "Big cart", "text": "x"},
+            ],
+        }
+    )
+    engine.checkout("small", email="s@example.com", total=1000)
+    engine.checkout("big", email="b@example.com", total=9000)
+    engine.run()
+    assert [m.to_email for m in engine.messages()] == ["b@example.com"]
+    big = engine.db.read_sync(
+        lambda tx: subscribers.find(tx, engine.workspace_id, subscribers.Identity(email="b@example.com"))
+    )
+    assert big.attributes["abandoned"] is True
+    from cartback.store import subscribers as subscriber_store
+
+    tags = engine.db.read_sync(lambda tx: subscriber_store.tag_names(tx, engine.workspace_id, [big.id]))
+    assert tags[big.id] == ("big-cart",)

@@ -103,14 +103,11 @@ def _trigger_config_refusal(definition: sequences.Definition, data: dict[str, An
         wanted = [t for t in [d.get("tagName"), *(d.get("tagNames") or [])] if t]
         if wanted and data.get("tag") not in wanted:
             return f"tag {data.get('tag')!r} is not one of {wanted}"
-    if definition.trigger in ("list_added", "contact_added"):
-        wanted = [x for x in [d.get("listId"), *(d.get("listIds") or [])] if x]
-        if (
-            wanted
-            and definition.trigger == "list_added"
-            and not (data.get("listId") in wanted or data.get("listName") in wanted)
-        ):
-            return f"list {data.get('listName')!r} is not one of {wanted}"
+    wanted = definition.list_refs
+    if wanted and definition.trigger_event == events.LIST_ADDED and not (
+        data.get("listId") in wanted or data.get("listName") in wanted
+    ):
+        return f"list {data.get('listName')!r} is not one of {wanted}"
     return None
 
 

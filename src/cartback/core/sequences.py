@@ -84,13 +84,17 @@ class Definition:
 
     @property
     def trigger_event(self) -> str | None:
+        """The event name the dispatcher starts this sequence on."""
         if self.trigger == "event_received":
             return str(self.data["eventName"])
-        return {
-            "contact_added": events.SUBSCRIBER_CREATED,
-            "tag_added": events.TAG_ADDED,
-            "list_added": events.LIST_ADDED,
-        }.get(self.trigger)
+        if self.trigger == "list_added" or (self.trigger == "contact_added" and self.list_refs):
+            # Sequenzy's contact_added scoped to lists means "added to one of these lists".
+            return events.LIST_ADDED
+        return {"contact_added": events.SUBSCRIBER_CREATED, "tag_added": events.TAG_ADDED}.get(self.trigger)
+
+    @property
+    def list_refs(self) -> list[str]:
+        return [str(x) for x in [self.data.get("listId"), *(self.data.get("listIds") or [])] if x]
 
     @property
     def nodes(self) -> dict[str, dict[str, Any]]:
