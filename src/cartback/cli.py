@@ -119,6 +119,56 @@ def worker(
 
 
 @app.command()
+def explain(
+    workspace: Annotated[str, typer.Option(help="Workspace name.")],
+    sequence: Annotated[str, typer.Option(help="Sequence id (seq_...).")],
+    email: Annotated[str, typer.Option(help="The subscriber's email.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw explanation as JSON.")] = False,
+) -> None:
+    """Why a subscriber was or was not enrolled in a sequence, and what happened to each of their runs."""
+    import json
+
+    from cartback.core import automations
+    from cartback.store import sequences as sequence_store
+    from cartback.store import subscribers as subscriber_store
+
+    db = _database(Settings())
+
+    def read(tx: workspaces.Tx) -> dict[str, object]:
+        ws = workspaces.get_workspace_by_name(tx, workspace)
+        seq = sequence_store.get(tx, ws.id, sequence)
+        if seq is None:
+            raise errors.NotFound(f"no sequence {sequence!r} in workspace {workspace!r}")
+        sub = subscriber_store.find_by_email(tx, ws.id, email)
+        if sub is None:
+            raise errors.NotFound(f"no subscriber {email!r} in workspace {workspace!r}")
+        return automations.explain(tx, seq, sub)
+
+    try:
+        result = db.read_sync(read)
+    except errors.CartbackError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+        return
+    out = Console(soft_wrap=True, highlight=False)
+    out.print(f"[bold]{email}[/bold] and sequence {sequence} (trigger {result['triggerEvent']}):")
+    for item in result["events"]:  # type: ignore[attr-defined]
+        mark = "[green]enrolled[/green]" if item["enrolled"] else "[yellow]not enrolled[/yellow]"
+        out.print(f"  event {item['eventId']} at {item.get('occurredAt')}: {mark} - {item['reason']}")
+    for run in result["enrollments"]:  # type: ignore[attr-defined]
+        out.print(
+            f"  run {run['enrollmentId']}: {run['status']}"
+            + (f" ({run['stopReason']})" if run["stopReason"] else "")
+        )
+        for h in run["history"]:
+            out.print(
+                f"    {h['at']} {h['nodeId'] or '':8} {h['action']}"
+                + (f": {h['detail']}" if h["detail"] else "")
+            )
+
+
+@app.command()
 def migrate() -> None:
     """Apply database migrations (CARTBACK_DATABASE_URL)."""
     _database(Settings())
