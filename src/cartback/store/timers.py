@@ -52,9 +52,15 @@ def release(tx: Tx, owner: str) -> int:
     return result.rowcount
 
 
-def next_due(tx: Tx) -> datetime | None:
+def next_due(tx: Tx, now: datetime) -> datetime | None:
+    """The earliest next_run_at this worker could claim: rows another worker holds a live lease on are left
+    out, or a worker idling beside a busy one would see them as overdue and poll without pause. (A lease that
+    expires is noticed within a tick, which the caller caps the sleep at.)"""
     value: datetime | None = tx.execute(
-        sa.select(sa.func.min(enrollments.c.next_run_at)).where(enrollments.c.status.in_(LIVE))
+        sa.select(sa.func.min(enrollments.c.next_run_at)).where(
+            enrollments.c.status.in_(LIVE),
+            sa.or_(enrollments.c.lease_until.is_(None), enrollments.c.lease_until < now),
+        )
     ).scalar_one()
     if value is not None and value.tzinfo is None:  # SQLite aggregates bypass the column type
         from datetime import UTC
