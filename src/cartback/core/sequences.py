@@ -218,13 +218,164 @@ def parse(body: dict[str, Any], *, previous: Definition | None = None) -> Defini
             raise DefinitionError(f"sendingWindow: {exc}") from exc
         data["sendingWindow"] = window.to_wire() if window else None
 
-    if "steps" in body and body["steps"] is not None:
-        steps = body["steps"]
+    steps = body.get("steps") if body.get("steps") is not None else body.get("emails")
+    if steps is not None:
         _require(isinstance(steps, list), "steps must be a list")
         _require(len(steps) <= MAX_STEPS, f"steps: at most {MAX_STEPS}")
-        data["nodes"], data["nextNodeNumber"] = [], 1
-        data["entryNodeId"] = _compile_chain(data, steps, "steps")
+        if (
+            previous is not None
+            and steps
+            and all(isinstance(s, dict) and (s.get("emailId") or s.get("nodeId")) for s in steps)
+        ):
+            _edit_emails(data, steps)
+        else:
+            # A create, or an update that sends whole steps without ids: the steps are replaced.
+            data["nodes"], data["nextNodeNumber"] = [], 1
+            data["entryNodeId"] = _compile_chain(data, steps, "steps")
+    if previous is not None:
+        _apply_graph_edits(data, body)
+    _require(len(data["nodes"]) <= 4 * MAX_STEPS, f"a sequence has at most {4 * MAX_STEPS} nodes")
     return Definition(data)
+
+
+_EMAIL_FIELDS = (
+    "subject",
+    "previewText",
+    "html",
+    "text",
+    "fromEmail",
+    "fromName",
+    "replyTo",
+    "replyToName",
+    "isTransactional",
+)
+
+
+def _node(data: dict[str, Any], node_id: Any, where: str) -> dict[str, Any]:
+    for node in data["nodes"]:
+        if node["id"] == node_id:
+            return dict(node)
+    raise DefinitionError(f"{where}: no step {node_id!r} in this sequence")
+
+
+def _replace_node(data: dict[str, Any], node: dict[str, Any]) -> None:
+    data["nodes"] = [node if n["id"] == node["id"] else n for n in data["nodes"]]
+
+
+def _edit_emails(data: dict[str, Any], edits: list[dict[str, Any]]) -> None:
+    """Sequenzy's update `steps`/`emails`: change the content of existing email steps by id."""
+    for i, edit in enumerate(edits):
+        node = _node(data, edit.get("nodeId") or edit.get("emailId"), f"steps[{i}]")
+        _require(node["type"] == "email", f"steps[{i}]: step {node['id']} is not an email")
+        config = dict(node["config"])
+        if edit.get("htmlContent") is not None and edit.get("html") is None:
+            edit = {**edit, "html": edit["htmlContent"]}
+        config.update({k: edit[k] for k in _EMAIL_FIELDS if edit.get(k) is not None})
+        _require(bool(str(config.get("subject") or "").strip()), f"steps[{i}].subject cannot be empty")
+        _replace_node(data, {**node, "config": config})
+
+
+def _apply_graph_edits(data: dict[str, Any], body: dict[str, Any]) -> None:
+    """The update operations that change the graph in place: nodeUpdates, insertSteps, branch and
+    graphEdit delete_node."""
+    for i, update in enumerate(body.get("nodeUpdates") or []):
+        _require(
+            isinstance(update, dict) and isinstance(update.get("changes"), dict),
+            f"nodeUpdates[{i}] needs nodeId and changes",
+        )
+        node = _node(data, update.get("nodeId"), f"nodeUpdates[{i}]")
+        changes = update["changes"]
+        config = {
+            **node["config"],
+            **(changes.get("config") or {}),
+            **{k: v for k, v in changes.items() if k != "config"},
+        }
+        _replace_node(data, {**node, "config": config})
+    insert = body.get("insertSteps")
+    if insert is not None:
+        _require(
+            isinstance(insert, dict) and isinstance(insert.get("steps"), list) and bool(insert["steps"]),
+            "insertSteps.steps must be a non-empty list",
+        )
+        _insert_after(data, insert.get("afterNodeId"), insert["steps"], "insertSteps.steps")
+    branch = body.get("branch")
+    if branch is not None:
+        _add_branch(data, branch)
+    edit = body.get("graphEdit")
+    if edit is not None:
+        _require(isinstance(edit, dict), "graphEdit must be an object")
+        _require(edit.get("action") == "delete_node", "graphEdit: only delete_node is supported by cartback")
+        node = _node(data, edit.get("nodeId"), "graphEdit")
+        for other in data["nodes"]:
+            for key in ("next", "elseNext", "timeoutNext"):
+                if other.get(key) == node["id"]:
+                    other[key] = node.get("next")
+        if data.get("entryNodeId") == node["id"]:
+            data["entryNodeId"] = node.get("next")
+        data["nodes"] = [n for n in data["nodes"] if n["id"] != node["id"]]
+
+
+def _chain_end(data: dict[str, Any], first: str | None) -> dict[str, Any] | None:
+    nodes = {n["id"]: n for n in data["nodes"]}
+    node, seen = nodes.get(first or ""), set()
+    while node is not None and node.get("next") and node["id"] not in seen:
+        seen.add(node["id"])
+        node = nodes.get(node["next"])
+    return node
+
+
+def _insert_after(data: dict[str, Any], after: Any, steps: list[Any], where: str) -> None:
+    first = _compile_chain(data, steps, where)
+    last = _chain_end(data, first)
+    assert last is not None
+    if after is None:  # at the end of the main path
+        tail = _chain_end(data, data.get("entryNodeId"))
+        if tail is None or tail["id"] == last["id"]:
+            data["entryNodeId"] = first
+        else:
+            tail["next"] = first
+        return
+    anchor = _node(data, after, where)
+    last["next"] = anchor.get("next")
+    _replace_node(data, {**anchor, "next": first})
+
+
+def _add_branch(data: dict[str, Any], branch: Any) -> None:
+    """Sequenzy's `branch`: after `afterNodeId`, the first branch whose condition holds runs its steps;
+    otherwise `elseSteps` run, or, without them, the flow continues as it did before."""
+    _require(
+        isinstance(branch, dict) and isinstance(branch.get("branches"), list) and bool(branch["branches"]),
+        "branch.branches must be a non-empty list",
+    )
+    _require(
+        branch.get("splitMode", "condition") == "condition", "branch: only splitMode condition is supported"
+    )
+    anchor = _node(data, branch.get("afterNodeId"), "branch.afterNodeId")
+    continuation = anchor.get("next")
+    else_first = continuation
+    if branch.get("elseSteps"):
+        else_first = _compile_chain(data, branch["elseSteps"], "branch.elseSteps")
+    elif branch.get("elseTargetNodeId"):
+        else_first = _node(data, branch["elseTargetNodeId"], "branch.elseTargetNodeId")["id"]
+    # Built back to front: each condition's else is the next condition; the last one's else is `else`.
+    entry = else_first
+    for i in reversed(range(len(branch["branches"]))):
+        spec = branch["branches"][i]
+        where = f"branch.branches[{i}]"
+        _require(isinstance(spec, dict), f"{where} must be an object")
+        config = _condition_config(spec, where)
+        if spec.get("steps"):
+            target = _compile_chain(data, spec["steps"], f"{where}.steps")
+        elif spec.get("targetNodeId"):
+            target = _node(data, spec["targetNodeId"], f"{where}.targetNodeId")["id"]
+        else:
+            _require(bool(branch.get("allowEmptyPaths")), f"{where} needs steps or targetNodeId")
+            target = None
+        condition = _new_node(data, "condition", {**config, "label": spec.get("label")})
+        condition["next"] = target
+        condition["elseNext"] = entry
+        entry = condition["id"]
+    _replace_node(data, {**anchor, "next": entry})
 
 
 def _parse_stop(stop: Any) -> dict[str, Any] | None:
