@@ -417,3 +417,48 @@ def test_condition_gate_and_subscriber_update(engine):
 
     tags = engine.db.read_sync(lambda tx: subscriber_store.tag_names(tx, engine.workspace_id, [big.id]))
     assert tags[big.id] == ("big-cart",)
+
+
+def test_branch_sends_vip_path_or_continues_the_flow(engine):
+    seq = engine.sequence(
+        {
+            "name": "b",
+            "trigger": "event_received",
+            "eventName": "ecommerce.checkout_started",
+            "enrollmentMode": "unlimited",
+            "steps": [
+                {"type": "email", "subject": "First", "text": "1"},
+                {"type": "email", "subject": "Regular", "text": "2"},
+            ],
+        }
+    )
+    definition = sequences.parse(
+        {
+            "branch": {
+                "afterNodeId": "node_1",
+                "branches": [
+                    {
+                        "conditionType": "has_tag",
+                        "tagName": "vip",
+                        "steps": [{"type": "email", "subject": "VIP", "text": "v"}],
+                    }
+                ],
+            }
+        },
+        previous=sequences.Definition(seq.definition),
+    )
+    engine.db.write_sync(
+        lambda tx: sequence_store.save(tx, Sequence(**{**seq.__dict__, "definition": definition.data}))
+    )
+    vip = _subscriber(engine, "vip@example.com")
+    engine.db.write_sync(lambda tx: subscribers.tag(tx, vip, ["vip"], engine.clock.now()))
+    engine.checkout("v1", email="vip@example.com")
+    engine.checkout("r1", email="reg@example.com")
+    engine.run()
+    got = sorted((m.to_email, m.subject) for m in engine.messages())
+    assert got == [
+        ("reg@example.com", "First"),
+        ("reg@example.com", "Regular"),
+        ("vip@example.com", "First"),
+        ("vip@example.com", "VIP"),
+    ]
