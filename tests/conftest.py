@@ -40,7 +40,9 @@ def pg_database() -> Iterator[str]:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     except sa.exc.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {PG_URL} is unreachable ({exc.orig}); start it or set CARTBACK_TEST_PG_URL")
+        pytest.fail(
+            f"PostgreSQL at {PG_URL} is unreachable ({exc.orig}); start it or set CARTBACK_TEST_PG_URL"
+        )
     url = PG_URL.rsplit("/", 1)[0] + "/" + name
     database = Database(url)
     database.migrate()
@@ -123,7 +125,9 @@ class Server:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "cartback", "serve", "--port", str(self.port), *self.extra_args],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -157,13 +161,19 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Start `cartback serve` subprocesses on a given database; all are stopped after the test."""
     servers: list[Server] = []
 
-    def start(database_url: str, *, env: dict[str, str] | None = None, args: list[str] | None = None) -> Server:
+    def start(
+        database_url: str, *, env: dict[str, str] | None = None, args: list[str] | None = None
+    ) -> Server:
         port = free_port()
         full_env = {**os.environ, "CARTBACK_DATABASE_URL": database_url, "CARTBACK_TICK_SECONDS": "0.05"}
         full_env.update(env or {})
         server = Server(
-            url=f"http://127.0.0.1:{port}", database_url=database_url, env=full_env, port=port,
-            log=tmp_path / f"serve-{port}.log", extra_args=args or [],
+            url=f"http://127.0.0.1:{port}",
+            database_url=database_url,
+            env=full_env,
+            port=port,
+            log=tmp_path / f"serve-{port}.log",
+            extra_args=args or [],
         )
         servers.append(server)
         return server.start()

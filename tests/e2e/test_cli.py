@@ -78,13 +78,10 @@ def test_cli_serve_first_start_prints_a_key_that_answers_the_seed_example(tmp_pa
 
 
 def test_cli_explain_names_the_failing_filter(tmp_path):
-    from cartback import ids
     from cartback.core import checkouts, sequences, subscribers
     from cartback.core.clock import system_clock
-    from cartback.store import sequences as sequence_store
     from cartback.store import workspaces
     from cartback.store.db import Database
-    from cartback.store.sequences import Sequence
     from cartback.testing import run_until_idle
 
     url = f"sqlite:///{tmp_path / 'explain.db'}"
@@ -92,30 +89,14 @@ def test_cli_explain_names_the_failing_filter(tmp_path):
     db.migrate()
     now = system_clock.now()
     ws = db.write_sync(lambda tx: workspaces.create_workspace(tx, "shop", now))
-    definition = sequences.parse(
-        {
-            "name": "big",
-            "trigger": "event_received",
-            "eventName": "Started Checkout",
-            "propertyFilters": [{"path": "value", "operator": "greater_than", "value": 100}],
-            "steps": [{"type": "email", "subject": "x", "text": "y"}],
-        }
-    )
-    seq = Sequence(
-        ids.new_id("seq"),
-        ws.id,
-        "big",
-        None,
-        "active",
-        definition.trigger,
-        definition.trigger_event,
-        definition.data,
-        False,
-        1,
-        now,
-        now,
-    )
-    db.write_sync(lambda tx: sequence_store.insert(tx, seq))
+    body = {
+        "name": "big",
+        "trigger": "event_received",
+        "eventName": "Started Checkout",
+        "propertyFilters": [{"path": "value", "operator": "greater_than", "value": 100}],
+        "steps": [{"type": "email", "subject": "x", "text": "y"}],
+    }
+    seq = db.write_sync(lambda tx: sequences.create(tx, ws.id, body, now, status="active"))
     data = checkouts.CheckoutInput(
         checkout_id="c1",
         customer=subscribers.Identity(email="e@example.com"),

@@ -12,12 +12,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from cartback import ids
 from cartback.core import checkouts, sequences, subscribers
 from cartback.core.clock import system_clock
-from cartback.store import sequences as sequence_store
 from cartback.store.db import Database
-from cartback.store.sequences import Sequence
 from cartback.store.tables import enrollment_history, enrollments, messages
 
 pytestmark = pytest.mark.slow
@@ -33,25 +30,10 @@ FLOW = {
 
 
 def seed(db: Database, workspace_id: str, count: int) -> None:
-    definition = sequences.parse(FLOW)
     now = system_clock.now()
-    seq = Sequence(
-        ids.new_id("seq"),
-        workspace_id,
-        "one email",
-        None,
-        "active",
-        definition.trigger,
-        definition.trigger_event,
-        definition.data,
-        False,
-        1,
-        now,
-        now,
-    )
 
     def write(tx):
-        sequence_store.insert(tx, seq)
+        sequences.create(tx, workspace_id, FLOW, now, status="active")
         for i in range(count):
             data = checkouts.CheckoutInput(
                 checkout_id=f"c{i}", customer=subscribers.Identity(email=f"p{i}@example.com"), total_cents=100

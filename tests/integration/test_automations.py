@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from cartback import ids
 from cartback.core import checkouts, orders, sequences, subscribers
 from cartback.core import events as core_events
 from cartback.store import sequences as sequence_store
@@ -59,24 +58,9 @@ class Engine:
     workspace_id: str
 
     def sequence(self, body: dict[str, Any], *, status: str = "active") -> Sequence:
-        definition = sequences.parse(body)
-        now = self.clock.now()
-        seq = Sequence(
-            ids.new_id("seq"),
-            self.workspace_id,
-            body["name"],
-            None,
-            status,
-            definition.trigger,
-            definition.trigger_event,
-            definition.data,
-            False,
-            1,
-            now,
-            now,
+        return self.db.write_sync(
+            lambda tx: sequences.create(tx, self.workspace_id, body, self.clock.now(), status=status)
         )
-        self.db.write_sync(lambda tx: sequence_store.insert(tx, seq))
-        return seq
 
     def checkout(
         self,

@@ -9,11 +9,15 @@ become a chain: a step with a delay becomes a delay node followed by the step's 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
+from cartback import errors, ids
 from cartback.core import events, filters, schedule
+from cartback.store import sequences as sequence_store
+from cartback.store.db import Tx
+from cartback.store.sequences import Sequence
 
 TRIGGERS = ("event_received", "contact_added", "tag_added", "list_added", "manual")
 # Accepted and stored, but nothing produces them yet; saying so beats silently never firing.
@@ -654,3 +658,104 @@ def timeout(config: dict[str, Any]) -> timedelta:
         hours=config.get("timeoutHours", 0),
         minutes=config.get("timeoutMinutes", 0),
     )
+
+
+# -- lifecycle (stored sequences) -----------------------------------------------------------------
+
+
+def check_templates(definition: Definition) -> None:
+    """Refuse, at save time, email content whose templates do not parse (with line and column)."""
+    from cartback.delivery import render
+
+    for node in definition.data["nodes"]:
+        if node["type"] != "email":
+            continue
+        where, config = f"steps ({node['id']})", node["config"]
+        try:
+            render.check(f"{where}.subject", config.get("subject"))
+            render.check(f"{where}.previewText", config.get("previewText"))
+            render.check(f"{where}.html", config.get("html"), html=True)
+            render.check(f"{where}.text", config.get("text"))
+        except render.TemplateError as exc:
+            raise DefinitionError(str(exc)) from exc
+
+
+def _validated(body: dict[str, Any], previous: Definition | None = None) -> Definition:
+    try:
+        definition = parse(body, previous=previous)
+        check_templates(definition)
+    except DefinitionError as exc:
+        raise errors.InvalidInput(str(exc)) from exc
+    return definition
+
+
+def create(
+    tx: Tx, workspace_id: str, body: dict[str, Any], now: datetime, *, status: str = "draft"
+) -> Sequence:
+    """Store a new sequence from a Sequenzy definition; drafts enroll nobody until enabled."""
+    name = str(body.get("name") or "").strip()
+    if not name:
+        raise errors.InvalidInput("name: Field required")
+    definition = _validated(body)
+    seq = Sequence(
+        id=ids.new_id("seq"),
+        workspace_id=workspace_id,
+        name=name,
+        description=body.get("description"),
+        status=status,
+        trigger=definition.trigger,
+        trigger_event=definition.trigger_event,
+        definition=definition.data,
+        enrollment_paused=False,
+        revision=1,
+        created_at=now,
+        updated_at=now,
+    )
+    sequence_store.insert(tx, seq)
+    return seq
+
+
+def require(tx: Tx, workspace_id: str, sequence_id: str) -> Sequence:
+    seq = sequence_store.get(tx, workspace_id, sequence_id)
+    if seq is None:
+        raise errors.NotFound(f"no sequence {sequence_id!r}")
+    return seq
+
+
+def update(tx: Tx, workspace_id: str, sequence_id: str, body: dict[str, Any], now: datetime) -> Sequence:
+    """Apply a Sequenzy update. Live enrollments continue from their current step if it still exists,
+    else they fail saying so."""
+    seq = require(tx, workspace_id, sequence_id)
+    definition = _validated(body, Definition(seq.definition))
+    updated = replace(
+        seq,
+        name=str(body.get("name") or seq.name).strip(),
+        description=body.get("description", seq.description),
+        trigger=definition.trigger,
+        trigger_event=definition.trigger_event,
+        definition=definition.data,
+        enrollment_paused=bool(body.get("enrollmentPaused", seq.enrollment_paused)),
+        revision=seq.revision + 1,
+        updated_at=now,
+    )
+    sequence_store.save(tx, updated)
+    return updated
+
+
+def set_status(tx: Tx, workspace_id: str, sequence_id: str, status: str, now: datetime) -> Sequence:
+    """active (live), paused (runs hold where they are) or archived (runs are cancelled when next due)."""
+    seq = require(tx, workspace_id, sequence_id)
+    if status == "active" and Definition(seq.definition).entry is None:
+        raise errors.InvalidInput("a sequence without steps cannot be enabled")
+    updated = replace(seq, status=status, updated_at=now)
+    sequence_store.save(tx, updated)
+    return updated
+
+
+def warnings(definition: Definition) -> list[str]:
+    out = []
+    if definition.entry is None:
+        out.append("the sequence has no steps: enrollments complete at once")
+    if definition.data.get("stopOnOrder") and not definition.data.get("stopCondition"):
+        out.append("an ecommerce.order_placed event of the subscriber stops this checkout sequence")
+    return out

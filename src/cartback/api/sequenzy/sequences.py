@@ -8,11 +8,10 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import ConfigDict, Field
 
-from cartback import errors, ids
+from cartback import errors
 from cartback.api import deps
 from cartback.api.sequenzy import models, principal
 from cartback.core import automations, filters, sequences
-from cartback.delivery import render
 from cartback.store import enrollments as enrollment_store
 from cartback.store import events as event_store
 from cartback.store import messages as message_store
@@ -52,22 +51,6 @@ def effective_status(seq: Sequence) -> str:
     if seq.status == "active":
         return "enrollment_paused" if seq.enrollment_paused else "live"
     return seq.status
-
-
-def _parse(body: dict[str, Any], previous: sequences.Definition | None = None) -> sequences.Definition:
-    try:
-        definition = sequences.parse(body, previous=previous)
-        for node in definition.data["nodes"]:
-            if node["type"] == "email":
-                where = f"steps ({node['id']})"
-                config = node["config"]
-                render.check(f"{where}.subject", config.get("subject"))
-                render.check(f"{where}.previewText", config.get("previewText"))
-                render.check(f"{where}.html", config.get("html"), html=True)
-                render.check(f"{where}.text", config.get("text"))
-    except (sequences.DefinitionError, render.TemplateError) as exc:
-        raise errors.InvalidInput(str(exc)) from exc
-    return definition
 
 
 def serialize(seq: Sequence) -> dict[str, Any]:
@@ -149,52 +132,19 @@ def _action(seq: Sequence, message: str) -> dict[str, Any]:
     }
 
 
-def _require(tx: Tx, workspace_id: str, sequence_id: str) -> Sequence:
-    seq = store.get(tx, workspace_id, sequence_id)
-    if seq is None:
-        raise errors.NotFound(f"no sequence {sequence_id!r}")
-    return seq
-
-
-def _warnings(definition: sequences.Definition) -> list[str]:
-    out = []
-    if definition.entry is None:
-        out.append("the sequence has no steps: enrollments complete at once")
-    if definition.data.get("stopOnOrder") and not definition.data.get("stopCondition"):
-        out.append("an ecommerce.order_placed event of the subscriber stops this checkout sequence")
-    return out
-
-
 @router.post("/sequences")
 async def create_sequence(
     body: SequenceBody, who: deps.Principal = Depends(principal), svc: deps.Services = Depends(deps.services)
 ) -> dict[str, Any]:
     """Create a sequence as a draft; `POST /sequences/{id}/enable` makes it live."""
-    wire = body.wire()
-    if not (wire.get("name") or "").strip():
-        raise errors.InvalidInput("name: Field required")
-    definition = _parse(wire)
     now = svc.clock.now()
-    seq = Sequence(
-        id=ids.new_id("seq"),
-        workspace_id=who.workspace_id,
-        name=wire["name"].strip(),
-        description=wire.get("description"),
-        status="draft",
-        trigger=definition.trigger,
-        trigger_event=definition.trigger_event,
-        definition=definition.data,
-        enrollment_paused=False,
-        revision=1,
-        created_at=now,
-        updated_at=now,
-    )
-    await svc.db.write(lambda tx: store.insert(tx, seq))
+    seq = await svc.db.write(lambda tx: sequences.create(tx, who.workspace_id, body.wire(), now))
+    definition = sequences.Definition(seq.definition)
     return {
         "success": True,
         "message": "sequence created as a draft; enable it to start enrolling",
         "sequence": serialize(seq),
-        "warnings": _warnings(definition),
+        "warnings": sequences.warnings(definition),
         "requiredEvents": [definition.trigger_event] if definition.trigger == "event_received" else [],
     }
 
@@ -232,7 +182,7 @@ async def list_sequences(
 async def get_sequence(
     sequence_id: str, who: deps.Principal = Depends(principal), svc: deps.Services = Depends(deps.services)
 ) -> dict[str, Any]:
-    seq = await svc.db.read(lambda tx: _require(tx, who.workspace_id, sequence_id))
+    seq = await svc.db.read(lambda tx: sequences.require(tx, who.workspace_id, sequence_id))
     return {"success": True, "sequence": serialize(seq)}
 
 
@@ -247,42 +197,14 @@ async def update_sequence(
     if it still exists, else they fail with that reason."""
     wire = body.wire()
     now = svc.clock.now()
-
-    def change(tx: Tx) -> tuple[Sequence, sequences.Definition]:
-        seq = _require(tx, who.workspace_id, sequence_id)
-        definition = _parse(wire, sequences.Definition(seq.definition))
-        updated = Sequence(
-            **{
-                **seq.__dict__,
-                "name": (wire.get("name") or seq.name).strip(),
-                "description": wire.get("description", seq.description),
-                "trigger": definition.trigger,
-                "trigger_event": definition.trigger_event,
-                "definition": definition.data,
-                "enrollment_paused": bool(wire.get("enrollmentPaused", seq.enrollment_paused)),
-                "revision": seq.revision + 1,
-                "updated_at": now,
-            }
-        )
-        store.save(tx, updated)
-        return updated, definition
-
-    seq, definition = await svc.db.write(change)
-    return {"success": True, "sequence": serialize(seq), "warnings": _warnings(definition)}
+    seq = await svc.db.write(lambda tx: sequences.update(tx, who.workspace_id, sequence_id, wire, now))
+    definition = sequences.Definition(seq.definition)
+    return {"success": True, "sequence": serialize(seq), "warnings": sequences.warnings(definition)}
 
 
 async def _set_status(svc: deps.Services, who: deps.Principal, sequence_id: str, status: str) -> Sequence:
     now = svc.clock.now()
-
-    def change(tx: Tx) -> Sequence:
-        seq = _require(tx, who.workspace_id, sequence_id)
-        if status == "active" and sequences.Definition(seq.definition).entry is None:
-            raise errors.InvalidInput("a sequence without steps cannot be enabled")
-        updated = Sequence(**{**seq.__dict__, "status": status, "updated_at": now})
-        store.save(tx, updated)
-        return updated
-
-    return await svc.db.write(change)
+    return await svc.db.write(lambda tx: sequences.set_status(tx, who.workspace_id, sequence_id, status, now))
 
 
 @router.post("/sequences/{sequence_id}/enable")
@@ -357,7 +279,7 @@ async def list_enrollments(
     offset: int = Query(0, ge=0, le=10_000_000),
 ) -> dict[str, Any]:
     def read(tx: Tx) -> dict[str, Any]:
-        seq = _require(tx, who.workspace_id, sequence_id)
+        seq = sequences.require(tx, who.workspace_id, sequence_id)
         sub_id = subscriber_id
         if email is not None:
             found = subscriber_store.find_by_email(tx, who.workspace_id, email)
@@ -406,7 +328,7 @@ async def get_enrollment(
     svc: deps.Services = Depends(deps.services),
 ) -> dict[str, Any]:
     def read(tx: Tx) -> dict[str, Any]:
-        seq = _require(tx, who.workspace_id, sequence_id)
+        seq = sequences.require(tx, who.workspace_id, sequence_id)
         enrollment = enrollment_store.get(tx, who.workspace_id, enrollment_id)
         if enrollment is None or enrollment.sequence_id != seq.id:
             raise errors.NotFound(f"no enrollment {enrollment_id!r} in this sequence")
@@ -466,7 +388,7 @@ async def cancel_enrollments(
     now = svc.clock.now()
 
     def cancel(tx: Tx) -> dict[str, Any]:
-        seq = _require(tx, who.workspace_id, sequence_id)
+        seq = sequences.require(tx, who.workspace_id, sequence_id)
         live, _ = enrollment_store.listing(
             tx, who.workspace_id, seq.id, status="active,waiting", limit=10_000
         )
@@ -523,7 +445,7 @@ async def sequence_stats(
     """Per sequence and step: enrolled, active, completed, stopped (by reason), sent."""
 
     def read(tx: Tx) -> dict[str, Any]:
-        seq = _require(tx, who.workspace_id, sequence_id)
+        seq = sequences.require(tx, who.workspace_id, sequence_id)
         definition = sequences.Definition(seq.definition)
         counts = enrollment_store.counts_by_status(tx, who.workspace_id, seq.id)
         by_node: dict[str | None, dict[str, int]] = {}
@@ -599,7 +521,7 @@ async def simulate_sequence(
     now = svc.clock.now()
 
     def read(tx: Tx) -> dict[str, Any]:
-        seq = _require(tx, who.workspace_id, sequence_id)
+        seq = sequences.require(tx, who.workspace_id, sequence_id)
         sub = _subscriber_for(tx, who.workspace_id, email, subscriber_id)
         if (email or subscriber_id) and sub is None:
             raise errors.NotFound("no such subscriber")
@@ -636,7 +558,7 @@ async def explain_sequence(
         raise errors.InvalidInput("give email or subscriberId")
 
     def read(tx: Tx) -> dict[str, Any]:
-        seq = _require(tx, who.workspace_id, sequence_id)
+        seq = sequences.require(tx, who.workspace_id, sequence_id)
         sub = _subscriber_for(tx, who.workspace_id, email, subscriber_id)
         if sub is None:
             raise errors.NotFound("no such subscriber")
