@@ -330,3 +330,156 @@ frequency_caps = Table(
     Column("action", String(10), nullable=False, server_default="skip"),
     Column("updated_at", UTCDateTime, nullable=False),
 )
+
+# -- delivery --------------------------------------------------------------------------------------
+
+# The fate of each message beyond the engine: transport attempts, suppressions, tracking.
+message_delivery = Table(
+    "message_delivery",
+    metadata,
+    Column("message_id", ID, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    _workspace_id(),
+    # The RFC 5322 Message-ID, fixed before the first attempt, so a restart can tell whether the SMTP
+    # server already took this exact message.
+    Column("rfc_message_id", String(300), nullable=False),
+    Column("transport", String(20), nullable=False),
+    Column("attempts", BigInteger, nullable=False, server_default="0"),
+    Column("next_attempt_at", UTCDateTime),
+    Column("lease_owner", String(100)),
+    Column("lease_until", UTCDateTime),
+    # Transactional sends: the caller's Idempotency-Key and a hash of the request it came with.
+    Column("idempotency_key", String(300)),
+    Column("request_hash", String(64)),
+    # The full MIME message as sent (or stored by the outbox transport).
+    Column("mime", Text),
+    Column("opened_at", UTCDateTime),
+    Column("clicked_at", UTCDateTime),
+    UniqueConstraint("rfc_message_id"),
+    UniqueConstraint("workspace_id", "idempotency_key"),
+    Index(None, "next_attempt_at"),
+)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", ID, primary_key=True),
+    _workspace_id(),
+    Column("message_id", ID, ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", BigInteger, nullable=False),
+    # sent | deferred (temporary failure, retried) | failed (permanent) | unknown (died mid-send)
+    Column("outcome", String(20), nullable=False),
+    Column("smtp_code", BigInteger),
+    Column("detail", Text),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Index(None, "message_id", "attempt"),
+)
+
+# Addresses that must not get (some) mail, kept apart by reason, each with where it came from.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("id", ID, primary_key=True),
+    _workspace_id(),
+    Column("email", String(320), nullable=False),
+    Column("email_key", String(320), nullable=False),
+    # unsubscribed (blocks marketing only) | bounced | complained (block everything)
+    Column("reason", String(20), nullable=False),
+    # api | one_click | link | smtp | webhook:ses | webhook:postmark | webhook:generic | dashboard
+    Column("source", String(40), nullable=False),
+    Column("detail", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("workspace_id", "email_key", "reason"),
+)
+
+transactional_templates = Table(
+    "transactional_templates",
+    metadata,
+    Column("id", ID, primary_key=True),
+    _workspace_id(),
+    Column("slug", String(200), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("preview_text", Text),
+    Column("html", Text),
+    Column("text", Text),
+    Column("from_email", String(400)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("workspace_id", "slug"),
+)
+
+# -- outbound webhooks -------------------------------------------------------------------------------
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", ID, primary_key=True),
+    _workspace_id(),
+    Column("name", String(255), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("events", JSONType, nullable=False),
+    # enabled | disabled (by its owner, or automatically after failing for too long)
+    Column("status", String(20), nullable=False),
+    Column("consecutive_failures", BigInteger, nullable=False, server_default="0"),
+    Column("failing_since", UTCDateTime),
+    Column("auto_disabled_at", UTCDateTime),
+    Column("disabled_reason", Text),
+    Column("last_success_at", UTCDateTime),
+    Column("last_failure_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+webhook_secrets = Table(
+    "webhook_secrets",
+    metadata,
+    Column("id", ID, primary_key=True),
+    _workspace_id(),
+    Column("endpoint_id", ID, ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), nullable=False),
+    Column("secret", String(200), nullable=False),
+    Column("prefix", String(20), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "endpoint_id"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", ID, primary_key=True),
+    _workspace_id(),
+    Column("endpoint_id", ID, ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), nullable=False),
+    Column("event_id", ID, nullable=False),
+    Column("event_type", String(100), nullable=False),
+    Column("payload", JSONType, nullable=False),
+    # pending | succeeded | failed (gave up after the retry period) | cancelled (endpoint disabled)
+    Column("status", String(20), nullable=False),
+    Column("attempts", BigInteger, nullable=False, server_default="0"),
+    Column("last_status_code", BigInteger),
+    Column("last_error", Text),
+    Column("last_response_body", Text),
+    Column("next_attempt_at", UTCDateTime),
+    Column("lease_owner", String(100)),
+    Column("lease_until", UTCDateTime),
+    Column("last_attempt_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    # At-least-once, but one delivery per (endpoint, event): a replay is a new attempt, not a new delivery.
+    UniqueConstraint("endpoint_id", "event_id"),
+    Index(None, "next_attempt_at"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", ID, primary_key=True),
+    _workspace_id(),
+    Column("delivery_id", ID, ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", BigInteger, nullable=False),
+    Column("status_code", BigInteger),
+    Column("error", Text),
+    Column("response_body", Text),
+    Column("duration_ms", BigInteger),
+    Column("at", UTCDateTime, nullable=False),
+    Index(None, "delivery_id", "attempt"),
+)
