@@ -301,22 +301,21 @@ def wait_for_messages(
             value = datetime.fromisoformat(value)
         return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
-    deadline = time.monotonic() + args.delay_minutes * 60 + expected / 50 + 120
-    # All enrolled and parked at their delay first.
-    while time.monotonic() < deadline:
-        if count(enrollment_history, enrollment_history.c.action == "waiting") >= expected:
-            break
-        time.sleep(0.5)
-    due = first_due()
+    deadline = time.monotonic() + args.delay_minutes * 60 + expected / 20 + 300
+    # The due window starts at the first due step (or now, if the worker is behind and steps are overdue).
+    due = None
+    while due is None and time.monotonic() < deadline:
+        due = first_due()
+        time.sleep(0.2)
     wait = (due - datetime.now(UTC)).total_seconds() if due else 0
-    if wait > 0.5:
-        time.sleep(wait - 0.5)
+    if wait > 0.2:
+        time.sleep(wait - 0.2)
     cpu0 = {label: cpu_seconds(p.pid) for label, p in procs}
     sys0, t0 = system_cpu(), time.monotonic()
     spies = []
     if args.profile:
         spy = shutil.which("py-spy") or str(BIN / "py-spy")
-        span = int(expected / args.rate) + 15
+        span = 3600
         for pid in worker_pids:
             out = tmp / f"{setup.name}-{pid}.spy"
             spies.append(
@@ -351,6 +350,7 @@ def wait_for_messages(
     if spies:
         stacks: Counter[str] = Counter()
         for out, proc in spies:
+            proc.send_signal(signal.SIGINT)  # py-spy writes what it has on SIGINT
             proc.wait()
             if out.exists():
                 for line in out.read_text().splitlines():
