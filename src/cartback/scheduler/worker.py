@@ -1,8 +1,10 @@
-"""The worker loop: dispatch new events, claim due enrollments with a lease, advance each, sleep until the
-earliest due time (at most `tick_seconds`) or until a commit wakes it.
+"""The worker loop: dispatch new events, claim due enrollments with a lease, advance each, run the other
+registered duties (sending mail, webhooks), then sleep until the earliest due time (at most
+`tick_seconds`) or until a commit wakes it.
 
 Every piece of work is a write job on the group-commit writer, so in `serve` the worker and the API share
-SQLite's single writer instead of fighting over it, and a batch of steps commits together.
+SQLite's single writer instead of fighting over it, and a batch of steps commits together. On PostgreSQL
+a claimed batch of steps is spread over several connections, since each step is a few round trips.
 """
 
 from __future__ import annotations
@@ -13,14 +15,25 @@ import logging
 import os
 import secrets
 import socket
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import anyio.to_thread
 
 from cartback.core import automations
 from cartback.core.clock import Clock
 from cartback.store import timers
 from cartback.store.db import Database, Tx
+from cartback.store.events import Event
 
 log = logging.getLogger(__name__)
+
+# Something else to do for every dispatched event, in the dispatcher's transaction (e.g. queue webhook
+# deliveries). `cache` lives for one dispatch batch.
+EventHook = Callable[[Tx, Event, datetime, dict[Any, Any]], None]
+# A duty run every round (e.g. send due mail); returns how much it did, so the loop knows if it is busy.
+Duty = Callable[["Worker"], Awaitable[int]]
 
 
 class Worker:
@@ -32,12 +45,16 @@ class Worker:
         tick_seconds: float = 1.0,
         batch_size: int = 200,
         lease_seconds: float = 60.0,
+        connections: int = 4,
     ) -> None:
         self.db = db
         self.clock = clock
         self.tick_seconds = tick_seconds
         self.batch_size = batch_size
         self.lease = timedelta(seconds=lease_seconds)
+        self.connections = connections
+        self.event_hooks: list[EventHook] = []
+        self.duties: list[Duty] = []
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -76,11 +93,16 @@ class Worker:
         """One round of work; True if there may be more right away."""
         dispatched = await self.dispatch_events()
         ran = await self.run_due_steps()
-        return dispatched >= self.batch_size or ran >= self.batch_size
+        busy = dispatched >= self.batch_size or ran >= self.batch_size
+        for duty in self.duties:
+            busy = await duty(self) >= self.batch_size or busy
+        return busy
 
     async def dispatch_events(self) -> int:
         now = self.clock.now()
-        count = await self.db.write(lambda tx: dispatch_batch(tx, now, self.batch_size), notify=False)
+        count = await self.db.write(
+            lambda tx: dispatch_batch(tx, now, self.batch_size, self.event_hooks), notify=False
+        )
         self.events_dispatched += count
         return count
 
@@ -92,16 +114,28 @@ class Worker:
         )
         if not claimed:
             return 0
-        results = await asyncio.gather(
-            *(
-                self.db.write(_advance_job(enrollment_id, self.owner, self.clock))
-                for enrollment_id in claimed
-            ),
-            return_exceptions=True,
-        )
-        for enrollment_id, result in zip(claimed, results, strict=True):
-            if isinstance(result, BaseException):
-                log.error("enrollment %s failed: %r", enrollment_id, result)
+        failures: list[tuple[str, Any]] = []
+        if self.db.dialect == "postgresql" and self.connections > 1:
+            # A step is a handful of round trips; on PostgreSQL several connections overlap them.
+            chunks = [c for c in (claimed[i :: self.connections] for i in range(self.connections)) if c]
+            done = await asyncio.gather(
+                *(
+                    anyio.to_thread.run_sync(
+                        self.db.run_jobs_sync, [_advance_job(e, self.owner, self.clock) for e in chunk]
+                    )
+                    for chunk in chunks
+                )
+            )
+            for chunk, outcomes in zip(chunks, done, strict=True):
+                failures += [(e, value) for e, (ok, value) in zip(chunk, outcomes, strict=True) if not ok]
+        else:
+            results = await asyncio.gather(
+                *(self.db.write(_advance_job(e, self.owner, self.clock)) for e in claimed),
+                return_exceptions=True,
+            )
+            failures = [(e, r) for e, r in zip(claimed, results, strict=True) if isinstance(r, BaseException)]
+        for enrollment_id, error in failures:
+            log.error("enrollment %s failed: %r", enrollment_id, error)
         self.steps_run += len(claimed)
         return len(claimed)
 
@@ -123,12 +157,17 @@ def _advance_job(enrollment_id: str, owner: str, clock: Clock):  # type: ignore[
     return job
 
 
-def dispatch_batch(tx: Tx, now, limit: int) -> int:  # type: ignore[no-untyped-def]
+def dispatch_batch(tx: Tx, now: datetime, limit: int, hooks: list[EventHook] | None = None) -> int:
+    """Dispatch up to `limit` undispatched events, oldest first, in one transaction."""
     taken = timers.take_undispatched(tx, limit)
+    triggered: dict[tuple[str, str], list[Any]] = {}
+    cache: dict[Any, Any] = {}
     for event in taken:
         savepoint = tx.begin_nested()
         try:
-            automations.dispatch(tx, event, now)
+            automations.dispatch(tx, event, now, triggered)
+            for hook in hooks or []:
+                hook(tx, event, now, cache)
             savepoint.commit()
         except Exception:
             # One event's failure must not hold up every later one; it is logged and skipped.
