@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cartback import errors
@@ -11,6 +13,14 @@ _JSON_TYPES = (b"application/json", b"application/vnd.api+json")
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 # Public pages (/u, /t) and the dashboard take forms; only the APIs insist on JSON.
 _API_PREFIXES = ("/api/", "/v1/")
+# A JSON `\u0000` escape, i.e. one not itself escaped (preceded by an even run of backslashes). PostgreSQL
+# text cannot hold NUL, so such a value would fail at the store as a 5xx; it is refused here as a 400.
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+_NUL_MESSAGE = "NUL characters (\\u0000) are not allowed in values"
+
+
+def _nul_in_url(scope: Scope) -> bool:
+    return "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"")
 
 
 class _TooLarge(Exception):
@@ -33,17 +43,24 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 class BodyLimits:
     """ASGI middleware: 413 past `max_bytes` (by Content-Length, or by buffering a chunked body up to the
-    limit), 415 when an API body is not JSON."""
+    limit), 415 when an API body is not JSON, 400 when an API request carries a NUL character."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        api = path.startswith(_API_PREFIXES)
+        if api and _nul_in_url(scope):
+            await api_errors.render(path, errors.InvalidInput(_NUL_MESSAGE))(scope, receive, send)
+            return
+        if scope["method"] not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
         chunked = b"chunked" in headers.get(b"transfer-encoding", b"")
@@ -56,7 +73,7 @@ class BodyLimits:
             await self._too_large(path, scope, receive, send)
             return
         has_body = chunked or (declared or 0) > 0
-        if has_body and path.startswith(_API_PREFIXES):
+        if has_body and api:
             ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
             if ctype not in _JSON_TYPES:
                 exc = errors.UnsupportedMediaType(
@@ -65,9 +82,10 @@ class BodyLimits:
                 await api_errors.render(path, exc)(scope, receive, send)
                 return
 
-        if declared is None:
-            # No Content-Length (chunked): read the body here, up to the limit. Counting while the app reads
-            # is not enough, since FastAPI turns any error raised by `receive` into a 400.
+        if declared is None or (api and has_body):
+            # Read the body here, up to the limit: a chunked body has no Content-Length to check (counting
+            # while the app reads is not enough, since FastAPI turns any error raised by `receive` into a
+            # 400), and an API body is checked for NUL escapes. The app reads it whole anyway.
             body = bytearray()
             more = True
             while more:
@@ -79,6 +97,10 @@ class BodyLimits:
                     await self._too_large(path, scope, receive, send)
                     return
                 more = message.get("more_body", False)
+            compressed = headers.get(b"content-encoding", b"identity").strip().lower() != b"identity"
+            if api and not compressed and _JSON_NUL.search(body):
+                await api_errors.render(path, errors.InvalidInput(_NUL_MESSAGE))(scope, receive, send)
+                return
             await self.app(scope, _replay(bytes(body), receive), send)
             return
 
