@@ -19,7 +19,9 @@ _renderers: list[tuple[str, Renderer]] = []
 
 
 def register(prefix: str, renderer: Renderer) -> None:
-    """Route errors under `prefix` to `renderer`; the longest matching prefix wins."""
+    """Route errors under `prefix` to `renderer`; the longest matching prefix wins. Registering a prefix
+    again (every create_app does) replaces its renderer rather than growing the list."""
+    _renderers[:] = [item for item in _renderers if item[0] != prefix]
     _renderers.append((prefix, renderer))
     _renderers.sort(key=lambda item: len(item[0]), reverse=True)
 
@@ -68,7 +70,58 @@ _STATUS_ERRORS: dict[int, type[errors.CartbackError]] = {
 }
 
 
+# What the handlers below and the body-limit middleware can answer on any API operation, documented in
+# /openapi.json in place of FastAPI's 422, which this module turns into a 400 and so is never sent.
+_DOCUMENTED: dict[str, str] = {
+    "400": "Malformed JSON, a wrong shape or an invalid value",
+    "401": "Missing, unknown, revoked or expired API key",
+    "403": "The key's scopes do not allow this",
+    "404": "No such object in this workspace",
+    "409": "The request conflicts with stored state",
+    "503": "The store could not commit; retry",
+}
+_DOCUMENTED_WITH_BODY = {
+    "413": "Request body over CARTBACK_MAX_BODY_BYTES",
+    "415": "Request body is not JSON",
+}
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Make the generated OpenAPI document list the error statuses the API really answers."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = generate()
+        for path, item in schema.get("paths", {}).items():
+            if not any(path == prefix or path.startswith(prefix + "/") for prefix, _ in _renderers):
+                continue
+            for method, operation in item.items():
+                if not isinstance(operation, dict) or "responses" not in operation:
+                    continue
+                responses = operation["responses"]
+                responses.pop("422", None)
+                documented = dict(_DOCUMENTED)
+                if method in ("post", "put", "patch", "delete"):
+                    documented.update(_DOCUMENTED_WITH_BODY)
+                for status, description in documented.items():
+                    responses.setdefault(
+                        status,
+                        {
+                            "description": description,
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                    )
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install(app: FastAPI) -> None:
+    _document_errors(app)
+
     @app.exception_handler(errors.CartbackError)
     async def _cartback_error(request: Request, exc: errors.CartbackError) -> Response:
         return render(request.url.path, exc)
