@@ -3,6 +3,7 @@ key is another record, and nothing sent with A's key touches a row of B's."""
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from cartback.store.db import Database
@@ -24,17 +25,24 @@ ORDER = {
 }
 
 
+# Set by the engine when it has looked at an event for flows: B's own bookkeeping, not a change A made.
+VOLATILE = {"dispatched_at"}
+
+
 def rows(db: Database, workspace_id: str) -> dict[str, list[str]]:
-    """Every row the workspace owns, in every table."""
-    return db.read_sync(
-        lambda tx: {
-            t.name: sorted(
-                repr(tuple(r)) for r in tx.execute(sa.select(t).where(t.c.workspace_id == workspace_id))
-            )
-            for t in metadata.sorted_tables
-            if "workspace_id" in t.c
-        }
-    )
+    """Every row the workspace owns, in every table (the engine's bookkeeping columns left out)."""
+
+    def read(tx: sa.Connection) -> dict[str, list[str]]:
+        out = {}
+        for t in metadata.sorted_tables:
+            if "workspace_id" not in t.c:
+                continue
+            columns = [c for c in t.c if c.name not in VOLATILE]
+            query = sa.select(*columns).where(t.c.workspace_id == workspace_id)
+            out[t.name] = sorted(repr(tuple(r)) for r in tx.execute(query))
+        return out
+
+    return db.read_sync(read)
 
 
 def one(db: Database, table: sa.Table, workspace_id: str) -> sa.Row:
@@ -99,3 +107,101 @@ def test_isolation_same_order_id_in_two_workspaces_is_two_orders(app_client, db)
     assert rows(db, b.id) == b_before
     assert one(db, orders, b.id).status == "placed"
     assert one(db, orders, app_client.tenant.id).status == "refunded"
+
+
+SUBSCRIBER = {
+    "email": "only-b@example.com",
+    "externalId": "ext-only-b",
+    "firstName": "Bea",
+    "tags": ["vip"],
+    "customAttributes": {"plan": "gold"},
+}
+
+
+def _b_with_subscriber(app_client):
+    b = app_client.make_workspace()
+    res = app_client.post("/subscribers", SUBSCRIBER, headers={"Authorization": f"Bearer {b.key}"})
+    assert res.status_code == 200, res.text
+    return b
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        pytest.param("GET", "/subscribers/only-b@example.com", None, id="get-by-email"),
+        pytest.param("GET", "/subscribers/external/ext-only-b", None, id="get-by-external-id-path"),
+        pytest.param(
+            "GET", "/subscribers/external?externalId=ext-only-b", None, id="get-by-external-id-query"
+        ),
+        pytest.param(
+            "PATCH", "/subscribers/only-b@example.com", {"firstName": "Mallory"}, id="patch-by-email"
+        ),
+        pytest.param(
+            "PATCH", "/subscribers/external/ext-only-b", {"status": "unsubscribed"}, id="patch-by-external-id"
+        ),
+        pytest.param("DELETE", "/subscribers/only-b@example.com", None, id="delete-by-email"),
+        pytest.param("DELETE", "/subscribers/external/ext-only-b", None, id="delete-by-external-id-path"),
+        pytest.param(
+            "DELETE", "/subscribers/external?externalId=ext-only-b", None, id="delete-by-external-id-query"
+        ),
+    ],
+)
+def test_isolation_another_workspaces_subscriber_is_not_found(app_client, db, method, path, body):
+    b = _b_with_subscriber(app_client)
+    b_before = rows(db, b.id)
+    a_before = rows(db, app_client.tenant.id)
+
+    kwargs = {} if body is None else {"json": body}
+    res = app_client.http.request(method, "/api/v1" + path, **kwargs)
+
+    assert res.status_code == 404, res.text
+    assert res.json()["success"] is False
+    # Nothing of B's comes back beyond what the caller sent.
+    b_subscriber = db.read_sync(
+        lambda tx: tx.execute(
+            sa.select(subscribers.c.id).where(subscribers.c.workspace_id == b.id)
+        ).scalar_one()
+    )
+    for secret in (b_subscriber, "Bea", "gold", "vip"):
+        assert secret not in res.text
+    assert rows(db, b.id) == b_before
+    assert rows(db, app_client.tenant.id) == a_before
+
+
+def test_isolation_subscriber_writes_by_email_touch_only_the_callers_workspace(app_client, db):
+    b = _b_with_subscriber(app_client)
+    b_before = rows(db, b.id)
+
+    for path, body in [
+        ("/subscribers", {**SUBSCRIBER, "firstName": "Mallory", "duplicateStrategy": "overwrite"}),
+        ("/subscribers/tags", {"email": "only-b@example.com", "tag": "pwned"}),
+        ("/subscribers/tags/remove", {"email": "only-b@example.com", "tag": "vip"}),
+        ("/subscribers/events", {"email": "only-b@example.com", "event": "x.happened", "eventId": "evt-b-1"}),
+        ("/lists", {"name": "B's list"}),
+    ]:
+        res = app_client.post(path, body)
+        assert res.status_code == 200, (path, res.text)
+
+    assert rows(db, b.id) == b_before
+    listed = app_client.get("/subscribers").json()["subscribers"]
+    assert [s["email"] for s in listed] == ["only-b@example.com"]
+    assert listed[0]["firstName"] == "Mallory"
+    as_b = {"Authorization": f"Bearer {b.key}"}
+    mine = app_client.get("/subscribers/only-b@example.com", headers=as_b).json()["subscriber"]
+    assert (mine["firstName"], mine["tags"]) == ("Bea", ["vip"])
+
+
+def test_isolation_event_id_replayed_under_another_key_is_another_event(app_client, db):
+    b = app_client.make_workspace()
+    as_b = {"Authorization": f"Bearer {b.key}"}
+    event = {"email": "shared@example.com", "event": "plan.upgraded", "eventId": "evt-shared"}
+    in_b = app_client.post("/subscribers/events", event, headers=as_b).json()
+    b_before = rows(db, b.id)
+
+    in_a = app_client.post("/subscribers/events", event).json()
+
+    assert in_a["duplicate"] is False and in_b["duplicate"] is False
+    assert in_a["event"]["id"] != in_b["event"]["id"]
+    assert rows(db, b.id) == b_before
+    replay = app_client.post("/subscribers/events", event, headers=as_b).json()
+    assert (replay["duplicate"], replay["event"]["id"]) == (True, in_b["event"]["id"])
