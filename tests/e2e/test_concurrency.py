@@ -23,6 +23,12 @@ CHECKOUT = {
     "currency": "USD",
     "items": [{"productId": "SKU-1", "title": "Protein Powder", "quantity": 1, "priceCents": 8850}],
 }
+EVENT = {
+    "email": "burst@example.com",
+    "event": "plan.upgraded",
+    "eventId": "evt-burst",
+    "properties": {"plan": "gold"},
+}
 ORDER = {
     "orderId": "ord-burst",
     "currency": "USD",
@@ -69,7 +75,7 @@ def assert_one_checkout(
     bodies = [r.json() for r in responses]
     assert all(b == bodies[0] for b in bodies), bodies
     assert count(db, checkouts, workspace_id) == 1
-    assert count(db, events, workspace_id) == 1
+    assert count(db, events, workspace_id, events.c.name == "ecommerce.checkout_started") == 1
     assert count(db, subscribers, workspace_id) == 1
     row = db.read_sync(
         lambda tx: tx.execute(sa.select(checkouts).where(checkouts.c.workspace_id == workspace_id)).one()
@@ -115,11 +121,28 @@ def test_concurrency_identical_orders_store_one_order(server, make_workspace, db
     assert count(db, subscribers, tenant.id) == 1
 
 
+def assert_one_event(db: Database, workspace_id: str, responses: list[httpx.Response]) -> None:
+    bodies = [r.json() for r in responses]
+    # Exactly one stored it; every replay answers duplicate with the original event's id.
+    assert [b["duplicate"] for b in bodies].count(False) == 1, bodies
+    assert len({b["event"]["id"] for b in bodies}) == 1, bodies
+    assert len({b["subscriber"]["id"] for b in bodies}) == 1, bodies
+    assert count(db, events, workspace_id, events.c.idempotency_key == f"event:{EVENT['eventId']}") == 1
+    assert count(db, events, workspace_id, events.c.name == EVENT["event"]) == 1
+    assert count(db, subscribers, workspace_id) == 1
+
+
+def test_concurrency_identical_event_ids_store_one_event(server, make_workspace, db):
+    tenant = make_workspace()
+    responses = burst([server.api + "/subscribers/events"], tenant.key, EVENT)
+    assert_one_event(db, tenant.id, responses)
+
+
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 def test_concurrency_two_servers_on_one_postgres_store_one_record(start_server, db_url, make_workspace, db):
-    """Each process has its own group-commit writer, so here the uniqueness race is decided by PostgreSQL:
-    the loser's job hits an IntegrityError and is re-run, finding the winner's row. Several rounds, each on
-    fresh keys, make it likely that the two processes really do collide."""
+    """Checkouts, orders and custom events. Each process has its own group-commit writer, so here the
+    uniqueness race is decided by PostgreSQL: the loser's job hits an IntegrityError and is re-run, finding
+    the winner's row. Several rounds, each on fresh keys, make it likely that the processes really collide."""
     first, second = start_server(db_url), start_server(db_url)
     urls = [first.api, second.api]
     for round_ in range(4):
@@ -132,3 +155,10 @@ def test_concurrency_two_servers_on_one_postgres_store_one_record(start_server, 
         order = {**ORDER, "orderId": f"ord-race-{round_}", "customer": {"email": f"race{round_}@example.com"}}
         assert_one_order(db, tenant.id, burst([u + "/orders" for u in urls], tenant.key, order))
         assert count(db, subscribers, tenant.id) == 2
+
+        event = {**EVENT, "email": f"race{round_}@example.com"}
+        responses = burst([u + "/subscribers/events" for u in urls], tenant.key, event)
+        bodies = [r.json() for r in responses]
+        assert [b["duplicate"] for b in bodies].count(False) == 1, bodies
+        assert len({b["event"]["id"] for b in bodies}) == 1, bodies
+        assert count(db, events, tenant.id, events.c.idempotency_key == f"event:{EVENT['eventId']}") == 1
