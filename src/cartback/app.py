@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse
 from cartback import __version__
 from cartback.api import deps, limits, sequenzy
 from cartback.api import errors as api_errors
+from cartback.core import automations
 from cartback.core.clock import Clock, system_clock
 from cartback.scheduler.worker import Worker
 from cartback.settings import Settings
@@ -20,10 +21,19 @@ from cartback.store import workspaces
 from cartback.store.db import Database
 
 
+def engine_options(settings: Settings) -> automations.Options:
+    return automations.Options(
+        public_url=settings.public_url,
+        default_from=settings.from_,
+        transport="smtp" if settings.smtp_url else "outbox",
+    )
+
+
 def build_worker(settings: Settings, db: Database, clock: Clock) -> Worker:
     return Worker(
         db,
         clock,
+        options=engine_options(settings),
         tick_seconds=settings.tick_seconds,
         batch_size=settings.worker_batch,
         lease_seconds=settings.lease_seconds,

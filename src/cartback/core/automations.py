@@ -18,14 +18,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cartback import ids
-from cartback.core import context, events, filters, lists, schedule, sequences, subscribers
-from cartback.delivery import render
+from cartback.core import context, events, filters, lists, schedule, sequences, subscribers, suppressions
+from cartback.delivery import links, queue, render
+from cartback.store import checkouts as checkout_store
 from cartback.store import enrollments as enrollment_store
 from cartback.store import events as event_store
 from cartback.store import lists as list_store
 from cartback.store import messages as message_store
 from cartback.store import sequences as sequence_store
 from cartback.store import subscribers as subscriber_store
+from cartback.store import workspaces as workspace_store
 from cartback.store.db import Tx
 from cartback.store.enrollments import Enrollment
 from cartback.store.events import Event
@@ -33,6 +35,19 @@ from cartback.store.sequences import Sequence
 from cartback.store.subscribers import Subscriber
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the engine needs from the configuration."""
+
+    public_url: str = "http://127.0.0.1:8000"
+    default_from: str = "Shop <shop@example.com>"
+    # smtp when CARTBACK_SMTP_URL is set, else outbox (messages kept for the dashboard and the API).
+    transport: str = "outbox"
+
+
+DEFAULT_OPTIONS = Options()
 
 SUPPRESSED = ("unsubscribed", "bounced", "complained")
 # A run that loops through this many instant nodes in one go is a definition bug, not work.
@@ -104,8 +119,10 @@ def _trigger_config_refusal(definition: sequences.Definition, data: dict[str, An
         if wanted and data.get("tag") not in wanted:
             return f"tag {data.get('tag')!r} is not one of {wanted}"
     wanted = definition.list_refs
-    if wanted and definition.trigger_event == events.LIST_ADDED and not (
-        data.get("listId") in wanted or data.get("listName") in wanted
+    if (
+        wanted
+        and definition.trigger_event == events.LIST_ADDED
+        and not (data.get("listId") in wanted or data.get("listName") in wanted)
     ):
         return f"list {data.get('listName')!r} is not one of {wanted}"
     return None
@@ -433,12 +450,13 @@ class Run:
     sub: Subscriber
     now: datetime
     workspace_cap: tuple[int, int, str] | None = None
+    options: Options = DEFAULT_OPTIONS
 
     def record(self, action: str, node: dict[str, Any], detail: str | None = None) -> None:
         enrollment_store.record(self.tx, self.enrollment, action, self.now, node_id=node["id"], detail=detail)
 
 
-def advance(tx: Tx, enrollment_id: str, owner: str, now: datetime) -> str:
+def advance(tx: Tx, enrollment_id: str, owner: str, now: datetime, options: Options = DEFAULT_OPTIONS) -> str:
     """Run a claimed enrollment as far as it can go now; return what happened (for logs and tests)."""
     enrollment = enrollment_store.get_leased(tx, enrollment_id, owner)
     if enrollment is None:
@@ -469,7 +487,7 @@ def advance(tx: Tx, enrollment_id: str, owner: str, now: datetime) -> str:
         if definition.data.get("frequencyCapEnabled")
         else None
     )
-    run = Run(tx, seq, definition, enrollment, sub, now, cap)
+    run = Run(tx, seq, definition, enrollment, sub, now, cap, options)
     for _ in range(MAX_NODES_PER_RUN):
         node_id = run.enrollment.current_node_id
         if node_id is None:
@@ -745,32 +763,48 @@ def _email(run: Run, node: dict[str, Any]) -> Outcome:
                 return _wait(run, node, oldest + timedelta(hours=window_hours), why)
             run.record("skipped", node, why)
             return Outcome(next_node=node.get("next"))
-    rendered = render.render_email(config, template_context(run))
-    from_email = config.get("fromEmail") or run.definition.data.get("fromEmail") or ""
+    kind = "transactional" if transactional else "marketing"
+    blocked = suppressions.blocking_reason(run.tx, run.sub.workspace_id, run.sub.email, kind)
+    if blocked:
+        run.record("skipped", node, f"suppressed: {blocked}")
+        return Outcome(next_node=node.get("next"))
+    message_id = ids.new_id("msg")
+    workspace = workspace_store.get_workspace(run.tx, run.sub.workspace_id)
+    signer = links.LinkSigner(run.options.public_url, workspace.secret, workspace.id, message_id)
+    ctx = template_context(run)
+    ctx["unsubscribe_url"] = signer.unsubscribe_url(run.sub.email)
+    ctx["workspace"] = {"id": workspace.id, "name": workspace.name}
+    checkout_id = (ctx["event"] or {}).get("checkoutId")
+    snapshot = checkout_store.find(run.tx, run.sub.workspace_id, str(checkout_id)) if checkout_id else None
+    ctx["checkout"] = context.checkout_data(snapshot) if snapshot else {}
+    rendered = render.render_message(config, ctx, signer)
+    from_email = config.get("fromEmail") or run.definition.data.get("fromEmail")
     from_name = config.get("fromName") or run.definition.data.get("fromName")
-    message_store.insert(
-        run.tx,
-        message_store.Message(
-            id=ids.new_id("msg"),
-            workspace_id=run.sub.workspace_id,
-            subscriber_id=run.sub.id,
-            sequence_id=run.seq.id,
-            enrollment_id=run.enrollment.id,
-            node_id=node["id"],
-            kind="transactional" if transactional else "marketing",
-            to_email=run.sub.email,
-            from_email=f"{from_name} <{from_email}>" if from_name and from_email else from_email,
-            subject=rendered.subject,
-            preheader=rendered.preheader,
-            html=rendered.html,
-            text=rendered.text,
-            status="queued",
-            error=None,
-            created_at=run.now,
-            updated_at=run.now,
-            sent_at=None,
-        ),
+    sender = (
+        f"{from_name} <{from_email}>" if from_name and from_email else from_email or run.options.default_from
     )
+    message = message_store.Message(
+        id=message_id,
+        workspace_id=run.sub.workspace_id,
+        subscriber_id=run.sub.id,
+        sequence_id=run.seq.id,
+        enrollment_id=run.enrollment.id,
+        node_id=node["id"],
+        kind=kind,
+        to_email=run.sub.email,
+        from_email=sender,
+        subject=rendered.subject,
+        preheader=rendered.preheader,
+        html=rendered.html,
+        text=rendered.text,
+        status="queued",
+        error=None,
+        created_at=run.now,
+        updated_at=run.now,
+        sent_at=None,
+    )
+    message_store.insert(run.tx, message)
+    queue.enqueue(run.tx, message, run.now, transport=run.options.transport)
     run.record("sent", node, rendered.subject)
     return Outcome(next_node=node.get("next"))
 

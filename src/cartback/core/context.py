@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from cartback.core import money
+from cartback.store.checkouts import Checkout
 from cartback.store.events import Event
 from cartback.store.subscribers import Subscriber
 
@@ -74,4 +75,19 @@ def subscriber_data(sub: Subscriber) -> dict[str, Any]:
         "tags": list(sub.tags),
         "attributes": dict(sub.attributes),
         "customAttributes": dict(sub.attributes),
+    }
+
+
+def checkout_data(checkout: Checkout) -> dict[str, Any]:
+    """The latest snapshot of a cart: templates show this, so a cart changed after the event shows as it
+    is now."""
+    return {
+        "checkoutId": checkout.checkout_id,
+        "checkoutUrl": checkout.checkout_url,
+        "totalCents": checkout.total_cents,
+        "currency": checkout.currency,
+        "items": [normal_item(i) for i in checkout.items],
+        "properties": dict(checkout.properties),
+        "orderId": checkout.order_id,
+        "updatedAt": checkout.updated_at.isoformat().replace("+00:00", "Z"),
     }

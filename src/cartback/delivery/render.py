@@ -10,6 +10,7 @@ from liquid import Environment
 from liquid.exceptions import LiquidError
 
 from cartback.core import money
+from cartback.delivery.links import LinkSigner
 
 
 class TemplateError(ValueError):
@@ -63,6 +64,13 @@ def check(field: str, source: str | None, *, html: bool = False) -> None:
     except LiquidError as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise TemplateError(f"{field}: template error{_position(exc)}: {message}") from exc
+
+
+def render_message(
+    content: dict[str, Any], context: dict[str, Any], signer: LinkSigner | None = None
+) -> Rendered:
+    """The message as it will be sent. `signer` builds the message's own tracking links."""
+    return render_email(content, context)
 
 
 def render_email(content: dict[str, Any], context: dict[str, Any]) -> Rendered:

@@ -46,6 +46,7 @@ class Worker:
         batch_size: int = 200,
         lease_seconds: float = 60.0,
         connections: int = 4,
+        options: automations.Options = automations.DEFAULT_OPTIONS,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -53,6 +54,7 @@ class Worker:
         self.batch_size = batch_size
         self.lease = timedelta(seconds=lease_seconds)
         self.connections = connections
+        self.options = options
         self.event_hooks: list[EventHook] = []
         self.duties: list[Duty] = []
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -121,7 +123,8 @@ class Worker:
             done = await asyncio.gather(
                 *(
                     anyio.to_thread.run_sync(
-                        self.db.run_jobs_sync, [_advance_job(e, self.owner, self.clock) for e in chunk]
+                        self.db.run_jobs_sync,
+                        [_advance_job(e, self.owner, self.clock, self.options) for e in chunk],
                     )
                     for chunk in chunks
                 )
@@ -130,7 +133,7 @@ class Worker:
                 failures += [(e, value) for e, (ok, value) in zip(chunk, outcomes, strict=True) if not ok]
         else:
             results = await asyncio.gather(
-                *(self.db.write(_advance_job(e, self.owner, self.clock)) for e in claimed),
+                *(self.db.write(_advance_job(e, self.owner, self.clock, self.options)) for e in claimed),
                 return_exceptions=True,
             )
             failures = [(e, r) for e, r in zip(claimed, results, strict=True) if isinstance(r, BaseException)]
@@ -150,9 +153,11 @@ class Worker:
             await asyncio.wait_for(self._wake.wait(), timeout=delay)
 
 
-def _advance_job(enrollment_id: str, owner: str, clock: Clock):  # type: ignore[no-untyped-def]
+def _advance_job(  # type: ignore[no-untyped-def]
+    enrollment_id: str, owner: str, clock: Clock, options: automations.Options
+):
     def job(tx: Tx) -> str:
-        return automations.advance(tx, enrollment_id, owner, clock.now())
+        return automations.advance(tx, enrollment_id, owner, clock.now(), options)
 
     return job
 
