@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime
 
 from fastapi import Request
 
@@ -66,12 +65,14 @@ class KeyCache:
         self._entries.clear()
 
 
-def services(request: Request) -> Services:
+def services_of(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
-def now(request: Request) -> datetime:
-    return services(request).clock.now()
+async def services(request: Request) -> Services:
+    """The dependency form. Async on purpose: FastAPI runs a plain `def` dependency in a worker thread,
+    which costs more than this whole function on every request."""
+    return services_of(request)
 
 
 def bearer_token(request: Request) -> str:

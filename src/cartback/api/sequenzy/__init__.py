@@ -25,7 +25,7 @@ def render_error(exc: errors.CartbackError) -> Response:
 
 async def principal(request: Request) -> deps.Principal:
     """Bearer-key authentication; the key's workspace scopes every query the route makes."""
-    return await deps.services(request).keys.authenticate(deps.bearer_token(request))
+    return await deps.services_of(request).keys.authenticate(deps.bearer_token(request))
 
 
 def router() -> APIRouter:
