@@ -179,6 +179,20 @@ def _field(sub: Subscriber, name: str) -> Any:
 # -- dispatching events ---------------------------------------------------------------------------
 
 
+def triggered_sequences(
+    tx: Tx, event: Event, triggered: dict[tuple[str, str], list[Sequence]] | None = None
+) -> list[Sequence]:
+    """The active sequences this event starts; `triggered` caches them per (workspace, name)."""
+    if event.historical or event.subscriber_id is None:
+        return []
+    key = (event.workspace_id, event.name)
+    if triggered is None:
+        return sequence_store.triggered_by(tx, event.workspace_id, event.name)
+    if key not in triggered:
+        triggered[key] = sequence_store.triggered_by(tx, event.workspace_id, event.name)
+    return triggered[key]
+
+
 def dispatch(
     tx: Tx, event: Event, now: datetime, triggered: dict[tuple[str, str], list[Sequence]] | None = None
 ) -> list[str]:
@@ -187,15 +201,7 @@ def dispatch(
     if event.subscriber_id is None:
         return []
     live = enrollment_store.live_for_subscriber(tx, event.workspace_id, event.subscriber_id)
-    starts: list[Sequence] = []
-    if not event.historical:
-        key = (event.workspace_id, event.name)
-        if triggered is None:
-            starts = sequence_store.triggered_by(tx, event.workspace_id, event.name)
-        else:
-            if key not in triggered:
-                triggered[key] = sequence_store.triggered_by(tx, event.workspace_id, event.name)
-            starts = triggered[key]
+    starts = triggered_sequences(tx, event, triggered)
     if not live and not starts:
         return []  # most events: nothing waits on them and nothing starts from them
     sub = subscriber_store.find_by_id(tx, event.workspace_id, event.subscriber_id)

@@ -97,6 +97,18 @@ def live_for_subscriber(tx: Tx, workspace_id: str, subscriber_id: str) -> list[E
     return [_from_row(r) for r in rows]
 
 
+def subscribers_with_live(tx: Tx, subscriber_ids: set[str]) -> set[str]:
+    """Which of these subscribers have a live enrollment (one query for a whole dispatch batch)."""
+    if not subscriber_ids:
+        return set()
+    rows = tx.execute(
+        sa.select(enrollments.c.subscriber_id)
+        .where(enrollments.c.subscriber_id.in_(sorted(subscriber_ids)), enrollments.c.status.in_(LIVE))
+        .distinct()
+    ).scalars()
+    return set(rows)
+
+
 def for_subscriber(
     tx: Tx, workspace_id: str, subscriber_id: str, sequence_id: str | None = None
 ) -> list[Enrollment]:
