@@ -6,6 +6,7 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 from starlette.responses import JSONResponse
@@ -13,8 +14,10 @@ from starlette.responses import JSONResponse
 from cartback import __version__
 from cartback.api import deps, limits, sequenzy
 from cartback.api import errors as api_errors
-from cartback.core import automations
+from cartback.core import automations, webhooks
 from cartback.core.clock import Clock, system_clock
+from cartback.delivery import sender
+from cartback.delivery import webhooks as webhook_sender
 from cartback.scheduler.worker import Worker
 from cartback.settings import Settings
 from cartback.store import workspaces
@@ -30,13 +33,28 @@ def engine_options(settings: Settings) -> automations.Options:
 
 
 def build_worker(settings: Settings, db: Database, clock: Clock) -> Worker:
-    return Worker(
+    worker = Worker(
         db,
         clock,
         options=engine_options(settings),
         tick_seconds=settings.tick_seconds,
         batch_size=settings.worker_batch,
         lease_seconds=settings.lease_seconds,
+    )
+    worker.event_hooks.append(webhooks.queue_for_event)
+    worker.duties.append(sender.duty_for(settings))
+    worker.duties.append(
+        webhook_sender.Sender(webhook_policy(settings), timeout=settings.webhook_timeout_seconds)
+    )
+    return worker
+
+
+def webhook_policy(settings: Settings) -> webhooks.Policy:
+    return webhooks.Policy(
+        retry_base=timedelta(seconds=settings.webhook_retry_base_seconds),
+        retry_window=timedelta(seconds=settings.webhook_retry_window_seconds),
+        disable_after_failures=settings.webhook_disable_after_failures,
+        disable_after=timedelta(seconds=settings.webhook_disable_after_seconds),
     )
 
 

@@ -29,6 +29,19 @@ class Settings(BaseSettings):
     # Enrollments one worker claims (and events it dispatches) per round.
     worker_batch: int = Field(200, gt=0)
     log_level: str = "info"
+    # SMTP connections kept open and reused; also the most sends at once.
+    smtp_connections: int = Field(4, gt=0, le=100)
+    # A temporary SMTP failure is retried after about this many seconds, doubling per attempt.
+    delivery_retry_seconds: float = Field(60.0, gt=0)
+
+    # Outbound webhooks (docs/webhooks.md). A failed delivery is retried after about base, 2 x base, 4 x base,
+    # ... (capped at 6 hours, ±20% jitter) until `webhook_retry_window_seconds` after it was queued.
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=120)
+    webhook_retry_base_seconds: float = Field(30.0, gt=0)
+    webhook_retry_window_seconds: float = Field(7 * 86400.0, ge=0)
+    # An endpoint is disabled once it has failed this many attempts in a row over at least this long.
+    webhook_disable_after_failures: int = Field(10, gt=0)
+    webhook_disable_after_seconds: float = Field(3 * 86400.0, ge=0)
 
     @field_validator("database_url")
     @classmethod
@@ -36,6 +49,16 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
             raise ValueError("CARTBACK_DATABASE_URL must start with sqlite:// or postgresql://")
         return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _valid_smtp_url(cls, value: str | None) -> str | None:
+        if not value or not value.strip():
+            return None
+        from cartback.delivery import smtp
+
+        smtp.parse_url(value)  # a ValueError names the problem and stops start-up
+        return value.strip()
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,0 +1,185 @@
+"""Sending webhook deliveries: a worker duty that leases due deliveries, POSTs each signed body outside any
+transaction, and records the outcome in a second write.
+
+Claim → commit → POST → record. A worker that dies after the POST and before the record leaves the lease
+to expire, and the delivery is sent again: delivery is at least once, and receivers deduplicate on the
+`webhook-id` header, which is the same on every attempt of a delivery.
+
+The signature scheme (docs/webhooks.md) is Standard Webhooks': for each active secret
+`v1,` + base64(HMAC-SHA256(key, f"{webhook-id}.{webhook-timestamp}.{body}")), where key is the base64
+decoding of the secret after its `whsec_` prefix; the signatures are space-separated in one header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import httpx
+
+from cartback import __version__
+from cartback.core import webhooks
+from cartback.core.clock import Clock
+from cartback.store import webhooks as store
+from cartback.store.db import Tx
+
+if TYPE_CHECKING:
+    from cartback.scheduler.worker import Worker
+
+log = logging.getLogger(__name__)
+
+RESPONSE_BODY_LIMIT = 2048
+USER_AGENT = f"cartback-webhooks/{__version__}"
+
+
+def sign(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
+    """One `v1,<base64>` signature of this request with this secret."""
+    key = base64.b64decode(secret.removeprefix(webhooks.SECRET_PREFIX))
+    signed = f"{webhook_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def headers(secrets: Sequence[str], webhook_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The request headers: one signature per active secret, so a receiver may rotate secrets."""
+    return {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": " ".join(sign(s, webhook_id, timestamp, body) for s in secrets),
+    }
+
+
+def body_of(payload: dict[str, object]) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True)
+class Job:
+    delivery_id: str
+    url: str
+    secrets: list[str]
+    body: bytes
+
+
+def claim(tx: Tx, owner: str, now: datetime, *, lease: timedelta, limit: int) -> list[Job]:
+    """Lease due deliveries and read what sending them needs, in one transaction."""
+    claimed = store.claim_due(tx, owner, now, lease=lease, limit=limit)
+    if not claimed:
+        return []
+    endpoint_ids = list({d.endpoint_id for d in claimed})
+    secrets = store.secrets_for(tx, endpoint_ids)
+    endpoints = {i: store.endpoint_by_id(tx, i) for i in endpoint_ids}
+    jobs = []
+    for delivery in claimed:
+        endpoint = endpoints.get(delivery.endpoint_id)
+        if endpoint is None:
+            continue
+        jobs.append(
+            Job(
+                delivery.id,
+                endpoint.url,
+                [s.secret for s in secrets.get(delivery.endpoint_id, [])],
+                body_of(delivery.payload),
+            )
+        )
+    return jobs
+
+
+class Sender:
+    """The worker duty. Sends run as tasks beside the worker loop, at most `max_in_flight` at once, so a
+    slow receiver never holds up the automation steps; each records its own outcome when done."""
+
+    def __init__(
+        self,
+        policy: webhooks.Policy = webhooks.DEFAULT_POLICY,
+        *,
+        timeout: float = 10.0,
+        max_in_flight: int = 32,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.policy = policy
+        self.timeout = timeout
+        self.max_in_flight = max_in_flight
+        self.transport = transport
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, worker: Worker) -> int:
+        capacity = self.max_in_flight - len(self._in_flight)
+        if capacity <= 0:
+            return 0
+        # The lease outlives the longest possible attempt, so a slow POST is never sent twice at once.
+        lease = max(worker.lease, timedelta(seconds=self.timeout * 3))
+        now = worker.clock.now()
+        jobs = await worker.db.write(
+            lambda tx: claim(tx, worker.owner, now, lease=lease, limit=capacity), notify=False
+        )
+        for job in jobs:
+            task = asyncio.create_task(self._deliver(worker, job), name=f"webhook-{job.delivery_id}")
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+        return len(jobs)
+
+    async def wait_idle(self) -> None:
+        """Wait for the sends in flight (tests, and a graceful stop)."""
+        while self._in_flight:
+            await asyncio.gather(*list(self._in_flight), return_exceptions=True)
+
+    async def _deliver(self, worker: Worker, job: Job) -> None:
+        outcome = await self.post(job, worker.clock)
+        try:
+            await worker.db.write(
+                lambda tx: webhooks.record_outcome(
+                    tx, job.delivery_id, worker.owner, outcome, worker.clock.now(), self.policy
+                ),
+                notify=False,
+            )
+        except Exception:
+            # The lease runs out and the delivery is sent again: at least once.
+            log.exception("could not record webhook delivery %s", job.delivery_id)
+
+    async def post(self, job: Job, clock: Clock) -> webhooks.Outcome:
+        """POST one delivery. Never raises for what a receiver or the network can do: those are outcomes.
+        No redirects are followed (a 3xx is a failure), and only the first 2 KB of the reply is kept."""
+        sent_at = clock.now()
+        sent_headers = headers(job.secrets, job.delivery_id, int(sent_at.timestamp()), job.body)
+        started = time.monotonic()
+        status: int | None = None
+        error: str | None = None
+        text: str | None = None
+        try:
+            async with (
+                asyncio.timeout(self.timeout),
+                httpx.AsyncClient(
+                    timeout=self.timeout, follow_redirects=False, transport=self.transport, trust_env=False
+                ) as client,
+                client.stream("POST", job.url, content=job.body, headers=sent_headers) as response,
+            ):
+                status = response.status_code
+                kept = b""
+                async for chunk in response.aiter_bytes():
+                    kept += chunk
+                    if len(kept) >= RESPONSE_BODY_LIMIT:
+                        break
+                text = kept[:RESPONSE_BODY_LIMIT].decode("utf-8", errors="replace")
+        except TimeoutError:
+            error = f"timed out after {self.timeout:g}s"
+        except httpx.TimeoutException:
+            error = f"timed out after {self.timeout:g}s"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        except Exception as exc:  # a malformed URL that slipped past validation, an SSL oddity
+            error = f"{type(exc).__name__}: {exc}"
+        if status is not None and not 200 <= status < 300 and error is None:
+            error = f"HTTP {status}"
+        duration = int((time.monotonic() - started) * 1000)
+        return webhooks.Outcome(status, error, text, duration, at=sent_at)
