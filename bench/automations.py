@@ -167,6 +167,7 @@ def parse_args() -> argparse.Namespace:
 
 def run_one(setup: Setup, args: argparse.Namespace, tmp: Path) -> dict:
     db_url = fresh_database(setup.db, tmp / f"{setup.name}.db")
+    commit = git_head()  # the tree may move between setups when others commit
     load_before = os.getloadavg()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -227,6 +228,7 @@ def run_one(setup: Setup, args: argparse.Namespace, tmp: Path) -> dict:
             stop(proc)
     run = analyse(engine, post_stats, window)
     run["loadavg_before_after"] = [load_before, os.getloadavg()]
+    run["git"] = commit
     run.update(
         setup=setup.name,
         db=setup.db,
@@ -468,6 +470,12 @@ def summarize_profile(stacks: Counter[str]) -> dict:
 # -- servers and databases -------------------------------------------------------------------------
 
 
+def git_head() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "src"], cwd=REPO, capture_output=True, text=True)
+    return out.stdout.strip() + ("+dirty src" if dirty.stdout.strip() else "")
+
+
 def fresh_database(kind: str, sqlite_path: Path) -> str:
     if kind == "sqlite":
         return f"sqlite:///{sqlite_path}"
@@ -602,9 +610,7 @@ def save(runs: list[dict], args: argparse.Namespace) -> None:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
-        "git": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip(),
+        "git": git_head(),
     }
     path.write_text(
         json.dumps(
