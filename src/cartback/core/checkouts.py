@@ -75,6 +75,7 @@ def record_checkout(tx: Tx, workspace_id: str, data: CheckoutInput, now: datetim
         properties=event_properties(data),
         now=now,
         idempotency_key=f"checkout:{data.checkout_id}",
+        known_new=True,
     )
     store.insert(
         tx,

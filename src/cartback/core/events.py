@@ -71,9 +71,13 @@ def record(
     now: datetime,
     occurred_at: datetime | None = None,
     idempotency_key: str | None = None,
+    known_new: bool = False,
 ) -> Recorded:
-    """Append an event unless one with the same idempotency key exists; then return that one."""
-    if idempotency_key is not None:
+    """Append an event unless one with the same idempotency key exists; then return that one.
+    `known_new`: the caller has just seen, in this transaction, that the key is unused (a checkout that
+    does not exist yet cannot have its event), so the lookup is skipped; the unique constraint still
+    guards against a concurrent writer."""
+    if idempotency_key is not None and not known_new:
         existing = event_store.find_by_key(tx, workspace_id, idempotency_key)
         if existing is not None:
             return Recorded(existing, duplicate=True)
