@@ -1,12 +1,24 @@
-"""Liquid templates for subject, preheader, HTML and text. HTML output is auto-escaped; a variable that is
-missing renders empty; a template that does not parse is refused when it is saved, with its position."""
+"""Liquid templates for subject, preheader, HTML and text, and what turns rendered HTML into the message
+that is sent: CSS inlined, a hidden preheader, a text part when the step has none, click-tracked links and
+an open pixel.
+
+HTML output is auto-escaped; a variable that is missing renders empty; a template that does not parse is
+refused when it is saved, with its position. docs/templates.md describes what templates see.
+"""
 
 from __future__ import annotations
 
+import functools
+import html as htmllib
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from html.parser import HTMLParser
+from importlib import resources
 from typing import Any
 
-from liquid import Environment
+import css_inline
+from babel import Locale, UnknownLocaleError, numbers
+from liquid import BoundTemplate, Environment, Undefined
 from liquid.exceptions import LiquidError
 
 from cartback.core import money
@@ -17,13 +29,55 @@ class TemplateError(ValueError):
     """A template that does not parse; the message names the field, line and column."""
 
 
-def _money(cents: Any, currency: Any = "USD") -> str:
+# -- filters -----------------------------------------------------------------------------------------
+
+DEFAULT_LOCALE = "en_US"
+
+
+@functools.lru_cache(maxsize=64)
+def _locale(name: str) -> Locale:
     try:
-        amount = money.to_major(int(cents), str(currency or "USD"))
-    except (TypeError, ValueError):
+        return Locale.parse(name.replace("-", "_"))
+    except (UnknownLocaleError, ValueError, TypeError):
+        return Locale.parse(DEFAULT_LOCALE)
+
+
+@functools.lru_cache(maxsize=4096)
+def _format_money(minor: int, currency: str, locale: str) -> str:
+    # Babel's CLDR pattern gives the symbol, its side and the separators of the locale; the number of
+    # decimals comes from core/money.py (the unit amounts are stored in), not from CLDR, so 1234 IQD
+    # minor units show as 1.234 and never round away. Cached: babel takes ~35 µs per call.
+    digits = money.exponent(currency)
+    loc = _locale(locale)
+    pattern = numbers.parse_pattern(loc.currency_formats["standard"].pattern)
+    pattern.frac_prec = (digits, digits)
+    text: str = pattern.apply(Decimal(minor).scaleb(-digits), loc, currency=currency, currency_digits=False)
+    symbol = numbers.get_currency_symbol(currency, loc)
+    # An alphabetic symbol (CHF, IQD) right against the digits reads badly: CLDR's currency spacing.
+    if (
+        symbol.isalpha()
+        and text.startswith(symbol)
+        and text[len(symbol) : len(symbol) + 1] not in (" ", "\xa0")
+    ):
+        text = f"{symbol}\xa0{text[len(symbol) :]}"
+    return text
+
+
+def _money(cents: Any, currency: Any = None, locale: Any = None) -> str:
+    """`{{ 8850 | money: "USD" }}` -> "$88.50"; `{{ 8850 | money: "JPY" }}` -> "¥8,850";
+    `{{ 8850 | money: "EUR", "de_DE" }}` -> "88,50 €". Amounts are minor units; a missing or non-numeric
+    amount renders empty."""
+    if isinstance(cents, Undefined) or cents is None or isinstance(cents, bool):
         return ""
-    digits = money.exponent(str(currency or "USD"))
-    return f"{amount:,.{digits}f} {str(currency or 'USD').upper()}"
+    try:
+        minor = int(Decimal(str(cents)).to_integral_value())
+    except (InvalidOperation, ValueError, TypeError):
+        return ""
+    code = currency.strip().upper() if isinstance(currency, str) and currency.strip() else "USD"
+    if not code.isascii() or not code.isalpha() or len(code) != 3:
+        return ""
+    where = locale if isinstance(locale, str) and locale else DEFAULT_LOCALE
+    return _format_money(minor, code, where)
 
 
 def _environment(autoescape: bool) -> Environment:
@@ -34,6 +88,13 @@ def _environment(autoescape: bool) -> Environment:
 
 _HTML = _environment(autoescape=True)
 _PLAIN = _environment(autoescape=False)
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled(source: str, html: bool) -> BoundTemplate:
+    # Parsing costs more than rendering (~2 ms for a full email); a step's template is the same string
+    # for every message it sends.
+    return (_HTML if html else _PLAIN).from_string(source)
 
 
 @dataclass(frozen=True)
@@ -60,29 +121,374 @@ def check(field: str, source: str | None, *, html: bool = False) -> None:
     if not source:
         return
     try:
-        (_HTML if html else _PLAIN).from_string(source)
+        _compiled(source, html)
     except LiquidError as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise TemplateError(f"{field}: template error{_position(exc)}: {message}") from exc
+
+
+# -- shipped templates -------------------------------------------------------------------------------
+
+_SHIPPED: dict[str, dict[str, str]] = {
+    "abandoned_cart": {
+        "subject": "{{ subscriber.firstName | default: 'Hi' }}, you left something in your cart",
+        "previewText": "Your cart is saved. Pick up where you left off in one click.",
+        "file": "abandoned_cart.html.liquid",
+    },
+}
+TEMPLATES = tuple(_SHIPPED)
+
+
+@functools.cache
+def _template_file(name: str) -> str:
+    return resources.files("cartback.delivery").joinpath("templates", name).read_text(encoding="utf-8")
+
+
+def default_template(name: str) -> dict[str, str]:
+    """The content of a shipped template (`subject`, `previewText`, `html`), to use as an email step's
+    defaults. KeyError for an unknown name (TEMPLATES lists them)."""
+    spec = _SHIPPED[name]
+    return {
+        "subject": spec["subject"],
+        "previewText": spec["previewText"],
+        "html": _template_file(spec["file"]),
+    }
+
+
+# -- one pass over the HTML: its text, and where links, preheader and pixel go ----------------------
+
+_SKIP = frozenset({"head", "style", "script", "title", "template"})
+_VOID = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+)
+_PARAGRAPH = frozenset({"p", "h1", "h2", "h3", "h4", "h5", "h6", "table", "blockquote", "ul", "ol", "pre"})
+_BLOCK = _PARAGRAPH | {
+    "address", "article", "aside", "center", "dd", "div", "dl", "dt", "figcaption", "figure", "footer",
+    "form", "header", "li", "main", "nav", "section", "tbody", "tfoot", "thead", "tr",
+}  # fmt: skip
+
+# Filler after the preheader so that mail clients do not pull body text into the inbox preview.
+_PREHEADER_FILLER = "&#847;&zwnj;&nbsp;" * 60
+_PREHEADER_STYLE = (
+    "display:none !important;visibility:hidden;mso-hide:all;font-size:1px;line-height:1px;"
+    "max-height:0;max-width:0;opacity:0;overflow:hidden;color:transparent"
+)
+_PIXEL_STYLE = "display:block;border:0;width:1px;height:1px;overflow:hidden"
+
+
+def _hidden(attrs: list[tuple[str, str | None]]) -> bool:
+    for name, value in attrs:
+        if name == "hidden":
+            return True
+        if name == "style" and value and "display:none" in value.replace(" ", "").lower():
+            return True
+    return False
+
+
+def _attribute(name: str, value: str | None) -> str:
+    return f" {name}" if value is None else f' {name}="{htmllib.escape(value, quote=True)}"'
+
+
+class _Walker(HTMLParser):
+    """Reads email HTML once (stdlib parser, positions kept) for two things:
+
+    - its text: blocks on their own lines, table cells side by side, links as `text (url)`, images in
+      links by their alt text, hidden things (head, style, `display:none`, the preheader) left out;
+    - with a signer, the <a> start tags to send through the click tracker, by position, and where the
+      body starts and ends, so that everything else is kept byte for byte (MSO conditionals included).
+    """
+
+    def __init__(self, signer: LinkSigner | None = None, unsubscribe_url: str | None = None) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._stack: list[tuple[str, bool, str | None, int]] = []  # tag, hides, href, parts mark
+        self._hidden = 0
+        self._pre = 0
+        self._links = 0
+        self._newlines = 0
+        self._sep = ""
+        self._line = False  # the current output line has text
+        self._lists: list[int] = []  # per open list: 0 for <ul>, else the next <ol> number
+        self._signer = signer
+        self._unsubscribe = unsubscribe_url
+        base = signer.public_url.rstrip("/") if signer is not None else ""
+        # Links already pointing at our own public pages (unsubscribe, tracking) are left alone.
+        self._own = (f"{base}/u/", f"{base}/t/")
+        self.edits: list[tuple[int, int, int, str]] = []  # line, column, length replaced, new text
+        self.body_open: tuple[int, int] | None = None  # line, column just past <body ...>
+        self.body_close: tuple[int, int] | None = None
+
+    # -- text output
+
+    def _emit(self, text: str) -> None:
+        if self._newlines and self.parts:
+            self.parts.append("\n" * self._newlines)
+            self._line = False
+        elif self._sep and self._line:
+            self.parts.append(self._sep)
+        self._newlines = 0
+        self._sep = ""
+        self.parts.append(text)
+        self._line = True
+
+    def _break(self, count: int) -> None:
+        if self._line or self._newlines:
+            self._newlines = max(self._newlines, count)
+        self._sep = ""
+
+    def handle_data(self, data: str) -> None:
+        if self._hidden:
+            return
+        if self._pre:
+            for i, line in enumerate(data.split("\n")):
+                if i:
+                    self._newlines = max(self._newlines, 1)
+                if line:
+                    self._emit(line)
+            return
+        words = data.split()
+        if not words:
+            if data and self._line and not self._sep:
+                self._sep = " "
+            return
+        if data[0].isspace() and not self._sep:
+            self._sep = " "
+        self._emit(" ".join(words))
+        if data[-1].isspace():
+            self._sep = " "
+
+    # -- tags
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a" and self._signer is not None:
+            self._track(attrs)
+        elif tag == "body" and self.body_open is None:
+            line, column = self.getpos()
+            self.body_open = (line, column + len(self.get_starttag_text() or ""))
+        hides = tag in _SKIP or _hidden(attrs)
+        if tag not in _VOID:
+            href = None
+            if tag == "a":
+                href = next((v for n, v in attrs if n == "href"), None)
+                self._links += 1
+            self._stack.append((tag, hides, href, len(self.parts)))
+            if hides:
+                self._hidden += 1
+        if self._hidden or hides:
+            return
+        if tag == "br":
+            self._newlines = min(self._newlines + 1, 2) if self._newlines else 1
+            self._line = self._line or bool(self.parts)
+        elif tag == "img":
+            # Alt text stands for an image only where it is what a link says (a logo, an image button).
+            alt = next((v for n, v in attrs if n == "alt"), None)
+            if alt and alt.strip() and self._links:
+                self._emit(alt.strip())
+        elif tag in ("td", "th"):
+            if self._line:
+                self._sep = "  "
+        elif tag == "hr":
+            self._break(2)
+            self._emit("-" * 20)
+            self._break(2)
+        elif tag in _BLOCK:
+            self._break(2 if tag in _PARAGRAPH else 1)
+            if tag == "pre":
+                self._pre += 1
+            elif tag in ("ul", "ol"):
+                self._lists.append(0 if tag == "ul" else 1)
+            elif tag == "li":
+                if self._lists and self._lists[-1]:
+                    self._emit(f"{self._lists[-1]}.")
+                    self._lists[-1] += 1
+                else:
+                    self._emit("-")
+                self._sep = " "
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        if tag not in _VOID:
+            self.handle_endtag(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "body":
+            self.body_close = self.getpos()
+        if not any(entry[0] == tag for entry in self._stack):
+            return  # a stray end tag
+        while self._stack:
+            name, hides, href, mark = self._stack.pop()
+            if name == "a":
+                self._links -= 1
+            if hides:
+                self._hidden -= 1
+            elif not self._hidden:
+                self._close(name, href, mark)
+            if name == tag:
+                break
+
+    def _close(self, tag: str, href: str | None, mark: int) -> None:
+        if tag == "a":
+            if href:
+                self._link(href.strip(), "".join(self.parts[mark:]).strip())
+        elif tag in _BLOCK:
+            if tag == "pre":
+                self._pre = max(self._pre - 1, 0)
+            elif tag in ("ul", "ol") and self._lists:
+                self._lists.pop()
+            self._break(2 if tag in _PARAGRAPH else 1)
+
+    def _link(self, href: str, label: str) -> None:
+        lowered = href.lower()
+        if lowered.startswith("mailto:"):
+            shown = href[7:].split("?", 1)[0]
+        elif lowered.startswith(("http://", "https://")):
+            shown = href
+        else:
+            return
+        if not label:
+            self._emit(shown)
+        elif shown not in label:
+            self.parts.append(f" ({shown})")
+            self._line = True
+
+    # -- tracking
+
+    def _tracked(self, url: str) -> bool:
+        return (
+            url.lower().startswith(("http://", "https://"))
+            and url != self._unsubscribe
+            and not url.startswith(self._own)
+        )
+
+    def _track(self, attrs: list[tuple[str, str | None]]) -> None:
+        assert self._signer is not None
+        rewritten, changed = [], False
+        for name, value in attrs:
+            if name == "href" and value is not None and not changed and self._tracked(value.strip()):
+                value, changed = self._signer.click_url(value.strip()), True
+            rewritten.append((name, value))
+        if changed:
+            raw = self.get_starttag_text() or ""
+            closing = "/>" if raw.endswith("/>") else ">"
+            new = "<a" + "".join(_attribute(n, v) for n, v in rewritten) + closing
+            line, column = self.getpos()
+            self.edits.append((line, column, len(raw), new))
+
+    def text(self) -> str:
+        lines = "".join(self.parts).split("\n")
+        return "\n".join(line.rstrip() for line in lines).strip()
+
+
+def html_to_text(html: str) -> str:
+    """A plain-text alternative of an email's HTML: what a text-only client shows, and what spam filters
+    expect beside the HTML part. Links keep their URLs, so the text part still works."""
+    walker = _Walker()
+    walker.feed(html)
+    walker.close()
+    return walker.text()
+
+
+def preheader_html(preheader: str) -> str:
+    """The usual hidden span: mail clients show it in the inbox preview, readers never see it."""
+    text = htmllib.escape(preheader)
+    return f'<span class="preheader" style="{_PREHEADER_STYLE}">{text}{_PREHEADER_FILLER}</span>'
+
+
+def _apply(html: str, walker: _Walker, preheader: str | None, signer: LinkSigner | None) -> str:
+    starts = [0]  # HTMLParser reports (line, column), counting lines by "\n" only
+    for line in html.split("\n"):
+        starts.append(starts[-1] + len(line) + 1)
+    edits = [(starts[line - 1] + column, length, new) for line, column, length, new in walker.edits]
+    body_start = 0 if walker.body_open is None else starts[walker.body_open[0] - 1] + walker.body_open[1]
+    body_end = (
+        len(html) if walker.body_close is None else starts[walker.body_close[0] - 1] + walker.body_close[1]
+    )
+    if preheader:
+        edits.append((body_start, 0, preheader_html(preheader)))
+    if signer is not None:
+        src = htmllib.escape(signer.open_pixel_url(), quote=True)
+        edits.append((body_end, 0, f'<img src="{src}" width="1" height="1" alt="" style="{_PIXEL_STYLE}" />'))
+    edits.sort(key=lambda edit: edit[0])
+    out, cursor = [], 0
+    for start, length, replacement in edits:
+        out.append(html[cursor:start])
+        out.append(replacement)
+        cursor = max(cursor, start + length)
+    out.append(html[cursor:])
+    return "".join(out)
+
+
+def decorate(
+    html: str, *, preheader: str | None, signer: LinkSigner | None, unsubscribe_url: str | None = None
+) -> tuple[str, str]:
+    """(HTML, its text): the hidden preheader put first in the body; with a signer, every http(s) link but
+    the unsubscribe link routed through the click tracker and the open pixel put last in the body. The
+    text is read from the HTML as it was given (original URLs, no preheader)."""
+    walker = _Walker(signer, unsubscribe_url)
+    walker.feed(html)
+    walker.close()
+    if preheader or signer is not None:
+        html = _apply(html, walker, preheader, signer)
+    return html, walker.text()
+
+
+# The inliner is reused: building one per message costs more than inlining a small email. Remote
+# stylesheets are never fetched (a template must not make the server call out); @media rules stay in a
+# <style> block so that the mobile layout survives.
+_INLINER = css_inline.CSSInliner(load_remote_stylesheets=False, keep_at_rules=True)
+
+
+def inline_css(html: str) -> str:
+    """Move <style> rules onto the elements (Gmail and Outlook drop or ignore style blocks); @media rules
+    stay behind in a <style> block. HTML without a style block or stylesheet link is left as it is."""
+    lowered = html.lower()
+    if "<style" not in lowered and "<link" not in lowered:
+        return html
+    return _INLINER.inline(html)
+
+
+# -- rendering ------------------------------------------------------------------------------------
 
 
 def render_message(
     content: dict[str, Any], context: dict[str, Any], signer: LinkSigner | None = None
 ) -> Rendered:
     """The message as it will be sent. `signer` builds the message's own tracking links."""
-    return render_email(content, context)
+    return render_email(content, context, signer)
 
 
-def render_email(content: dict[str, Any], context: dict[str, Any]) -> Rendered:
-    """Render an email step's content (`subject`, `previewText`, `html`, `text`) against `context`."""
+def render_email(
+    content: dict[str, Any], context: dict[str, Any], signer: LinkSigner | None = None
+) -> Rendered:
+    """Render an email step's content (`subject`, `previewText`, `html`, `text`, or `template` naming a
+    shipped template for what is missing) against `context`. Without a signer (previews, simulate)
+    links are left as written and no pixel is added."""
+    template = content.get("template")
+    if isinstance(template, str) and template in _SHIPPED:
+        content = {**default_template(template), **{k: v for k, v in content.items() if v}}
 
     def plain(source: str | None) -> str | None:
-        return _PLAIN.from_string(source).render(**context) if source else None
+        return _compiled(source, False).render(**context) if source else None
 
-    html = content.get("html")
+    preheader = plain(content.get("previewText"))
+    preheader = " ".join(preheader.split()) if preheader else None
+    source = content.get("html")
+    text = plain(content.get("text"))
+    html = None
+    if source:
+        unsubscribe = context.get("unsubscribe_url")
+        # Inlined first, so that the text leaves out what a stylesheet hides, and the tracked links and
+        # the pixel come out of the inliner untouched.
+        html, derived = decorate(
+            inline_css(_compiled(source, True).render(**context)),
+            preheader=preheader,
+            signer=signer,
+            unsubscribe_url=unsubscribe if isinstance(unsubscribe, str) else None,
+        )
+        text = text or derived
     return Rendered(
-        subject=(plain(content.get("subject")) or "").strip(),
-        preheader=plain(content.get("previewText")),
-        html=_HTML.from_string(html).render(**context) if html else None,
-        text=plain(content.get("text")),
+        subject=" ".join((plain(content.get("subject")) or "").split()),
+        preheader=preheader or None,
+        html=html,
+        text=text,
     )
