@@ -13,6 +13,8 @@ _JSON_TYPES = (b"application/json", b"application/vnd.api+json")
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 # Public pages (/u, /t) and the dashboard take forms; only the APIs insist on JSON.
 _API_PREFIXES = ("/api/", "/v1/")
+# Amazon SNS posts its JSON with `Content-Type: text/plain` and cannot be told otherwise.
+_TEXT_JSON_PATHS = ("/api/v1/inbound/ses",)
 # A JSON `\u0000` escape, i.e. one not itself escaped (preceded by an even run of backslashes). PostgreSQL
 # text cannot hold NUL, so such a value would fail at the store as a 5xx; it is refused here as a 400.
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
@@ -75,7 +77,7 @@ class BodyLimits:
         has_body = chunked or (declared or 0) > 0
         if has_body and api:
             ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-            if ctype not in _JSON_TYPES:
+            if ctype not in _JSON_TYPES and not (ctype == b"text/plain" and path in _TEXT_JSON_PATHS):
                 exc = errors.UnsupportedMediaType(
                     f"Content-Type must be application/json, not {ctype.decode('latin-1') or 'missing'}"
                 )

@@ -4,6 +4,8 @@ or complained ones."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from datetime import datetime
 
 from cartback.core import events
@@ -66,3 +68,134 @@ def suppress(
             now=now,
         )
     return added
+
+
+# The subscriber status the remaining suppressions imply, strongest first.
+_PRECEDENCE = ("bounced", "complained", "unsubscribed")
+
+
+@dataclass(frozen=True)
+class Unsuppressed:
+    removed: list[store.Suppression]
+    remaining: list[store.Suppression]
+    reactivated_subscriber_ids: list[str]
+
+
+def strongest(items: list[store.Suppression]) -> store.Suppression | None:
+    """The suppression that decides how an address reads back: bounced, then complained, then unsubscribed."""
+    ranked = sorted(items, key=lambda s: _PRECEDENCE.index(s.reason) if s.reason in _PRECEDENCE else 99)
+    return ranked[0] if ranked else None
+
+
+def unsuppress(
+    tx: Tx, workspace_id: str, email: str, now: datetime, *, reasons: tuple[str, ...] | None = None
+) -> Unsuppressed:
+    """Lift an address's suppressions (all, or those for `reasons`). Lifting an unsubscribe is an explicit
+    re-subscribe: when nothing suppresses the address any more, its subscriber goes back to `active`.
+    When something remains, the subscriber's status follows what remains."""
+    current = store.for_email(tx, workspace_id, email)
+    removed = [s for s in current if not reasons or s.reason in reasons]
+    if not removed:
+        return Unsuppressed([], current, [])
+    store.remove(tx, workspace_id, email, tuple(s.reason for s in removed))
+    remaining = [s for s in current if s not in removed]
+    reactivated: list[str] = []
+    sub = subscriber_store.find_by_email(tx, workspace_id, email)
+    if sub is not None:
+        left = strongest(remaining)
+        status = _STATUS[left.reason] if left else "active"
+        if sub.status != status:
+            sub = sub.with_changes(
+                status=status,
+                unsubscribed_at=None if status == "active" else sub.unsubscribed_at or now,
+                updated_at=now,
+            )
+            subscriber_store.save(tx, sub)
+            if status == "active":
+                reactivated.append(sub.id)
+    return Unsuppressed(removed, remaining, reactivated)
+
+
+def bounce_detail(bounce_type: str | None, sub_type: str | None, diagnostic: str | None) -> str:
+    """The `detail` a bounce notification leaves on its suppression: a small JSON object, so that the
+    Sequenzy API can give back bounceType and bounceSubType, and a person can still read it."""
+    data = {"bounceType": bounce_type, "bounceSubType": sub_type, "diagnostic": diagnostic}
+    return json.dumps({k: v for k, v in data.items() if v}, sort_keys=True)
+
+
+def parse_detail(detail: str | None) -> dict[str, str]:
+    """The fields `bounce_detail` wrote, or {"diagnostic": detail} for a plain-text detail."""
+    if not detail:
+        return {}
+    if detail.startswith("{"):
+        try:
+            data = json.loads(detail)
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            return {str(k): str(v) for k, v in data.items() if v is not None}
+    return {"diagnostic": detail}
+
+
+# -- provider notifications ----------------------------------------------------------------------------
+
+# What a bounce or complaint notification turns into; `kind` is the provider's meaning, already mapped.
+KINDS = ("hard_bounce", "soft_bounce", "complaint", "unsubscribe")
+_KIND_REASON = {"hard_bounce": "bounced", "complaint": "complained", "unsubscribe": "unsubscribed"}
+
+
+@dataclass(frozen=True)
+class Notice:
+    kind: str
+    email: str
+    # webhook:ses | webhook:postmark | webhook:generic
+    source: str
+    bounce_type: str | None = None
+    bounce_sub_type: str | None = None
+    diagnostic: str | None = None
+    # The provider's id for the notification: a replayed soft bounce then records no second event.
+    notice_id: str | None = None
+
+
+def apply_notice(tx: Tx, workspace_id: str, notice: Notice, now: datetime) -> str:
+    """Act on one notification; return what happened: `suppressed`, `already_suppressed` (a replay, or
+    an address suppressed before), or `recorded` for a soft bounce. A soft bounce suppresses nothing (the
+    mailbox exists; the next send may well succeed): it appends `email.delivery_delayed`, once per
+    notice id."""
+    if notice.kind not in KINDS:
+        raise ValueError(f"unknown notice kind {notice.kind!r}")
+    properties: dict[str, object] = {
+        k: v
+        for k, v in {
+            "bounceType": notice.bounce_type,
+            "bounceSubType": notice.bounce_sub_type,
+            "diagnostic": notice.diagnostic,
+            "noticeId": notice.notice_id,
+        }.items()
+        if v
+    }
+    if notice.kind == "soft_bounce":
+        sub = subscriber_store.find_by_email(tx, workspace_id, notice.email)
+        key = (
+            f"inbound:{notice.source}:{notice.notice_id}:{notice.email.lower()}" if notice.notice_id else None
+        )
+        events.record(
+            tx,
+            workspace_id,
+            name="email.delivery_delayed",
+            source=events.SOURCE_CARTBACK,
+            subscriber_id=sub.id if sub else None,
+            properties={"email": notice.email, "source": notice.source, **properties},
+            now=now,
+            idempotency_key=key[:300] if key else None,
+        )
+        return "recorded"
+    reason = _KIND_REASON[notice.kind]
+    if reason == "bounced":
+        detail: str | None = bounce_detail(notice.bounce_type, notice.bounce_sub_type, notice.diagnostic)
+    else:
+        detail = notice.diagnostic
+    added = suppress(
+        tx, workspace_id, notice.email, reason, notice.source, now, detail=detail, properties=properties
+    )
+    return "suppressed" if added else "already_suppressed"

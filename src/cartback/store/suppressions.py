@@ -78,6 +78,13 @@ def for_email(tx: Tx, workspace_id: str, email: str) -> list[Suppression]:
     return [_from_row(r) for r in rows]
 
 
+_SORTS = {
+    "suppressedAt": suppressions.c.created_at,
+    "email": suppressions.c.email_key,
+    "status": suppressions.c.reason,
+}
+
+
 def listing(
     tx: Tx,
     workspace_id: str,
@@ -87,15 +94,19 @@ def listing(
     limit: int = 50,
     offset: int = 0,
     order: str = "desc",
+    sort: str = "suppressedAt",
 ) -> tuple[list[Suppression], int]:
+    """A page of suppressions, newest first by default. `sort` is a Sequenzy sort key: suppressedAt,
+    email or status (the reason)."""
     where = [suppressions.c.workspace_id == workspace_id]
     if search:
         where.append(suppressions.c.email_key.contains(search.lower(), autoescape=True))
     if reason:
         where.append(suppressions.c.reason == reason)
     total = tx.execute(sa.select(sa.func.count()).select_from(suppressions).where(*where)).scalar_one()
-    sort = suppressions.c.created_at.asc() if order == "asc" else suppressions.c.created_at.desc()
+    column = _SORTS.get(sort, suppressions.c.created_at)
+    key = column.asc() if order == "asc" else column.desc()
     rows = tx.execute(
-        sa.select(suppressions).where(*where).order_by(sort, suppressions.c.id).limit(limit).offset(offset)
+        sa.select(suppressions).where(*where).order_by(key, suppressions.c.id).limit(limit).offset(offset)
     ).all()
     return [_from_row(r) for r in rows], int(total)

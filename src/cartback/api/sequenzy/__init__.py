@@ -31,14 +31,18 @@ async def principal(request: Request) -> deps.Principal:
 def router() -> APIRouter:
     """Assemble the resource modules. Order matters where paths overlap (`/subscribers/external` before
     `/subscribers/{email}`), so each module's router is included in the order below."""
-    from cartback.api.sequenzy import commerce, events, lists, sequences, subscribers, webhooks
+    from cartback.api.sequenzy import commerce, events, lists, sequences, subscribers, suppressions, webhooks
 
     api = APIRouter(prefix=PREFIX, dependencies=[Depends(principal)])
-    for module in (commerce, events, lists, sequences, subscribers, webhooks):
+    for module in (commerce, events, lists, sequences, subscribers, suppressions, webhooks):
         api.include_router(module.router)
     return api
 
 
 def install(app: FastAPI) -> None:
+    from cartback.api.sequenzy import inbound
+
     api_errors.register(PREFIX, render_error)
     app.include_router(router())
+    # Provider notifications authenticate by Bearer or Basic (SNS, Postmark), so not under `principal`.
+    app.include_router(inbound.router)
