@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
 from cartback import __version__
-from cartback.api import deps, limits, sequenzy
+from cartback.api import deps, limits, public, sequenzy
 from cartback.api import errors as api_errors
 from cartback.core import automations, webhooks
 from cartback.core.clock import Clock, system_clock
@@ -102,6 +102,7 @@ def create_app(
     app.state.services = deps.Services(settings=settings, db=db, clock=clock, keys=deps.KeyCache(db, clock))
     api_errors.install(app)
     sequenzy.install(app)
+    public.install(app)
     app.add_middleware(limits.BodyLimits, max_bytes=settings.max_body_bytes)
 
     @app.get("/healthz", tags=["operations"])
