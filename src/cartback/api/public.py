@@ -78,7 +78,7 @@ class _Link:
         }
 
 
-# -- reads and writes (these few statements belong in store/messages.py; see docs/templates.md) ------
+# -- reads and writes (the two statements on messages tables belong in store/messages.py) -----------
 
 
 def _workspace(tx: Tx, workspace_id: str) -> workspace_store.Workspace | None:
