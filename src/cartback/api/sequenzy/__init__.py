@@ -31,10 +31,19 @@ async def principal(request: Request) -> deps.Principal:
 def router() -> APIRouter:
     """Assemble the resource modules. Order matters where paths overlap (`/subscribers/external` before
     `/subscribers/{email}`), so each module's router is included in the order below."""
-    from cartback.api.sequenzy import commerce, events, lists, sequences, subscribers, suppressions, webhooks
+    from cartback.api.sequenzy import (
+        commerce,
+        events,
+        lists,
+        sequences,
+        subscribers,
+        suppressions,
+        transactional,
+        webhooks,
+    )
 
     api = APIRouter(prefix=PREFIX, dependencies=[Depends(principal)])
-    for module in (commerce, events, lists, sequences, subscribers, suppressions, webhooks):
+    for module in (commerce, events, lists, sequences, subscribers, suppressions, transactional, webhooks):
         api.include_router(module.router)
     return api
 
