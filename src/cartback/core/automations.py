@@ -18,7 +18,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cartback import ids
-from cartback.core import context, events, filters, lists, schedule, sequences, subscribers, suppressions
+from cartback.core import (
+    context,
+    events,
+    filters,
+    lists,
+    schedule,
+    sequences,
+    subscribers,
+    suppressions,
+    webhooks,
+)
 from cartback.delivery import links, queue, render
 from cartback.store import checkouts as checkout_store
 from cartback.store import enrollments as enrollment_store
@@ -435,6 +445,8 @@ def finish(
     )
     if enrollment_store.update(tx, done, owner=owner):
         enrollment_store.record(tx, done, status, now, node_id=enrollment.current_node_id, detail=reason)
+        # sequence.finished / sequence.failed, for webhooks and for flows that start when another ends.
+        webhooks.enrollment_finished(tx, done, status, now)
     return done
 
 
