@@ -459,3 +459,38 @@ def test_branch_sends_vip_path_or_continues_the_flow(engine):
         ("vip@example.com", "First"),
         ("vip@example.com", "VIP"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("due_utc", "expected_utc"),
+    [
+        # 23:00 in Berlin (CET) on the eve of the spring-forward night -> 09:00 CEST = 07:00 UTC.
+        (datetime(2026, 3, 28, 22, 0, tzinfo=UTC), datetime(2026, 3, 29, 7, 0, tzinfo=UTC)),
+        # 23:00 in Berlin (CEST) on the eve of the fall-back night -> 09:00 CET = 08:00 UTC.
+        (datetime(2026, 10, 24, 21, 0, tzinfo=UTC), datetime(2026, 10, 25, 8, 0, tzinfo=UTC)),
+    ],
+    ids=["spring-forward", "fall-back"],
+)
+def test_step_due_at_23_in_berlin_window_is_sent_at_next_9_across_dst(engine, due_utc, expected_utc):
+    engine.sequence(
+        {
+            **ABANDONED,
+            "steps": [{"type": "email", "subject": "Cart", "html": "<p>x</p>"}],
+            "sendingWindow": {
+                "enabled": True,
+                "startTime": "09:00",
+                "endTime": "18:00",
+                "timezone": "Europe/Berlin",
+            },
+        }
+    )
+    engine.clock.set(due_utc)
+    engine.checkout("A")
+    engine.run()
+    assert engine.messages() == []
+    engine.clock.set(expected_utc - timedelta(seconds=1))
+    engine.run()
+    assert engine.messages() == []
+    engine.clock.set(expected_utc)
+    engine.run()
+    assert [m.created_at for m in engine.messages()] == [expected_utc]
