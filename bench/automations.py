@@ -144,6 +144,7 @@ def main() -> None:
             run = run_one(SETUPS[name], args, Path(tmp))
             runs.append(run)
             print(fmt_run(run), flush=True)
+            save(runs, args, quiet=True)  # a long run stopped later keeps what it measured
     print_table(runs, args)
     save(runs, args)
 
@@ -618,10 +619,13 @@ def print_table(runs: list[dict], args: argparse.Namespace) -> None:
     )
 
 
-def save(runs: list[dict], args: argparse.Namespace) -> None:
+_STAMP = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def save(runs: list[dict], args: argparse.Namespace, *, quiet: bool = False) -> None:
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = _STAMP
     path = out_dir / f"automations-{stamp}.json"
     machine = {
         "nproc": os.cpu_count(),
@@ -643,7 +647,8 @@ def save(runs: list[dict], args: argparse.Namespace) -> None:
             default=str,
         )
     )
-    print(f"\nwritten to {path.relative_to(REPO)}")
+    if not quiet:
+        print(f"\nwritten to {path.relative_to(REPO)}")
 
 
 if __name__ == "__main__":
