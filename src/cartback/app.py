@@ -16,6 +16,7 @@ from cartback.api import deps, limits, public, sequenzy
 from cartback.api import errors as api_errors
 from cartback.core import automations, webhooks
 from cartback.core.clock import Clock, system_clock
+from cartback.delivery import sender
 from cartback.delivery import webhooks as webhook_sender
 from cartback.scheduler.worker import Worker
 from cartback.settings import Settings
@@ -41,6 +42,7 @@ def build_worker(settings: Settings, db: Database, clock: Clock) -> Worker:
         lease_seconds=settings.lease_seconds,
     )
     worker.event_hooks.append(webhooks.queue_for_event)
+    worker.duties.append(sender.duty_for(settings))
     worker.duties.append(
         webhook_sender.Sender(webhook_policy(settings), timeout=settings.webhook_timeout_seconds)
     )

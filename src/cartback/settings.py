@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     # Enrollments one worker claims (and events it dispatches) per round.
     worker_batch: int = Field(200, gt=0)
     log_level: str = "info"
+    # SMTP connections kept open and reused; also the most sends at once.
+    smtp_connections: int = Field(4, gt=0, le=100)
+    # A temporary SMTP failure is retried after about this many seconds, doubling per attempt.
+    delivery_retry_seconds: float = Field(60.0, gt=0)
 
     # Outbound webhooks (docs/webhooks.md). A failed delivery is retried after about base, 2 x base, 4 x base,
     # ... (capped at 6 hours, ±20% jitter) until `webhook_retry_window_seconds` after it was queued.
@@ -45,6 +49,16 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
             raise ValueError("CARTBACK_DATABASE_URL must start with sqlite:// or postgresql://")
         return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _valid_smtp_url(cls, value: str | None) -> str | None:
+        if not value or not value.strip():
+            return None
+        from cartback.delivery import smtp
+
+        smtp.parse_url(value)  # a ValueError names the problem and stops start-up
+        return value.strip()
 
     @property
     def is_sqlite(self) -> bool:

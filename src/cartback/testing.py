@@ -6,11 +6,12 @@ from datetime import timedelta
 
 from cartback.core import automations
 from cartback.core.clock import Clock, FrozenClock
+from cartback.delivery.transport import Result
 from cartback.scheduler import worker
 from cartback.store import timers
 from cartback.store.db import Database, Tx
 
-__all__ = ["FrozenClock", "run_until_idle"]
+__all__ = ["FrozenClock", "MemoryTransport", "run_until_idle"]
 
 
 def run_until_idle(db: Database, clock: Clock, *, owner: str = "test-worker", rounds: int = 100) -> int:
@@ -32,3 +33,28 @@ def run_until_idle(db: Database, clock: Clock, *, owner: str = "test-worker", ro
         if not dispatched and not claimed:
             return steps
     raise RuntimeError("the scheduler did not become idle")
+
+
+class MemoryTransport:
+    """A mail transport that keeps what it is given. `replies` scripts the results of the next sends
+    (a `Result` each, used in order); once they run out every send is `sent`."""
+
+    name = "memory"
+    atomic = False
+
+    def __init__(self, replies: list[Result] | None = None, *, concurrency: int = 4) -> None:
+        self.concurrency = concurrency
+        self.replies = list(replies or [])
+        # (envelope sender, recipients, MIME bytes) of every message that was accepted
+        self.sent: list[tuple[str, list[str], bytes]] = []
+        self.calls = 0
+
+    async def send(self, envelope_from: str, recipients: list[str], mime: bytes) -> Result:
+        self.calls += 1
+        result = self.replies.pop(0) if self.replies else Result.sent(250, "OK")
+        if result.status == "sent":
+            self.sent.append((envelope_from, list(recipients), mime))
+        return result
+
+    async def close(self) -> None:
+        return None

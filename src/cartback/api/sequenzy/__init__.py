@@ -35,6 +35,7 @@ def router() -> APIRouter:
         commerce,
         events,
         lists,
+        outbox,
         sequences,
         subscribers,
         suppressions,
@@ -43,7 +44,17 @@ def router() -> APIRouter:
     )
 
     api = APIRouter(prefix=PREFIX, dependencies=[Depends(principal)])
-    for module in (commerce, events, lists, sequences, subscribers, suppressions, transactional, webhooks):
+    for module in (
+        commerce,
+        events,
+        lists,
+        outbox,
+        sequences,
+        subscribers,
+        suppressions,
+        transactional,
+        webhooks,
+    ):
         api.include_router(module.router)
     return api
 

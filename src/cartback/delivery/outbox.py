@@ -1,0 +1,22 @@
+"""The outbox transport, used when CARTBACK_SMTP_URL is unset: nothing leaves the machine. The sender
+stores the full MIME message in `message_delivery.mime` in the same transaction that marks it sent, so the
+dashboard and `GET /api/v1/outbox/{id}` show exactly what would have gone out."""
+
+from __future__ import annotations
+
+from cartback.delivery.transport import Result
+
+
+class OutboxTransport:
+    name = "outbox"
+    atomic = True
+
+    def __init__(self, concurrency: int = 64) -> None:
+        self.concurrency = concurrency
+
+    async def send(self, envelope_from: str, recipients: list[str], mime: bytes) -> Result:
+        """Always "sent": the message is the stored MIME, written by the sender's transaction."""
+        return Result.sent(None, "stored in the outbox")
+
+    async def close(self) -> None:
+        return None

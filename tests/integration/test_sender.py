@@ -1,0 +1,338 @@
+"""The sender on real SQLite and PostgreSQL: the two writes around each send, retries, bounces, and what a
+restart does with an attempt whose outcome was never recorded. Transports: MemoryTransport and a real
+SMTP sink (aiosmtpd)."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from cartback import ids
+from cartback.delivery import queue, sender, smtp
+from cartback.delivery.outbox import OutboxTransport
+from cartback.delivery.transport import Result
+from cartback.settings import Settings
+from cartback.store import deliveries, suppressions
+from cartback.store import messages as message_store
+from cartback.store.db import Database
+from cartback.store.tables import delivery_attempts, events, message_delivery, messages
+from cartback.testing import FrozenClock, MemoryTransport
+
+sys.path.insert(0, str(Path(__file__).parent.parent))
+from smtp_sink import SmtpSink
+
+T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+USER_UNKNOWN = Result.permanent(
+    550, "5.1.1 <gone@example.com>: Recipient address rejected: User unknown", "rcpt"
+)
+
+
+@dataclass
+class FakeWorker:
+    """What a duty uses of the worker."""
+
+    db: Database
+    clock: FrozenClock
+    owner: str = "worker-a"
+    lease: timedelta = timedelta(seconds=60)
+    batch_size: int = 200
+    duties: list[Any] = field(default_factory=list)
+
+
+def queue_message(
+    db: Database, workspace_id: str, to: str, *, kind: str = "marketing", at: datetime = T0
+) -> str:
+    message = message_store.Message(
+        id=ids.new_id("msg"),
+        workspace_id=workspace_id,
+        subscriber_id=None,
+        sequence_id="seq_test",
+        enrollment_id=ids.new_id("enr"),
+        node_id="n1",
+        kind=kind,
+        to_email=to,
+        from_email="Shop <shop@example.com>",
+        subject="You left something behind",
+        preheader=None,
+        html="<p>Your cart: <a href='https://shop.example.com/c/1'>back to it</a></p>",
+        text=None,
+        status="queued",
+        error=None,
+        created_at=at,
+        updated_at=at,
+        sent_at=None,
+    )
+
+    def insert(tx: sa.Connection) -> None:
+        message_store.insert(tx, message)
+        queue.enqueue(tx, message, at, transport="smtp")
+
+    db.write_sync(insert)
+    return message.id
+
+
+def run_duty(db: Database, duty: Callable[[Any], Any], worker: FakeWorker) -> int:
+    """One round of the duty in an event loop of its own (connections pooled by the transport are closed
+    at the end, as they belong to that loop)."""
+
+    worker.db = Database(db.url)  # a stopped Database cannot start again
+
+    async def main() -> int:
+        await worker.db.start()
+        try:
+            return int(await duty(worker))
+        finally:
+            await duty.__self__.transport.close()
+            await worker.db.stop()
+
+    return asyncio.run(main())
+
+
+def state(db: Database, message_id: str) -> tuple[Any, Any, list[Any]]:
+    def read(tx: sa.Connection) -> tuple[Any, Any, list[Any]]:
+        msg = tx.execute(sa.select(messages).where(messages.c.id == message_id)).one()
+        delivery = tx.execute(
+            sa.select(message_delivery).where(message_delivery.c.message_id == message_id)
+        ).one()
+        attempts = tx.execute(
+            sa.select(delivery_attempts)
+            .where(delivery_attempts.c.message_id == message_id)
+            .order_by(delivery_attempts.c.attempt)
+        ).all()
+        return msg, delivery, attempts
+
+    return db.read_sync(read)
+
+
+def sent_events(db: Database, workspace_id: str) -> list[Any]:
+    return db.read_sync(
+        lambda tx: tx.execute(
+            sa.select(events).where(events.c.workspace_id == workspace_id, events.c.name == "email.sent")
+        ).all()
+    )
+
+
+@pytest.fixture
+def workspace_id(db, make_workspace) -> str:
+    """A fresh workspace. The sender serves every workspace, and the PostgreSQL database is shared by the
+    session: messages earlier tests left queued are taken off the queue so they do not mix in."""
+    db.write_sync(
+        lambda tx: tx.execute(
+            message_delivery.update()
+            .where(message_delivery.c.next_attempt_at.is_not(None))
+            .values(next_attempt_at=None)
+        )
+    )
+    return make_workspace().id
+
+
+def test_sender_smtp_sends_once_with_its_message_id_and_one_click_headers(db, workspace_id):
+    message_id = queue_message(db, workspace_id, "ann@example.com")
+    worker = FakeWorker(db, FrozenClock(T0))
+    with SmtpSink() as sink:
+        duty = sender.Sender(smtp.SmtpTransport.from_url(sink.url), public_url="https://shop.example.com")
+        assert run_duty(db, duty.duty, worker) == 1
+        assert run_duty(db, duty.duty, worker) == 0  # nothing left, nothing sent twice
+        got = sink.wait_for(1)
+    msg, delivery, attempts = state(db, message_id)
+    assert len(got) == 1 and got[0].rcpt_tos == ["ann@example.com"] and got[0].mail_from == "shop@example.com"
+    parsed = got[0].message
+    assert parsed["Message-ID"] == delivery.rfc_message_id == f"<{message_id}@example.com>"
+    assert parsed["X-Cartback-Message-Id"] == message_id
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert parsed["List-Unsubscribe"].startswith("<https://shop.example.com/u/")
+    assert "<mailto:unsubscribe@example.com?subject=unsubscribe%20" in parsed["List-Unsubscribe"]
+    assert parsed.get_content_type() == "multipart/alternative"
+    plain = parsed.get_body(("plain",)).get_content()
+    assert "back to it (https://shop.example.com/c/1)" in plain
+    assert msg.status == "sent" and msg.sent_at == T0
+    assert delivery.next_attempt_at is None and delivery.lease_owner is None and delivery.attempts == 1
+    assert delivery.mime and f"Message-ID: <{message_id}@example.com>" in delivery.mime
+    assert [(a.outcome, a.smtp_code, a.finished_at is not None) for a in attempts] == [("sent", 250, True)]
+    [event] = sent_events(db, workspace_id)
+    assert event.properties["messageId"] == message_id and event.properties["kind"] == "marketing"
+    assert event.idempotency_key == f"email.sent:{message_id}"
+
+
+def test_sender_outbox_stores_the_mime_in_the_same_write(db, workspace_id):
+    message_id = queue_message(db, workspace_id, "bob@example.com", kind="transactional")
+    worker = FakeWorker(db, FrozenClock(T0))
+    duty = sender.Sender(OutboxTransport(), public_url="https://shop.example.com")
+    assert run_duty(db, duty.duty, worker) == 1
+    msg, delivery, attempts = state(db, message_id)
+    assert msg.status == "sent"
+    parsed = email.message_from_string(delivery.mime, policy=email.policy.default)
+    assert parsed["Message-ID"] == delivery.rfc_message_id
+    assert parsed["List-Unsubscribe"] is None  # transactional mail carries no unsubscribe header
+    assert [(a.outcome, a.finished_at) for a in attempts] == [("sent", T0)]
+    assert len(sent_events(db, workspace_id)) == 1
+
+
+def test_sender_retries_temporary_failures_with_backoff_then_sends(db, workspace_id):
+    message_id = queue_message(db, workspace_id, "cat@example.com")
+    clock = FrozenClock(T0)
+    worker = FakeWorker(db, clock)
+    later = Result.temporary(451, "4.3.0 try again later", "data")
+    transport = MemoryTransport([later, later])
+    duty = sender.Sender(transport, public_url="https://x.test", policy=sender.Policy(base_seconds=10))
+    assert run_duty(db, duty.duty, worker) == 1
+    msg, delivery, _ = state(db, message_id)
+    assert msg.status == "deferred" and msg.error == "451 4.3.0 try again later"
+    assert timedelta(seconds=7.5) <= delivery.next_attempt_at - T0 <= timedelta(seconds=12.5)
+    assert run_duty(db, duty.duty, worker) == 0  # not due yet
+    clock.advance(seconds=13)
+    assert run_duty(db, duty.duty, worker) == 1
+    _, delivery, _ = state(db, message_id)
+    assert timedelta(seconds=15) <= delivery.next_attempt_at - clock.now() <= timedelta(seconds=25)
+    clock.advance(seconds=26)
+    assert run_duty(db, duty.duty, worker) == 1
+    msg, delivery, attempts = state(db, message_id)
+    assert msg.status == "sent" and delivery.attempts == 3
+    assert [(a.attempt, a.outcome, a.smtp_code) for a in attempts] == [
+        (1, "deferred", 451),
+        (2, "deferred", 451),
+        (3, "sent", 250),
+    ]
+    assert len(transport.sent) == 1 and transport.calls == 3
+    # Every attempt sent the very same bytes: one Message-ID, one Date.
+    assert transport.sent[0][2].decode() == delivery.mime
+
+
+def test_sender_gives_up_after_max_attempts(db, workspace_id):
+    message_id = queue_message(db, workspace_id, "dan@example.com")
+    clock = FrozenClock(T0)
+    worker = FakeWorker(db, clock)
+    transport = MemoryTransport([Result.temporary(None, "connection refused", "connect")] * 5)
+    duty = sender.Sender(
+        transport, public_url="https://x.test", policy=sender.Policy(base_seconds=1, max_attempts=2)
+    )
+    run_duty(db, duty.duty, worker)
+    clock.advance(seconds=5)
+    run_duty(db, duty.duty, worker)
+    msg, delivery, attempts = state(db, message_id)
+    assert msg.status == "failed" and msg.error == "gave up after 2 attempt(s): connection refused"
+    assert delivery.next_attempt_at is None
+    assert [a.outcome for a in attempts] == ["deferred", "failed"]
+
+
+def test_sender_unknown_mailbox_fails_and_suppresses_the_address(db, workspace_id):
+    first = queue_message(db, workspace_id, "Gone@example.com")
+    worker = FakeWorker(db, FrozenClock(T0))
+    transport = MemoryTransport([USER_UNKNOWN])
+    duty = sender.Sender(transport, public_url="https://x.test")
+    run_duty(db, duty.duty, worker)
+    msg, _, attempts = state(db, first)
+    assert msg.status == "failed" and attempts[0].smtp_code == 550
+    found = db.read_sync(lambda tx: suppressions.for_email(tx, workspace_id, "gone@example.com"))
+    assert [(s.reason, s.source) for s in found] == [("bounced", "smtp")]
+    # A message queued before the bounce was known is not sent either.
+    second = queue_message(db, workspace_id, "gone@example.com", kind="transactional")
+    run_duty(db, duty.duty, worker)
+    msg, _, attempts = state(db, second)
+    assert msg.status == "suppressed" and "bounced" in msg.error and attempts == []
+    assert transport.calls == 1
+
+
+def test_sender_never_resends_a_message_whose_attempt_never_finished(db, workspace_id):
+    """The process died after the first write (and perhaps after the server took the message): the next
+    worker marks it unknown and does not send it."""
+    message_id = queue_message(db, workspace_id, "eve@example.com")
+    clock = FrozenClock(T0)
+    dead = sender.Sender(MemoryTransport(), public_url="https://x.test")
+    db.write_sync(lambda tx: deliveries.claim_due(tx, "dead", T0, lease=timedelta(seconds=60), limit=10))
+    prepared = db.write_sync(lambda tx: dead.prepare(tx, message_id, "dead", T0, timedelta(seconds=60)))
+    assert isinstance(prepared, sender.Prepared)
+    msg, _, attempts = state(db, message_id)
+    assert msg.status == "sending" and [(a.outcome, a.finished_at) for a in attempts] == [("unknown", None)]
+
+    worker = FakeWorker(db, clock, owner="restarted")
+    transport = MemoryTransport()
+    duty = sender.Sender(transport, public_url="https://x.test")
+    assert run_duty(db, duty.duty, worker) == 0  # the dead worker's lease still holds
+    clock.advance(seconds=61)
+    assert run_duty(db, duty.duty, worker) == 1
+    msg, delivery, attempts = state(db, message_id)
+    assert msg.status == "unknown" and msg.error == sender.UNKNOWN_FATE
+    assert delivery.next_attempt_at is None and duty.stats.unknown == 1
+    assert [(a.outcome, a.finished_at) for a in attempts] == [("unknown", None)]
+    assert transport.calls == 0
+    assert run_duty(db, duty.duty, worker) == 0
+
+
+def test_sender_leaves_a_message_another_worker_took_over(db, workspace_id):
+    message_id = queue_message(db, workspace_id, "fay@example.com")
+    lease = timedelta(seconds=60)
+    db.write_sync(lambda tx: deliveries.claim_due(tx, "slow", T0, lease=lease, limit=10))
+    later = T0 + timedelta(seconds=61)
+    assert db.write_sync(lambda tx: deliveries.claim_due(tx, "fast", later, lease=lease, limit=10)) == [
+        message_id
+    ]
+    slow = sender.Sender(MemoryTransport(), public_url="https://x.test")
+    assert db.write_sync(lambda tx: slow.prepare(tx, message_id, "slow", later, lease)) == "skipped"
+    fast = sender.Sender(MemoryTransport(), public_url="https://x.test")
+    assert isinstance(
+        db.write_sync(lambda tx: fast.prepare(tx, message_id, "fast", later, lease)), sender.Prepared
+    )
+
+
+def test_sender_connection_lost_during_data_is_unknown_not_retried(db, workspace_id):
+    message_id = queue_message(db, workspace_id, "gus@example.com")
+    clock = FrozenClock(T0)
+    worker = FakeWorker(db, clock)
+    transport = MemoryTransport([Result.unknown("connection lost during DATA: reset")])
+    duty = sender.Sender(transport, public_url="https://x.test")
+    run_duty(db, duty.duty, worker)
+    clock.advance(hours=1)
+    run_duty(db, duty.duty, worker)
+    msg, delivery, attempts = state(db, message_id)
+    assert msg.status == "unknown" and delivery.next_attempt_at is None and transport.calls == 1
+    assert [a.outcome for a in attempts] == ["unknown"] and attempts[0].finished_at is not None
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        ("http://mail.example.com", "must start with smtp:// or smtps://"),
+        ("smtp://", "has no host"),
+        ("smtp://mail.example.com:99999", "bad port"),
+        ("smtps://mail.example.com?starttls=1", "TLS already"),
+        ("smtp://mail.example.com?starttls=maybe", "must be 1 or 0"),
+        ("smtp://mail.example.com?tls=1", "unknown option"),
+    ],
+)
+def test_settings_refuse_a_bad_smtp_url(url, error):
+    with pytest.raises(ValueError, match=error):
+        Settings(smtp_url=url)
+
+
+def test_smtp_url_forms():
+    c = smtp.parse_url("smtp://user%40x:p%3Ass@mail.example.com?starttls=1")
+    assert (c.host, c.port, c.username, c.password, c.start_tls, c.use_tls) == (
+        "mail.example.com",
+        587,
+        "user@x",
+        "p:ss",
+        True,
+        False,
+    )
+    assert smtp.parse_url("smtps://mail.example.com").port == 465
+    assert smtp.parse_url("smtp://127.0.0.1:2525").start_tls is None
+    assert Settings(smtp_url="").smtp_url is None
+
+
+def test_bounce_classification():
+    assert sender.is_bad_mailbox(USER_UNKNOWN)
+    assert sender.is_bad_mailbox(Result.permanent(550, "No such user here", "data"))
+    assert not sender.is_bad_mailbox(Result.permanent(550, "5.7.1 message rejected as spam", "data"))
+    assert not sender.is_bad_mailbox(Result.permanent(553, "5.1.8 sender address rejected", "mail"))
+    assert not sender.is_bad_mailbox(Result.temporary(450, "4.1.1 mailbox busy", "rcpt"))
