@@ -49,6 +49,22 @@ class HistoryEntry:
 
 
 _COLUMNS = list(Enrollment.__dataclass_fields__)
+_MUTABLE = [n for n in _COLUMNS if n not in ("id", "workspace_id", "created_at")]
+
+# The statements every step runs, built once: building a statement costs more than running it.
+_INSERT = enrollments.insert()
+_INSERT_HISTORY = enrollment_history.insert()
+_GET_LEASED = sa.select(enrollments).where(
+    enrollments.c.id == sa.bindparam("id"), enrollments.c.lease_owner == sa.bindparam("owner")
+)
+_UPDATE = (
+    enrollments.update()
+    .where(
+        enrollments.c.workspace_id == sa.bindparam("b_workspace_id"), enrollments.c.id == sa.bindparam("b_id")
+    )
+    .values({n: sa.bindparam(n) for n in _MUTABLE})
+)
+_UPDATE_LEASED = _UPDATE.where(enrollments.c.lease_owner == sa.bindparam("b_owner"))
 
 
 def _from_row(row: Row[Any]) -> Enrollment:
@@ -56,7 +72,7 @@ def _from_row(row: Row[Any]) -> Enrollment:
 
 
 def insert(tx: Tx, enrollment: Enrollment) -> None:
-    tx.execute(enrollments.insert().values(**{n: getattr(enrollment, n) for n in _COLUMNS}))
+    tx.execute(_INSERT, {n: getattr(enrollment, n) for n in _COLUMNS})
 
 
 def exists_with_key(tx: Tx, sequence_id: str, dedupe_key: str) -> bool:
@@ -80,9 +96,7 @@ def get(tx: Tx, workspace_id: str, enrollment_id: str) -> Enrollment | None:
 def get_leased(tx: Tx, enrollment_id: str, owner: str) -> Enrollment | None:
     """The enrollment if `owner` still holds its lease. The scheduler runs work across workspaces; the
     workspace comes from the row it claimed."""
-    row = tx.execute(
-        sa.select(enrollments).where(enrollments.c.id == enrollment_id, enrollments.c.lease_owner == owner)
-    ).first()
+    row = tx.execute(_GET_LEASED, {"id": enrollment_id, "owner": owner}).first()
     return None if row is None else _from_row(row)
 
 
@@ -123,13 +137,12 @@ def for_subscriber(
 def update(tx: Tx, enrollment: Enrollment, *, owner: str | None = None) -> bool:
     """Write the enrollment's state back. With `owner`, only while that owner holds the lease: a worker
     that lost its lease must not overwrite the work of the one that took over."""
-    values = {n: getattr(enrollment, n) for n in _COLUMNS if n not in ("id", "workspace_id", "created_at")}
-    query = enrollments.update().where(
-        enrollments.c.workspace_id == enrollment.workspace_id, enrollments.c.id == enrollment.id
-    )
+    params = {n: getattr(enrollment, n) for n in _MUTABLE}
+    params.update(b_workspace_id=enrollment.workspace_id, b_id=enrollment.id)
     if owner is not None:
-        query = query.where(enrollments.c.lease_owner == owner)
-    return tx.execute(query.values(**values)).rowcount > 0
+        params["b_owner"] = owner
+        return tx.execute(_UPDATE_LEASED, params).rowcount > 0
+    return tx.execute(_UPDATE, params).rowcount > 0
 
 
 def record(
@@ -142,16 +155,17 @@ def record(
     detail: str | None = None,
 ) -> None:
     tx.execute(
-        enrollment_history.insert().values(
-            id=ids.new_id("hist"),
-            workspace_id=enrollment.workspace_id,
-            enrollment_id=enrollment.id,
-            sequence_id=enrollment.sequence_id,
-            node_id=node_id,
-            action=action,
-            detail=detail,
-            at=at,
-        )
+        _INSERT_HISTORY,
+        {
+            "id": ids.new_id("hist"),
+            "workspace_id": enrollment.workspace_id,
+            "enrollment_id": enrollment.id,
+            "sequence_id": enrollment.sequence_id,
+            "node_id": node_id,
+            "action": action,
+            "detail": detail,
+            "at": at,
+        },
     )
 
 

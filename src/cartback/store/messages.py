@@ -42,14 +42,18 @@ def _from_row(row: Row[Any]) -> Message:
     return Message(**{n: getattr(row, n) for n in _COLUMNS})
 
 
+_INSERT = messages.insert()
+_FOR_STEP = sa.select(messages).where(
+    messages.c.enrollment_id == sa.bindparam("enrollment_id"), messages.c.node_id == sa.bindparam("node_id")
+)
+
+
 def insert(tx: Tx, message: Message) -> None:
-    tx.execute(messages.insert().values(**{n: getattr(message, n) for n in _COLUMNS}))
+    tx.execute(_INSERT, {n: getattr(message, n) for n in _COLUMNS})
 
 
 def for_step(tx: Tx, enrollment_id: str, node_id: str) -> Message | None:
-    row = tx.execute(
-        sa.select(messages).where(messages.c.enrollment_id == enrollment_id, messages.c.node_id == node_id)
-    ).first()
+    row = tx.execute(_FOR_STEP, {"enrollment_id": enrollment_id, "node_id": node_id}).first()
     return None if row is None else _from_row(row)
 
 

@@ -51,10 +51,13 @@ def save(tx: Tx, seq: Sequence) -> None:
     )
 
 
+_GET = sa.select(sequences).where(
+    sequences.c.workspace_id == sa.bindparam("workspace_id"), sequences.c.id == sa.bindparam("id")
+)
+
+
 def get(tx: Tx, workspace_id: str, sequence_id: str) -> Sequence | None:
-    row = tx.execute(
-        sa.select(sequences).where(sequences.c.workspace_id == workspace_id, sequences.c.id == sequence_id)
-    ).first()
+    row = tx.execute(_GET, {"workspace_id": workspace_id, "id": sequence_id}).first()
     return None if row is None else _from_row(row)
 
 

@@ -75,12 +75,13 @@ def find_by_external_id(tx: Tx, workspace_id: str, external_id: str) -> Subscrib
     return None if row is None else _from_row(row)
 
 
+_FIND_BY_ID = sa.select(subscribers).where(
+    subscribers.c.workspace_id == sa.bindparam("workspace_id"), subscribers.c.id == sa.bindparam("id")
+)
+
+
 def find_by_id(tx: Tx, workspace_id: str, subscriber_id: str) -> Subscriber | None:
-    row = tx.execute(
-        sa.select(subscribers).where(
-            subscribers.c.workspace_id == workspace_id, subscribers.c.id == subscriber_id
-        )
-    ).first()
+    row = tx.execute(_FIND_BY_ID, {"workspace_id": workspace_id, "id": subscriber_id}).first()
     return None if row is None else _from_row(row)
 
 
