@@ -4,6 +4,7 @@ is killed with SIGKILL in the middle of a batch and restarted."""
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 
 from cartback.core import checkouts, sequences, subscribers
 from cartback.core.clock import system_clock
+from cartback.store import workspaces
 from cartback.store.db import Database
 from cartback.store.tables import enrollment_history, enrollments, messages
 
@@ -133,13 +135,19 @@ def run_workers(
     assert "Traceback" not in text, text[-3000:]
 
 
-def test_two_workers_run_each_step_exactly_once(pg_database, pg, make_workspace, tmp_path):
-    workspace_id = make_workspace().id
+def workspace_in(db: Database) -> str:
+    return db.write_sync(
+        lambda tx: workspaces.create_workspace(tx, f"w-{secrets.token_hex(4)}", system_clock.now())
+    ).id
+
+
+def test_two_workers_run_each_step_exactly_once(pg_database, pg, tmp_path):
+    workspace_id = workspace_in(pg)
     seed(pg, workspace_id, 1000)
     run_workers(pg_database, pg, workspace_id, 1000, tmp_path, kill=False)
 
 
-def test_killed_worker_loses_nothing_and_repeats_nothing(pg_database, pg, make_workspace, tmp_path):
-    workspace_id = make_workspace().id
+def test_killed_worker_loses_nothing_and_repeats_nothing(pg_database, pg, tmp_path):
+    workspace_id = workspace_in(pg)
     seed(pg, workspace_id, 1000)
     run_workers(pg_database, pg, workspace_id, 1000, tmp_path, kill=True)

@@ -28,7 +28,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from cartback import errors
 
@@ -289,6 +289,11 @@ def _attempt(conn: Connection, fn: Callable[[Connection], Any]) -> tuple[bool, A
         except errors.CartbackError as exc:
             savepoint.rollback()
             return False, exc
+        except DataError as exc:
+            # A value the database cannot hold (too long, out of range): the request's fault, not ours,
+            # and retrying it would never help.
+            savepoint.rollback()
+            return False, errors.InvalidInput(f"a value does not fit the database: {_first_line(exc.orig)}")
         except DBAPIError as exc:
             savepoint.rollback()
             log.exception("database error in a write")
@@ -309,6 +314,10 @@ def _run_job(conn: Connection, fn: Callable[[Connection], T]) -> T:
     return value  # type: ignore[no-any-return]
 
 
+def _first_line(error: BaseException | None) -> str:
+    return (str(error or "").strip().splitlines() or ["invalid value"])[0][:200]
+
+
 @contextmanager
 def translate_errors() -> Iterator[None]:
     """Driver errors become CartbackErrors once, here, so callers never see DBAPI exceptions."""
@@ -316,6 +325,8 @@ def translate_errors() -> Iterator[None]:
         yield
     except errors.CartbackError:
         raise
+    except DataError as exc:
+        raise errors.InvalidInput(f"a value does not fit the database: {_first_line(exc.orig)}") from exc
     except DBAPIError as exc:
         log.exception("database error")
         raise errors.Unavailable(f"database error: {type(exc.orig).__name__}") from exc

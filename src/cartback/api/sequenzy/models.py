@@ -45,7 +45,8 @@ UtcDateTime = Annotated[datetime, AfterValidator(_utc)]
 TimeZone = Annotated[str, Field(max_length=64), AfterValidator(_timezone)]
 Name = Annotated[str, Field(max_length=255)]
 Currency = Annotated[str, AfterValidator(_currency)]
-Cents = Annotated[int, Field(ge=0, le=10**15)]
+# Strict: "8850" or true is a client bug to report, not an amount to guess at.
+Cents = Annotated[int, Field(strict=True, ge=0, le=10**15)]
 NonEmpty = Annotated[str, Field(min_length=1, max_length=255)]
 
 
