@@ -110,6 +110,9 @@ def _resolve(tx: Tx, token: str, kind: str) -> _Link:
         found[workspace_id] = ws
         return ws.secret
 
+    if not token.isascii():
+        # Our tokens are base64url; tokens.verify would meet a TypeError comparing non-ASCII signatures.
+        raise errors.NotFound("This link is not valid.")
     try:
         payload = tokens.verify(token, secret_for)
     except tokens.InvalidToken as exc:
