@@ -176,3 +176,12 @@ def test_frequency_cap_roundtrip(app_client):
     assert res.json()["frequencyCap"] == {"maxEmails": 1, "windowHours": 16, "action": "skip"}
     assert app_client.get("/frequency-cap").json()["frequencyCap"]["windowHours"] == 16
     assert app_client.delete("/frequency-cap").json()["frequencyCap"] is None
+
+
+def test_email_step_can_use_the_shipped_abandoned_cart_template(app_client):
+    body = {**FLOW, "steps": [{"type": "email", "delay": {"hours": 1}, "template": "abandoned_cart"}]}
+    seq = create(app_client, body)
+    email = next(n for n in seq["nodes"] if n["type"] == "email")
+    assert email["config"]["subject"] and "checkoutUrl" in email["config"]["html"]
+    bad = app_client.post("/sequences", {**FLOW, "steps": [{"type": "email", "template": "nope"}]})
+    assert bad.status_code == 400 and "unknown template" in bad.json()["error"]

@@ -32,3 +32,8 @@ def test_links_carry_signed_tokens():
     assert tokens.verify(signer.unsubscribe_url("Jane@Example.com").rsplit("/", 1)[1], SECRETS.get)["e"] == (
         "jane@example.com"
     )
+
+
+def test_non_ascii_token_is_invalid_not_an_error():
+    with pytest.raises(tokens.InvalidToken):
+        tokens.verify("abc.déf", SECRETS.get)

@@ -492,6 +492,19 @@ def _compile_step(data: dict[str, Any], step: dict[str, Any], where: str) -> lis
         _require(delay is not None, f"{where}: a delay step needs days, hours or minutes")
         nodes.append(_new_node(data, "delay", delay or {}))
     elif kind == "email":
+        if step.get("template") is not None:
+            # A shipped template (e.g. abandoned_cart) copied into the definition; the step's own
+            # fields override it.
+            from cartback.delivery import render
+
+            _require(
+                step["template"] in render.TEMPLATES,
+                f"{where}.template: unknown template {step['template']!r}",
+            )
+            step = {
+                **render.default_template(step["template"]),
+                **{k: v for k, v in step.items() if v is not None},
+            }
         subject = step.get("subject")
         _require(isinstance(subject, str) and bool(subject.strip()), f"{where}.subject is required")
         html, text = step.get("html"), step.get("text") or step.get("body")

@@ -44,6 +44,8 @@ def sign(secret: str, payload: dict[str, Any]) -> str:
 def verify(token: str, secret_for: Callable[[str], str | None]) -> dict[str, Any]:
     """The payload of a genuine token; InvalidToken otherwise. `secret_for(workspace_id)` looks up the
     workspace's secret (None if there is no such workspace)."""
+    if not token.isascii():
+        raise InvalidToken("malformed token")
     encoded, dot, signature = token.partition(".")
     if not dot or not encoded or not signature or len(token) > 8192:
         raise InvalidToken("malformed token")
