@@ -36,12 +36,15 @@ class Received:
 
 @dataclass
 class Handler:
-    """`rcpt_reply(address)` may return a refusal such as "550 5.1.1 User unknown"; `data_replies` are
-    returned, in order, to the next DATA commands (then "250 OK"); `delay` seconds are slept per message
-    before answering DATA."""
+    """`rcpt_reply(address)` may return a refusal such as "550 5.1.1 User unknown"; `data_reply(rcpt_tos)`
+    may return another answer to DATA than 250; `data_replies` are returned, in order, to the next DATA
+    commands; `delay` seconds are slept per message before answering DATA. `rcpts` counts the RCPT
+    commands per address."""
 
     rcpt_reply: Callable[[str], str | None] | None = None
+    data_reply: Callable[[list[str]], str | None] | None = None
     data_replies: list[str] = field(default_factory=list)
+    rcpts: dict[str, int] = field(default_factory=dict)
     delay: float = 0.0
     keep: bool = True
     received: list[Received] = field(default_factory=list)
@@ -49,6 +52,8 @@ class Handler:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        with self.lock:
+            self.rcpts[address] = self.rcpts.get(address, 0) + 1
         refusal = self.rcpt_reply(address) if self.rcpt_reply else None
         if refusal:
             return refusal
@@ -62,6 +67,9 @@ class Handler:
             self.attempts += 1
             if self.data_replies:
                 return self.data_replies.pop(0)
+            reply = self.data_reply(list(envelope.rcpt_tos)) if self.data_reply else None
+            if reply:
+                return reply
             if self.keep:
                 self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
             else:
@@ -69,11 +77,35 @@ class Handler:
         return "250 OK queued"
 
 
+class _Controller(Controller):
+    """Keeps the sessions it serves, so that stopping closes connections a client still holds open."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sessions: list[Any] = []
+
+    def factory(self) -> Any:
+        session = super().factory()
+        self.sessions.append(session)
+        return session
+
+    def stop(self, no_assert: bool = False) -> None:
+        def close_all() -> None:
+            for session in self.sessions:
+                if session.transport is not None:
+                    session.transport.close()
+
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(close_all)
+            time.sleep(0.05)
+        super().stop(no_assert)
+
+
 class SmtpSink:
     def __init__(self, port: int = 0, **handler: Any) -> None:
         self.handler = Handler(**handler)
         self._port = port
-        self.controller: Controller | None = None
+        self.controller: _Controller | None = None
 
     @property
     def received(self) -> list[Received]:
@@ -92,7 +124,7 @@ class SmtpSink:
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
                 self._port = int(s.getsockname()[1])
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self._port, ready_timeout=10)
+        self.controller = _Controller(self.handler, hostname="127.0.0.1", port=self._port, ready_timeout=10)
         self.controller.start()
         return self
 
