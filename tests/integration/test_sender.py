@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from smtp_sink import SmtpSink
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+RAW = b"Subject: test\r\n\r\nbody\r\n"
 USER_UNKNOWN = Result.permanent(
     550, "5.1.1 <gone@example.com>: Recipient address rejected: User unknown", "rcpt"
 )
@@ -250,7 +251,7 @@ def test_sender_never_resends_a_message_whose_attempt_never_finished(db, workspa
     clock = FrozenClock(T0)
     dead = sender.Sender(MemoryTransport(), public_url="https://x.test")
     db.write_sync(lambda tx: deliveries.claim_due(tx, "dead", T0, lease=timedelta(seconds=60), limit=10))
-    prepared = db.write_sync(lambda tx: dead.prepare(tx, message_id, "dead", T0, timedelta(seconds=60)))
+    prepared = db.write_sync(lambda tx: dead.prepare(tx, message_id, "dead", T0, timedelta(seconds=60), RAW))
     assert isinstance(prepared, sender.Prepared)
     msg, _, attempts = state(db, message_id)
     assert msg.status == "sending" and [(a.outcome, a.finished_at) for a in attempts] == [("unknown", None)]
@@ -278,10 +279,10 @@ def test_sender_leaves_a_message_another_worker_took_over(db, workspace_id):
         message_id
     ]
     slow = sender.Sender(MemoryTransport(), public_url="https://x.test")
-    assert db.write_sync(lambda tx: slow.prepare(tx, message_id, "slow", later, lease)) == "skipped"
+    assert db.write_sync(lambda tx: slow.prepare(tx, message_id, "slow", later, lease, RAW)) == "skipped"
     fast = sender.Sender(MemoryTransport(), public_url="https://x.test")
     assert isinstance(
-        db.write_sync(lambda tx: fast.prepare(tx, message_id, "fast", later, lease)), sender.Prepared
+        db.write_sync(lambda tx: fast.prepare(tx, message_id, "fast", later, lease, RAW)), sender.Prepared
     )
 
 

@@ -8,8 +8,10 @@ bodies, RFC 2047 headers): any SMTP server takes it, with or without 8BITMIME/SM
 
 from __future__ import annotations
 
+import binascii
 import email.policy
 import email.utils
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -46,7 +48,7 @@ def unsubscribe_headers(unsubscribe_url: str, from_email: str) -> dict[str, str]
     token = unsubscribe_url.rstrip("/").rpartition("/")[2]
     mailto = f"mailto:unsubscribe@{domain_of(from_email)}?subject={quote('unsubscribe ' + token)}"
     return {
-        "List-Unsubscribe": f"<{unsubscribe_url}>, <{mailto}>",
+        "List-Unsubscribe": f"<{unsubscribe_url}>,\r\n <{mailto}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
 
@@ -65,26 +67,71 @@ def build(
     unsubscribe_url: str | None = None,
     extra_headers: dict[str, str] | None = None,
 ) -> bytes:
-    """The message as bytes with CRLF line endings, ready for SMTP DATA."""
-    msg = EmailMessage(policy=POLICY)
-    msg["From"] = from_email
-    msg["To"] = to_email
-    msg["Subject"] = subject
-    msg["Date"] = email.utils.format_datetime(date)
-    msg["Message-ID"] = rfc_message_id
-    msg["MIME-Version"] = "1.0"
-    msg["X-Cartback-Message-Id"] = message_id
-    if kind == "marketing" and unsubscribe_url:
-        for name, value in unsubscribe_headers(unsubscribe_url, from_email).items():
-            msg[name] = value
+    """The message as bytes with CRLF line endings, ready for SMTP DATA.
+
+    The headers go through the email package (RFC 2047 encoding, folding); the bodies are
+    quoted-printable encoded by binascii and joined by hand, which is several times faster than the
+    email generator on a 20-30 KB HTML part, and the sender builds one message per send."""
+    head = EmailMessage(policy=POLICY)  # the headers that may need RFC 2047 encoding and address folding
+    head["From"] = from_email
+    head["To"] = to_email
+    head["Subject"] = subject
     for name, value in (extra_headers or {}).items():
-        msg[name] = value
+        head[name] = value
+    # ASCII-only headers are written directly: folding a 200-character token through the email package
+    # costs milliseconds per message.
+    fixed = [
+        f"Date: {email.utils.format_datetime(date)}",
+        f"Message-ID: {_ascii(rfc_message_id)}",
+        "MIME-Version: 1.0",
+        f"X-Cartback-Message-Id: {_ascii(message_id)}",
+    ]
+    if kind == "marketing" and unsubscribe_url:
+        fixed += [
+            f"{name}: {_ascii(value)}"
+            for name, value in unsubscribe_headers(unsubscribe_url, from_email).items()
+        ]
     # The render layer normally supplies the text part; a message stored without one gets it here.
-    plain = text if text else (render.html_to_text(html) + "\n" if html else "")
-    msg.set_content(plain, subtype="plain", charset="utf-8", cte="quoted-printable")
-    if html:
-        msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
-    return msg.as_bytes()
+    plain = text if text else (render.html_to_text(html) if html else "")
+    # A body-less message generates as its header block and the blank line; the MIME headers follow it.
+    headers = head.as_bytes().removesuffix(b"\r\n") + "".join(f"{h}\r\n" for h in fixed).encode("ascii")
+    if not html:
+        return headers + _PART.format(subtype="plain").encode() + _qp(plain)
+    boundary = f"=_cartback_{secrets.token_hex(12)}"
+    sep = f"--{boundary}\r\n".encode()
+    return b"".join(
+        [
+            headers,
+            f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n\r\n'.encode(),
+            sep,
+            _PART.format(subtype="plain").encode(),
+            _qp(plain),
+            b"\r\n",
+            sep,
+            _PART.format(subtype="html").encode(),
+            _qp(html),
+            b"\r\n",
+            f"--{boundary}--\r\n".encode(),
+        ]
+    )
+
+
+def _ascii(value: str) -> str:
+    """A header value that must be plain ASCII on one line (ids, URLs): anything else is refused."""
+    if not value.isascii() or "\n" in value.replace("\r\n ", "") or "\r" in value.replace("\r\n ", ""):
+        raise ValueError(f"header value must be ASCII on one line: {value!r}")
+    return value
+
+
+_PART = 'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+
+
+def _qp(body: str) -> bytes:
+    """Quoted-printable UTF-8 with CRLF line ends (lines of at most 76 characters, RFC 2045 §6.7)."""
+    normal = body.replace("\r\n", "\n").replace("\r", "\n")
+    if not normal.endswith("\n"):
+        normal += "\n"
+    return binascii.b2a_qp(normal.encode("utf-8")).replace(b"\n", b"\r\n")
 
 
 def summary(raw: bytes) -> dict[str, Any]:

@@ -122,17 +122,21 @@ class Sender:
         )
         if not claimed:
             return 0
+        # The messages and their workspaces' secrets, read once; the MIME is then built on the event loop,
+        # outside the single writer's transactions.
+        batch, secrets = await worker.db.read(lambda tx: _load_batch(tx, claimed))
         # At most this many messages are prepared and not yet answered: the transport's own limit sending,
         # and as many again prepared ahead, so the first writes overlap the sends. A crash can leave only
         # these with an open attempt.
         window = asyncio.Semaphore(max(1, 2 * self.transport.concurrency))
         results = await asyncio.gather(
-            *(self._deliver(worker, message_id, window) for message_id in claimed), return_exceptions=True
+            *(self._deliver(worker, p, secrets[p.message.workspace_id], window) for p in batch),
+            return_exceptions=True,
         )
         unknown = 0
-        for message_id, outcome in zip(claimed, results, strict=True):
+        for pending, outcome in zip(batch, results, strict=True):
             if isinstance(outcome, BaseException):
-                log.error("delivering %s failed: %r", message_id, outcome)
+                log.error("delivering %s failed: %r", pending.message.id, outcome)
                 continue
             self.stats.add(outcome)
             unknown += outcome == "unknown"
@@ -144,20 +148,22 @@ class Sender:
             )
         return len(claimed)
 
-    async def _deliver(self, worker: Worker, message_id: str, window: asyncio.Semaphore) -> str:
+    async def _deliver(
+        self, worker: Worker, pending: deliveries.Pending, secret: str, window: asyncio.Semaphore
+    ) -> str:
         """Deliver one claimed message; return what became of it (sent, deferred, failed, suppressed,
         unknown, skipped)."""
-        db, owner = worker.db, worker.owner
+        db, owner, message_id = worker.db, worker.owner, pending.message.id
         async with window:
+            now = worker.clock.now()
+            raw = self.mime_of(pending, secret, now)
             if self.transport.atomic:
-                now = worker.clock.now()
                 return await db.write(
-                    lambda tx: self._deliver_atomically(tx, message_id, owner, now, worker.lease),
+                    lambda tx: self._deliver_atomically(tx, message_id, owner, now, worker.lease, raw),
                     notify=False,
                 )
-            now = worker.clock.now()
             prepared = await db.write(
-                lambda tx: self.prepare(tx, message_id, owner, now, worker.lease), notify=False
+                lambda tx: self.prepare(tx, message_id, owner, now, worker.lease, raw), notify=False
             )
             if isinstance(prepared, str):
                 return prepared
@@ -173,20 +179,26 @@ class Sender:
 
     # -- the two writes ----------------------------------------------------------------------------
 
-    def prepare(self, tx: Tx, message_id: str, owner: str, now: datetime, lease: timedelta) -> Prepared | str:
+    def prepare(
+        self, tx: Tx, message_id: str, owner: str, now: datetime, lease: timedelta, raw: bytes
+    ) -> Prepared | str:
         """The first write. When there is nothing to send (taken over, finished, suppressed, or an earlier
         attempt's fate is unknown), records why and returns the outcome instead."""
         if not deliveries.hold(tx, message_id, owner, now + lease):
             return "skipped"  # another worker took it over after our lease expired
-        pending = deliveries.load(tx, message_id)
+        pending = deliveries.load(tx, message_id, bodies=False)
         if pending is None:
             return "skipped"
         settled = self._settled_elsewhere(tx, pending, now)
         if settled:
             return settled
-        raw = self._mime(tx, pending, now)
+        # On a retry `raw` is the kept MIME of the first attempt (mime_of), so it is not stored again.
         attempt_id, number = deliveries.start_attempt(
-            tx, pending, now, transport=self.transport.name, mime=raw.decode("ascii")
+            tx,
+            pending,
+            now,
+            transport=self.transport.name,
+            mime=None if pending.mime else raw.decode("ascii"),
         )
         deliveries.set_status(tx, message_id, "sending", now, error=pending.message.error)
         envelope = mime.Envelope(mime.address_of(pending.message.from_email), [pending.message.to_email])
@@ -195,7 +207,7 @@ class Sender:
     def record(self, tx: Tx, prepared: Prepared, result: Result, now: datetime) -> str:
         """The second write: the outcome of one attempt. Recorded even if our lease lapsed meanwhile: it is
         the truth, and whoever claimed the message since found the open attempt and did not send it."""
-        pending = deliveries.load(tx, prepared.message_id)
+        pending = deliveries.load(tx, prepared.message_id, bodies=False)
         if pending is None:
             return "gone"
         message = pending.message
@@ -238,19 +250,18 @@ class Sender:
         return "failed"
 
     def _deliver_atomically(
-        self, tx: Tx, message_id: str, owner: str, now: datetime, lease: timedelta
+        self, tx: Tx, message_id: str, owner: str, now: datetime, lease: timedelta, raw: bytes
     ) -> str:
         """The outbox: checks, MIME, attempt and outcome in one transaction. A crash rolls all of it back,
         and the next claim starts afresh; no message can end up in between."""
         if not deliveries.hold(tx, message_id, owner, now + lease):
             return "skipped"
-        pending = deliveries.load(tx, message_id)
+        pending = deliveries.load(tx, message_id, bodies=False)
         if pending is None:
             return "skipped"
         settled = self._settled_elsewhere(tx, pending, now)
         if settled:
             return settled
-        raw = self._mime(tx, pending, now)
         deliveries.start_attempt(
             tx, pending, now, transport=self.transport.name, mime=raw.decode("ascii"), outcome="sent"
         )
@@ -278,14 +289,14 @@ class Sender:
             return "suppressed"
         return None
 
-    def _mime(self, tx: Tx, pending: deliveries.Pending, now: datetime) -> bytes:
-        if pending.mime:  # a retry sends the very bytes of the first attempt
+    def mime_of(self, pending: deliveries.Pending, secret: str, now: datetime) -> bytes:
+        """The bytes to send: those of the first attempt on a retry, else the message built now."""
+        if pending.mime:
             return pending.mime.encode("ascii")
         message = pending.message
         unsubscribe = None
         if message.kind == "marketing":
-            workspace = workspace_store.get_workspace(tx, message.workspace_id)
-            signer = links.LinkSigner(self.public_url, workspace.secret, workspace.id, message.id)
+            signer = links.LinkSigner(self.public_url, secret, message.workspace_id, message.id)
             unsubscribe = signer.unsubscribe_url(message.to_email)
         return mime.build(
             message_id=message.id,
@@ -320,6 +331,14 @@ class Sender:
             now=now,
             idempotency_key=f"email.sent:{message.id}",
         )
+
+
+def _load_batch(tx: Tx, message_ids: list[str]) -> tuple[list[deliveries.Pending], dict[str, str]]:
+    batch = deliveries.load_many(tx, message_ids)
+    secrets = {
+        ws: workspace_store.get_workspace(tx, ws).secret for ws in {p.message.workspace_id for p in batch}
+    }
+    return batch, secrets
 
 
 def transport_for(settings: Settings) -> Transport:

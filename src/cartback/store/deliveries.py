@@ -89,24 +89,48 @@ def hold(tx: Tx, message_id: str, owner: str, until: datetime) -> bool:
     return result.rowcount == 1
 
 
-def load(tx: Tx, message_id: str) -> Pending | None:
-    row = tx.execute(
-        sa.select(
-            messages,
-            message_delivery.c.rfc_message_id,
-            message_delivery.c.transport,
-            message_delivery.c.attempts,
-            message_delivery.c.lease_owner,
-            message_delivery.c.mime,
-        )
-        .join(message_delivery, message_delivery.c.message_id == messages.c.id)
-        .where(messages.c.id == message_id)
-    ).first()
-    if row is None:
-        return None
+_PENDING = sa.select(
+    messages,
+    message_delivery.c.rfc_message_id,
+    message_delivery.c.transport,
+    message_delivery.c.attempts,
+    message_delivery.c.lease_owner,
+    message_delivery.c.mime,
+).join(message_delivery, message_delivery.c.message_id == messages.c.id)
+
+
+def _pending(row: Row[Any]) -> Pending:
     return Pending(
         message_from_row(row), row.rfc_message_id, row.transport, int(row.attempts), row.lease_owner, row.mime
     )
+
+
+# The same without the bodies and the MIME (both tens of KB), for the writes around a send.
+_LIGHT = sa.select(
+    *[c for c in messages.c if c.name not in ("html", "text")],
+    sa.null().label("html"),
+    sa.null().label("text"),
+    message_delivery.c.rfc_message_id,
+    message_delivery.c.transport,
+    message_delivery.c.attempts,
+    message_delivery.c.lease_owner,
+    sa.case((message_delivery.c.mime.is_(None), None), else_="(kept)").label("mime"),
+).join(message_delivery, message_delivery.c.message_id == messages.c.id)
+
+
+def load(tx: Tx, message_id: str, *, bodies: bool = True) -> Pending | None:
+    """A message with its delivery row. Without `bodies`, html and text are None and `mime` only says
+    whether one is kept ("(kept)") or not (None)."""
+    query = _PENDING if bodies else _LIGHT
+    row = tx.execute(query.where(messages.c.id == message_id)).first()
+    return None if row is None else _pending(row)
+
+
+def load_many(tx: Tx, message_ids: list[str]) -> list[Pending]:
+    """The claimed messages in one query, in the order given (missing ones left out)."""
+    rows = tx.execute(_PENDING.where(messages.c.id.in_(message_ids))).all()
+    by_id = {r.id: _pending(r) for r in rows}
+    return [by_id[i] for i in message_ids if i in by_id]
 
 
 def open_attempt(tx: Tx, message_id: str) -> tuple[str, int] | None:
@@ -126,7 +150,7 @@ def open_attempt(tx: Tx, message_id: str) -> tuple[str, int] | None:
 
 
 def start_attempt(
-    tx: Tx, pending: Pending, now: datetime, *, transport: str, mime: str, outcome: str = "unknown"
+    tx: Tx, pending: Pending, now: datetime, *, transport: str, mime: str | None, outcome: str = "unknown"
 ) -> tuple[str, int]:
     """Record an attempt (outcome `unknown` until the transport answers), count it, and keep the MIME that
     goes out, so a retry sends the very same bytes."""
@@ -143,10 +167,11 @@ def start_attempt(
             finished_at=now if outcome != "unknown" else None,
         )
     )
+    values: dict[str, Any] = {"attempts": number, "transport": transport}
+    if mime is not None:
+        values["mime"] = mime
     tx.execute(
-        message_delivery.update()
-        .where(message_delivery.c.message_id == pending.message.id)
-        .values(attempts=number, transport=transport, mime=mime)
+        message_delivery.update().where(message_delivery.c.message_id == pending.message.id).values(**values)
     )
     return attempt_id, number
 
