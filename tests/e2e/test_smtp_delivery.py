@@ -303,3 +303,43 @@ def test_smtp_delivery_kill9_mid_batch_sends_nothing_twice(connect, start_server
     if unknown:
         assert "marked unknown" in second.log.read_text()
         assert all(r.error.startswith("fate unknown") for r in final if r.status == "unknown")
+
+
+def test_smtp_delivery_abandoned_cart_end_to_end_then_one_click_unsubscribe(
+    connect, start_server, db, db_url, make_workspace
+):
+    """The issue's acceptance in one run: the shipped abandoned-cart template over real SMTP shows both
+    items, the formatted total and the exact cart link; its RFC 8058 one-click URL unsubscribes the
+    address, and a second checkout then sends nothing."""
+    from urllib.parse import urlparse
+
+    tenant = make_workspace()
+    who = f"{secrets.token_hex(4)}-zoe@example.com"
+    with SmtpSink() as sink:
+        server = start_server(db_url, env=env_for(sink))
+        api = connect(server, tenant.key)
+        flow = sequence()
+        flow["steps"] = [{"type": "email", "delay": {"minutes": 0.02}, "template": "abandoned_cart"}]
+        api.active_sequence(flow)
+        api.post("/checkouts", checkout("chk-Z", who))
+        wait(lambda: [m for m in sink.received if m.rcpt_tos == [who]], what="the message at the sink")
+        [first] = [m.message for m in sink.received if m.rcpt_tos == [who]]
+        html = first.get_body(("html",)).get_content()
+        assert "Thing 0" in html and "Thing 1" in html
+        assert "$108.00" in html
+        assert "https://shop.example.com/checkout/chk-Z" in html
+        assert first["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        https = first["List-Unsubscribe"].split(",")[0].strip().strip("<>")
+        one_click = httpx.post(
+            server.url + urlparse(https).path,
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert one_click.status_code == 200
+        status = api.get(f"/subscribers/{who}")["subscriber"]["status"]
+        assert status == "unsubscribed"
+
+        api.post("/checkouts", checkout("chk-Z2", who))
+        time.sleep(3)  # the step was due after 1.2 s
+        assert len([m for m in sink.received if m.rcpt_tos == [who]]) == 1
+    assert len(rows(db, tenant.id)) == 1
