@@ -311,24 +311,16 @@ def send(
         )
         message_store.insert(tx, message)
         key = recipient_key(req.idempotency_key, index) if req.idempotency_key else None
-        if blocked:
-            store.record_unsent(
-                tx,
-                message,
-                queue.rfc_message_id(message),
-                transport=options.transport,
-                idempotency_key=key,
-                request_hash=req.request_hash,
-            )
-        else:
-            queue.enqueue(
-                tx,
-                message,
-                now,
-                transport=options.transport,
-                idempotency_key=key,
-                request_hash=req.request_hash,
-            )
+        # A suppressed message gets no attempt, but keeps the send's idempotency key: a replay finds it.
+        queue.enqueue(
+            tx,
+            message,
+            now,
+            transport=options.transport,
+            idempotency_key=key,
+            request_hash=req.request_hash,
+            hold=bool(blocked),
+        )
         recipients.append(Recipient(email, message_id, message.status, blocked, message.subscriber_id))
     return SendResult(recipients, template=template, diagnostics=diagnose(content, req.variables))
 

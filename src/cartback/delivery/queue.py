@@ -23,8 +23,10 @@ def enqueue(
     transport: str,
     idempotency_key: str | None = None,
     request_hash: str | None = None,
+    hold: bool = False,
 ) -> str:
-    """Queue `message` for its first attempt now; return its RFC Message-ID."""
+    """Queue `message` for its first attempt now (or, with `hold`, for none: a message kept unsent, which
+    still holds its send's idempotency key); return its RFC Message-ID."""
     rfc_id = rfc_message_id(message)
     tx.execute(
         message_delivery.insert().values(
@@ -33,7 +35,7 @@ def enqueue(
             rfc_message_id=rfc_id,
             transport=transport,
             attempts=0,
-            next_attempt_at=now,
+            next_attempt_at=None if hold else now,
             idempotency_key=idempotency_key,
             request_hash=request_hash,
         )

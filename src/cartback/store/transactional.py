@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
 from cartback.store.db import Tx
-from cartback.store.messages import Message
 from cartback.store.tables import message_delivery, messages, transactional_templates
 
 
@@ -115,28 +114,3 @@ def find_keyed(tx: Tx, workspace_id: str, keys: list[str]) -> dict[str, KeyedSen
         .where(message_delivery.c.workspace_id == workspace_id, message_delivery.c.idempotency_key.in_(keys))
     ).all()
     return {r.idempotency_key: KeyedSend(r.message_id, r.request_hash, r.status) for r in rows}
-
-
-def record_unsent(
-    tx: Tx,
-    message: Message,
-    rfc_message_id: str,
-    *,
-    transport: str,
-    idempotency_key: str | None,
-    request_hash: str | None,
-) -> None:
-    """A delivery row with nothing to do (no next attempt): a message stored as suppressed still holds
-    its send's idempotency key, so a replay finds it instead of sending again."""
-    tx.execute(
-        message_delivery.insert().values(
-            message_id=message.id,
-            workspace_id=message.workspace_id,
-            rfc_message_id=rfc_message_id,
-            transport=transport,
-            attempts=0,
-            next_attempt_at=None,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash,
-        )
-    )
