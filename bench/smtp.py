@@ -1,5 +1,5 @@
 """Messages/s through cartback's sender to a local aiosmtpd sink, against raw aiosmtplib to the same sink in
-the same run (perf-ceilings §3 method: the sink discards, runs in its own process on uvloop; a 20 KB HTML
+the same run (the usual method: the sink discards, runs in its own process on uvloop; a 20 KB HTML
 multipart message; connections reused).
 
     .venv/bin/python bench/smtp.py [--messages 2000] [--connections 4] [--rounds 3] [--db sqlite|postgres]

@@ -3,7 +3,7 @@ be scripted to refuse recipients or defer messages.
 
 In-process: `with SmtpSink(...) as sink:` runs it on its own thread and event loop; `sink.port`,
 `sink.received`. As a process (`python tests/smtp_sink.py PORT`): a discarding sink, as in
-perf-ceilings §3; it prints `ready` once listening.
+the benchmarks; it prints `ready` once listening.
 """
 
 from __future__ import annotations
