@@ -25,11 +25,11 @@ FAST = {
 
 
 def verify(secret: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
-    msg_id, timestamp = headers["webhook-id"], headers["webhook-timestamp"]
+    timestamp = headers["webhook-timestamp"]
     assert abs(time.time() - int(timestamp)) < 300
     key = base64.b64decode(secret.removeprefix("whsec_"))
     expected = base64.b64encode(
-        hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+        hmac.new(key, f"v1:{timestamp}:".encode() + body, hashlib.sha256).digest()
     ).decode()
     for candidate in headers["webhook-signature"].split(" "):
         version, _, signature = candidate.partition(",")

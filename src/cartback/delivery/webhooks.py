@@ -5,9 +5,9 @@ Claim → commit → POST → record. A worker that dies after the POST and befo
 to expire, and the delivery is sent again: delivery is at least once, and receivers deduplicate on the
 `webhook-id` header, which is the same on every attempt of a delivery.
 
-The signature scheme (docs/webhooks.md) is Standard Webhooks': for each active secret
-`v1,` + base64(HMAC-SHA256(key, f"{webhook-id}.{webhook-timestamp}.{body}")), where key is the base64
-decoding of the secret after its `whsec_` prefix; the signatures are space-separated in one header.
+The signature scheme (docs/webhooks.md): for each active secret
+`v1,` + base64(HMAC-SHA256(key, f"v1:{webhook-timestamp}:{body}")), where key is the base64 decoding of the
+secret after its `whsec_` prefix; the signatures are space-separated in one header.
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ RESPONSE_BODY_LIMIT = 2048
 USER_AGENT = f"cartback-webhooks/{__version__}"
 
 
-def sign(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
+def sign(secret: str, timestamp: int, body: bytes) -> str:
     """One `v1,<base64>` signature of this request with this secret."""
     key = base64.b64decode(secret.removeprefix(webhooks.SECRET_PREFIX))
-    signed = f"{webhook_id}.{timestamp}.".encode() + body
+    signed = f"v1:{timestamp}:".encode() + body
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
@@ -55,7 +55,7 @@ def headers(secrets: Sequence[str], webhook_id: str, timestamp: int, body: bytes
         "user-agent": USER_AGENT,
         "webhook-id": webhook_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": " ".join(sign(s, webhook_id, timestamp, body) for s in secrets),
+        "webhook-signature": " ".join(sign(s, timestamp, body) for s in secrets),
     }
 
 
