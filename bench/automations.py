@@ -51,6 +51,7 @@ from pathlib import Path
 import httpx
 import orjson
 import sqlalchemy as sa
+from servers import cpu_seconds, drop_database, free_port, fresh_database, stop, wait_for_key
 
 from cartback.store.db import sqlalchemy_url
 from cartback.store.tables import enrollment_history, enrollments, events, messages
@@ -58,10 +59,8 @@ from cartback.store.tables import enrollment_history, enrollments, events, messa
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 BIN = Path(sys.executable).parent
-PG_SERVER = "postgresql://postgres@127.0.0.1:5432"  # trust auth; the bench database is made from `test`
 PG_BENCH_DB = "cartback_bench_automations"
 TICK_SECONDS = "1.0"  # the default, set explicitly so the numbers say what they were measured with
-KEY_LINE = re.compile(r"(?:CARTBACK_DEFAULT_API_KEY=|API key \(shown only this once\): )(\S+)$", re.M)
 UNTIL = re.compile(r"until (\S+)$")
 GOAL_P99_LATENESS_S = 2.0
 CONNECTIONS = 32  # keep-alive connections posting checkouts
@@ -169,7 +168,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def run_one(setup: Setup, args: argparse.Namespace, tmp: Path) -> dict:
-    db_url = fresh_database(setup.db, tmp / f"{setup.name}.db")
+    db_url = fresh_database(setup.db, tmp / f"{setup.name}.db", PG_BENCH_DB)
     commit = git_head()  # the tree may move between setups when others commit
     load_before = os.getloadavg()
     port = free_port()
@@ -241,7 +240,7 @@ def run_one(setup: Setup, args: argparse.Namespace, tmp: Path) -> dict:
     )
     run["writer_log"] = [line for p in logs for line in p.read_text().splitlines() if "writer:" in line]
     engine.dispose()
-    drop_database(setup.db)
+    drop_database(setup.db, PG_BENCH_DB)
     return run
 
 
@@ -495,35 +494,6 @@ def git_head() -> str:
     return out.stdout.strip() + ("+dirty src" if dirty.stdout.strip() else "")
 
 
-def fresh_database(kind: str, sqlite_path: Path) -> str:
-    if kind == "sqlite":
-        return f"sqlite:///{sqlite_path}"
-    drop_database(kind)
-    with pg_admin() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{PG_BENCH_DB}"')
-    return f"{PG_SERVER}/{PG_BENCH_DB}"
-
-
-def drop_database(kind: str) -> None:
-    if kind == "postgres":
-        with pg_admin() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{PG_BENCH_DB}" WITH (FORCE)')
-
-
-def pg_admin() -> sa.Connection:
-    url = sqlalchemy_url(f"{PG_SERVER}/test")
-    return sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool).connect()
-
-
-def wait_for_key(log_path: Path, proc: subprocess.Popen) -> str:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        if match := KEY_LINE.search(log_path.read_text()):
-            return match.group(1)
-        time.sleep(0.05)
-    raise RuntimeError(f"cartback did not print its API key; see {log_path}:\n{log_path.read_text()}")
-
-
 def wait_healthy(base: str, proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
@@ -534,33 +504,6 @@ def wait_healthy(base: str, proc: subprocess.Popen) -> None:
             pass
         time.sleep(0.05)
     raise RuntimeError(f"server on {base} did not come up")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def system_cpu() -> float:

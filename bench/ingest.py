@@ -21,8 +21,6 @@ import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -36,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
+from servers import cpu_seconds, drop_database, free_port, fresh_database, stop, wait_for_key
 
 from cartback.store.db import sqlalchemy_url
 
@@ -44,13 +43,11 @@ REPO = HERE.parent
 BIN = Path(sys.executable).parent
 PAYLOAD = HERE / "payload.json"
 LUA = HERE / "checkout.lua"
-PG_SERVER = "postgresql://postgres@127.0.0.1:5432"  # trust auth; the bench database is made from `test`
 PG_BENCH_DB = "cartback_bench"
 UVICORN_FLAGS = ["--workers", "1", "--loop", "uvloop", "--http", "httptools", "--no-access-log"]
 REPLAY_KEYS = 100
 WARMUP_SECONDS = 2
 # How `cartback serve` shows the key it creates on an empty database (two wordings have existed).
-KEY_LINE = re.compile(r"(?:CARTBACK_DEFAULT_API_KEY=|API key \(shown only this once\): )(\S+)$", re.M)
 # What cartback's writer logs when it stops (see Database.stop).
 BATCH_LINE = re.compile(r"writer: (\d+) jobs in (\d+) commits")
 
@@ -116,7 +113,7 @@ def run_one(variant: Variant, rnd: int, args: argparse.Namespace, tmp: Path) -> 
         env = dict(os.environ)
         key = "unused"
     else:
-        db_url = fresh_database(variant.db, tmp / f"r{rnd}-{variant.sync}.db")
+        db_url = fresh_database(variant.db, tmp / f"r{rnd}-{variant.sync}.db", PG_BENCH_DB)
         cmd = [BIN / "cartback", "serve", "--port", str(port), *(["--no-worker"] if args.api_only else [])]
         env = dict(os.environ, CARTBACK_DATABASE_URL=db_url, CARTBACK_LOG_LEVEL="info")
         if variant.sync:
@@ -154,7 +151,7 @@ def run_one(variant: Variant, rnd: int, args: argparse.Namespace, tmp: Path) -> 
         run["mean_batch"] = jobs / commits
     if db_url is not None:
         run["verify"] = verify(db_url, checks)
-        drop_database(variant.db)
+        drop_database(variant.db, PG_BENCH_DB)
     return run
 
 
@@ -262,35 +259,6 @@ def post(base: str, key: str, checkout_id: str) -> tuple[int, bytes]:
 # -- servers and databases -------------------------------------------------------------------------
 
 
-def fresh_database(kind: str, sqlite_path: Path) -> str:
-    if kind == "sqlite":
-        return f"sqlite:///{sqlite_path}"
-    drop_database(kind)
-    with pg_admin() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{PG_BENCH_DB}"')
-    return f"{PG_SERVER}/{PG_BENCH_DB}"
-
-
-def drop_database(kind: str | None) -> None:
-    if kind == "postgres":
-        with pg_admin() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{PG_BENCH_DB}" WITH (FORCE)')
-
-
-def pg_admin() -> sa.Connection:
-    url = sqlalchemy_url(f"{PG_SERVER}/test")
-    return sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool).connect()
-
-
-def wait_for_key(log_path: Path, proc: subprocess.Popen) -> str:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        if match := KEY_LINE.search(log_path.read_text()):
-            return match.group(1)
-        time.sleep(0.05)
-    raise RuntimeError(f"cartback did not print its API key; see {log_path}:\n{log_path.read_text()}")
-
-
 def wait_healthy(base: str, proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
@@ -300,27 +268,6 @@ def wait_healthy(base: str, proc: subprocess.Popen) -> None:
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"server on {base} did not come up")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """user + system CPU of the process (all threads) from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- reporting -------------------------------------------------------------------------------------

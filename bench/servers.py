@@ -1,0 +1,73 @@
+"""What the benchmarks share: starting from a fresh database, reading the key a first `cartback serve`
+prints, stopping processes and reading their CPU time."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from cartback.store.db import sqlalchemy_url
+
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432"  # trust auth; bench databases are made from `test`
+KEY_LINE = re.compile(r"(?:CARTBACK_DEFAULT_API_KEY=|API key \(shown only this once\): )(\S+)$", re.M)
+
+
+def fresh_database(kind: str, sqlite_path: Path, pg_name: str) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{sqlite_path}"
+    drop_database(kind, pg_name)
+    with pg_admin() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{pg_name}"')
+    return f"{PG_SERVER}/{pg_name}"
+
+
+def drop_database(kind: str | None, pg_name: str) -> None:
+    if kind == "postgres":
+        with pg_admin() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+
+
+def pg_admin() -> sa.Connection:
+    url = sqlalchemy_url(f"{PG_SERVER}/test")
+    return sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool).connect()
+
+
+def wait_for_key(log_path: Path, proc: subprocess.Popen) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if match := KEY_LINE.search(log_path.read_text()):
+            return match.group(1)
+        time.sleep(0.05)
+    raise RuntimeError(f"cartback did not print its API key; see {log_path}:\n{log_path.read_text()}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
