@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse
 from cartback import __version__
 from cartback.api import deps, limits, public, sequenzy
 from cartback.api import errors as api_errors
-from cartback.core import automations, webhooks
+from cartback.core import attribution, automations, webhooks
 from cartback.core.clock import Clock, system_clock
 from cartback.delivery import sender
 from cartback.delivery import webhooks as webhook_sender
@@ -42,11 +42,19 @@ def build_worker(settings: Settings, db: Database, clock: Clock) -> Worker:
         lease_seconds=settings.lease_seconds,
     )
     worker.event_hooks.append(webhooks.queue_for_event)
+    worker.event_hooks.append(attribution.hook(attribution_rules(settings)))
     worker.duties.append(sender.duty_for(settings))
     worker.duties.append(
         webhook_sender.Sender(webhook_policy(settings), timeout=settings.webhook_timeout_seconds)
     )
     return worker
+
+
+def attribution_rules(settings: Settings) -> attribution.Rules:
+    return attribution.Rules(
+        engagement_window=timedelta(days=settings.attribution_window_days),
+        receipt_window=timedelta(hours=settings.attribution_receipt_hours),
+    )
 
 
 def webhook_policy(settings: Settings) -> webhooks.Policy:

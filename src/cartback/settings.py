@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     webhook_disable_after_failures: int = Field(10, gt=0)
     webhook_disable_after_seconds: float = Field(3 * 86400.0, ge=0)
 
+    # Recovered revenue (docs/analytics.md): an order is credited to a sequence email clicked or opened
+    # this many days before it (Klaviyo's default), or received this many hours before it.
+    attribution_window_days: float = Field(5.0, gt=0, le=90)
+    attribution_receipt_hours: float = Field(24.0, ge=0, le=90 * 24)
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

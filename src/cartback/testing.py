@@ -14,12 +14,20 @@ from cartback.store.db import Database, Tx
 __all__ = ["FrozenClock", "MemoryTransport", "run_until_idle"]
 
 
-def run_until_idle(db: Database, clock: Clock, *, owner: str = "test-worker", rounds: int = 100) -> int:
-    """Dispatch every pending event and run every step due at `clock.now()`, synchronously, until nothing
-    is left to do now. Returns the number of steps run."""
+def run_until_idle(
+    db: Database,
+    clock: Clock,
+    *,
+    owner: str = "test-worker",
+    rounds: int = 100,
+    hooks: list[worker.EventHook] | None = None,
+) -> int:
+    """Dispatch every pending event (running `hooks` on each, as a worker runs its event hooks) and run
+    every step due at `clock.now()`, synchronously, until nothing is left to do now. Returns the number of
+    steps run."""
     steps = 0
     for _ in range(rounds):
-        dispatched = db.write_sync(lambda tx: worker.dispatch_batch(tx, clock.now(), 500))
+        dispatched = db.write_sync(lambda tx: worker.dispatch_batch(tx, clock.now(), 500, hooks))
         claimed = db.write_sync(
             lambda tx: timers.claim_due(tx, owner, clock.now(), lease=timedelta(minutes=5), limit=500)
         )

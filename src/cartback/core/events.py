@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cartback import ids
+from cartback.core import money
 from cartback.store import events as event_store
 from cartback.store.db import Tx
 
@@ -54,6 +55,19 @@ def canonical_name(name: str) -> str:
     return ALIASES.get(name, name)
 
 
+def value_of(properties: dict[str, Any]) -> float | None:
+    """What metric aggregates sum for an event: its `value` (Klaviyo's field, an order's total), or a
+    checkout's or order's totalCents in major units when it has no value."""
+    value = properties.get("value")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    cents = properties.get("totalCents")
+    if isinstance(cents, int) and not isinstance(cents, bool):
+        currency = properties.get("currency")
+        return float(money.to_major(cents, currency if isinstance(currency, str) else None))
+    return None
+
+
 @dataclass(frozen=True)
 class Recorded:
     event: event_store.Event
@@ -93,6 +107,7 @@ def record(
         received_at=now,
         idempotency_key=idempotency_key,
         historical=now - occurred > HISTORICAL_AFTER,
+        value=value_of(properties),
     )
     event_store.append(tx, event)
     return Recorded(event, duplicate=False)

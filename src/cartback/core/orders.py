@@ -152,11 +152,16 @@ def _refund_after(existing: Order, data: OrderInput) -> int | None:
 
 def net_cents(order: Order) -> int:
     """What the customer finally paid for this order."""
-    if order.status == "cancelled":
+    return net_of(order.status, order.total_cents, order.refund_amount_cents)
+
+
+def net_of(status: str, total_cents: int, refund_amount_cents: int | None) -> int:
+    """Nothing for a cancelled or fully refunded order; the total less the refund otherwise."""
+    if status == "cancelled":
         return 0
-    if order.status == "refunded" and order.refund_amount_cents is None:
+    if status == "refunded" and refund_amount_cents is None:
         return 0
-    return max(order.total_cents - (order.refund_amount_cents or 0), 0)
+    return max(total_cents - (refund_amount_cents or 0), 0)
 
 
 def revenue_attributes(orders: list[Order], totals: CustomerTotals | None = None) -> dict[str, Any]:

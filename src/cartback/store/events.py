@@ -25,6 +25,8 @@ class Event:
     received_at: datetime
     idempotency_key: str | None
     historical: bool
+    # Numeric value in major units, for metric aggregates (see core/events.value_of).
+    value: float | None = None
 
 
 def from_row(row: Row[Any]) -> Event:
@@ -39,6 +41,7 @@ def from_row(row: Row[Any]) -> Event:
         row.received_at,
         row.idempotency_key,
         row.historical,
+        row.value,
     )
 
 
@@ -64,6 +67,7 @@ def append(tx: Tx, event: Event) -> None:
             received_at=event.received_at,
             idempotency_key=event.idempotency_key,
             historical=event.historical,
+            value=event.value,
         ),
     )
 

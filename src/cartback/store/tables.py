@@ -161,9 +161,14 @@ events = Table(
     Column("historical", Boolean, nullable=False, server_default="0"),
     # Set once the automation dispatcher has looked at the event (triggers, stop conditions).
     Column("dispatched_at", UTCDateTime),
+    # The event's numeric value in major units (Klaviyo's `value`, an order's total), copied out of
+    # `properties` so metric aggregates sum it from the index alone.
+    Column("value", sa.Double),
     UniqueConstraint("workspace_id", "idempotency_key"),
     Index(None, "workspace_id", "subscriber_id", "occurred_at"),
-    Index(None, "workspace_id", "name", "occurred_at"),
+    # Covers metric aggregates (count, sum of value, unique subscribers per metric and time range)
+    # without touching the table rows.
+    Index(None, "workspace_id", "name", "occurred_at", "subscriber_id", "value"),
     # The dispatcher's queue: only undispatched rows are in this index, so it stays small.
     Index(
         "ix_events_undispatched",
@@ -317,6 +322,8 @@ messages = Table(
     # The invariant the engine leans on: one message per (enrollment, step), whatever crashes.
     UniqueConstraint("enrollment_id", "node_id"),
     Index(None, "workspace_id", "subscriber_id", "created_at"),
+    # Analytics per sequence and step.
+    Index(None, "workspace_id", "sequence_id", "created_at"),
     Index(None, "status", "created_at"),
 )
 
@@ -407,6 +414,39 @@ transactional_templates = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("workspace_id", "slug"),
+)
+
+# -- analytics -------------------------------------------------------------------------------------
+
+# Which sequence email, if any, earned each order (docs/analytics.md). Written once per order by the
+# dispatcher; refunds and cancellations are read from `orders` when reporting, never written here.
+attributions = Table(
+    "attributions",
+    metadata,
+    Column("id", ID, primary_key=True),
+    _workspace_id(),
+    # The shop's orderId: an order is attributed at most once, whatever retries or workers do.
+    Column("order_id", String(255), nullable=False),
+    # The ecommerce.order_placed event that was attributed.
+    Column("order_event_id", ID, nullable=False),
+    Column("subscriber_id", ID, nullable=False),
+    Column("sequence_id", ID, nullable=False),
+    Column("enrollment_id", ID),
+    Column("message_id", ID, nullable=False),
+    # The step (email node) whose message earned the order.
+    Column("node_id", String(40)),
+    # checkout (the order names the checkout that enrolled) | click | open | receipt
+    Column("kind", String(20), nullable=False),
+    Column("touched_at", UTCDateTime, nullable=False),
+    Column("ordered_at", UTCDateTime, nullable=False),
+    # The order's total when attributed, in its own currency; reports use the order's current net.
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("attributed_at", UTCDateTime, nullable=False),
+    UniqueConstraint("workspace_id", "order_id"),
+    Index(None, "order_event_id"),
+    Index(None, "workspace_id", "ordered_at"),
+    Index(None, "workspace_id", "sequence_id", "ordered_at"),
 )
 
 # -- outbound webhooks -------------------------------------------------------------------------------

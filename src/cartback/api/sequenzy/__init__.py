@@ -32,6 +32,7 @@ def router() -> APIRouter:
     """Assemble the resource modules. Order matters where paths overlap (`/subscribers/external` before
     `/subscribers/{email}`), so each module's router is included in the order below."""
     from cartback.api.sequenzy import (
+        analytics,
         commerce,
         events,
         lists,
@@ -45,6 +46,7 @@ def router() -> APIRouter:
 
     api = APIRouter(prefix=PREFIX, dependencies=[Depends(principal)])
     for module in (
+        analytics,
         commerce,
         events,
         lists,

@@ -10,8 +10,9 @@ from pydantic import ConfigDict, Field
 
 from cartback import errors
 from cartback.api import deps
+from cartback.api.sequenzy import analytics as analytics_api
 from cartback.api.sequenzy import models, principal
-from cartback.core import automations, filters, sequences
+from cartback.core import analytics, automations, filters, sequences
 from cartback.store import enrollments as enrollment_store
 from cartback.store import events as event_store
 from cartback.store import messages as message_store
@@ -441,11 +442,20 @@ async def sequence_stats(
     who: deps.Principal = Depends(principal),
     svc: deps.Services = Depends(deps.services),
     period: Literal["1h", "24h", "7d", "30d", "90d"] | None = None,
+    start: models.UtcDateTime | None = None,
+    end: models.UtcDateTime | None = None,
+    include_machine_engagement: bool | None = Query(None, alias="includeMachineEngagement"),
 ) -> dict[str, Any]:
-    """Per sequence and step: enrolled, active, completed, stopped (by reason), sent."""
+    """Per sequence and step: enrolled, active, completed, stopped (by reason); and for emails of the
+    period: sent, delivered, opened, clicked, unsubscribed, recovered checkouts and revenue."""
+    begin, stop, label = analytics_api.window(svc.clock.now(), period, start, end, None)
 
     def read(tx: Tx) -> dict[str, Any]:
         seq = sequences.require(tx, who.workspace_id, sequence_id)
+        figures = analytics_api.sequence_figures(
+            analytics.report(tx, who.workspace_id, begin, stop, sequence_id=seq.id), seq.id
+        )
+        step_stats = {s["nodeId"]: s["stats"] for s in figures["steps"]}
         definition = sequences.Definition(seq.definition)
         counts = enrollment_store.counts_by_status(tx, who.workspace_id, seq.id)
         by_node: dict[str | None, dict[str, int]] = {}
@@ -466,14 +476,14 @@ async def sequence_stats(
                     "sent": sent.get(node["id"], 0),
                     "skipped": history.get((node["id"], "skipped"), 0),
                     "failedCount": history.get((node["id"], "failed"), 0),
-                    "stats": {"sent": sent.get(node["id"], 0)},
+                    "stats": step_stats.get(node["id"]) or {"sent": sent.get(node["id"], 0)},
                 }
             )
         total = sum(counts.values())
         return {
             "success": True,
             "sequenceId": seq.id,
-            "period": period or "all",
+            "period": label,
             "enrollmentCounts": {
                 "total": total,
                 "active": counts.get("active", 0),
@@ -489,7 +499,7 @@ async def sequence_stats(
                 ],
             },
             "stoppedByReason": enrollment_store.stop_reasons(tx, who.workspace_id, seq.id),
-            "stats": {"sent": sum(sent.values())},
+            "stats": figures["stats"],
             "steps": steps,
         }
 

@@ -1,0 +1,291 @@
+"""Recovery analytics per workspace, sequence and step, in total and over time: what the emails did
+(sent, delivered, opened, clicked, unsubscribed) and what they earned (checkouts recovered, revenue per
+currency, recovery rate). docs/analytics.md defines every figure.
+
+Emails count in the period they were created, and their opens, clicks and unsubscribes count with them
+(a cohort, so rates never pass 1); orders count in the period they were placed, at what they are worth
+now (refunds and cancellations already taken off); checkouts count when started.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cartback import errors
+from cartback.core import money, orders
+from cartback.store import analytics as store
+from cartback.store.db import Tx
+
+INTERVALS = ("hour", "day", "week", "month")
+# Each bucket of a time series costs work; past this many, ask for a coarser interval.
+MAX_BUCKETS = 2000
+
+
+def zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise errors.InvalidInput(f"unknown timezone {name!r}") from exc
+
+
+def _floor(local: datetime, interval: str) -> datetime:
+    """The start of the hour/day/week (Monday)/month holding this naive local time."""
+    if interval == "hour":
+        return local.replace(minute=0, second=0, microsecond=0)
+    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if interval == "day":
+        return day
+    if interval == "week":
+        return day - timedelta(days=day.weekday())
+    return day.replace(day=1)
+
+
+def _next(local: datetime, interval: str) -> datetime:
+    if interval == "day":
+        return local + timedelta(days=1)
+    if interval == "week":
+        return local + timedelta(days=7)
+    return local.replace(year=local.year + local.month // 12, month=local.month % 12 + 1)
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """[start, end) in UTC; `label` is the local start of the interval it belongs to."""
+
+    start: datetime
+    end: datetime
+    label: datetime
+
+
+def buckets(start: datetime, end: datetime, interval: str, tz: ZoneInfo) -> list[Bucket]:
+    """Cut [start, end) at the local hour/day/week/month boundaries of `tz` (days and months follow the
+    zone's daylight-saving changes). The first bucket starts at `start` itself, labelled with the
+    boundary before it."""
+    if interval not in INTERVALS:
+        raise errors.InvalidInput(f"interval must be one of {', '.join(INTERVALS)}")
+    if end <= start:
+        raise errors.InvalidInput("the end must be after the start")
+    try:
+        return _buckets(start, end, interval, tz)
+    except (OverflowError, ValueError) as exc:
+        raise errors.InvalidInput("the period is out of range") from exc
+
+
+def _buckets(start: datetime, end: datetime, interval: str, tz: ZoneInfo) -> list[Bucket]:
+    cuts: list[tuple[datetime, datetime]] = []  # (utc start, local label)
+    first_local = _floor(start.astimezone(tz).replace(tzinfo=None), interval)
+    if interval == "hour":
+        moment = first_local.replace(tzinfo=tz).astimezone(UTC)
+        while moment < end:
+            cuts.append((moment, moment.astimezone(tz)))
+            moment += timedelta(hours=1)
+            if len(cuts) > MAX_BUCKETS:
+                break
+    else:
+        local = first_local
+        while True:
+            moment = local.replace(tzinfo=tz).astimezone(UTC)
+            if moment >= end or len(cuts) > MAX_BUCKETS:
+                break
+            cuts.append((moment, local.replace(tzinfo=tz)))
+            local = _next(local, interval)
+    if len(cuts) > MAX_BUCKETS:
+        raise errors.InvalidInput(f"more than {MAX_BUCKETS} {interval} intervals; use a coarser interval")
+    out = []
+    for i, (moment, label) in enumerate(cuts):
+        nxt = cuts[i + 1][0] if i + 1 < len(cuts) else end
+        out.append(Bucket(max(moment, start), nxt, label))
+    return out
+
+
+def net_cents(fact: store.RecoveredOrder) -> int:
+    return orders.net_of(fact.status, fact.total_cents, fact.refund_amount_cents)
+
+
+@dataclass
+class Tally:
+    """The figures of one slice (workspace, sequence, step, or one interval of one of these)."""
+
+    sent: int = 0
+    delivered: int = 0
+    bounced: int = 0
+    complained: int = 0
+    opened: int = 0
+    clicked: int = 0
+    unsubscribed: int = 0
+    checkouts_started: int = 0
+    recovered: int = 0
+    # currency -> [orders, net cents]
+    revenue: dict[str, list[int]] = field(default_factory=dict)
+
+    def add_order(self, currency: str, cents: int) -> None:
+        slot = self.revenue.setdefault(currency, [0, 0])
+        slot[0] += 1
+        slot[1] += cents
+        self.recovered += 1
+
+    def revenue_json(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "currency": currency,
+                "orders": n,
+                "revenueCents": cents,
+                "revenue": money.to_major(cents, currency),
+            }
+            for currency, (n, cents) in sorted(self.revenue.items())
+        ]
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "sent": self.sent,
+            "delivered": self.delivered,
+            "bounced": self.bounced,
+            "opened": self.opened,
+            "clicked": self.clicked,
+            "unsubscribed": self.unsubscribed,
+            "checkoutsStarted": self.checkouts_started,
+            "checkoutsRecovered": self.recovered,
+            "recoveryRate": rate(self.recovered, self.checkouts_started),
+            "openRate": rate(self.opened, self.delivered),
+            "clickRate": rate(self.clicked, self.delivered),
+            "revenue": self.revenue_json(),
+        }
+
+
+def rate(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0
+
+
+@dataclass
+class Slice:
+    """A tally in total and per interval."""
+
+    total: Tally = field(default_factory=Tally)
+    series: list[Tally] = field(default_factory=list)
+
+    def at(self, index: int | None) -> list[Tally]:
+        return [self.total] if index is None else [self.total, self.series[index]]
+
+
+@dataclass
+class Report:
+    start: datetime
+    end: datetime
+    interval: str | None
+    buckets: list[Bucket]
+    workspace: Slice
+    sequences: dict[str, Slice]
+    # (sequence id, node id) -> slice
+    steps: dict[tuple[str, str | None], Slice]
+    names: dict[str, tuple[str, dict[str, Any]]]
+
+
+def report(
+    tx: Tx,
+    workspace_id: str,
+    start: datetime,
+    end: datetime,
+    *,
+    interval: str | None = None,
+    tz: ZoneInfo | None = None,
+    sequence_id: str | None = None,
+) -> Report:
+    """Every figure of the period, for the workspace (or one sequence), its sequences and their steps."""
+    if end <= start:
+        raise errors.InvalidInput("the end must be after the start")
+    cuts = buckets(start, end, interval, tz or ZoneInfo("UTC")) if interval else []
+    starts = [b.start for b in cuts]
+
+    def new_slice() -> Slice:
+        return Slice(Tally(), [Tally() for _ in cuts])
+
+    workspace = new_slice()
+    per_sequence: dict[str, Slice] = defaultdict(new_slice)
+    per_step: dict[tuple[str, str | None], Slice] = defaultdict(new_slice)
+
+    def index(moment: datetime) -> int | None:
+        return bisect.bisect_right(starts, moment) - 1 if cuts else None
+
+    def tallies(
+        sequence: str | None, node: str | None, moment: datetime, *, step: bool = True
+    ) -> list[Tally]:
+        i = index(moment)
+        out = workspace.at(i)
+        if sequence is not None:
+            out = out + per_sequence[sequence].at(i)
+            if step:
+                out = out + per_step[(sequence, node)].at(i)
+        return out
+
+    emails = store.emails(tx, workspace_id, start, end, sequence_id)
+    by_message = {}
+    for email in emails:
+        by_message[email.message_id] = email
+        for t in tallies(email.sequence_id, email.node_id, email.created_at):
+            if email.status in ("sent", "failed", "unknown"):
+                t.sent += 1
+            if email.status == "sent":
+                t.delivered += 1
+            t.opened += email.opened_at is not None
+            t.clicked += email.clicked_at is not None
+    if emails:
+        names = {
+            "email.unsubscribed": "unsubscribed",
+            "email.bounced": "bounced",
+            "email.complained": "complained",
+        }
+        for name, message_id in store.message_events(tx, workspace_id, list(names), start):
+            email = by_message.get(message_id) if isinstance(message_id, str) else None
+            if email is None:
+                continue
+            for t in tallies(email.sequence_id, email.node_id, email.created_at):
+                setattr(t, names[name], getattr(t, names[name]) + 1)
+
+    # Checkouts started: the workspace's checkouts; a sequence's are the runs it started.
+    if sequence_id is None:
+        for moment in store.checkouts_started(tx, workspace_id, start, end):
+            for t in workspace.at(index(moment)):
+                t.checkouts_started += 1
+    for seq, moment in store.enrollments_started(tx, workspace_id, start, end, sequence_id):
+        i = index(moment)
+        targets = per_sequence[seq].at(i) + (workspace.at(i) if sequence_id is not None else [])
+        for t in targets:
+            t.checkouts_started += 1
+
+    for order in store.recovered_orders(tx, workspace_id, start, end, sequence_id):
+        cents = net_cents(order)
+        if cents <= 0:
+            continue  # cancelled or fully refunded: nothing was recovered
+        for t in tallies(order.sequence_id, order.node_id, order.ordered_at):
+            t.add_order(order.currency, cents)
+
+    # A step's "checkouts started" is the emails it sent: its rate is orders per email.
+    for step in per_step.values():
+        for t in [step.total, *step.series]:
+            t.checkouts_started = t.sent
+
+    return Report(
+        start=start,
+        end=end,
+        interval=interval,
+        buckets=cuts,
+        workspace=workspace,
+        sequences=dict(per_sequence),
+        steps=dict(per_step),
+        names=store.sequence_names(tx, workspace_id),
+    )
+
+
+def step_order(definition: dict[str, Any]) -> list[tuple[int, str, str | None]]:
+    """(1-based step number, node id, subject) of each email node, in the definition's order."""
+    out = []
+    for i, node in enumerate(definition.get("nodes") or [], start=1):
+        config = node.get("config") or {}
+        if node.get("type") == "email":
+            out.append((i, str(node.get("id")), config.get("subject")))
+    return out

@@ -1,0 +1,299 @@
+"""Recovered revenue end to end on real SQLite and PostgreSQL: the app with its own worker (dispatcher,
+attribution hook, outbox sender) on a frozen clock, driven only through the public HTTP APIs: Sequenzy
+checkouts, orders and sequences, the click-tracking links, and the analytics endpoints."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from cartback.app import create_app
+from cartback.core.clock import system_clock
+from cartback.settings import Settings
+from cartback.store.db import Database
+from cartback.store.tables import attributions, enrollments, events, messages
+from cartback.testing import FrozenClock
+
+SEQUENCE = {
+    "name": "Abandoned checkout",
+    "trigger": "event_received",
+    "eventName": "ecommerce.checkout_started",
+    "enrollmentMode": "matching_field",
+    "enrollmentFieldPath": "checkoutId",
+    "stopCondition": {
+        "type": "event_received",
+        "value": "ecommerce.order_placed",
+        "matchConfig": {
+            "mode": "event_property",
+            "rules": [{"entryFieldPath": "checkoutId", "eventFieldPath": "checkoutId"}],
+        },
+    },
+    "steps": [
+        {
+            "type": "email",
+            "delay": {"hours": 1},
+            "subject": "You left something",
+            "html": "<p>Your cart</p><a href='{{ event.checkoutUrl }}'>Back to your cart</a>",
+        }
+    ],
+}
+
+
+def currency(i: int) -> str:
+    return "USD" if i % 2 == 0 else "EUR"
+
+
+def total(i: int) -> int:
+    return 2000 + 100 * i
+
+
+class Shop:
+    def __init__(self, http: TestClient, db: Database, clock: FrozenClock, workspace_id: str) -> None:
+        self.http, self.db, self.clock, self.workspace_id = http, db, clock, workspace_id
+
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        res = self.http.post("/api/v1" + path, json=body)
+        assert res.status_code == 200, res.text
+        return res.json()  # type: ignore[no-any-return]
+
+    def get(self, path: str, **params: Any) -> dict[str, Any]:
+        res = self.http.get("/api/v1" + path, params=params)
+        assert res.status_code == 200, res.text
+        return res.json()  # type: ignore[no-any-return]
+
+    def count(self, query: Any) -> int:
+        return int(self.db.read_sync(lambda tx: tx.execute(query).scalar_one()))
+
+    def wait(self, what: str, done: Callable[[], bool], timeout: float = 60.0) -> None:
+        """Let the app's worker catch up with the frozen clock."""
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.02)
+
+    def settled(self) -> bool:
+        return (
+            self.count(
+                sa.select(sa.func.count()).where(
+                    events.c.workspace_id == self.workspace_id, events.c.dispatched_at.is_(None)
+                )
+            )
+            == 0
+        )
+
+    def checkout(self, i: int) -> None:
+        self.post(
+            "/checkouts",
+            {
+                "checkoutId": f"chk_{i}",
+                "customer": {"email": f"shopper{i}@example.com"},
+                "currency": currency(i),
+                "totalCents": total(i),
+                "checkoutUrl": f"https://shop.example.com/cart/{i}",
+            },
+        )
+
+    def order(self, i: int, *, checkout: bool = True, **extra: Any) -> None:
+        self.post(
+            "/orders",
+            {
+                "orderId": f"ord_{i}",
+                "customer": {"email": f"shopper{i}@example.com"},
+                "currency": currency(i),
+                "totalCents": total(i),
+                "properties": {"checkoutId": f"chk_{i}"} if checkout else {},
+                **extra,
+            },
+        )
+
+    def click(self, i: int) -> None:
+        html = self.db.read_sync(
+            lambda tx: tx.execute(
+                sa.select(messages.c.html).where(
+                    messages.c.workspace_id == self.workspace_id,
+                    messages.c.to_email == f"shopper{i}@example.com",
+                )
+            ).scalar_one()
+        )
+        href = re.search(r"href=['\"]([^'\"]*/t/c/[^'\"]+)['\"]", html)
+        assert href is not None, html
+        res = self.http.get(urlsplit(href.group(1)).path, follow_redirects=False)
+        assert res.status_code == 302
+        assert res.headers["location"] == f"https://shop.example.com/cart/{i}"
+
+
+@pytest.fixture
+def shop(db_url: str, make_workspace: Callable[[], Any]) -> Iterator[Shop]:
+    tenant = make_workspace()
+    clock = FrozenClock(system_clock.now().replace(microsecond=0))
+    app = create_app(Settings(database_url=db_url, tick_seconds=0.02), clock=clock)
+    db = Database(db_url)
+    with TestClient(app, raise_server_exceptions=False) as http:
+        http.headers["Authorization"] = f"Bearer {tenant.key}"
+        yield Shop(http, db, clock, tenant.id)
+    db.close()
+
+
+def recovery(shop: Shop, start: Any, **params: Any) -> dict[str, Any]:
+    end = shop.clock.now() + timedelta(days=1)
+    return shop.get("/analytics/recovery", start=start.isoformat(), end=end.isoformat(), **params)
+
+
+def revenue(report: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    return {r["currency"]: (r["orders"], r["revenueCents"]) for r in report["revenue"]}
+
+
+def test_recovered_revenue_counts_only_orders_after_a_click_within_the_window(shop: Shop) -> None:
+    t0 = shop.clock.now()
+    seq = shop.post("/sequences", SEQUENCE)["sequence"]
+    shop.post(f"/sequences/{seq['id']}/enable", {})
+
+    for i in range(100):
+        shop.checkout(i)
+    shop.wait(
+        "100 enrollments",
+        lambda: shop.count(
+            sa.select(sa.func.count()).where(enrollments.c.workspace_id == shop.workspace_id)
+        )
+        == 100,
+    )
+    shop.clock.advance(hours=1, minutes=1)
+    shop.wait(
+        "100 emails sent",
+        lambda: shop.count(
+            sa.select(sa.func.count()).where(
+                events.c.workspace_id == shop.workspace_id, events.c.name == "email.sent"
+            )
+        )
+        == 100,
+    )
+
+    # 40 shoppers click their email.
+    shop.clock.advance(hours=1)
+    for i in range(40):
+        shop.click(i)
+
+    # Two days later (within the 5-day window): 8 of them order, and 2 people who never got an email.
+    shop.clock.advance(days=2)
+    for i in range(8):
+        shop.order(i)
+    for i in (500, 501):
+        shop.order(i, checkout=False)
+    # Six days after the clicks (past the window, and days after the email arrived): 2 more clickers order.
+    shop.clock.advance(days=4)
+    for i in (8, 9):
+        shop.order(i)
+    shop.wait("dispatch", shop.settled)
+
+    expected = {
+        "USD": (4, sum(total(i) for i in range(8) if currency(i) == "USD")),
+        "EUR": (4, sum(total(i) for i in range(8) if currency(i) == "EUR")),
+    }
+    report = recovery(shop, t0 - timedelta(hours=1))
+    totals = report["totals"]
+    assert (totals["sent"], totals["delivered"], totals["clicked"]) == (100, 100, 40)
+    assert (totals["checkoutsStarted"], totals["checkoutsRecovered"]) == (100, 8)
+    assert totals["recoveryRate"] == 0.08
+    assert revenue(totals) == expected
+    (listed,) = report["sequences"]
+    assert (listed["sequenceId"], listed["checkoutsRecovered"]) == (seq["id"], 8)
+    (step,) = listed["steps"]
+    assert (step["sent"], step["clicked"], step["checkoutsRecovered"]) == (100, 40, 8)
+    assert revenue(step) == expected
+
+    # Each of the 8 is attributed once, to its own checkout's enrollment; the others to nothing.
+    rows = shop.db.read_sync(
+        lambda tx: tx.execute(
+            sa.select(attributions.c.order_id, attributions.c.kind, attributions.c.sequence_id).where(
+                attributions.c.workspace_id == shop.workspace_id
+            )
+        ).all()
+    )
+    assert sorted(rows) == sorted((f"ord_{i}", "checkout", seq["id"]) for i in range(8))
+
+    # The Sequenzy stats carry the same figures.
+    stats = shop.get(f"/sequences/{seq['id']}/stats")
+    assert (stats["stats"]["sent"], stats["stats"]["clicked"], stats["stats"]["conversions"]) == (100, 40, 8)
+    assert {r["currency"]: r["revenueCents"] for r in stats["stats"]["revenueByCurrency"]} == {
+        c: cents for c, (_, cents) in expected.items()
+    }
+    assert "revenueCents" not in stats["stats"]  # two currencies are never added up
+
+    # A partial refund lowers its currency's revenue; a cancellation takes the order out altogether.
+    shop.order(0, status="refunded", refundAmountCents=500)
+    shop.order(1, status="cancelled")
+    shop.wait("dispatch", shop.settled)
+    after = recovery(shop, t0 - timedelta(hours=1))["totals"]
+    assert after["checkoutsRecovered"] == 7
+    assert revenue(after) == {
+        "USD": (4, expected["USD"][1] - 500),
+        "EUR": (3, expected["EUR"][1] - total(1)),
+    }
+
+
+def test_recovered_revenue_over_time_and_per_sequence_filter(shop: Shop) -> None:
+    t0 = shop.clock.now()
+    seq = shop.post("/sequences", SEQUENCE)["sequence"]
+    shop.post(f"/sequences/{seq['id']}/enable", {})
+    for i in range(4):
+        shop.checkout(i)
+    shop.wait(
+        "enrollments",
+        lambda: shop.count(
+            sa.select(sa.func.count()).where(enrollments.c.workspace_id == shop.workspace_id)
+        )
+        == 4,
+    )
+    shop.clock.advance(hours=1, minutes=1)
+    shop.wait(
+        "emails sent",
+        lambda: shop.count(
+            sa.select(sa.func.count()).where(
+                events.c.workspace_id == shop.workspace_id, events.c.name == "email.sent"
+            )
+        )
+        == 4,
+    )
+    # Receipt within a day counts without any click: one order the next hour, one two days later (too late).
+    shop.clock.advance(hours=1)
+    shop.order(0)
+    shop.clock.advance(days=2)
+    shop.order(2)
+    shop.wait("dispatch", shop.settled)
+
+    report = recovery(shop, t0 - timedelta(hours=1), interval="day", sequenceId=seq["id"])
+    assert report["sequenceId"] == seq["id"]
+    assert report["totals"]["checkoutsRecovered"] == 1
+    assert report["totals"]["checkoutsStarted"] == 4  # the runs this sequence started
+    recovered_days = [p for p in report["series"] if p["checkoutsRecovered"]]
+    assert len(recovered_days) == 1 and revenue(recovered_days[0]) == {"USD": (1, total(0))}
+    assert sum(p["sent"] for p in report["series"]) == 4
+    kinds = shop.db.read_sync(
+        lambda tx: tx.execute(
+            sa.select(attributions.c.kind).where(attributions.c.workspace_id == shop.workspace_id)
+        ).all()
+    )
+    assert [k for (k,) in kinds] == ["checkout"]
+
+
+def test_recovery_report_bad_input_is_400_and_other_workspaces_see_nothing(shop: Shop) -> None:
+    for params in (
+        {"interval": "fortnight"},
+        {"timezone": "Mars/Olympus"},
+        {"start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"},
+        {"start": "2000-01-01T00:00:00Z", "end": "2026-01-01T00:00:00Z", "interval": "hour"},
+        {"start": "yesterday"},
+    ):
+        res = shop.http.get("/api/v1/analytics/recovery", params=params)
+        assert res.status_code == 400, (params, res.text)
+        assert res.json()["success"] is False
+    res = shop.http.get("/api/v1/analytics/recovery", params={"sequenceId": "seq_nope"})
+    assert res.status_code == 404
