@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -224,3 +225,54 @@ class ApiClient:
     def as_other_workspace(self) -> dict[str, str]:
         """Headers that authenticate as a different, fresh workspace."""
         return {"Authorization": f"Bearer {self.make_workspace().key}"}
+
+
+# -- the dashboard in a real browser ----------------------------------------------------------------
+
+CHROMIUM = os.environ.get("CARTBACK_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--screenshots",
+        default=str(Path(__file__).parent.parent / "test-artifacts" / "screenshots"),
+        help="Directory the browser tests save a screenshot of each dashboard page to.",
+    )
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[object]:
+    """Debian's headless Chromium driven by Playwright. Missing Chromium fails the test, never skips it:
+    `.ci/run` installs it (apt-get install chromium)."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"Chromium not found at {CHROMIUM}: install it (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def screenshots(request: pytest.FixtureRequest) -> Callable[[object, str], Path]:
+    """save(page, name): a full-page PNG under --screenshots/<test name>/<name>.png."""
+    folder = Path(request.config.getoption("--screenshots")) / request.node.name.replace("/", "_")
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def save(page: object, name: str) -> Path:
+        path = folder / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
+        return path
+
+    return save

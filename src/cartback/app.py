@@ -11,7 +11,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
-from cartback import __version__
+from cartback import __version__, dashboard
 from cartback.api import deps, limits, public, sequenzy
 from cartback.api import errors as api_errors
 from cartback.core import attribution, automations, webhooks
@@ -113,6 +113,7 @@ def create_app(
     api_errors.install(app)
     sequenzy.install(app)
     public.install(app)
+    dashboard.install(app)
     app.add_middleware(limits.BodyLimits, max_bytes=settings.max_body_bytes)
 
     @app.get("/healthz", tags=["operations"])

@@ -18,7 +18,9 @@ app = typer.Typer(help="cartback: win back abandoned checkouts from your own ser
 workspace_app = typer.Typer(help="Workspaces (tenants).", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(workspace_app, name="workspace")
+user_app = typer.Typer(help="Dashboard users.", no_args_is_help=True)
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(user_app, name="user")
 
 err = Console(stderr=True)
 
@@ -211,3 +213,27 @@ def apikey_create(
         _fail(exc)
     err.print(f"API key for workspace {workspace!r} (shown only this once):")
     print(secret)
+
+
+@user_app.command("create")
+def user_create(
+    workspace: Annotated[str, typer.Option(help="Workspace name; the user sees only this workspace.")],
+    email: Annotated[str, typer.Option(help="The address the user signs in with.")],
+    password: Annotated[
+        str | None,
+        typer.Option(help="Prompted for (hidden, twice) when not given; at least 8 characters."),
+    ] = None,
+) -> None:
+    """Create a dashboard user. Only a scrypt hash of the password is stored."""
+    from cartback.core import users
+
+    if password is None:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    db = _database(Settings())
+    try:
+        users.check_password(password)
+        user = db.write_sync(lambda tx: users.create_user(tx, workspace, email, password, system_clock.now()))
+    except errors.CartbackError as exc:
+        _fail(exc)
+    err.print(f"Created dashboard user {user.email!r} in workspace {workspace!r}.")
+    print(user.id)

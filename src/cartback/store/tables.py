@@ -523,3 +523,22 @@ webhook_attempts = Table(
     Column("at", UTCDateTime, nullable=False),
     Index(None, "delivery_id", "attempt"),
 )
+
+# -- dashboard -------------------------------------------------------------------------------------
+
+# People who sign in to the dashboard; each belongs to one workspace and sees only that one.
+users = Table(
+    "users",
+    metadata,
+    Column("id", ID, primary_key=True),
+    _workspace_id(),
+    Column("email", String(320), nullable=False),
+    # lower(email): sign-in names a user by address alone, so an address is one user across workspaces.
+    Column("email_key", String(320), nullable=False),
+    # scrypt$<log2 n>$<r>$<p>$<salt>$<hash> (core/passwords.py); never the password itself.
+    Column("password_hash", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_sign_in_at", UTCDateTime),
+    UniqueConstraint("email_key"),
+    Index(None, "workspace_id"),
+)

@@ -1,0 +1,46 @@
+"""Jinja filters for the dashboard: times, amounts and counts as a person reads them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import jinja2
+from babel import numbers
+
+from cartback.core import money
+
+
+def when(value: datetime | None) -> str:
+    if value is None:
+        return "—"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def amount(cents: int | None, currency: str | None) -> str:
+    """8850, "USD" -> "$88.50"; an unknown currency keeps its code."""
+    if cents is None:
+        return "—"
+    code = (currency or "").upper()
+    major = Decimal(cents).scaleb(-money.exponent(code))
+    try:
+        return numbers.format_currency(major, code, locale="en_US")
+    except (ValueError, KeyError):
+        return f"{major} {code}".strip()
+
+
+def count(value: int | float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.1f}"
+
+
+def percent(part: int, whole: int) -> str:
+    return "—" if not whole else f"{100 * part / whole:.1f}%"
+
+
+def register(env: jinja2.Environment) -> None:
+    filters: dict[str, Any] = {"when": when, "amount": amount, "count": count}
+    env.filters.update(filters)
+    env.globals["percent"] = percent
