@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
 from cartback import __version__, dashboard
-from cartback.api import deps, limits, public, sequenzy
+from cartback.api import deps, limits, public, segment, sequenzy
 from cartback.api import errors as api_errors
 from cartback.core import attribution, automations, webhooks
 from cartback.core.clock import Clock, system_clock
@@ -112,6 +112,7 @@ def create_app(
     app.state.services = deps.Services(settings=settings, db=db, clock=clock, keys=deps.KeyCache(db, clock))
     api_errors.install(app)
     sequenzy.install(app)
+    segment.install(app)
     public.install(app)
     dashboard.install(app)
     app.add_middleware(limits.BodyLimits, max_bytes=settings.max_body_bytes)

@@ -1,6 +1,6 @@
-"""Schemathesis fuzzes every /api/v1 operation of the in-process app, authenticated with a valid key, on
-both databases: valid and invalid inputs alike must never produce a 5xx, every status and body must be the
-documented ones, and every error must be the Sequenzy envelope.
+"""Schemathesis fuzzes every /api/v1 (Sequenzy) and /v1 (Segment) operation of the in-process app,
+authenticated with a valid key, on both databases: valid and invalid inputs alike must never produce a 5xx,
+every status and body must be the documented ones, and every error must be the envelope of its API.
 
 Only response checks run. Request-side checks (does the app accept every schema-valid body and refuse every
 invalid one) are left out: the OpenAPI document is generated from the pydantic models and cannot express
@@ -8,6 +8,7 @@ the validators (email, currency, history window) that the API rightly enforces."
 
 from __future__ import annotations
 
+import base64
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +20,7 @@ from hypothesis import HealthCheck, settings
 from cartback.store.db import Database
 
 PREFIX = "/api/v1"
+SEGMENT_PREFIX = "/v1"
 
 
 def _document() -> dict[str, Any]:
@@ -32,8 +34,8 @@ def _document() -> dict[str, Any]:
         app.state.services.db.close()
 
 
-def _schema(*, coverage: bool) -> Any:
-    loaded = schemathesis.openapi.from_dict(_document()).include(path_regex=f"^{PREFIX}/")
+def _schema(*, coverage: bool, prefix: str = PREFIX) -> Any:
+    loaded = schemathesis.openapi.from_dict(_document()).include(path_regex=f"^{prefix}/")
     # The coverage phase sends each operation its boundary values, every documented enum member and
     # wrong methods, a couple of thousand requests in all: run it on PostgreSQL only, where values that
     # SQLite stores without complaint (NUL, over-long text) fail. Random fuzzing runs on both.
@@ -44,6 +46,8 @@ def _schema(*, coverage: bool) -> Any:
 
 sqlite_schema = _schema(coverage=False)
 postgres_schema = _schema(coverage=True)
+segment_sqlite_schema = _schema(coverage=False, prefix=SEGMENT_PREFIX)
+segment_postgres_schema = _schema(coverage=True, prefix=SEGMENT_PREFIX)
 
 CHECKS = [
     schemathesis.checks.not_a_server_error,
@@ -96,8 +100,13 @@ def postgres_api(pg_database: str) -> Iterator[Any]:
     yield from _client(pg_database)
 
 
-def check(case: Any, api: Any) -> None:
+def check(case: Any, api: Any, *, segment: bool = False) -> None:
     kwargs = case.as_transport_kwargs(base_url="http://testserver")
+    if segment:
+        # Segment's clients send the key as the HTTP Basic user name.
+        key = api.headers["Authorization"].removeprefix("Bearer ")
+        basic = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+        kwargs["headers"] = {**(kwargs.get("headers") or {}), "Authorization": basic}
     # Schemathesis speaks `requests`; the TestClient is httpx, which wants raw bodies as `content`.
     kwargs.pop("cookies", None)  # the API reads none; per-request cookies are deprecated in httpx
     if isinstance(kwargs.get("data"), str | bytes):
@@ -109,7 +118,8 @@ def check(case: Any, api: Any) -> None:
     if response.status_code >= 400:
         body = response.json()
         assert body["success"] is False, body
-        assert isinstance(body["error"], str) and body["error"].strip(), body
+        message = body["message"] if segment else body["error"]
+        assert isinstance(message, str) and message.strip(), body
 
 
 @sqlite_schema.parametrize()
@@ -122,3 +132,19 @@ def test_openapi_fuzz_sqlite_no_server_error_and_documented_responses(case: Any,
 @FUZZ
 def test_openapi_fuzz_postgres_no_server_error_and_documented_responses(case: Any, postgres_api: Any) -> None:
     check(case, postgres_api)
+
+
+@segment_sqlite_schema.parametrize()
+@FUZZ
+def test_openapi_fuzz_segment_sqlite_no_server_error_and_documented_responses(
+    case: Any, sqlite_api: Any
+) -> None:
+    check(case, sqlite_api, segment=True)
+
+
+@segment_postgres_schema.parametrize()
+@FUZZ
+def test_openapi_fuzz_segment_postgres_no_server_error_and_documented_responses(
+    case: Any, postgres_api: Any
+) -> None:
+    check(case, postgres_api, segment=True)

@@ -21,6 +21,11 @@ _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _NUL_MESSAGE = "NUL characters (\\u0000) are not allowed in values"
 
 
+def has_nul_escape(body: bytes) -> bool:
+    """Whether a JSON body holds a `\\u0000` escape: for bodies this middleware cannot see into (gzip)."""
+    return _JSON_NUL.search(body) is not None
+
+
 def _nul_in_url(scope: Scope) -> bool:
     return "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"")
 

@@ -22,6 +22,8 @@ class CheckoutInput:
     items: list[dict[str, Any]] = field(default_factory=list)
     properties: dict[str, Any] = field(default_factory=dict)
     source: str = "sequenzy"
+    # When the checkout started, if the caller says (Klaviyo's `time`); else when it was received.
+    occurred_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ def record_checkout(tx: Tx, workspace_id: str, data: CheckoutInput, now: datetim
         subscriber_id=subscriber.id,
         properties=event_properties(data),
         now=now,
+        occurred_at=data.occurred_at,
         idempotency_key=f"checkout:{data.checkout_id}",
         known_new=True,
     )

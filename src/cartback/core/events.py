@@ -17,6 +17,8 @@ ORDER_PLACED = "ecommerce.order_placed"
 ORDER_CANCELLED = "ecommerce.order_cancelled"
 ORDER_FULFILLED = "ecommerce.order_fulfilled"
 ORDER_REFUNDED = "ecommerce.order_refunded"
+# Not a checkout or an order, but named like them so sequences and filters can rely on one name.
+PRODUCT_ADDED = "ecommerce.product_added"
 
 # cartback's own events about a subscriber changing, appended with source "cartback" so automations can
 # trigger on them. Properties: {"tag"} for tags, {"listId", "listName"} for lists.
@@ -45,6 +47,7 @@ ALIASES = {
     "Refunded Order": ORDER_REFUNDED,
     "Order Refunded": ORDER_REFUNDED,
     "Fulfilled Order": ORDER_FULFILLED,
+    "Product Added": PRODUCT_ADDED,
 }
 
 # An event that happened longer ago than this is history being imported: kept, but it starts no flow.

@@ -179,6 +179,19 @@ events = Table(
     ),
 )
 
+# Segment messages already applied, by messageId: a replayed batch is recognised and changes nothing, even
+# for identify calls, which leave no event of their own.
+segment_messages = Table(
+    "segment_messages",
+    metadata,
+    _workspace_id(),
+    Column("message_id", String(255), nullable=False),
+    # track | identify | alias | page | screen | group
+    Column("type", String(20), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "message_id"),
+)
+
 checkouts = Table(
     "checkouts",
     metadata,

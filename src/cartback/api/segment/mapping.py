@@ -1,0 +1,238 @@
+"""Segment messages as cartback actions: the e-commerce spec events become canonical checkouts and
+orders, `products[]` becomes the same `items` shape every surface stores, traits become a subscriber."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from cartback import errors, ids
+from cartback.api.segment import models
+from cartback.core import checkouts, events, money, subscribers
+from cartback.core import segment_messages as applying
+
+# Amounts are stored in minor units as 64-bit integers; the Sequenzy API caps them the same way.
+MAX_CENTS = 10**15
+NAME_MAX = 255
+EMAIL_MAX = 320
+URL_MAX = 4000
+# Traits that become the subscriber's own fields rather than attributes.
+_PROFILE_TRAITS = ("email", "firstName", "first_name", "lastName", "last_name")
+_STATUS_OF = {name: status for status, name in events.ORDER_EVENTS.items()}
+
+
+def to_message(
+    msg: models.Message, where: str, *, sent_at: datetime | None, now: datetime
+) -> applying.Message:
+    """`where` names the message in errors (`batch[3]`), so a refused batch says which one was wrong."""
+    message_id = msg.messageId or ids.new_id("seg")  # no messageId: nothing to deduplicate by
+    if msg.type == "identify":
+        action: applying.Action = applying.Identify(identity(msg, where))
+    elif msg.type == "track":
+        action = _track(msg, where, message_id, occurred_at(msg, where, sent_at=sent_at, now=now))
+    else:
+        action = applying.Ignored()
+    return applying.Message(message_id, msg.type, action)
+
+
+def occurred_at(msg: models.Message, where: str, *, sent_at: datetime | None, now: datetime) -> datetime:
+    """When it happened, as Segment computes it: `timestamp` when given; else `originalTimestamp`
+    corrected for the sender's clock skew by `sentAt`; else now. Never later than now: a clock running
+    ahead is not a reason to refuse an event."""
+    if msg.timestamp is not None:
+        moment = msg.timestamp
+    elif msg.originalTimestamp is not None:
+        sent = msg.sentAt or sent_at
+        try:
+            moment = now - (sent - msg.originalTimestamp) if sent is not None else msg.originalTimestamp
+        except OverflowError as exc:
+            raise errors.InvalidInput(f"{where}: sentAt and originalTimestamp are too far apart") from exc
+    else:
+        moment = now
+    return min(moment, now)
+
+
+def identity(msg: models.Message, where: str) -> subscribers.Identity:
+    """userId is the externalId; the email and names come from the traits (identify) or
+    `context.traits` (any call); every other identify trait becomes an attribute."""
+    traits = dict(msg.traits or {}) if msg.type == "identify" else {}
+    context_traits = (msg.context or {}).get("traits")
+    known = {**(context_traits if isinstance(context_traits, dict) else {}), **traits}
+    first = _text(known.get("firstName") or known.get("first_name"), f"{where}.traits.firstName")
+    last = _text(known.get("lastName") or known.get("last_name"), f"{where}.traits.lastName")
+    full = _text(known.get("name"), f"{where}.traits.name")
+    if full and not first and not last:
+        first, _, rest = full.strip().partition(" ")
+        last = rest.strip() or None
+    return subscribers.Identity(
+        email=_email(known.get("email"), f"{where}.traits.email"),
+        external_id=msg.userId,
+        first_name=first or None,
+        last_name=last or None,
+        attributes={k: v for k, v in traits.items() if k not in _PROFILE_TRAITS},
+    )
+
+
+def _track(msg: models.Message, where: str, message_id: str, occurred: datetime) -> applying.Action:
+    name = events.canonical_name((msg.event or "").strip())
+    props = dict(msg.properties or {})
+    who = identity(msg, where)
+    currency = _currency(props.get("currency"), f"{where}.properties.currency")
+    unit = currency or "USD"
+    products = props.get("products")
+    if products is not None and not isinstance(products, list):
+        raise errors.InvalidInput(f"{where}.properties.products must be a list")
+    items = [_item(p, unit, f"{where}.properties.products[{i}]") for i, p in enumerate(products or [])]
+    amount = _first_amount(props, unit, f"{where}.properties")
+
+    if name == events.CHECKOUT_STARTED:
+        checkout_id = (
+            _id(props.get("checkout_id"), f"{where}.properties.checkout_id")
+            or _id(props.get("cart_id"), f"{where}.properties.cart_id")
+            or message_id
+        )
+        url = props.get("checkout_url")
+        if url is not None and (not isinstance(url, str) or len(url) > URL_MAX):
+            raise errors.InvalidInput(f"{where}.properties.checkout_url must be a URL of at most {URL_MAX}")
+        return applying.Checkout(
+            checkouts.CheckoutInput(
+                checkout_id=checkout_id,
+                customer=who,
+                currency=currency or ("USD" if amount is not None else None),
+                total_cents=amount,
+                checkout_url=url or None,
+                items=items,
+                properties=props,
+                source=applying.SOURCE,
+                occurred_at=occurred,
+            )
+        )
+
+    status = _STATUS_OF.get(name)
+    if status is not None:
+        order_id = _id(props.get("order_id"), f"{where}.properties.order_id")
+        if order_id is None:
+            raise errors.InvalidInput(f"{where}.properties.order_id is required for {msg.event!r}")
+        checkout_id = _id(props.get("checkout_id"), f"{where}.properties.checkout_id")
+        if checkout_id is not None:
+            props["checkoutId"] = checkout_id
+        if status == "refunded":
+            # Some shops send the refunded amount as a negative total.
+            amount = _first_amount(props, unit, f"{where}.properties", allow_negative=True)
+            amount = abs(amount) if amount is not None else None
+        return applying.Order(
+            identity=who,
+            order_id=order_id,
+            status=status,
+            currency=currency,
+            total_cents=amount,
+            items=items,
+            properties=props,
+            occurred_at=occurred,
+        )
+
+    if name == events.PRODUCT_ADDED and products is None:
+        # Product Added describes one product with the product's keys at the top level.
+        items = [_item(props, unit, f"{where}.properties")]
+    if items:
+        props["items"] = items
+    return applying.Track(who, name, props, occurred)
+
+
+def _item(product: Any, currency: str, where: str) -> dict[str, Any]:
+    """A Segment product as the stored item shape: productId, title, quantity, priceCents, imageUrl,
+    url (plus sku and variantTitle when given)."""
+    if not isinstance(product, dict):
+        raise errors.InvalidInput(f"{where} must be an object")
+    quantity = product.get("quantity", 1)
+    if isinstance(quantity, float) and quantity.is_integer():
+        quantity = int(quantity)
+    if quantity is None:
+        quantity = 1
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or not 0 <= quantity <= 1_000_000:
+        raise errors.InvalidInput(f"{where}.quantity must be a whole number from 0 to 1000000")
+    item = {
+        "productId": _id(product.get("product_id"), f"{where}.product_id")
+        or _id(product.get("sku"), f"{where}.sku"),
+        "title": _text(product.get("name"), f"{where}.name", limit=1000),
+        "quantity": quantity,
+        "priceCents": _cents(product.get("price"), currency, f"{where}.price"),
+        "imageUrl": _text(product.get("image_url"), f"{where}.image_url", limit=URL_MAX),
+        "url": _text(product.get("url"), f"{where}.url", limit=URL_MAX),
+        "sku": _id(product.get("sku"), f"{where}.sku"),
+        "variantTitle": _text(product.get("variant"), f"{where}.variant"),
+    }
+    return {k: v for k, v in item.items() if v is not None}
+
+
+def _first_amount(
+    props: dict[str, Any], currency: str, where: str, *, allow_negative: bool = False
+) -> int | None:
+    """The order or cart amount: `total` (what the customer pays), else `value`, else `revenue`."""
+    for key in ("total", "value", "revenue"):
+        if props.get(key) is not None:
+            return _cents(props[key], currency, f"{where}.{key}", allow_negative=allow_negative)
+    return None
+
+
+def _cents(value: Any, currency: str, where: str, *, allow_negative: bool = False) -> int | None:
+    """Dollars to cents exactly: 64.5 is 6450, not 6449.999..., by way of its decimal text."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise errors.InvalidInput(f"{where} must be a number")
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        raise errors.InvalidInput(f"{where} must be a number") from exc
+    if not amount.is_finite():
+        raise errors.InvalidInput(f"{where} must be a number")
+    cents = amount.scaleb(money.exponent(currency)).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    low = -MAX_CENTS if allow_negative else 0
+    if not low <= cents <= MAX_CENTS:
+        raise errors.InvalidInput(f"{where} must be between {low} and {MAX_CENTS} in minor units")
+    return int(cents)
+
+
+def _currency(value: Any, where: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) != 3 or not value.isalpha() or not value.isascii():
+        raise errors.InvalidInput(f"{where} must be a three-letter ISO 4217 code such as USD")
+    return value.upper()
+
+
+def _id(value: Any, where: str) -> str | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        value = str(value)
+    if not isinstance(value, str):
+        raise errors.InvalidInput(f"{where} must be a string")
+    value = value.strip()
+    if len(value) > NAME_MAX:
+        raise errors.InvalidInput(f"{where} is longer than {NAME_MAX} characters")
+    return value or None
+
+
+def _text(value: Any, where: str, *, limit: int = NAME_MAX) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise errors.InvalidInput(f"{where} must be a string")
+    if len(value) > limit:
+        raise errors.InvalidInput(f"{where} is longer than {limit} characters")
+    return value or None
+
+
+def _email(value: Any, where: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise errors.InvalidInput(f"{where} must be a string")
+    value = value.strip()
+    local, at, domain = value.rpartition("@")
+    if not at or not local or "." not in domain or any(c.isspace() for c in value) or len(value) > EMAIL_MAX:
+        raise errors.InvalidInput(f"{where}: {value[:100]!r} is not a valid email address")
+    return value

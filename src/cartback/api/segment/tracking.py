@@ -1,0 +1,62 @@
+"""POST /v1/batch, /v1/track and /v1/identify: each batch is applied in one group-commit write, all of it
+or none of it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Depends
+
+from cartback.api import deps
+from cartback.api.segment import SegmentRoute, mapping, models, principal
+from cartback.core import segment_messages
+
+# The route class inflates gzip bodies; an including router's route_class does not reach these routes.
+router = APIRouter(tags=["segment"], route_class=SegmentRoute)
+
+
+async def _apply(
+    svc: deps.Services,
+    who: deps.Principal,
+    messages: list[models.Message],
+    where: list[str],
+    sent_at: datetime | None,
+) -> models.Accepted:
+    now = svc.clock.now()
+    batch = [mapping.to_message(m, w, sent_at=sent_at, now=now) for m, w in zip(messages, where, strict=True)]
+    if batch:
+        await svc.db.write(lambda tx: segment_messages.apply_batch(tx, who.workspace_id, batch, now))
+    return models.Accepted()
+
+
+@router.post("/batch", response_model=models.Accepted)
+async def batch(
+    body: models.Batch,
+    who: deps.Principal = Depends(principal),
+    svc: deps.Services = Depends(deps.services),
+) -> models.Accepted:
+    """Several calls at once, what the official clients send. One invalid message refuses the whole batch
+    with a 400 naming it, and nothing is stored; a messageId seen before is skipped."""
+    where = [f"batch[{i}]" for i in range(len(body.batch))]
+    return await _apply(svc, who, body.batch, where, body.sentAt)
+
+
+@router.post("/track", response_model=models.Accepted)
+async def track(
+    body: models.TrackBody,
+    who: deps.Principal = Depends(principal),
+    svc: deps.Services = Depends(deps.services),
+) -> models.Accepted:
+    """One track call: Checkout Started and the order events become checkouts and orders."""
+    return await _apply(svc, who, [body], ["body"], None)
+
+
+@router.post("/identify", response_model=models.Accepted)
+async def identify(
+    body: models.IdentifyBody,
+    who: deps.Principal = Depends(principal),
+    svc: deps.Services = Depends(deps.services),
+) -> models.Accepted:
+    """One identify call: the subscriber named by userId (externalId) and the traits' email, with the
+    other traits as attributes."""
+    return await _apply(svc, who, [body], ["body"], None)

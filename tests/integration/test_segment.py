@@ -1,0 +1,397 @@
+"""The Segment-compatible /v1 API in-process on real SQLite and PostgreSQL: authentication, bodies (gzip,
+malformed, zip bombs), the e-commerce mapping, idempotency by messageId, and a sequence defined through
+the Sequenzy API running on Segment's events."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from cartback.store.db import Database
+from cartback.store.tables import checkouts, enrollments, events, messages, orders, subscribers
+from cartback.testing import FrozenClock, run_until_idle
+
+T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+def basic(key: str) -> str:
+    return "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+
+
+@dataclass
+class Shop:
+    http: Any
+    db: Database
+    clock: FrozenClock
+    workspace_id: str
+    key: str
+
+    def send(self, path: str, body: Any, *, key: str | None = None, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": basic(key or self.key), **kwargs.pop("headers", {})}
+        if isinstance(body, bytes):
+            headers.setdefault("Content-Type", "application/json")
+            return self.http.post(path, content=body, headers=headers, **kwargs)
+        return self.http.post(path, json=body, headers=headers, **kwargs)
+
+    def batch(self, *messages: dict[str, Any]) -> httpx.Response:
+        return self.send("/v1/batch", {"batch": list(messages)})
+
+    def rows(self, table: sa.Table) -> list[Any]:
+        return self.db.read_sync(
+            lambda tx: tx.execute(
+                sa.select(table).where(table.c.workspace_id == self.workspace_id).order_by(table.c.id)
+            ).all()
+        )
+
+    def segment_events(self) -> list[Any]:
+        return [e for e in self.rows(events) if e.source == "segment"]
+
+    def run(self, **advance: float) -> None:
+        if advance:
+            self.clock.advance(**advance)
+        run_until_idle(self.db, self.clock)
+
+
+@pytest.fixture
+def shop(db_url: str, db: Database, make_workspace: Any) -> Iterator[Shop]:
+    """The app on a frozen clock with no worker of its own: the test runs the engine by hand."""
+    from fastapi.testclient import TestClient
+
+    from cartback.app import create_app
+    from cartback.settings import Settings
+
+    tenant = make_workspace()
+    clock = FrozenClock(T0)
+    app = create_app(Settings(database_url=db_url), clock=clock, run_worker=False)
+    with TestClient(app, raise_server_exceptions=False) as http:
+        yield Shop(http, db, clock, tenant.id, tenant.key)
+
+
+def track(event: str, properties: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    message = {
+        "type": "track",
+        "event": event,
+        "userId": "cust_1",
+        "properties": properties,
+        "context": {"traits": {"email": "jane@example.com"}},
+        "messageId": str(uuid.uuid4()),
+    }
+    return {**message, **extra}
+
+
+def identify(traits: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"type": "identify", "userId": "cust_1", "traits": traits, "messageId": str(uuid.uuid4()), **extra}
+
+
+def error_of(response: httpx.Response) -> dict[str, Any]:
+    body = response.json()
+    assert body["success"] is False and isinstance(body["code"], str) and body["message"], body
+    return body
+
+
+# -- authentication -------------------------------------------------------------------------------
+
+
+def test_segment_auth_basic_or_write_key_and_401_otherwise(shop):
+    ok = shop.batch(identify({"email": "jane@example.com"}))
+    assert (ok.status_code, ok.json()) == (200, {"success": True})
+
+    in_body = shop.http.post(
+        "/v1/batch",
+        json={"batch": [identify({"email": "x@example.com"}, userId="cust_x")], "writeKey": shop.key},
+    )
+    assert in_body.status_code == 200, in_body.text
+
+    cases = [
+        {"Authorization": basic("wrong-key")},
+        {"Authorization": "Basic !!!not-base64"},
+        {"Authorization": "Digest abc"},
+        {},
+    ]
+    for headers in cases:
+        refused = shop.http.post(
+            "/v1/batch", json={"batch": [identify({"email": "y@example.com"})]}, headers=headers
+        )
+        assert refused.status_code == 401, (headers, refused.text)
+        assert error_of(refused)["code"] == "unauthorized"
+    wrong_in_body = shop.http.post(
+        "/v1/batch", json={"batch": [identify({"email": "y@example.com"})], "writeKey": "nope"}
+    )
+    assert wrong_in_body.status_code == 401
+    emails = sorted(s.email for s in shop.rows(subscribers))
+    assert emails == ["jane@example.com", "x@example.com"]
+
+
+def test_segment_keys_stay_in_their_workspace(shop, make_workspace):
+    other = make_workspace()
+    assert (
+        shop.send("/v1/batch", {"batch": [identify({"email": "o@example.com"})]}, key=other.key).status_code
+        == 200
+    )
+    assert shop.rows(subscribers) == []
+
+
+# -- bodies ---------------------------------------------------------------------------------------
+
+
+def test_segment_gzip_bodies_are_inflated_within_the_limit(shop):
+    raw = httpx.Request("POST", "/", json={"batch": [identify({"email": "gz@example.com"})]}).content
+    ok = shop.send("/v1/batch", gzip.compress(raw), headers={"Content-Encoding": "gzip"})
+    assert ok.status_code == 200, ok.text
+    assert [s.email for s in shop.rows(subscribers)] == ["gz@example.com"]
+
+    # 64 MB of spaces compress to about 64 KB: refused once inflated past the body limit, not exhausted.
+    bomb = gzip.compress(b'{"batch": [' + b" " * (64 * 1024 * 1024) + b"]}")
+    assert len(bomb) < 1024 * 1024
+    too_big = shop.send("/v1/batch", bomb, headers={"Content-Encoding": "gzip"})
+    assert too_big.status_code == 413 and error_of(too_big)["code"] == "payload_too_large"
+
+    broken = shop.send("/v1/batch", b"\x1f\x8b not gzip", headers={"Content-Encoding": "gzip"})
+    assert broken.status_code == 400 and "gzip" in error_of(broken)["message"]
+    truncated = shop.send("/v1/batch", gzip.compress(raw)[:-10], headers={"Content-Encoding": "gzip"})
+    assert truncated.status_code == 400
+
+    nul = gzip.compress(b'{"batch": [{"type": "identify", "userId": "a\\u0000b"}]}')
+    assert shop.send("/v1/batch", nul, headers={"Content-Encoding": "gzip"}).status_code == 400
+    brotli = shop.send("/v1/batch", raw, headers={"Content-Encoding": "br"})
+    assert brotli.status_code == 415
+    assert len(shop.rows(subscribers)) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"[]",
+        b'{"batch": {}}',
+        b'{"batch": [1]}',
+        b'{"batch": [{"type": "nope", "userId": "u"}]}',
+        b'{"batch": [{"type": "track", "userId": "u"}]}',
+        b'{"batch": [{"type": "track", "event": "X"}]}',
+        b'{"batch": [{"type": "identify", "userId": "u", "traits": {"email": "not-an-email"}}]}',
+        b'{"batch": [{"type": "identify", "userId": "u", "timestamp": "yesterday"}]}',
+        b'{"batch": [{"type": "track", "event": "Order Completed", "userId": "u", "properties": {}}]}',
+        b'{"batch": [{"type": "track", "event": "X", "userId": "u", '
+        b'"properties": {"products": [{"price": "a"}]}}]}',
+        b'{"batch": [{"type": "track", "event": "X", "userId": "u", "properties": {"currency": "dollars"}}]}',
+        b'{"batch": [{"type": "alias", "userId": "u"}]}',
+    ],
+)
+def test_segment_bad_input_is_a_400_never_retryable(shop, body):
+    response = shop.send("/v1/batch", body)
+    assert response.status_code == 400, response.text
+    assert error_of(response)["code"] == "invalid_request"
+
+
+def test_segment_one_invalid_message_refuses_the_whole_batch(shop):
+    good = identify({"email": "jane@example.com"})
+    bad = track("Order Completed", {"total": 10})  # no order_id
+    response = shop.batch(good, bad)
+    assert response.status_code == 400
+    assert "batch[1]" in error_of(response)["message"]
+    assert shop.rows(subscribers) == []
+    assert shop.batch(good).status_code == 200
+    assert len(shop.rows(subscribers)) == 1
+
+
+def test_segment_track_and_identify_endpoints(shop):
+    body = {"userId": "cust_9", "traits": {"email": "nine@example.com", "name": "Nina Simone", "vip": True}}
+    assert shop.send("/v1/identify", body).status_code == 200
+    assert (
+        shop.send("/v1/track", {"userId": "cust_9", "event": "Viewed", "type": "identify"}).status_code == 200
+    )
+    [sub] = shop.rows(subscribers)
+    assert (sub.email, sub.external_id, sub.first_name, sub.last_name) == (
+        "nine@example.com",
+        "cust_9",
+        "Nina",
+        "Simone",
+    )
+    assert sub.attributes == {"name": "Nina Simone", "vip": True}
+    [event] = shop.segment_events()
+    assert (event.name, event.subscriber_id) == ("Viewed", sub.id)
+    assert shop.send("/v1/track", {"userId": "cust_9"}).status_code == 400
+
+
+# -- the e-commerce mapping -----------------------------------------------------------------------
+
+
+def test_segment_products_become_items_in_exact_cents(shop):
+    products = [
+        {"product_id": "p1", "name": "Tee", "price": 19.99, "quantity": 3, "image_url": "https://i/1.png"},
+        {"sku": "MUG", "name": "Mug", "price": "0.1"},
+    ]
+    started = track(
+        "Checkout Started", {"cart_id": "cart_7", "value": 60.07, "currency": "usd", "products": products}
+    )
+    yen = track(
+        "Checkout Started",
+        {
+            "checkout_id": "jp_1",
+            "total": 1500,
+            "currency": "JPY",
+            "products": [{"name": "Tea", "price": 1500}],
+        },
+    )
+    added = track(
+        "Product Added",
+        {"product_id": "p1", "name": "Tee", "price": 0.29, "quantity": 2, "url": "https://s/p1"},
+    )
+    assert shop.batch(started, yen, added).status_code == 200
+
+    by_id = {c.checkout_id: c for c in shop.rows(checkouts)}
+    cart = by_id["cart_7"]
+    assert (cart.total_cents, cart.currency) == (6007, "USD")
+    assert cart.items == [
+        {"productId": "p1", "title": "Tee", "quantity": 3, "priceCents": 1999, "imageUrl": "https://i/1.png"},
+        {"productId": "MUG", "title": "Mug", "quantity": 1, "priceCents": 10, "sku": "MUG"},
+    ]
+    assert (by_id["jp_1"].total_cents, by_id["jp_1"].items[0]["priceCents"]) == (1500, 1500)
+    product_added = next(e for e in shop.segment_events() if e.name == "ecommerce.product_added")
+    assert product_added.properties["items"] == [
+        {"productId": "p1", "title": "Tee", "quantity": 2, "priceCents": 29, "url": "https://s/p1"}
+    ]
+    checkout_event = next(e for e in shop.segment_events() if e.properties.get("checkoutId") == "cart_7")
+    assert checkout_event.name == "ecommerce.checkout_started"
+    assert checkout_event.properties["items"][0]["title"] == "Tee"
+
+
+def test_segment_checkout_id_falls_back_to_the_message_id(shop):
+    started = track("Checkout Started", {"value": 5})
+    assert shop.batch(started).status_code == 200
+    assert [c.checkout_id for c in shop.rows(checkouts)] == [started["messageId"]]
+
+
+def test_segment_order_events_follow_one_order(shop):
+    placed = track(
+        "Order Completed",
+        {"order_id": "o1", "checkout_id": "c1", "total": 100, "revenue": 90, "currency": "EUR"},
+    )
+    partial = track("Order Refunded", {"order_id": "o1", "total": 25})
+    assert shop.batch(placed, partial).status_code == 200
+    [order] = shop.rows(orders)
+    assert (
+        order.status,
+        order.total_cents,
+        order.currency,
+        order.refund_amount_cents,
+        order.checkout_id,
+    ) == (
+        "refunded",
+        10000,
+        "EUR",
+        2500,
+        "c1",
+    )
+    assert shop.batch(track("Order Cancelled", {"order_id": "o1"})).status_code == 200
+    assert shop.rows(orders)[0].status == "cancelled"
+    names = [e.name for e in shop.segment_events()]
+    assert sorted(names) == [
+        "ecommerce.order_cancelled",
+        "ecommerce.order_placed",
+        "ecommerce.order_refunded",
+    ]
+
+
+def test_segment_message_id_is_the_idempotency_key(shop):
+    first = identify({"email": "jane@example.com", "firstName": "Jane"})
+    order = track("Order Completed", {"order_id": "o9", "total": 10})
+    assert shop.batch(first, order, order).status_code == 200
+    assert shop.batch(identify({"firstName": "Janet"})).status_code == 200
+    before = (shop.rows(subscribers), shop.rows(events), shop.rows(orders))
+    assert shop.batch(first, order).status_code == 200
+    assert (shop.rows(subscribers), shop.rows(events), shop.rows(orders)) == before
+    assert before[0][0].first_name == "Janet"
+
+
+def test_segment_times_come_from_timestamp_or_skew_corrected_original_timestamp(shop):
+    at = T0 - timedelta(minutes=10)
+    stamped = track("Viewed", {}, timestamp=at.isoformat())
+    skewed = track("Clicked", {}, originalTimestamp="2030-01-01T00:00:05Z", sentAt="2030-01-01T00:00:10Z")
+    future = track("Scrolled", {}, timestamp="2031-01-01T00:00:00Z")
+    old = track("Checkout Started", {"checkout_id": "old"}, timestamp=(T0 - timedelta(days=3)).isoformat())
+    assert shop.batch(stamped, skewed, future, old).status_code == 200
+    when = {e.name: (e.occurred_at, e.historical) for e in shop.segment_events()}
+    assert when["Viewed"] == (at, False)
+    assert when["Clicked"] == (T0 - timedelta(seconds=5), False)
+    assert when["Scrolled"] == (T0, False)
+    assert when["ecommerce.checkout_started"] == (T0 - timedelta(days=3), True)
+
+
+# -- automations ----------------------------------------------------------------------------------
+
+ABANDONED = {
+    "name": "Abandoned checkout",
+    "trigger": "event_received",
+    "eventName": "ecommerce.checkout_started",
+    "enrollmentMode": "matching_field",
+    "enrollmentFieldPath": "checkoutId",
+    "stopCondition": {
+        "type": "event_received",
+        "value": "ecommerce.order_placed",
+        "matchConfig": {
+            "mode": "event_property",
+            "rules": [{"entryFieldPath": "checkoutId", "eventFieldPath": "checkoutId"}],
+        },
+    },
+    "steps": [
+        {
+            "type": "email",
+            "delay": {"hours": 1},
+            "subject": "You left {{ event.items[0].title }}",
+            "html": "<a href='{{ event.checkoutUrl }}'>back</a>",
+        }
+    ],
+}
+
+
+def test_sequenzy_sequence_runs_on_segment_checkouts_and_stops_on_their_order(shop):
+    bearer = {"Authorization": f"Bearer {shop.key}"}
+    created = shop.http.post("/api/v1/sequences", json=ABANDONED, headers=bearer)
+    assert created.status_code == 200, created.text
+    seq_id = created.json()["sequence"]["id"]
+    assert shop.http.post(f"/api/v1/sequences/{seq_id}/enable", headers=bearer).status_code == 200
+
+    def started(checkout_id: str, email: str, **extra: Any) -> dict[str, Any]:
+        return track(
+            "Checkout Started",
+            {
+                "checkout_id": checkout_id,
+                "value": 25,
+                "currency": "USD",
+                "checkout_url": f"https://shop.example.com/c/{checkout_id}",
+                "products": [{"product_id": "p1", "name": "Logo tee", "price": 25}],
+            },
+            userId=f"user_{email}",
+            context={"traits": {"email": email}},
+            **extra,
+        )
+
+    old = started("old", "old@example.com", timestamp=(T0 - timedelta(days=2)).isoformat())
+    assert (
+        shop.batch(started("A", "ann@example.com"), started("B", "bob@example.com"), old).status_code == 200
+    )
+    shop.run()
+    assert sorted(e.status for e in shop.rows(enrollments)) == ["active", "active"]  # not the historical one
+    bob_order = track(
+        "Order Completed",
+        {"order_id": "oB", "checkout_id": "B", "total": 25},
+        userId="user_bob@example.com",
+        context={"traits": {"email": "bob@example.com"}},
+    )
+    assert shop.batch(bob_order).status_code == 200
+    shop.run(minutes=61)
+    sent = shop.rows(messages)
+    assert [m.to_email for m in sent] == ["ann@example.com"]
+    assert sent[0].subject == "You left Logo tee"
+    statuses = {e.stop_reason is not None: e.status for e in shop.rows(enrollments)}
+    assert statuses == {False: "completed", True: "stopped"}
