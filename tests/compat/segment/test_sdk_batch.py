@@ -31,7 +31,7 @@ PRODUCTS = [
 
 
 def stored(database_url: str, workspace_id: str) -> dict[str, list[Any]]:
-    """Everything the workspace holds that a Segment call can change."""
+    """What the workspace holds that a Segment call can change."""
     db = Database(database_url)
     try:
 
@@ -41,7 +41,10 @@ def stored(database_url: str, workspace_id: str) -> dict[str, list[Any]]:
                 rows = tx.execute(
                     sa.select(table).where(table.c.workspace_id == workspace_id).order_by(table.c.id)
                 ).all()
-                out[table.name] = [row._asdict() for row in rows]
+                # The server's own worker marks events dispatched whenever it gets to them.
+                out[table.name] = [
+                    {k: v for k, v in row._asdict().items() if k != "dispatched_at"} for row in rows
+                ]
             return out
 
         return db.read_sync(read)
