@@ -1,35 +1,21 @@
-"""A dashboard user sees only their own workspace: figures, and (direct URLs) any object of another one."""
+"""A dashboard user sees only their own workspace: figures, lists, and (by direct URL) no object of
+another workspace."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
-from cartback.app import create_app
-from cartback.settings import Settings
+from cartback.core import sequences
+from cartback.testing import FrozenClock, run_until_idle
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
-from dashboard_client import make_user, sign_in
+from dashboard_client import ABANDONED, checkout_body, make_user, open_app, sign_in
 
-CHECKOUT = {
-    "checkoutId": "co-iso-1",
-    "totalCents": 4200,
-    "currency": "EUR",
-    "checkoutUrl": "https://shop.example/c/1",
-    "customer": {"email": "buyer@example.com"},
-    "items": [{"productId": "SKU-1", "title": "Mug", "quantity": 1, "priceCents": 4200}],
-}
-
-
-@pytest.fixture
-def client(db_url: str) -> Iterator[TestClient]:
-    app = create_app(Settings(database_url=db_url, secret_key="s" * 48), run_worker=False)
-    with TestClient(app, raise_server_exceptions=False) as http:
-        yield http
+T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
 
 def figure(html: str, name: str) -> str:
@@ -37,12 +23,73 @@ def figure(html: str, name: str) -> str:
     return html.split(marker, 1)[1].split("<", 1)[0]
 
 
-def test_dashboard_overview_counts_only_the_viewers_workspace(client, db, make_workspace):
+@pytest.fixture
+def two_shops(db, db_url, make_workspace):
+    """Workspace B with a person, an enrollment and a sent message; a client signed in to workspace A."""
+    clock = FrozenClock(T0)
     a, b = make_workspace(), make_workspace()
-    sent = client.post("/api/v1/checkouts", json=CHECKOUT, headers={"Authorization": f"Bearer {b.key}"})
-    assert sent.status_code == 200, sent.text
-    sign_in(client, make_user(db, a.name))
-    assert figure(client.get("/app/").text, "checkouts_started") == "0"
-    client.cookies.clear()
-    sign_in(client, make_user(db, b.name))
+    seq_b = db.write_sync(lambda tx: sequences.create(tx, b.id, ABANDONED, clock.now(), status="active"))
+    seq_a = db.write_sync(lambda tx: sequences.create(tx, a.id, ABANDONED, clock.now(), status="active"))
+    clock.advance(seconds=1)
+    with open_app(db_url, clock) as client:
+        reply = client.post(
+            "/api/v1/checkouts",
+            json=checkout_body("co-b", "victim@example.com"),
+            headers={"Authorization": f"Bearer {b.key}"},
+        )
+        assert reply.status_code == 200
+        person_b = reply.json()["subscriberId"]
+        mine = client.post(
+            "/api/v1/checkouts",
+            json=checkout_body("co-a", "mine@example.com"),
+            headers={"Authorization": f"Bearer {a.key}"},
+        )
+        person_a = mine.json()["subscriberId"]
+        run_until_idle(db, clock)
+        clock.advance(hours=2)
+        run_until_idle(db, clock)
+        user_b = make_user(db, b.name)
+        sign_in(client, make_user(db, a.name))
+        yield {
+            "client": client,
+            "a": a,
+            "b": b,
+            "user_b": user_b,
+            "person_a": person_a,
+            "person_b": person_b,
+            "seq_a": seq_a.id,
+            "seq_b": seq_b.id,
+        }
+
+
+def test_dashboard_overview_counts_only_the_viewers_workspace(two_shops):
+    client = two_shops["client"]
     assert figure(client.get("/app/").text, "checkouts_started") == "1"
+
+
+def test_dashboard_lists_show_only_the_viewers_workspace(two_shops):
+    client = two_shops["client"]
+    people = client.get("/app/people").text
+    assert "mine@example.com" in people and "victim@example.com" not in people
+    assert "victim@example.com" not in client.get("/app/people", params={"q": "victim"}).text
+
+
+def test_dashboard_objects_of_another_workspace_are_404_by_direct_url(two_shops):
+    client, s = two_shops["client"], two_shops
+    urls = [
+        f"/app/people/{s['person_b']}",
+        f"/app/people/{s['person_b']}/explain?sequence={s['seq_b']}",
+        f"/app/people/{s['person_b']}/explain?sequence={s['seq_a']}",
+        # My own person, explained against their sequence.
+        f"/app/people/{s['person_a']}/explain?sequence={s['seq_b']}",
+        f"/app/people/{s['person_a']}?sequence={s['seq_b']}",
+    ]
+    for url in urls:
+        reply = client.get(url)
+        assert reply.status_code == 404, url
+        assert "victim@example.com" not in reply.text
+    # The same URLs work for the owner of workspace B.
+    client.cookies.clear()
+    sign_in(client, s["user_b"])
+    assert client.get(f"/app/people/{s['person_b']}").status_code == 200
+    assert client.get(f"/app/people/{s['person_b']}/explain?sequence={s['seq_b']}").status_code == 200

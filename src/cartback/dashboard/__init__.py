@@ -24,11 +24,11 @@ def render_error(exc: errors.CartbackError) -> Response:
 
 
 def router() -> APIRouter:
-    from cartback.dashboard import auth, overview
+    from cartback.dashboard import auth, overview, people
 
     pages = APIRouter(prefix=web.PREFIX, include_in_schema=False)
     nav = []
-    for module in (auth, overview):
+    for module in (auth, overview, people):
         pages.include_router(module.router)
         if hasattr(module, "NAV"):
             nav.append(module.NAV)

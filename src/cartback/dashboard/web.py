@@ -7,6 +7,7 @@ user and their workspace; every page reads only through `viewer.workspace_id`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,6 +99,17 @@ async def viewer(request: Request, _: None = Depends(guard)) -> Viewer:
         raise errors.Unauthorized("Please sign in.")
     request.state.viewer = found
     return found
+
+
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def object_id(value: str, what: str) -> str:
+    """An id from a URL: ours are `prefix_` + base32. Anything else names nothing and is a 404 before it
+    reaches a query (PostgreSQL refuses NUL characters with an error, not an empty result)."""
+    if not _ID.fullmatch(value):
+        raise errors.NotFound(f"No {what} {value!r} in this workspace.")
+    return value
 
 
 def now(request: Request) -> datetime:
