@@ -49,6 +49,9 @@ def two_shops(db, db_url, make_workspace):
         clock.advance(hours=2)
         run_until_idle(db, clock)
         user_b = make_user(db, b.name)
+        sign_in(client, user_b)
+        message_b = client.get("/app/messages").text.split('href="/app/messages/', 1)[1].split('"', 1)[0]
+        client.cookies.clear()
         sign_in(client, make_user(db, a.name))
         yield {
             "client": client,
@@ -59,6 +62,7 @@ def two_shops(db, db_url, make_workspace):
             "person_b": person_b,
             "seq_a": seq_a.id,
             "seq_b": seq_b.id,
+            "message_b": message_b,
         }
 
 
@@ -71,6 +75,15 @@ def test_dashboard_lists_show_only_the_viewers_workspace(two_shops):
     client = two_shops["client"]
     people = client.get("/app/people").text
     assert "mine@example.com" in people and "victim@example.com" not in people
+    outbox = client.get("/app/messages").text
+    assert "mine@example.com" in outbox and "victim@example.com" not in outbox
+    assert "0 messages." in client.get("/app/messages", params={"to": "victim@example.com"}).text
+    log = client.get("/app/events/rows").text
+    assert "ecommerce.checkout_started" in log and "co-b" not in log and "co-a" in log
+    assert (
+        "Nobody with the address"
+        in client.get("/app/events/rows", params={"person": "victim@example.com"}).text
+    )
     assert "victim@example.com" not in client.get("/app/people", params={"q": "victim"}).text
 
 
@@ -83,6 +96,8 @@ def test_dashboard_objects_of_another_workspace_are_404_by_direct_url(two_shops)
         # My own person, explained against their sequence.
         f"/app/people/{s['person_a']}/explain?sequence={s['seq_b']}",
         f"/app/people/{s['person_a']}?sequence={s['seq_b']}",
+        f"/app/messages/{s['message_b']}",
+        f"/app/messages/{s['message_b']}/preview",
     ]
     for url in urls:
         reply = client.get(url)
@@ -92,4 +107,5 @@ def test_dashboard_objects_of_another_workspace_are_404_by_direct_url(two_shops)
     client.cookies.clear()
     sign_in(client, s["user_b"])
     assert client.get(f"/app/people/{s['person_b']}").status_code == 200
+    assert client.get(f"/app/messages/{s['message_b']}/preview").status_code == 200
     assert client.get(f"/app/people/{s['person_b']}/explain?sequence={s['seq_b']}").status_code == 200

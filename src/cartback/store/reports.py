@@ -9,8 +9,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from cartback.store import events as event_store
 from cartback.store.db import Tx
-from cartback.store.tables import checkouts, messages, orders, sequences, subscribers
+from cartback.store.tables import checkouts, events, messages, orders, sequences, subscribers
 
 
 @dataclass(frozen=True)
@@ -67,3 +68,53 @@ def totals(tx: Tx, workspace_id: str, start: datetime, end: datetime) -> Totals:
             sa.select(count).where(sequences.c.workspace_id == workspace_id, sequences.c.status == "active"),
         ),
     )
+
+
+def event_log(
+    tx: Tx,
+    workspace_id: str,
+    *,
+    name: str | None = None,
+    source: str | None = None,
+    subscriber_id: str | None = None,
+    limit: int = 100,
+) -> list[event_store.Event]:
+    """The newest events first. Ordered by id, which is creation order (ids are time-sortable), so the
+    primary key serves the order and no sort over the workspace's whole log is needed."""
+    where = [events.c.workspace_id == workspace_id]
+    if name:
+        where.append(events.c.name == name)
+    if source:
+        where.append(events.c.source == source)
+    if subscriber_id:
+        where.append(events.c.subscriber_id == subscriber_id)
+    rows = tx.execute(sa.select(events).where(*where).order_by(events.c.id.desc()).limit(limit)).all()
+    return [event_store.from_row(r) for r in rows]
+
+
+def message_events(
+    tx: Tx, workspace_id: str, subscriber_id: str | None, message_id: str
+) -> list[event_store.Event]:
+    """email.* events (sent, opened, clicked, ...) that name this message, oldest first."""
+    if subscriber_id is None:
+        return []
+    rows = tx.execute(
+        sa.select(events)
+        .where(
+            events.c.workspace_id == workspace_id,
+            events.c.subscriber_id == subscriber_id,
+            events.c.name.like("email.%"),
+        )
+        .order_by(events.c.occurred_at, events.c.id)
+        .limit(2000)
+    ).all()
+    found = [event_store.from_row(r) for r in rows]
+    return [e for e in found if e.properties.get("messageId") == message_id]
+
+
+def subscriber_id_by_email(tx: Tx, workspace_id: str, email: str) -> str | None:
+    return tx.execute(
+        sa.select(subscribers.c.id).where(
+            subscribers.c.workspace_id == workspace_id, subscribers.c.email_key == email.strip().lower()
+        )
+    ).scalar_one_or_none()

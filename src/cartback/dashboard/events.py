@@ -1,0 +1,82 @@
+"""The event log: every event of the workspace, newest first, filtered by name, source or person, and
+refreshed live (htmx polls the rows every few seconds)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import Response
+
+from cartback.api import deps
+from cartback.core import events as core_events
+from cartback.dashboard import web
+from cartback.store import reports
+from cartback.store.db import Tx
+
+router = APIRouter()
+NAV = ("/app/events", "Events")
+SOURCES = ("sequenzy", "klaviyo", "segment", "cartback")
+LIMIT = 100
+KNOWN_NAMES = (
+    core_events.CHECKOUT_STARTED,
+    core_events.ORDER_PLACED,
+    "ecommerce.order_cancelled",
+    "ecommerce.order_refunded",
+    "ecommerce.order_fulfilled",
+    "email.sent",
+    "email.opened",
+    "email.clicked",
+)
+
+
+async def _rows(request: Request, viewer: web.Viewer, name: str, source: str, person: str) -> dict[str, Any]:
+    def read(tx: Tx) -> dict[str, Any]:
+        subscriber_id = None
+        if person.strip():
+            subscriber_id = reports.subscriber_id_by_email(tx, viewer.workspace_id, person)
+            if subscriber_id is None:
+                return {"events": [], "unknown_person": True}
+        found = reports.event_log(
+            tx,
+            viewer.workspace_id,
+            name=name.strip() or None,
+            source=source if source in SOURCES else None,
+            subscriber_id=subscriber_id,
+            limit=LIMIT,
+        )
+        return {"events": found, "unknown_person": False}
+
+    data = await deps.services_of(request).db.read(read)
+    return {
+        **data,
+        "name": name,
+        "source": source,
+        "person": person,
+        "sources": SOURCES,
+        "known_names": KNOWN_NAMES,
+        "limit": LIMIT,
+    }
+
+
+@router.get("/events")
+async def event_log(
+    request: Request,
+    name: str = Query("", max_length=255),
+    source: str = Query("", max_length=20),
+    person: str = Query("", max_length=320),
+    viewer: web.Viewer = Depends(web.viewer),
+) -> Response:
+    return web.render(request, "events.html", await _rows(request, viewer, name, source, person))
+
+
+@router.get("/events/rows")
+async def event_rows(
+    request: Request,
+    name: str = Query("", max_length=255),
+    source: str = Query("", max_length=20),
+    person: str = Query("", max_length=320),
+    viewer: web.Viewer = Depends(web.viewer),
+) -> Response:
+    """The table body alone: what the page's htmx poll swaps in."""
+    return web.render(request, "_event_rows.html", await _rows(request, viewer, name, source, person))

@@ -1,0 +1,119 @@
+"""Messages: the outbox / sent log, and one message with its headers, delivery attempts, tracking events
+and a rendered preview.
+
+The preview is served at its own URL and shown in an `<iframe sandbox="">`: no script runs, no form
+submits, no link navigates (so a click in the preview never counts as a click), and the response's own
+CSP forbids scripts, frames and plugins. The open-tracking pixel is taken out of the previewed HTML, so
+looking at a message never records an `email.opened`.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import HTMLResponse, Response
+
+from cartback import errors
+from cartback.api import deps
+from cartback.dashboard import web
+from cartback.store import deliveries, reports
+from cartback.store.db import Tx
+
+router = APIRouter()
+NAV = ("/app/messages", "Messages")
+PAGE = 50
+STATUSES = ("queued", "sending", "sent", "failed", "suppressed", "unknown")
+
+PREVIEW_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; "
+        "frame-ancestors 'self'; sandbox"
+    ),
+    "X-Frame-Options": "SAMEORIGIN",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+_OPEN_PIXEL = re.compile(r"<img\b[^>]*/t/o/[^>]*>", re.IGNORECASE)
+
+
+@router.get("/messages")
+async def outbox(
+    request: Request,
+    status: str = Query("", max_length=20),
+    to: str = Query("", max_length=320),
+    page: int = Query(1, ge=1, le=10_000),
+    viewer: web.Viewer = Depends(web.viewer),
+) -> Response:
+    items, total = await deps.services_of(request).db.read(
+        lambda tx: deliveries.outbox(
+            tx,
+            viewer.workspace_id,
+            status=status if status in STATUSES else None,
+            email=to or None,
+            limit=PAGE,
+            offset=(page - 1) * PAGE,
+        )
+    )
+    return web.render(
+        request,
+        "messages.html",
+        {
+            "items": items,
+            "total": total,
+            "status": status,
+            "to": to,
+            "statuses": STATUSES,
+            "page": page,
+            "more": page * PAGE < total,
+        },
+    )
+
+
+def _load(tx: Tx, workspace_id: str, message_id: str) -> deliveries.OutboxItem:
+    item = deliveries.outbox_item(tx, workspace_id, message_id)
+    if item is None:
+        raise errors.NotFound(f"No message {message_id!r} in this workspace.")
+    return item
+
+
+def _headers(mime: str | None) -> list[tuple[str, str]]:
+    if not mime:
+        return []
+    head = mime.split("\r\n\r\n", 1)[0].split("\n\n", 1)[0]
+    parsed = email.message_from_string(head + "\r\n\r\n", policy=email.policy.default)
+    return [(name, str(value)) for name, value in parsed.items()]
+
+
+@router.get("/messages/{message_id}")
+async def message(request: Request, message_id: str, viewer: web.Viewer = Depends(web.viewer)) -> Response:
+    message_id = web.object_id(message_id, "message")
+
+    def read(tx: Tx) -> dict[str, Any]:
+        item = _load(tx, viewer.workspace_id, message_id)
+        return {
+            "item": item,
+            "headers": _headers(item.mime),
+            "attempts": deliveries.attempts_of(tx, item.message.id),
+            "tracking": reports.message_events(
+                tx, viewer.workspace_id, item.message.subscriber_id, message_id
+            ),
+        }
+
+    return web.render(request, "message.html", await deps.services_of(request).db.read(read))
+
+
+@router.get("/messages/{message_id}/preview")
+async def preview(request: Request, message_id: str, viewer: web.Viewer = Depends(web.viewer)) -> Response:
+    message_id = web.object_id(message_id, "message")
+    item = await deps.services_of(request).db.read(lambda tx: _load(tx, viewer.workspace_id, message_id))
+    html = item.message.html
+    if html is None:
+        body = "<pre>" + (item.message.text or "").replace("&", "&amp;").replace("<", "&lt;") + "</pre>"
+    else:
+        body = _OPEN_PIXEL.sub("", html)
+    return HTMLResponse(body, headers=PREVIEW_HEADERS)
