@@ -179,6 +179,9 @@ def run_one(setup: Setup, args: argparse.Namespace, tmp: Path) -> dict:
         CARTBACK_TICK_SECONDS=TICK_SECONDS,
         CARTBACK_LOG_LEVEL="info",
         CARTBACK_SQLITE_SYNCHRONOUS=args.sync,
+        # One key sends the whole load; this measures the engine, not the rate limiter.
+        CARTBACK_RATE_LIMIT_BURST="0",
+        CARTBACK_RATE_LIMIT_STEADY="0",
     )
     if args.batch:
         env["CARTBACK_WORKER_BATCH"] = str(args.batch)

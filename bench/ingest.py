@@ -3,13 +3,16 @@ same body (bench/echo_app.py), same load, same time, interleaved round-robin.
 
     .venv/bin/python bench/ingest.py [--duration 10] [--connections 64] [--rounds 3]
                                      [--db sqlite|postgres|both] [--sync FULL|NORMAL|both] [--replay]
-                                     [--api-only]
+                                     [--api-only] [--rate-limit off|on|both]
 
 Every round starts each server fresh (cartback on a new, empty database), warms it up for 2 s, then runs wrk
 for --duration seconds. With a new checkoutId per request cartback really inserts; --replay reuses a few
 checkoutIds to measure the idempotent path. Afterwards each cartback run is checked: every checkoutId wrk
 sent but saw no answer for (cut off when wrk stopped) is retried as a client would, then the `events` rows
 must be exactly the checkoutIds that got a 2xx, and a retried request must get an identical response.
+With --rate-limit on (or both, to compare in the same run) cartback runs with rate limiting on, at limits
+far above what this benchmark reaches (--rate-limit-burst per second, 60x that per minute), so nothing is
+throttled and the difference is the limiter's cost; off (the default) runs without it.
 Results are printed and written to bench/results/ingest-<time>.json.
 """
 
@@ -57,18 +60,27 @@ class Variant:
     name: str
     db: str | None = None  # None: the echo app
     sync: str | None = None
+    rate_limit: bool = False
 
 
 def main() -> None:
     args = parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed. On Debian/Ubuntu: sudo apt-get install -y wrk")
+    limited = {"off": [False], "on": [True], "both": [False, True]}[args.rate_limit]
     variants = [Variant("echo")]
     if args.db in ("sqlite", "both"):
         syncs = ["FULL", "NORMAL"] if args.sync == "both" else [args.sync]
-        variants += [Variant(f"cartback sqlite {s}", "sqlite", s) for s in syncs]
+        variants += [
+            Variant(f"cartback sqlite {s}{' +ratelimit' if rl else ''}", "sqlite", s, rl)
+            for s in syncs
+            for rl in limited
+        ]
     if args.db in ("postgres", "both"):
-        variants.append(Variant("cartback postgres", "postgres"))
+        variants += [
+            Variant(f"cartback postgres{' +ratelimit' if rl else ''}", "postgres", rate_limit=rl)
+            for rl in limited
+        ]
 
     runs = []
     with tempfile.TemporaryDirectory(prefix="cartback-bench-") as tmp:
@@ -97,6 +109,18 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sync", choices=["FULL", "NORMAL", "both"], default="FULL", help="SQLite synchronous")
     p.add_argument("--replay", action="store_true", help=f"reuse {REPLAY_KEYS} checkoutIds (idempotent path)")
     p.add_argument("--api-only", action="store_true", help="serve --no-worker: no in-process scheduler")
+    p.add_argument(
+        "--rate-limit",
+        choices=["off", "on", "both"],
+        default="off",
+        help="cartback without rate limiting, with it, or both in the same run",
+    )
+    p.add_argument(
+        "--rate-limit-burst",
+        type=int,
+        default=20_000,
+        help="CARTBACK_RATE_LIMIT_BURST when on (per-minute: 60x); high enough never to throttle",
+    )
     return p.parse_args()
 
 
@@ -113,11 +137,14 @@ def run_one(variant: Variant, rnd: int, args: argparse.Namespace, tmp: Path) -> 
         env = dict(os.environ)
         key = "unused"
     else:
-        db_url = fresh_database(variant.db, tmp / f"r{rnd}-{variant.sync}.db", PG_BENCH_DB)
+        db_url = fresh_database(variant.db, tmp / f"{variant.name.replace(' ', '-')}-{rnd}.db", PG_BENCH_DB)
         cmd = [BIN / "cartback", "serve", "--port", str(port), *(["--no-worker"] if args.api_only else [])]
         env = dict(os.environ, CARTBACK_DATABASE_URL=db_url, CARTBACK_LOG_LEVEL="info")
         if variant.sync:
             env["CARTBACK_SQLITE_SYNCHRONOUS"] = variant.sync
+        burst = args.rate_limit_burst if variant.rate_limit else 0
+        env["CARTBACK_RATE_LIMIT_BURST"] = str(burst)
+        env["CARTBACK_RATE_LIMIT_STEADY"] = str(burst * 60)
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -32,6 +32,12 @@ for _name in [n for n in os.environ if n.startswith("CARTBACK_") and n != "CARTB
     del os.environ[_name]
 
 
+# Servers and apps that tests start have no rate limits unless the test sets them (`env=` of start_server):
+# the defaults (350 requests/s per key) would throttle the load and crash tests, which send thousands of
+# requests with one key. tests/integration/test_ratelimits.py and tests/e2e/test_ratelimits.py set them.
+NO_RATE_LIMITS = {"CARTBACK_RATE_LIMIT_BURST": "0", "CARTBACK_RATE_LIMIT_STEADY": "0"}
+
+
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped at the end."""
@@ -166,7 +172,12 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         database_url: str, *, env: dict[str, str] | None = None, args: list[str] | None = None
     ) -> Server:
         port = free_port()
-        full_env = {**os.environ, "CARTBACK_DATABASE_URL": database_url, "CARTBACK_TICK_SECONDS": "0.05"}
+        full_env = {
+            **os.environ,
+            "CARTBACK_DATABASE_URL": database_url,
+            "CARTBACK_TICK_SECONDS": "0.05",
+            **NO_RATE_LIMITS,
+        }
         full_env.update(env or {})
         server = Server(
             url=f"http://127.0.0.1:{port}",
@@ -199,7 +210,8 @@ def app_client(db_url: str, make_workspace: Callable[[], Tenant]) -> Iterator[Ap
     from cartback.settings import Settings
 
     tenant = make_workspace()
-    with TestClient(create_app(Settings(database_url=db_url)), raise_server_exceptions=False) as client:
+    settings = Settings(database_url=db_url, rate_limit_burst=0, rate_limit_steady=0)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         client.headers["Authorization"] = f"Bearer {tenant.key}"
         yield ApiClient(client, tenant, make_workspace)
 

@@ -12,9 +12,10 @@ from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
 from cartback import __version__, dashboard
-from cartback.api import deps, limits, public, segment, sequenzy
+from cartback.api import deps, limits, public, ratelimits, segment, sequenzy
 from cartback.api import errors as api_errors
 from cartback.core import attribution, automations, webhooks
+from cartback.core import ratelimits as budgets
 from cartback.core.clock import Clock, system_clock
 from cartback.delivery import sender
 from cartback.delivery import webhooks as webhook_sender
@@ -109,13 +110,20 @@ def create_app(
         summary="Abandoned-checkout recovery: Sequenzy-, Klaviyo- and Segment-compatible APIs.",
         lifespan=lifespan,
     )
-    app.state.services = deps.Services(settings=settings, db=db, clock=clock, keys=deps.KeyCache(db, clock))
+    keys = deps.KeyCache(db, clock)
+    app.state.services = deps.Services(settings=settings, db=db, clock=clock, keys=keys)
     api_errors.install(app)
     sequenzy.install(app)
     segment.install(app)
     public.install(app)
     dashboard.install(app)
     app.add_middleware(limits.BodyLimits, max_bytes=settings.max_body_bytes)
+    policy = budgets.Policy(burst=settings.rate_limit_burst, steady=settings.rate_limit_steady)
+    if policy.enabled:
+        # Added last, so it runs first: a throttled request costs no body read.
+        limiter = budgets.Limiter(policy, budgets.counter_for(db), clock)
+        app.state.limiter = limiter
+        app.add_middleware(ratelimits.RateLimits, keys=keys, limiter=limiter)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

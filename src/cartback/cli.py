@@ -3,6 +3,8 @@ the environment."""
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -188,30 +190,64 @@ def workspace_create(name: Annotated[str, typer.Argument(help="A unique name.")]
     print(ws.id)
 
 
+_DURATION = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_expiry(text: str, now: datetime) -> datetime:
+    """`30d`, `12h`, `90m`, `2w` from now, or an ISO 8601 date or time (UTC unless it says otherwise)."""
+    if match := _DURATION.match(text):
+        return now + timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise errors.InvalidInput(
+            f"--expires {text!r}: give a duration such as 30d, 12h, 90m, 2w or an ISO date such as 2027-01-31"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 @apikey_app.command("create")
 def apikey_create(
     workspace: Annotated[str, typer.Option(help="Workspace name.")],
     scope: Annotated[
         list[str] | None,
-        typer.Option(help=f"Repeatable; one of {', '.join(workspaces.ALL_SCOPES)}. Default: all."),
+        typer.Option(
+            help=f"Repeatable; one of {', '.join(workspaces.ALL_SCOPES)} (admin implies the others). "
+            "Default: all."
+        ),
     ] = None,
     name: Annotated[str, typer.Option(help="A label to recognise the key by.")] = "",
+    expires: Annotated[
+        str | None,
+        typer.Option(
+            "--expires",
+            "--expires-in",
+            help="When the key stops working: a duration from now (30d, 12h, 90m, 2w) or an ISO date/time.",
+        ),
+    ] = None,
 ) -> None:
     """Create an API key. The secret is printed alone on the last line; only its hash is stored."""
     db = _database(Settings())
+    now = system_clock.now()
 
-    def create(tx: workspaces.Tx) -> str:
+    def create(tx: workspaces.Tx) -> tuple[workspaces.ApiKey, str]:
         ws = workspaces.get_workspace_by_name(tx, workspace)
-        _, secret = workspaces.create_api_key(
-            tx, ws.id, system_clock.now(), scopes=tuple(scope or workspaces.ALL_SCOPES), name=name
+        expires_at = parse_expiry(expires, now) if expires else None
+        return workspaces.create_api_key(
+            tx, ws.id, now, scopes=tuple(scope or workspaces.ALL_SCOPES), name=name, expires_at=expires_at
         )
-        return secret
 
     try:
-        secret = db.write_sync(create)
+        key, secret = db.write_sync(create)
     except errors.CartbackError as exc:
         _fail(exc)
-    err.print(f"API key for workspace {workspace!r} (shown only this once):")
+    until = f", expires {key.expires_at.isoformat()}" if key.expires_at else ""
+    err.print(
+        f"API key {key.id} for workspace {workspace!r} (scopes {', '.join(key.scopes)}{until}); "
+        "the secret is shown only this once:",
+        highlight=False,
+    )
     print(secret)
 
 
@@ -237,3 +273,47 @@ def user_create(
         _fail(exc)
     err.print(f"Created dashboard user {user.email!r} in workspace {workspace!r}.")
     print(user.id)
+
+
+@apikey_app.command("list")
+def apikey_list(workspace: Annotated[str, typer.Option(help="Workspace name.")]) -> None:
+    """List a workspace's keys: id, prefix, name, scopes, created, expires, state. Secrets are never shown."""
+    db = _database(Settings())
+
+    def read(tx: workspaces.Tx) -> list[workspaces.ApiKey]:
+        return workspaces.list_api_keys(tx, workspaces.get_workspace_by_name(tx, workspace).id)
+
+    try:
+        keys = db.read_sync(read)
+    except errors.CartbackError as exc:
+        _fail(exc)
+    now = system_clock.now()
+    for key in keys:
+        if key.revoked_at is not None:
+            state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}"
+        elif key.expires_at is not None and key.expires_at <= now:
+            state = "expired"
+        else:
+            state = "active"
+        expiry = f"{key.expires_at:%Y-%m-%d %H:%M}" if key.expires_at else "never"
+        created = f"{key.created_at:%Y-%m-%d %H:%M}"
+        print("\t".join([key.id, key.prefix, key.name or "-", ",".join(key.scopes), created, expiry, state]))
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(
+    key: Annotated[str, typer.Argument(help="The key's id (key_...) or prefix, as `apikey list` shows it.")],
+    workspace: Annotated[str, typer.Option(help="Workspace name.")],
+) -> None:
+    """Revoke a key: requests with it get 401 (running servers notice within a few seconds)."""
+    db = _database(Settings())
+
+    def revoke(tx: workspaces.Tx) -> workspaces.ApiKey:
+        ws = workspaces.get_workspace_by_name(tx, workspace)
+        return workspaces.revoke_api_key(tx, ws.id, key, system_clock.now())
+
+    try:
+        revoked = db.write_sync(revoke)
+    except errors.CartbackError as exc:
+        _fail(exc)
+    err.print(f"revoked API key {revoked.id} ({revoked.prefix}) of workspace {workspace!r}", highlight=False)

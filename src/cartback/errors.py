@@ -8,6 +8,7 @@
     ├── Conflict             409: the request contradicts stored state (not used for replays)
     ├── PayloadTooLarge      413
     ├── UnsupportedMediaType 415
+    ├── RateLimited          429: the key spent its request budget; retry after the window resets
     └── Unavailable          503: the store could not commit; the client may retry
 
 Each API module turns these into its vendor's error envelope; routes never build error bodies.
@@ -74,6 +75,13 @@ class UnsupportedMediaType(CartbackError):
 
     status_code = 415
     code = "unsupported_media_type"
+
+
+class RateLimited(CartbackError):
+    """Too many requests for this API key; retry after the time given in Retry-After."""
+
+    status_code = 429
+    code = "rate_limited"
 
 
 class Unavailable(CartbackError):

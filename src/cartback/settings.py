@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     attribution_window_days: float = Field(5.0, gt=0, le=90)
     attribution_receipt_hours: float = Field(24.0, ge=0, le=90 * 24)
 
+    # Rate limits per API key and API surface (docs/ratelimits.md): a burst per second and a steady rate per
+    # minute, both enforced, as Klaviyo publishes its tiers (these defaults are its tier for creating events).
+    # 0 lifts that limit; both 0 turns rate limiting off.
+    rate_limit_burst: int = Field(350, ge=0)
+    rate_limit_steady: int = Field(3500, ge=0)
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -113,3 +114,55 @@ def test_cli_explain_names_the_failing_filter(tmp_path):
     assert "trigger filter failed: value greater_than 100 failed: found [25.0]" in result.stdout.replace(
         "\n", " "
     )
+
+
+def test_cli_apikey_scopes_expiry_list_and_revoke(tmp_path, start_server):
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    assert cartback(url, "workspace", "create", "shop").returncode == 0
+    made = cartback(url, "apikey", "create", "--workspace", "shop", "--scope", "read", "--expires", "30d")
+    assert made.returncode == 0, made.stderr
+    secret = made.stdout.strip().splitlines()[-1]
+    assert "scopes read" in made.stderr and "expires" in made.stderr
+    key_id = made.stderr.split("API key ", 1)[1].split()[0]
+    assert key_id.startswith("key_")
+
+    listed = cartback(url, "apikey", "list", "--workspace", "shop")
+    assert listed.returncode == 0, listed.stderr
+    (row,) = [line.split("\t") for line in listed.stdout.splitlines()]
+    assert row[0] == key_id and row[1] == secret[:10] and row[3] == "read" and row[-1] == "active"
+    assert secret not in listed.stdout
+
+    server = start_server(url)
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert httpx.get(server.api + "/subscribers", headers=headers).status_code == 200
+    forbidden = httpx.post(server.api + "/checkouts", json=SEED_BODY, headers=headers)
+    assert forbidden.status_code == 403 and "'events:write' scope" in forbidden.json()["error"]
+
+    revoked = cartback(url, "apikey", "revoke", key_id, "--workspace", "shop")
+    assert revoked.returncode == 0, revoked.stderr
+    # The running server caches keys for a few seconds; then the revoked key is refused.
+    deadline = time.monotonic() + 10
+    while (status := httpx.get(server.api + "/subscribers", headers=headers).status_code) == 200:
+        assert time.monotonic() < deadline, "revoked key still accepted"
+        time.sleep(0.2)
+    assert status == 401
+    assert cartback(url, "apikey", "list", "--workspace", "shop").stdout.split("\t")[-1].startswith("revoked")
+
+
+@pytest.mark.parametrize(
+    ("expires", "message"),
+    [("soon", "give a duration such as 30d"), ("2001-01-01", "already past")],
+)
+def test_cli_apikey_create_refuses_a_bad_expiry(tmp_path, expires, message):
+    url = f"sqlite:///{tmp_path / 'bad.db'}"
+    assert cartback(url, "workspace", "create", "shop").returncode == 0
+    result = cartback(url, "apikey", "create", "--workspace", "shop", "--expires", expires)
+    assert result.returncode == 1
+    assert message in result.stderr
+
+
+def test_cli_apikey_revoke_unknown_key_fails(tmp_path):
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    assert cartback(url, "workspace", "create", "shop").returncode == 0
+    result = cartback(url, "apikey", "revoke", "key_nope", "--workspace", "shop")
+    assert result.returncode == 1 and "no API key 'key_nope'" in result.stderr

@@ -83,8 +83,11 @@ def _client(url: str) -> Iterator[Any]:
 
     key = db.write_sync(create)
     db.close()
-    # Durability is not under test here; NORMAL spares SQLite an fsync per request.
-    settings_ = Settings(database_url=url, sqlite_synchronous="NORMAL")
+    # Durability is not under test here; NORMAL spares SQLite an fsync per request. Thousands of requests
+    # with one key would run into the default rate limits, which tests/integration/test_ratelimits.py checks.
+    settings_ = Settings(
+        database_url=url, sqlite_synchronous="NORMAL", rate_limit_burst=0, rate_limit_steady=0
+    )
     with TestClient(create_app(settings_, run_worker=False), raise_server_exceptions=False) as client:
         client.headers["Authorization"] = f"Bearer {key}"
         yield client

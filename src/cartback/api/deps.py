@@ -38,7 +38,9 @@ class KeyCache:
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
         self._clock = clock
-        self._entries: dict[str, tuple[float, workspaces.ApiKey]] = {}
+        # Unknown secrets are cached too (as None): the rate limiter and the route both authenticate, and a
+        # stream of made-up keys should not cost a query each twice. A secret cannot become valid later.
+        self._entries: dict[str, tuple[float, workspaces.ApiKey | None]] = {}
 
     async def authenticate(self, secret: str) -> Principal:
         if not secret:
@@ -46,14 +48,13 @@ class KeyCache:
         hit = self._entries.get(secret)
         if hit is None or hit[0] < time.monotonic():
             key = await self._db.read(lambda tx: workspaces.find_api_key(tx, secret))
-            if key is None:
-                self._entries.pop(secret, None)
-                raise errors.Unauthorized("invalid API key")
             if len(self._entries) > 10_000:
                 self._entries.clear()
             self._entries[secret] = (time.monotonic() + KEY_CACHE_SECONDS, key)
         else:
             key = hit[1]
+        if key is None:
+            raise errors.Unauthorized("invalid API key")
         now = self._clock.now()
         if key.revoked_at is not None:
             raise errors.Unauthorized("this API key has been revoked")

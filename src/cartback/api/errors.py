@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from cartback import errors
+from cartback.api import scopes
 
 Renderer = Callable[[errors.CartbackError], Response]
 
@@ -67,6 +68,7 @@ _STATUS_ERRORS: dict[int, type[errors.CartbackError]] = {
     409: errors.Conflict,
     413: errors.PayloadTooLarge,
     415: errors.UnsupportedMediaType,
+    429: errors.RateLimited,
 }
 
 
@@ -78,6 +80,7 @@ _DOCUMENTED: dict[str, str] = {
     "403": "The key's scopes do not allow this",
     "404": "No such object in this workspace",
     "409": "The request conflicts with stored state",
+    "429": "The key's rate limit is spent; retry after Retry-After seconds (docs/ratelimits.md)",
     "503": "The store could not commit; retry",
 }
 _DOCUMENTED_WITH_BODY = {
@@ -102,6 +105,7 @@ def _document_errors(app: FastAPI) -> None:
                     continue
                 responses = operation["responses"]
                 responses.pop("422", None)
+                operation.setdefault(scopes.OPENAPI_KEY, scopes.default_for(method))
                 documented = dict(_DOCUMENTED)
                 if method in ("post", "put", "patch", "delete"):
                     documented.update(_DOCUMENTED_WITH_BODY)

@@ -555,3 +555,19 @@ users = Table(
     UniqueConstraint("email_key"),
     Index(None, "workspace_id"),
 )
+
+# Shared request counts of the rate limiter (core/ratelimits.py, store/ratelimits.py): one row per API surface
+# and key (`bucket`, e.g. "/api/v1 key_..."), holding the current second's and minute's counts. Not tenant
+# data, so no workspace_id; on PostgreSQL the table is UNLOGGED (counts need not survive a crash, and
+# skipping the WAL keeps a lease cheap).
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("bucket", String(100), primary_key=True),
+    Column("second", BigInteger, nullable=False),
+    Column("second_used", BigInteger, nullable=False),
+    Column("minute", BigInteger, nullable=False),
+    Column("minute_used", BigInteger, nullable=False),
+    # What the last lease granted: RETURNING sees only new values, so the grant is stored to be returned.
+    Column("granted", BigInteger, nullable=False),
+)

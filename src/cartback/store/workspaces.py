@@ -7,6 +7,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -82,7 +83,13 @@ def create_api_key(
     """Return the key and its secret; the secret is not stored and cannot be shown again."""
     unknown = set(scopes) - set(ALL_SCOPES)
     if unknown:
-        raise errors.InvalidInput(f"unknown scope(s): {', '.join(sorted(unknown))}")
+        raise errors.InvalidInput(
+            f"unknown scope(s): {', '.join(sorted(unknown))}; known: {', '.join(ALL_SCOPES)}"
+        )
+    if not scopes:
+        raise errors.InvalidInput("a key needs at least one scope")
+    if expires_at is not None and expires_at <= now:
+        raise errors.InvalidInput("the expiry time is already past")
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(ids.new_id("key"), workspace_id, name, secret[:10], tuple(scopes), now, expires_at, None)
     tx.execute(
@@ -100,10 +107,7 @@ def create_api_key(
     return key, secret
 
 
-def find_api_key(tx: Tx, secret: str) -> ApiKey | None:
-    row = tx.execute(sa.select(api_keys).where(api_keys.c.key_hash == hash_key(secret))).first()
-    if row is None:
-        return None
+def _api_key(row: sa.Row[Any]) -> ApiKey:
     return ApiKey(
         row.id,
         row.workspace_id,
@@ -114,6 +118,38 @@ def find_api_key(tx: Tx, secret: str) -> ApiKey | None:
         row.expires_at,
         row.revoked_at,
     )
+
+
+def find_api_key(tx: Tx, secret: str) -> ApiKey | None:
+    row = tx.execute(sa.select(api_keys).where(api_keys.c.key_hash == hash_key(secret))).first()
+    return None if row is None else _api_key(row)
+
+
+def list_api_keys(tx: Tx, workspace_id: str) -> list[ApiKey]:
+    rows = tx.execute(
+        sa.select(api_keys)
+        .where(api_keys.c.workspace_id == workspace_id)
+        .order_by(api_keys.c.created_at, api_keys.c.id)
+    )
+    return [_api_key(row) for row in rows]
+
+
+def revoke_api_key(tx: Tx, workspace_id: str, ident: str, now: datetime) -> ApiKey:
+    """Revoke the key with id or prefix `ident` (as `apikey list` shows them). Revoking twice keeps the first
+    time. Nodes stop accepting the key within the key cache's lifetime (api/deps.py)."""
+    column = api_keys.c.id if ident.startswith("key_") else api_keys.c.prefix
+    rows = tx.execute(
+        sa.select(api_keys).where(api_keys.c.workspace_id == workspace_id, column == ident)
+    ).all()
+    if not rows:
+        raise errors.NotFound(f"no API key {ident!r} in this workspace")
+    if len(rows) > 1:
+        raise errors.Conflict(f"several keys start with {ident!r}; give the key id instead")
+    key = _api_key(rows[0])
+    if key.revoked_at is not None:
+        return key
+    tx.execute(api_keys.update().where(api_keys.c.id == key.id).values(revoked_at=now))
+    return _api_key(tx.execute(sa.select(api_keys).where(api_keys.c.id == key.id)).one())
 
 
 def get_setting(tx: Tx, key: str) -> str | None:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from starlette.responses import JSONResponse, Response
 
 from cartback import errors
-from cartback.api import deps
+from cartback.api import deps, scopes
 from cartback.api import errors as api_errors
 
 PREFIX = "/api/v1"
@@ -24,8 +24,10 @@ def render_error(exc: errors.CartbackError) -> Response:
 
 
 async def principal(request: Request) -> deps.Principal:
-    """Bearer-key authentication; the key's workspace scopes every query the route makes."""
-    return await deps.services_of(request).keys.authenticate(deps.bearer_token(request))
+    """Bearer-key authentication; the key's workspace scopes every query the route makes, and the key's
+    scopes must allow the route (api/scopes.py)."""
+    who = await deps.services_of(request).keys.authenticate(deps.bearer_token(request))
+    return scopes.check(request, who)
 
 
 def router() -> APIRouter:

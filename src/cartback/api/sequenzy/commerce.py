@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from cartback.api import deps
+from cartback.api import deps, scopes
 from cartback.api.sequenzy import models, principal
 from cartback.core import checkouts, orders
 
@@ -33,7 +33,7 @@ class TrackCheckoutResponse(BaseModel):
     eventId: str
 
 
-@router.post("/checkouts", response_model=TrackCheckoutResponse)
+@router.post("/checkouts", response_model=TrackCheckoutResponse, **scopes.requires(scopes.EVENTS_WRITE))
 async def track_checkout_started(
     body: TrackCheckoutRequest,
     who: deps.Principal = Depends(principal),
@@ -88,7 +88,7 @@ class PushOrderResponse(BaseModel):
     duplicate: bool
 
 
-@router.post("/orders", response_model=PushOrderResponse)
+@router.post("/orders", response_model=PushOrderResponse, **scopes.requires(scopes.EVENTS_WRITE))
 async def push_order(
     body: PushOrderRequest,
     who: deps.Principal = Depends(principal),

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from pydantic import Field
 
-from cartback.api import deps
+from cartback.api import deps, scopes
 from cartback.api.sequenzy import models, principal
 from cartback.core import subscribers
 
@@ -38,7 +38,7 @@ def _subscriber(result: subscribers.TriggerResult) -> dict[str, Any]:
     return {"id": sub.id, "email": sub.email, "created": result.created}
 
 
-@router.post("/subscribers/events")
+@router.post("/subscribers/events", **scopes.requires(scopes.EVENTS_WRITE))
 async def trigger_event(
     body: TriggerEventRequest, who: Who = Depends(principal), svc: Svc = Depends(deps.services)
 ) -> dict[str, Any]:
@@ -79,7 +79,7 @@ class TriggerBulkRequest(models.IdentityBody):
     events: list[BulkEventItem] = Field(min_length=1, max_length=subscribers.EVENTS_PER_REQUEST)
 
 
-@router.post("/subscribers/events/bulk")
+@router.post("/subscribers/events/bulk", **scopes.requires(scopes.EVENTS_WRITE))
 async def trigger_events_bulk(
     body: TriggerBulkRequest, who: Who = Depends(principal), svc: Svc = Depends(deps.services)
 ) -> dict[str, Any]:

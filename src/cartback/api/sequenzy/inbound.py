@@ -1,8 +1,9 @@
 """Bounce and complaint notifications from mail providers: /api/v1/inbound/{bounces,ses,postmark}.
 
-Authentication is the workspace's API key, as a Bearer token or as the HTTP Basic password (Amazon SNS
-and Postmark can only carry credentials in the URL: `https://x:KEY@host/api/v1/inbound/ses`). A 401
-here carries `WWW-Authenticate: Basic` so that a client which waits for a challenge sends them.
+Authentication is the workspace's API key (scope `events:write` suffices), as a Bearer token or as the
+HTTP Basic password (Amazon SNS and Postmark can only carry credentials in the URL:
+`https://x:KEY@host/api/v1/inbound/ses`). A 401 here carries `WWW-Authenticate: Basic` so that a client
+which waits for a challenge sends them.
 
 Every notification is idempotent: a replay (SNS and Postmark retry) finds the suppression already there,
 and a soft bounce records its `email.delivery_delayed` event once per provider notification id. Hard
@@ -27,7 +28,7 @@ from pydantic import Field
 from starlette.exceptions import HTTPException
 
 from cartback import errors
-from cartback.api import deps
+from cartback.api import deps, scopes
 from cartback.api.sequenzy import PREFIX, models
 from cartback.core import suppressions
 from cartback.store.db import Tx
@@ -59,9 +60,10 @@ async def inbound_principal(request: Request) -> deps.Principal:
     else:
         raise _challenge("missing API key: send it as a Bearer token or as the Basic auth password")
     try:
-        return await deps.services_of(request).keys.authenticate(secret)
+        who = await deps.services_of(request).keys.authenticate(secret)
     except errors.Unauthorized as exc:
         raise _challenge(exc.message) from exc
+    return scopes.check(request, who)
 
 
 router = APIRouter(prefix=PREFIX + "/inbound", tags=["inbound"])
@@ -134,7 +136,7 @@ class GenericNotice(models.WireModel):
         )
 
 
-@router.post("/bounces")
+@router.post("/bounces", **scopes.requires(scopes.EVENTS_WRITE))
 async def generic_notifications(
     body: GenericNotice | list[GenericNotice],
     who: Who = Depends(inbound_principal),
@@ -212,7 +214,7 @@ def ses_notices(message: dict[str, Any], notice_id: str | None) -> list[suppress
     return []
 
 
-@router.post("/ses")
+@router.post("/ses", **scopes.requires(scopes.EVENTS_WRITE))
 async def ses_notifications(
     request: Request, who: Who = Depends(inbound_principal), svc: Svc = Depends(deps.services)
 ) -> dict[str, Any]:
@@ -303,7 +305,7 @@ def postmark_notice(record: dict[str, Any]) -> suppressions.Notice | None:
     return None
 
 
-@router.post("/postmark")
+@router.post("/postmark", **scopes.requires(scopes.EVENTS_WRITE))
 async def postmark_notifications(
     request: Request, who: Who = Depends(inbound_principal), svc: Svc = Depends(deps.services)
 ) -> dict[str, Any]:

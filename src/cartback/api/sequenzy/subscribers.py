@@ -13,7 +13,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import Field
 
-from cartback.api import deps
+from cartback.api import deps, scopes
 from cartback.api.sequenzy import models, principal
 from cartback.core import subscribers
 from cartback.store import subscribers as subscriber_store
@@ -68,7 +68,7 @@ class CreateSubscriberRequest(models.WireModel):
         )
 
 
-@router.post("/subscribers")
+@router.post("/subscribers", **scopes.requires(scopes.EVENTS_WRITE))
 async def create_subscriber(
     body: CreateSubscriberRequest, who: Who = Depends(principal), svc: Svc = Depends(deps.services)
 ) -> dict[str, Any]:

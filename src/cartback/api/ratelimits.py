@@ -1,0 +1,116 @@
+"""Rate limits on every API surface, as ASGI middleware in front of the routes (and of the body limits, so a
+throttled client costs no body read).
+
+A request is counted against (surface, API key): the surface is the longest registered path prefix it
+falls under (/api/v1 Sequenzy, /api Klaviyo, /v1 Segment), and the key is taken from whichever form of
+`Authorization` the surface speaks: `Bearer <key>`, `Klaviyo-API-Key <key>`, or HTTP Basic with the key as
+the password, or as the user name when the password is empty (Segment). The key must authenticate (cached,
+api/deps.py) before it is counted, so made-up keys create no counters; requests without a valid key go on
+to the route, which answers 401 in the surface's envelope. The budget itself is core/ratelimits.py.
+
+Every counted response carries `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (of the window
+closest to running out) and `RateLimit-Policy`; a 429 also carries an integer `Retry-After` and the
+surface's error envelope.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cartback import errors
+from cartback.api import deps
+from cartback.api import errors as api_errors
+from cartback.core import ratelimits
+
+# Longest first: /api/v1 (Sequenzy) is inside /api (Klaviyo).
+SURFACES = ("/api/v1", "/api", "/v1")
+
+
+def credential(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The API key in `Authorization`, in any of the surfaces' forms; None when there is none."""
+    for name, value in headers:
+        if name != b"authorization":
+            continue
+        scheme, _, rest = value.decode("latin-1").strip().partition(" ")
+        scheme, rest = scheme.lower(), rest.strip()
+        if scheme in ("bearer", "klaviyo-api-key"):
+            return rest or None
+        if scheme == "basic":
+            try:
+                user, _, password = base64.b64decode(rest, validate=True).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                return None
+            return password or user or None
+        return None
+    return None
+
+
+def surface_of(path: str, prefixes: tuple[str, ...] = SURFACES) -> str | None:
+    for prefix in prefixes:
+        if path == prefix or path.startswith(prefix + "/"):
+            return prefix
+    return None
+
+
+def headers_for(decision: ratelimits.Decision, policy: bytes) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"ratelimit-limit", str(decision.limit).encode()),
+        (b"ratelimit-remaining", str(decision.remaining).encode()),
+        (b"ratelimit-reset", str(decision.reset).encode()),
+        (b"ratelimit-policy", policy),
+    ]
+
+
+class RateLimits:
+    """ASGI middleware: count each API request against its key's budget; 429 once it is spent."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        keys: deps.KeyCache,
+        limiter: ratelimits.Limiter,
+        prefixes: tuple[str, ...] = SURFACES,
+    ) -> None:
+        self.app = app
+        self.keys = keys
+        self.limiter = limiter
+        self.prefixes = tuple(sorted(prefixes, key=len, reverse=True))
+        self.policy = limiter.policy.header().encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        surface = surface_of(path, self.prefixes)
+        secret = credential(scope["headers"]) if surface is not None else None
+        if secret is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            who = await self.keys.authenticate(secret)
+        except errors.CartbackError:  # unknown, revoked or expired: the route says so in its envelope
+            await self.app(scope, receive, send)
+            return
+        decision = await self.limiter.acquire(f"{surface} {who.key_id}")
+        extra = headers_for(decision, self.policy)
+        if not decision.allowed:
+            window = "second" if decision.window == 1 else "minute"
+            exc = errors.RateLimited(
+                f"rate limit exceeded: this API key may make {decision.limit} requests per {window} here; "
+                f"retry in {decision.retry_after} s"
+            )
+            response = api_errors.render(path, exc)
+            response.raw_headers.extend([*extra, (b"retry-after", str(decision.retry_after).encode())])
+            await response(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
