@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import secrets
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from fastapi import FastAPI
-from starlette.responses import JSONResponse
+import anyio.to_thread
+import prometheus_client
+from fastapi import FastAPI, Request
+from starlette.responses import JSONResponse, Response
 
 from cartback import __version__, dashboard
-from cartback.api import deps, limits, public, ratelimits, segment, sequenzy
+from cartback import metrics as metrics_module
+from cartback.api import access, deps, limits, public, ratelimits, segment, sequenzy
 from cartback.api import errors as api_errors
 from cartback.core import attribution, automations, webhooks
 from cartback.core import ratelimits as budgets
@@ -21,8 +26,11 @@ from cartback.delivery import sender
 from cartback.delivery import webhooks as webhook_sender
 from cartback.scheduler.worker import Worker
 from cartback.settings import Settings
-from cartback.store import workspaces
+from cartback.store import enrollments, workspaces
 from cartback.store.db import Database
+
+# Of the shutdown budget, what is kept for giving back leases and the writer's last commit.
+_SHUTDOWN_RESERVE_SECONDS = 1.0
 
 
 def engine_options(settings: Settings) -> automations.Options:
@@ -33,7 +41,9 @@ def engine_options(settings: Settings) -> automations.Options:
     )
 
 
-def build_worker(settings: Settings, db: Database, clock: Clock) -> Worker:
+def build_worker(
+    settings: Settings, db: Database, clock: Clock, metrics: metrics_module.Metrics | None = None
+) -> Worker:
     worker = Worker(
         db,
         clock,
@@ -41,13 +51,14 @@ def build_worker(settings: Settings, db: Database, clock: Clock) -> Worker:
         tick_seconds=settings.tick_seconds,
         batch_size=settings.worker_batch,
         lease_seconds=settings.lease_seconds,
+        metrics=metrics,
     )
     worker.event_hooks.append(webhooks.queue_for_event)
     worker.event_hooks.append(attribution.hook(attribution_rules(settings)))
-    worker.duties.append(sender.duty_for(settings))
-    worker.duties.append(
-        webhook_sender.Sender(webhook_policy(settings), timeout=settings.webhook_timeout_seconds)
-    )
+    worker.duties.append(sender.duty_for(settings, worker.metrics))
+    hooks = webhook_sender.Sender(webhook_policy(settings), timeout=settings.webhook_timeout_seconds)
+    worker.duties.append(hooks)
+    worker.on_stop.append(hooks.wait_idle)
     return worker
 
 
@@ -56,6 +67,20 @@ def attribution_rules(settings: Settings) -> attribution.Rules:
         engagement_window=timedelta(days=settings.attribution_window_days),
         receipt_window=timedelta(hours=settings.attribution_receipt_hours),
     )
+
+
+def process_metrics(db: Database) -> metrics_module.Metrics:
+    """The metrics of one process: its own registry, the writer's batch sizes and the enrollment gauge."""
+    metrics = metrics_module.Metrics()
+    db.batch_observers.append(metrics.commit)
+    metrics.add_enrollment_gauge(lambda: db.read_sync(enrollments.count_by_status))
+    return metrics
+
+
+def worker_budget(settings: Settings, began: float | None) -> float:
+    """Seconds the worker may still take to stop, of the shutdown budget counted from `began`."""
+    deadline = (began if began is not None else time.monotonic()) + settings.shutdown_seconds
+    return max(0.0, deadline - _SHUTDOWN_RESERVE_SECONDS - time.monotonic())
 
 
 def webhook_policy(settings: Settings) -> webhooks.Policy:
@@ -85,23 +110,36 @@ def create_app(
         sqlite_synchronous=settings.sqlite_synchronous,
         batch_max=settings.commit_batch_max,
     )
+    metrics = process_metrics(db)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if migrate:
             db.migrate()
         await db.start()
-        worker = build_worker(settings, db, clock) if run_worker else None
+        worker = build_worker(settings, db, clock, metrics) if run_worker else None
         if worker is not None:
             db.commit_listeners.append(worker.wake)
         task = asyncio.create_task(worker.run(), name="cartback-worker") if worker else None
         app.state.worker = worker
+        loop = asyncio.get_running_loop()
+        began: list[float] = []
+
+        def begin_shutdown() -> None:
+            """Called from the signal handler (`cartback serve`): the worker stops while the server drains
+            its requests, rather than after."""
+            if not began:
+                began.append(time.monotonic())
+                if worker is not None:
+                    loop.call_soon_threadsafe(worker.stop)
+
+        app.state.begin_shutdown = begin_shutdown
         try:
             yield
         finally:
             if worker is not None and task is not None:
-                worker.stop()
-                await task
+                await worker.stop_within(task, worker_budget(settings, began[0] if began else None))
+            # Commits what in-flight requests and the worker queued, then stops the writer.
             await db.stop()
 
     app = FastAPI(
@@ -112,6 +150,7 @@ def create_app(
     )
     keys = deps.KeyCache(db, clock)
     app.state.services = deps.Services(settings=settings, db=db, clock=clock, keys=keys)
+    app.state.metrics = metrics
     api_errors.install(app)
     sequenzy.install(app)
     segment.install(app)
@@ -124,6 +163,8 @@ def create_app(
         limiter = budgets.Limiter(policy, budgets.counter_for(db), clock)
         app.state.limiter = limiter
         app.add_middleware(ratelimits.RateLimits, keys=keys, limiter=limiter)
+    # Last added, so outermost: it sees every answer, the rate limits' 429s and the body limits' 413s too.
+    app.add_middleware(access.AccessLog, metrics=metrics)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
@@ -138,5 +179,25 @@ def create_app(
         except Exception as exc:
             return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ok", "database": db.dialect})
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics_endpoint(request: Request) -> Response:
+        """Prometheus text format. Open like /healthz unless CARTBACK_METRICS_TOKEN is set."""
+        if settings.metrics_token:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                token.strip().encode(), settings.metrics_token.encode()
+            ):
+                return JSONResponse(
+                    {
+                        "error": "send 'Authorization: Bearer <CARTBACK_METRICS_TOKEN>'",
+                        "code": "unauthorized",
+                    },
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        # The enrollment gauge queries the database: off the event loop.
+        body = await anyio.to_thread.run_sync(prometheus_client.generate_latest, metrics.registry)
+        return Response(body, media_type=prometheus_client.CONTENT_TYPE_LATEST)
 
     return app

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from cartback import errors
+from cartback import errors, logs
 from cartback.core.clock import system_clock
 from cartback.settings import Settings
 from cartback.store import workspaces
@@ -47,30 +47,18 @@ def serve(
     ] = False,
 ) -> None:
     """Run the HTTP API and, unless --no-worker, the scheduler in the same process. Migrates the database
-    first (CARTBACK_DATABASE_URL; scheduler tick: CARTBACK_TICK_SECONDS)."""
-    import uvicorn
-
+    first (CARTBACK_DATABASE_URL; scheduler tick: CARTBACK_TICK_SECONDS). SIGTERM stops it gracefully
+    within CARTBACK_SHUTDOWN_SECONDS; logs go to stderr as CARTBACK_LOG_FORMAT says."""
+    from cartback import server
     from cartback.app import create_app
 
     settings = Settings()
+    logs.configure(settings.log_format, settings.log_level)
     db = _database(settings)
     _first_start(db)
     db.write_engine.dispose()
     application = create_app(settings, migrate=False, run_worker=not no_worker)
-    # cartback's own loggers (the writer's batch summary, worker notices) go where uvicorn's go.
-    log_config = dict(uvicorn.config.LOGGING_CONFIG)
-    log_config["loggers"] = {
-        **log_config["loggers"],
-        "cartback": {"handlers": ["default"], "level": settings.log_level.upper(), "propagate": False},
-    }
-    uvicorn.run(
-        application,
-        host=host,
-        port=port,
-        access_log=False,
-        log_level=settings.log_level,
-        log_config=log_config,
-    )
+    server.run(application, settings, host=host, port=port)
 
 
 def _first_start(db: Database) -> None:
@@ -94,29 +82,52 @@ def worker(
     concurrency: Annotated[
         int, typer.Option(help="Enrollments claimed and run per round (CARTBACK_WORKER_BATCH).")
     ] = 0,
+    metrics_port: Annotated[
+        int, typer.Option(help="Serve Prometheus metrics on this port at /metrics (0: off).")
+    ] = 0,
+    metrics_host: Annotated[
+        str, typer.Option(help="Interface for --metrics-port; 0.0.0.0 to let a scraper on another host in.")
+    ] = "127.0.0.1",
 ) -> None:
     """Run the scheduler alone: dispatch events and run due steps. Start several next to
-    `serve --no-worker` nodes on PostgreSQL; they share the work through leases."""
+    `serve --no-worker` nodes on PostgreSQL; they share the work through leases. SIGTERM finishes the
+    current round, gives back its leases and exits within CARTBACK_SHUTDOWN_SECONDS."""
     import asyncio
     import signal
+    import time
 
-    from cartback.app import build_worker
+    import prometheus_client
+
+    from cartback.app import build_worker, process_metrics, worker_budget
     from cartback.core.clock import system_clock as clock
 
     settings = Settings()
+    logs.configure(settings.log_format, settings.log_level)
     if concurrency:
         settings = settings.model_copy(update={"worker_batch": concurrency})
     db = _database(settings)
+    metrics = process_metrics(db)
+    if metrics_port:
+        prometheus_client.start_http_server(metrics_port, addr=metrics_host, registry=metrics.registry)
 
     async def main() -> None:
         await db.start()
-        runner = build_worker(settings, db, clock)
+        runner = build_worker(settings, db, clock, metrics)
+        task = asyncio.create_task(runner.run(), name="cartback-worker")
+        signalled = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, runner.stop)
+            loop.add_signal_handler(sig, signalled.set)
+        stop_wait = asyncio.create_task(signalled.wait())
         try:
-            await runner.run()
+            await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            began = time.monotonic()
+            if not task.done():
+                await runner.stop_within(task, worker_budget(settings, began))
+            else:
+                task.result()  # the loop ended on its own: an error is worth seeing
         finally:
+            stop_wait.cancel()
             await db.stop()
 
     asyncio.run(main())

@@ -28,7 +28,15 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(60.0, gt=0)
     # Enrollments one worker claims (and events it dispatches) per round.
     worker_batch: int = Field(200, gt=0)
-    log_level: str = "info"
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    # json: one JSON object per line; console: aligned text; auto: console on a terminal, else json.
+    log_format: Literal["auto", "json", "console"] = "auto"
+    # On SIGTERM/SIGINT the process stops accepting, finishes in-flight requests and the worker's round,
+    # gives back its leases and exits within about this long (under Docker's 10 s before SIGKILL).
+    shutdown_seconds: float = Field(8.0, gt=0, le=600)
+    # When set, GET /metrics wants `Authorization: Bearer <token>`; unset, it is open like /healthz and
+    # should be reachable only from the monitoring network (docs/operations.md).
+    metrics_token: str | None = None
     # SMTP connections kept open and reused; also the most sends at once.
     smtp_connections: int = Field(4, gt=0, le=100)
     # A temporary SMTP failure is retried after about this many seconds, doubling per attempt.
@@ -53,6 +61,11 @@ class Settings(BaseSettings):
     # 0 lifts that limit; both 0 turns rate limiting off.
     rate_limit_burst: int = Field(350, ge=0)
     rate_limit_steady: int = Field(3500, ge=0)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod

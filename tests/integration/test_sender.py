@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from cartback import ids
+from cartback import ids, metrics
 from cartback.delivery import queue, sender, smtp
 from cartback.delivery.outbox import OutboxTransport
 from cartback.delivery.transport import Result
@@ -48,6 +48,8 @@ class FakeWorker:
     lease: timedelta = timedelta(seconds=60)
     batch_size: int = 200
     duties: list[Any] = field(default_factory=list)
+    stopping: bool = False
+    metrics: metrics.Metrics = field(default_factory=metrics.Metrics)
 
 
 def queue_message(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from cartback import errors
+from cartback import errors, logs
 from cartback.core.clock import Clock
 from cartback.settings import Settings
 from cartback.store import workspaces
@@ -55,6 +55,7 @@ class KeyCache:
             key = hit[1]
         if key is None:
             raise errors.Unauthorized("invalid API key")
+        logs.note(workspace_id=key.workspace_id)  # for the access log line
         now = self._clock.now()
         if key.revoked_at is not None:
             raise errors.Unauthorized("this API key has been revoked")

@@ -34,6 +34,7 @@ from cartback.store import workspaces as workspace_store
 from cartback.store.db import Tx
 
 if TYPE_CHECKING:
+    from cartback.metrics import Metrics
     from cartback.scheduler.worker import Worker
     from cartback.settings import Settings
 
@@ -130,13 +131,15 @@ class Sender:
         # these with an open attempt.
         window = asyncio.Semaphore(max(1, 2 * self.transport.concurrency))
         results = await asyncio.gather(
-            *(self._deliver(worker, p, secrets[p.message.workspace_id], window) for p in batch),
+            *(self._deliver_counted(worker, p, secrets[p.message.workspace_id], window) for p in batch),
             return_exceptions=True,
         )
         unknown = 0
         for pending, outcome in zip(batch, results, strict=True):
             if isinstance(outcome, BaseException):
                 log.error("delivering %s failed: %r", pending.message.id, outcome)
+                continue
+            if outcome == "released":  # not attempted: the worker is stopping and gives the lease back
                 continue
             self.stats.add(outcome)
             unknown += outcome == "unknown"
@@ -148,6 +151,15 @@ class Sender:
             )
         return len(claimed)
 
+    async def _deliver_counted(
+        self, worker: Worker, pending: deliveries.Pending, secret: str, window: asyncio.Semaphore
+    ) -> str:
+        """`_deliver`, counted in the metrics as soon as it is done rather than when the whole batch is."""
+        outcome = await self._deliver(worker, pending, secret, window)
+        if outcome != "released":
+            worker.metrics.message_outcome(outcome)
+        return outcome
+
     async def _deliver(
         self, worker: Worker, pending: deliveries.Pending, secret: str, window: asyncio.Semaphore
     ) -> str:
@@ -155,6 +167,8 @@ class Sender:
         unknown, skipped)."""
         db, owner, message_id = worker.db, worker.owner, pending.message.id
         async with window:
+            if worker.stopping:
+                return "released"
             now = worker.clock.now()
             raw = self.mime_of(pending, secret, now)
             if self.transport.atomic:
@@ -341,16 +355,19 @@ def _load_batch(tx: Tx, message_ids: list[str]) -> tuple[list[deliveries.Pending
     return batch, secrets
 
 
-def transport_for(settings: Settings) -> Transport:
+def transport_for(settings: Settings, metrics: Metrics | None = None) -> Transport:
     """SMTP when CARTBACK_SMTP_URL is set, else the outbox."""
     if settings.smtp_url:
         from cartback.delivery.smtp import SmtpTransport
 
-        return SmtpTransport.from_url(settings.smtp_url, concurrency=settings.smtp_connections)
+        smtp = SmtpTransport.from_url(settings.smtp_url, concurrency=settings.smtp_connections)
+        if metrics is not None:
+            smtp.observe = metrics.smtp_sent
+        return smtp
     return OutboxTransport()
 
 
-def duty_for(settings: Settings) -> Callable[[Worker], Awaitable[int]]:
+def duty_for(settings: Settings, metrics: Metrics | None = None) -> Callable[[Worker], Awaitable[int]]:
     """The sender duty `build_worker` registers."""
     policy = Policy(base_seconds=settings.delivery_retry_seconds)
-    return Sender(transport_for(settings), public_url=settings.public_url, policy=policy).duty
+    return Sender(transport_for(settings, metrics), public_url=settings.public_url, policy=policy).duty

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -113,6 +114,8 @@ class SmtpTransport:
         self.timeout = timeout
         self._slots = asyncio.Semaphore(concurrency)
         self._idle: list[_Conn] = []
+        # Called with the seconds each send took once it had a connection slot (the SMTP latency metric).
+        self.observe: Callable[[float], None] | None = None
 
     @classmethod
     def from_url(cls, url: str, *, concurrency: int = 4, timeout: float = 30.0) -> SmtpTransport:
@@ -120,23 +123,31 @@ class SmtpTransport:
 
     async def send(self, envelope_from: str, recipients: list[str], mime: bytes) -> Result:
         async with self._slots:
-            conn = await self._take()
+            started = time.perf_counter()
+            try:
+                return await self._send(envelope_from, recipients, mime)
+            finally:
+                if self.observe is not None:
+                    self.observe(time.perf_counter() - started)
+
+    async def _send(self, envelope_from: str, recipients: list[str], mime: bytes) -> Result:
+        conn = await self._take()
+        if isinstance(conn, Result):
+            return conn
+        result, reusable = await self._transaction(conn, envelope_from, recipients, mime)
+        if result.status == "temporary" and result.code is None and result.stage == "mail":
+            # The pooled connection had gone away before we said anything that matters: nothing was
+            # handed over, so one fresh connection may try again at once.
+            conn = await self._take(fresh=True)
             if isinstance(conn, Result):
                 return conn
             result, reusable = await self._transaction(conn, envelope_from, recipients, mime)
-            if result.status == "temporary" and result.code is None and result.stage == "mail":
-                # The pooled connection had gone away before we said anything that matters: nothing was
-                # handed over, so one fresh connection may try again at once.
-                conn = await self._take(fresh=True)
-                if isinstance(conn, Result):
-                    return conn
-                result, reusable = await self._transaction(conn, envelope_from, recipients, mime)
-            if reusable:
-                conn.last_used = time.monotonic()
-                self._idle.append(conn)
-            else:
-                conn.client.close()
-            return result
+        if reusable:
+            conn.last_used = time.monotonic()
+            self._idle.append(conn)
+        else:
+            conn.client.close()
+        return result
 
     async def _take(self, *, fresh: bool = False) -> _Conn | Result:
         while self._idle and not fresh:

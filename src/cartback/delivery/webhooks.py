@@ -136,6 +136,7 @@ class Sender:
 
     async def _deliver(self, worker: Worker, job: Job) -> None:
         outcome = await self.post(job, worker.clock)
+        worker.metrics.webhook_outcome(outcome.ok, outcome.status_code)
         try:
             await worker.db.write(
                 lambda tx: webhooks.record_outcome(

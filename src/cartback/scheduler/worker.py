@@ -10,6 +10,7 @@ a claimed batch of steps is spread over several connections, since each step is 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -21,10 +22,12 @@ from typing import Any
 
 import anyio.to_thread
 
+from cartback import metrics as metrics_module
 from cartback.core import automations
 from cartback.core.clock import Clock
+from cartback.store import deliveries, timers
 from cartback.store import enrollments as enrollment_store
-from cartback.store import timers
+from cartback.store import webhooks as webhook_store
 from cartback.store.db import Database, Tx
 from cartback.store.events import Event
 
@@ -50,6 +53,7 @@ class Worker:
         lease_seconds: float = 60.0,
         connections: int = 4,
         options: automations.Options = automations.DEFAULT_OPTIONS,
+        metrics: metrics_module.Metrics | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -60,6 +64,9 @@ class Worker:
         self.options = options
         self.event_hooks: list[EventHook] = []
         self.duties: list[Duty] = []
+        # Awaited once the loop has stopped and before the leases are given back (sends still in flight).
+        self.on_stop: list[Callable[[], Awaitable[None]]] = []
+        self.metrics = metrics if metrics is not None else metrics_module.Metrics()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -71,8 +78,27 @@ class Worker:
         self._wake.set()
 
     def stop(self) -> None:
+        """Finish the current round, then stop (and give back every lease)."""
         self._stopping.set()
         self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Duties check this to start nothing new once a stop was asked for."""
+        return self._stopping.is_set()
+
+    async def stop_within(self, task: asyncio.Task[None], seconds: float) -> None:
+        """Stop the worker running as `task`, waiting at most `seconds` for its round to finish; past that
+        the round is cancelled. Either way its leases are given back, so another worker (or this one
+        restarted) takes the work at once rather than at lease expiry."""
+        self.stop()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), max(0.0, seconds))
+        except TimeoutError:
+            log.warning("worker %s did not finish its round in %.1fs; cancelling it", self.owner, seconds)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def run(self) -> None:
         log.info("worker %s started", self.owner)
@@ -87,9 +113,14 @@ class Worker:
                     continue
                 await self._sleep()
         finally:
+            for wait in self.on_stop:
+                try:
+                    await wait()
+                except Exception:
+                    log.exception("stopping a duty failed")
             # Give leases back so a restarted worker picks the work up at once, not at lease expiry.
             try:
-                await self.db.write(lambda tx: timers.release(tx, self.owner), notify=False)
+                await self.db.write(lambda tx: release_all(tx, self.owner), notify=False)
             except Exception:
                 log.exception("could not release leases")
             log.info("worker %s stopped", self.owner)
@@ -105,20 +136,29 @@ class Worker:
 
     async def dispatch_events(self) -> int:
         now = self.clock.now()
-        count = await self.db.write(
-            lambda tx: dispatch_batch(tx, now, self.batch_size, self.event_hooks), notify=False
-        )
+
+        def job(tx: Tx) -> tuple[int, collections.Counter[str]]:
+            # A fresh tally per run: the writer may run a job twice, and only the committed run counts.
+            names: collections.Counter[str] = collections.Counter()
+            return dispatch_batch(tx, now, self.batch_size, self.event_hooks, names), names
+
+        count, names = await self.db.write(job, notify=False)
         self.events_dispatched += count
+        if names:
+            self.metrics.events_dispatched(names)
         return count
 
     async def run_due_steps(self) -> int:
         now = self.clock.now()
-        claimed = await self.db.write(
-            lambda tx: timers.claim_due(tx, self.owner, now, lease=self.lease, limit=self.batch_size),
-            notify=False,
-        )
+
+        def claim(tx: Tx) -> tuple[list[str], list[datetime]]:
+            ids = timers.claim_due(tx, self.owner, now, lease=self.lease, limit=self.batch_size)
+            return ids, timers.due_times(tx, ids)
+
+        claimed, due = await self.db.write(claim, notify=False)
         if not claimed:
             return 0
+        self.metrics.steps_claimed((now - at).total_seconds() for at in due)
         failures: list[tuple[str, Any]] = []
         if self.db.dialect == "postgresql" and self.connections > 1:
             # A step is a handful of round trips; on PostgreSQL several connections overlap them.
@@ -168,9 +208,25 @@ def _advance_job(  # type: ignore[no-untyped-def]
     return job
 
 
-def dispatch_batch(tx: Tx, now: datetime, limit: int, hooks: list[EventHook] | None = None) -> int:
-    """Dispatch up to `limit` undispatched events, oldest first, in one transaction."""
+def release_all(tx: Tx, owner: str) -> None:
+    """Give back `owner`'s leases on enrollments, messages and webhook deliveries."""
+    timers.release(tx, owner)
+    deliveries.release(tx, owner)
+    webhook_store.release(tx, owner)
+
+
+def dispatch_batch(
+    tx: Tx,
+    now: datetime,
+    limit: int,
+    hooks: list[EventHook] | None = None,
+    names: collections.Counter[str] | None = None,
+) -> int:
+    """Dispatch up to `limit` undispatched events, oldest first, in one transaction. `names` counts them
+    by event name."""
     taken = timers.take_undispatched(tx, limit)
+    if names is not None:
+        names.update(e.name for e in taken)
     triggered: dict[tuple[str, str], list[Any]] = {}
     cache: dict[Any, Any] = {}
     # Most events concern no automation: find those in one query, so they cost no savepoint and no lookups.

@@ -66,6 +66,8 @@ def create_engines(url: str, *, sqlite_synchronous: str = "FULL") -> tuple[Engin
             pool_size=10,
             max_overflow=20,
             pool_pre_ping=True,
+            # Error messages must not carry bound values (email addresses, key hashes) into the logs.
+            hide_parameters=True,
         )
         return engine, engine
 
@@ -88,7 +90,11 @@ def create_engines(url: str, *, sqlite_synchronous: str = "FULL") -> tuple[Engin
 
         return engine
 
-    kwargs: dict[str, Any] = {"json_serializer": _dumps, "json_deserializer": orjson.loads}
+    kwargs: dict[str, Any] = {
+        "json_serializer": _dumps,
+        "json_deserializer": orjson.loads,
+        "hide_parameters": True,
+    }
     write = configure(sa.create_engine(url, **kwargs), writer=True)
     read = configure(sa.create_engine(url, **kwargs), writer=False)
     return write, read
@@ -158,6 +164,8 @@ class Database:
         # Called after a commit that included a notifying job: the in-process scheduler listens here so a
         # new event is dispatched at once instead of at the next tick.
         self.commit_listeners: list[Callable[[], None]] = []
+        # Called with the size of every group commit (the batch-size metric).
+        self.batch_observers: list[Callable[[int], None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -173,6 +181,11 @@ class Database:
         if self._queue is not None and self._task is not None:
             await self._queue.put(None)
             await self._task
+            # Anything queued behind the stop (a cancelled task's straggler) fails rather than waits forever.
+            while not self._queue.empty():
+                job = self._queue.get_nowait()
+                if job is not None and job.future is not None and not job.future.done():
+                    job.future.set_exception(errors.Unavailable("the server is shutting down"))
             if self.stats.batches:
                 log.info(self.stats.summary())
         self._executor.shutdown(wait=True)
@@ -235,6 +248,8 @@ class Database:
                 batch.append(nxt)
             outcomes = await loop.run_in_executor(self._executor, self._commit_batch, batch)
             self.stats.add(len(batch))
+            for observe in self.batch_observers:
+                observe(len(batch))
             if any(j.notify and ok for j, (ok, _) in zip(batch, outcomes, strict=True)):
                 for listener in self.commit_listeners:
                     listener()

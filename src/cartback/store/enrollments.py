@@ -258,3 +258,10 @@ def history_counts(tx: Tx, workspace_id: str, sequence_id: str) -> dict[tuple[st
         .group_by(enrollment_history.c.node_id, enrollment_history.c.action)
     ).all()
     return {(node, action): int(n) for node, action, n in rows}
+
+
+def count_by_status(tx: Tx) -> dict[str, int]:
+    """Enrollments per status across every workspace: an operator's figure for /metrics, which exposes
+    counts only, never a workspace's rows."""
+    rows = tx.execute(sa.select(enrollments.c.status, sa.func.count()).group_by(enrollments.c.status)).all()
+    return {str(status): int(n) for status, n in rows}

@@ -42,6 +42,19 @@ def claim_due(tx: Tx, owner: str, now: datetime, *, lease: timedelta, limit: int
     return ids
 
 
+def due_times(tx: Tx, enrollment_ids: list[str]) -> list[datetime]:
+    """When each of these enrollments fell due (for the lateness metric; read right after claiming)."""
+    if not enrollment_ids:
+        return []
+    return [
+        t
+        for t in tx.execute(
+            sa.select(enrollments.c.next_run_at).where(enrollments.c.id.in_(enrollment_ids))
+        ).scalars()
+        if t is not None
+    ]
+
+
 def release(tx: Tx, owner: str) -> int:
     """Give back every lease `owner` holds (graceful shutdown): another worker may take them at once."""
     result = tx.execute(

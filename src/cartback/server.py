@@ -1,0 +1,42 @@
+"""`cartback serve` under uvicorn, with the graceful stop operators rely on (docs/operations.md).
+
+On SIGTERM or SIGINT: uvicorn stops accepting connections, closes idle keep-alive ones and lets requests
+in flight finish (at most CARTBACK_SHUTDOWN_SECONDS less one second); meanwhile the in-process worker
+finishes its round and starts nothing new. Then the app's shutdown gives back the worker's leases and
+the group-commit writer commits whatever is queued, so every answered request is durable and a restarted
+process takes the released work at once.
+"""
+
+from __future__ import annotations
+
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+
+from cartback.settings import Settings
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server, which on a stop signal also starts stopping the in-process worker at once, so
+    the worker's round and the draining of requests share the shutdown budget instead of queueing."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        begin = getattr(self.config.app.state, "begin_shutdown", None)
+        if begin is not None:
+            begin()
+
+
+def run(app: FastAPI, settings: Settings, *, host: str, port: int) -> None:
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        access_log=False,  # cartback writes its own access line, with the request id
+        log_config=None,  # logs.configure has set up every logger
+        log_level=settings.log_level,
+        # What is left of the budget goes to the worker's leases and the writer's last commit.
+        timeout_graceful_shutdown=max(0.5, settings.shutdown_seconds - 1.0),  # type: ignore[arg-type]
+    )
+    GracefulServer(config).run()
