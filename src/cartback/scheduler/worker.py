@@ -113,17 +113,23 @@ class Worker:
                     continue
                 await self._sleep()
         finally:
-            for wait in self.on_stop:
-                try:
-                    await wait()
-                except Exception:
-                    log.exception("stopping a duty failed")
+            cancelled = False
+            try:
+                for wait in self.on_stop:
+                    try:
+                        await wait()
+                    except Exception:
+                        log.exception("stopping a duty failed")
+            except asyncio.CancelledError:
+                cancelled = True  # out of time: skip to giving the leases back
             # Give leases back so a restarted worker picks the work up at once, not at lease expiry.
             try:
                 await self.db.write(lambda tx: release_all(tx, self.owner), notify=False)
             except Exception:
                 log.exception("could not release leases")
             log.info("worker %s stopped", self.owner)
+            if cancelled:
+                raise asyncio.CancelledError
 
     async def run_once(self) -> bool:
         """One round of work; True if there may be more right away."""
