@@ -17,6 +17,7 @@ from collections.abc import Iterator, MutableMapping
 from contextvars import ContextVar
 from typing import Any, TextIO
 
+import orjson
 import structlog
 
 # Fields of the request being handled. A dict shared by reference, so a dependency deep inside the
@@ -75,6 +76,10 @@ def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mutabl
     return event
 
 
+def _json(value: Any, **_: Any) -> str:
+    return orjson.dumps(value, default=repr).decode()
+
+
 def configure(log_format: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     """Route every logger (cartback's, uvicorn's, libraries') through one handler on `stream` (stderr)."""
     stream = stream or sys.stderr
@@ -98,7 +103,7 @@ def configure(log_format: str = "auto", level: str = "info", stream: TextIO | No
         cache_logger_on_first_use=True,
     )
     renderer: Any = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=_json)
         if log_format == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
