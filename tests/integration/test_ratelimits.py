@@ -184,3 +184,39 @@ def test_ratelimits_postgresql_lease_refund_and_window_reset(pg_database: str):
         assert store.lease(db, bucket, 5, second + 60, 0, 0, 1000, 20)[:3] == (5, second + 60, 5)
     finally:
         db.close()
+
+
+def _segment_auth(key: str) -> dict[str, str]:
+    import base64
+
+    return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+
+
+def _segment_batch(n: int) -> dict[str, object]:
+    return {
+        "batch": [
+            {"type": "track", "event": "Page Viewed", "userId": "u1", "messageId": f"m-{n}", "properties": {}}
+        ]
+    }
+
+
+def test_ratelimits_segment_burst_gets_429_in_segments_envelope(db_url, make_workspace):
+    clock = FrozenClock(START)
+    tenant, other = make_workspace(), make_workspace()
+    with client(db_url, clock, burst=3, steady=0) as http:
+        answers = [
+            http.post("/v1/batch", json=_segment_batch(n), headers=_segment_auth(tenant.key))
+            for n in range(4)
+        ]
+        assert [r.status_code for r in answers] == [200, 200, 200, 429]
+        assert answers[0].headers["RateLimit-Remaining"] == "2"
+        refused = answers[-1]
+        assert refused.headers["Retry-After"] == "1"
+        assert (refused.headers["RateLimit-Limit"], refused.headers["RateLimit-Remaining"]) == ("3", "0")
+        body = refused.json()
+        assert body["success"] is False and body["code"] == "rate_limited"
+        assert "3 requests per second" in body["message"]
+        # The same key has a budget of its own on the Sequenzy surface, and another key is unaffected.
+        assert http.get("/api/v1/subscribers", headers=bearer(tenant.key)).status_code == 200
+        other_answer = http.post("/v1/batch", json=_segment_batch(9), headers=_segment_auth(other.key))
+        assert other_answer.status_code == 200

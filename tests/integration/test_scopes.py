@@ -159,6 +159,7 @@ def test_scopes_openapi_documents_the_scope_of_every_operation(http):
     assert scoped[("post", "/api/v1/sequences")] == "admin"
     assert scoped[("delete", "/api/v1/webhooks/{webhook_id}")] == "admin"
     assert set(scoped.values()) == {"events:write", "read", "admin"}
+    assert {op["x-cartback-scope"] for op in paths["/v1/batch"].values()} == {"events:write"}
 
 
 def test_scopes_store_refuses_unknown_scopes_and_past_expiry(db, workspace):
@@ -181,3 +182,22 @@ def test_scopes_revoke_finds_keys_only_in_their_own_workspace(db, workspace, new
     first = db.write_sync(lambda tx: workspaces.revoke_api_key(tx, workspace, row.id, START))
     again = db.write_sync(lambda tx: workspaces.revoke_api_key(tx, workspace, row.id, START + timedelta(1)))
     assert first.revoked_at == again.revoked_at == START
+
+
+def test_scopes_segment_needs_events_write(http, new_key):
+    import base64
+
+    batch = {
+        "batch": [
+            {"type": "identify", "userId": "u1", "traits": {"email": "seg@example.com"}, "messageId": "m1"}
+        ]
+    }
+
+    def basic(key: str) -> dict[str, str]:
+        return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+
+    assert http.post("/v1/batch", json=batch, headers=basic(new_key("events:write"))).status_code == 200
+    refused = http.post("/v1/batch", json=batch, headers=basic(new_key("read")))
+    assert refused.status_code == 403
+    assert refused.json()["success"] is False and refused.json()["code"] == "forbidden"
+    assert "'events:write' scope" in refused.json()["message"]

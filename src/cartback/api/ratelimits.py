@@ -29,23 +29,25 @@ from cartback.core import ratelimits
 SURFACES = ("/api/v1", "/api", "/v1")
 
 
-def credential(headers: list[tuple[bytes, bytes]]) -> str | None:
-    """The API key in `Authorization`, in any of the surfaces' forms; None when there is none."""
+def credentials(headers: list[tuple[bytes, bytes]]) -> tuple[str, ...]:
+    """What may be the API key in `Authorization`, in any of the surfaces' forms: the token of `Bearer` or
+    `Klaviyo-API-Key`; for Basic the password and the user name (Sequenzy's inbound routes take the key as
+    the password, Segment as the user name)."""
     for name, value in headers:
         if name != b"authorization":
             continue
         scheme, _, rest = value.decode("latin-1").strip().partition(" ")
         scheme, rest = scheme.lower(), rest.strip()
         if scheme in ("bearer", "klaviyo-api-key"):
-            return rest or None
+            return (rest,) if rest else ()
         if scheme == "basic":
             try:
                 user, _, password = base64.b64decode(rest, validate=True).decode().partition(":")
             except (binascii.Error, UnicodeDecodeError):
-                return None
-            return password or user or None
-        return None
-    return None
+                return ()
+            return tuple(part for part in (password, user) if part)
+        return ()
+    return ()
 
 
 def surface_of(path: str, prefixes: tuple[str, ...] = SURFACES) -> str | None:
@@ -86,13 +88,8 @@ class RateLimits:
             return
         path: str = scope["path"]
         surface = surface_of(path, self.prefixes)
-        secret = credential(scope["headers"]) if surface is not None else None
-        if secret is None:
-            await self.app(scope, receive, send)
-            return
-        try:
-            who = await self.keys.authenticate(secret)
-        except errors.CartbackError:  # unknown, revoked or expired: the route says so in its envelope
+        who = await self._principal(scope["headers"]) if surface is not None else None
+        if who is None:  # no key, or an unknown, revoked or expired one: the route answers 401
             await self.app(scope, receive, send)
             return
         decision = await self.limiter.acquire(f"{surface} {who.key_id}")
@@ -114,3 +111,11 @@ class RateLimits:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    async def _principal(self, headers: list[tuple[bytes, bytes]]) -> deps.Principal | None:
+        for secret in credentials(headers):
+            try:
+                return await self.keys.authenticate(secret)
+            except errors.CartbackError:
+                continue
+        return None

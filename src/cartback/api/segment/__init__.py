@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
 from cartback import errors
-from cartback.api import deps, limits
+from cartback.api import deps, limits, scopes
 from cartback.api import errors as api_errors
 
 PREFIX = "/v1"
@@ -110,11 +110,12 @@ async def body_key(request: Request) -> str | None:
 
 
 async def principal(request: Request) -> deps.Principal:
-    """The workspace of the write key: from the Basic header, else from `writeKey` in the body."""
+    """The workspace of the write key: from the Basic header, else from `writeKey` in the body. Every route
+    here is ingest, so the key needs `events:write` (api/scopes.py)."""
     key = header_key(request) or await body_key(request)
     if not key:
         raise errors.Unauthorized("missing write key: send it as the HTTP Basic user name")
-    return await deps.services_of(request).keys.authenticate(key)
+    return scopes.check(request, await deps.services_of(request).keys.authenticate(key))
 
 
 def router() -> APIRouter:

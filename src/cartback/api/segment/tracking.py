@@ -7,7 +7,7 @@ from datetime import datetime
 
 from fastapi import APIRouter, Depends
 
-from cartback.api import deps
+from cartback.api import deps, scopes
 from cartback.api.segment import SegmentRoute, mapping, models, principal
 from cartback.core import segment_messages
 
@@ -29,7 +29,7 @@ async def _apply(
     return models.Accepted()
 
 
-@router.post("/batch", response_model=models.Accepted)
+@router.post("/batch", response_model=models.Accepted, **scopes.requires(scopes.EVENTS_WRITE))
 async def batch(
     body: models.Batch,
     who: deps.Principal = Depends(principal),
@@ -41,7 +41,7 @@ async def batch(
     return await _apply(svc, who, body.batch, where, body.sentAt)
 
 
-@router.post("/track", response_model=models.Accepted)
+@router.post("/track", response_model=models.Accepted, **scopes.requires(scopes.EVENTS_WRITE))
 async def track(
     body: models.TrackBody,
     who: deps.Principal = Depends(principal),
@@ -51,7 +51,7 @@ async def track(
     return await _apply(svc, who, [body], ["body"], None)
 
 
-@router.post("/identify", response_model=models.Accepted)
+@router.post("/identify", response_model=models.Accepted, **scopes.requires(scopes.EVENTS_WRITE))
 async def identify(
     body: models.IdentifyBody,
     who: deps.Principal = Depends(principal),
