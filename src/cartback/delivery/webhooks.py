@@ -115,7 +115,7 @@ class Sender:
 
     async def __call__(self, worker: Worker) -> int:
         capacity = self.max_in_flight - len(self._in_flight)
-        if capacity <= 0:
+        if capacity <= 0 or worker.stopping:  # stopping: finish what is in flight, claim nothing new
             return 0
         # The lease outlives the longest possible attempt, so a slow POST is never sent twice at once.
         lease = max(worker.lease, timedelta(seconds=self.timeout * 3))
