@@ -108,6 +108,13 @@ class Shop:
             == 0
         )
 
+    def sent(self) -> int:
+        return self.count(
+            sa.select(sa.func.count()).where(
+                events.c.workspace_id == self.workspace_id, events.c.name == "email.sent"
+            )
+        )
+
     def delayed(self) -> int:
         """Runs whose first step, the delay, has run: only then may the clock move on, or the delay
         would start from the later time."""
@@ -190,15 +197,7 @@ def test_recovered_revenue_counts_only_orders_after_a_click_within_the_window(sh
         shop.checkout(i)
     shop.wait("100 runs waiting out their delay", lambda: shop.delayed() == 100)
     shop.clock.advance(hours=1, minutes=1)
-    shop.wait(
-        "100 emails sent",
-        lambda: shop.count(
-            sa.select(sa.func.count()).where(
-                events.c.workspace_id == shop.workspace_id, events.c.name == "email.sent"
-            )
-        )
-        == 100,
-    )
+    shop.wait("100 emails sent", lambda: shop.sent() == 100)
 
     # 40 shoppers click their email.
     shop.clock.advance(hours=1)
@@ -271,15 +270,7 @@ def test_recovered_revenue_over_time_and_per_sequence_filter(shop: Shop) -> None
         shop.checkout(i)
     shop.wait("4 runs waiting out their delay", lambda: shop.delayed() == 4)
     shop.clock.advance(hours=1, minutes=1)
-    shop.wait(
-        "emails sent",
-        lambda: shop.count(
-            sa.select(sa.func.count()).where(
-                events.c.workspace_id == shop.workspace_id, events.c.name == "email.sent"
-            )
-        )
-        == 4,
-    )
+    shop.wait("4 emails sent", lambda: shop.sent() == 4)
     # Receipt within a day counts without any click: one order the next hour, one two days later (too late).
     shop.clock.advance(hours=1)
     shop.order(0)
