@@ -9,6 +9,8 @@ process takes the released work at once.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
@@ -18,14 +20,24 @@ from cartback.settings import Settings
 
 
 class GracefulServer(uvicorn.Server):
-    """uvicorn's server, which on a stop signal also starts stopping the in-process worker at once, so
-    the worker's round and the draining of requests share the shutdown budget instead of queueing."""
+    """uvicorn's server, which on a stop signal also calls `on_signal`, so the in-process worker starts
+    stopping at once and its round and the draining of requests share the shutdown budget."""
+
+    def __init__(self, config: uvicorn.Config, on_signal: Callable[[], None] | None = None) -> None:
+        super().__init__(config)
+        self.on_signal = on_signal
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
-        begin = getattr(self.config.app.state, "begin_shutdown", None)
-        if begin is not None:
-            begin()
+        if self.on_signal is not None:
+            self.on_signal()
+
+
+def _begin_shutdown(app: FastAPI) -> None:
+    # Set by create_app's lifespan once started; a signal before that has no worker to stop.
+    begin = getattr(app.state, "begin_shutdown", None)
+    if begin is not None:
+        begin()
 
 
 def run(app: FastAPI, settings: Settings, *, host: str, port: int) -> None:
@@ -39,4 +51,4 @@ def run(app: FastAPI, settings: Settings, *, host: str, port: int) -> None:
         # What is left of the budget goes to the worker's leases and the writer's last commit.
         timeout_graceful_shutdown=max(0.5, settings.shutdown_seconds - 1.0),  # type: ignore[arg-type]
     )
-    GracefulServer(config).run()
+    GracefulServer(config, on_signal=functools.partial(_begin_shutdown, app)).run()
