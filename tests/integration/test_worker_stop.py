@@ -92,5 +92,7 @@ def test_stop_within_cancels_a_stuck_round_and_releases_its_leases(db, make_work
     assert lease_owner(db, message_id) is None
     # Another worker takes it at once, long before the 600 s lease could have expired.
     later = system_clock.now() + timedelta(seconds=1)
-    again = db.write_sync(lambda tx: deliveries.claim_due(tx, "next", later, lease=timedelta(60), limit=10))
+    again = db.write_sync(
+        lambda tx: deliveries.claim_due(tx, "next", later, lease=timedelta(seconds=60), limit=10)
+    )
     assert message_id in again
