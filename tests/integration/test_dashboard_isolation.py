@@ -10,12 +10,17 @@ from pathlib import Path
 import pytest
 
 from cartback.core import sequences
+from cartback.store import sequences as sequence_store
 from cartback.testing import FrozenClock, run_until_idle
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
-from dashboard_client import ABANDONED, checkout_body, make_user, open_app, sign_in
+from dashboard_client import ABANDONED, checkout_body, csrf_of, make_user, open_app, sign_in
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+def stored_sequences(s):
+    return s["db"].read_sync(lambda tx: sequence_store.listing(tx, s["b"].id, limit=10)[0])
 
 
 def figure(html: str, name: str) -> str:
@@ -63,6 +68,7 @@ def two_shops(db, db_url, make_workspace):
             "seq_a": seq_a.id,
             "seq_b": seq_b.id,
             "message_b": message_b,
+            "db": db,
         }
 
 
@@ -98,14 +104,30 @@ def test_dashboard_objects_of_another_workspace_are_404_by_direct_url(two_shops)
         f"/app/people/{s['person_a']}?sequence={s['seq_b']}",
         f"/app/messages/{s['message_b']}",
         f"/app/messages/{s['message_b']}/preview",
+        f"/app/sequences/{s['seq_b']}",
     ]
     for url in urls:
         reply = client.get(url)
         assert reply.status_code == 404, url
         assert "victim@example.com" not in reply.text
+    assert (
+        s["seq_b"] not in client.get("/app/sequences").text
+        and s["seq_a"] in client.get("/app/sequences").text
+    )
+    # Writes to their objects are refused the same way and change nothing.
+    token = csrf_of(client.get("/app/").text)
+    for url, data in (
+        (f"/app/sequences/{s['seq_b']}", {"name": "Hijacked", "action": "save"}),
+        (f"/app/sequences/{s['seq_b']}/status", {"status": "paused"}),
+    ):
+        reply = client.post(url, data={**data, "csrf_token": token})
+        assert reply.status_code == 404, url
+    [theirs] = [q for q in stored_sequences(s) if q.id == s["seq_b"]]
+    assert theirs.name == "Abandoned checkout" and theirs.status == "active" and theirs.revision == 1
     # The same URLs work for the owner of workspace B.
     client.cookies.clear()
     sign_in(client, s["user_b"])
     assert client.get(f"/app/people/{s['person_b']}").status_code == 200
     assert client.get(f"/app/messages/{s['message_b']}/preview").status_code == 200
+    assert client.get(f"/app/sequences/{s['seq_b']}").status_code == 200
     assert client.get(f"/app/people/{s['person_b']}/explain?sequence={s['seq_b']}").status_code == 200

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import html as htmllib
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from html.parser import HTMLParser
@@ -109,11 +110,46 @@ def _position(exc: LiquidError) -> str:
     token = getattr(exc, "token", None)
     source = getattr(token, "source", None)
     index = getattr(token, "start_index", None)
-    if not isinstance(source, str) or not isinstance(index, int):
+    # Some expression errors carry a token with no place in the template (index -1, empty source).
+    if not isinstance(source, str) or not source or not isinstance(index, int) or index < 0:
         return ""
+    return _line_and_column(source, index)
+
+
+def _line_and_column(source: str, index: int) -> str:
     line = source.count("\n", 0, index) + 1
     column = index - (source.rfind("\n", 0, index) + 1) + 1
     return f" at line {line}, column {column}"
+
+
+_MARKUP = re.compile(r"\{\{.*?\}\}|\{%-?\s*(\w+).*?%\}", re.DOTALL)
+_BLOCK_TAGS = frozenset({"for", "if", "unless", "case", "capture", "tablerow", "comment", "raw", "ifchanged"})
+_INNER_TAGS = frozenset({"else", "elsif", "when", "break", "continue"})
+
+
+def _failing_markup(source: str, html: bool) -> str:
+    """The position of the first tag or output that fails on its own, for errors the parser reports
+    without one (a block tag is tried closed at once, so only its own expression is judged); else of the
+    block left open or closed by the wrong end tag."""
+    opened: list[tuple[str, int]] = []
+    for found in _MARKUP.finditer(source):
+        name = found.group(1)
+        if name is not None and name.startswith("end"):
+            if opened and opened[-1][0] == name[3:]:
+                opened.pop()
+            elif name[3:] in _BLOCK_TAGS:
+                return _line_and_column(source, found.start())
+            continue
+        if name in _BLOCK_TAGS:
+            opened.append((name, found.start()))
+        if name in _INNER_TAGS:
+            continue
+        snippet = found.group(0) + (f"{{% end{name} %}}" if name in _BLOCK_TAGS else "")
+        try:
+            (_HTML if html else _PLAIN).from_string(snippet)
+        except LiquidError:
+            return _line_and_column(source, found.start())
+    return _line_and_column(source, opened[-1][1]) if opened else ""
 
 
 def check(field: str, source: str | None, *, html: bool = False) -> None:
@@ -124,7 +160,8 @@ def check(field: str, source: str | None, *, html: bool = False) -> None:
         _compiled(source, html)
     except LiquidError as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise TemplateError(f"{field}: template error{_position(exc)}: {message}") from exc
+        where = _position(exc) or _failing_markup(source, html)
+        raise TemplateError(f"{field}: template error{where}: {message}") from exc
 
 
 # -- shipped templates -------------------------------------------------------------------------------

@@ -11,7 +11,16 @@ import sqlalchemy as sa
 
 from cartback.store import events as event_store
 from cartback.store.db import Tx
-from cartback.store.tables import checkouts, events, messages, orders, sequences, subscribers
+from cartback.store.tables import (
+    checkouts,
+    enrollments,
+    events,
+    message_delivery,
+    messages,
+    orders,
+    sequences,
+    subscribers,
+)
 
 
 @dataclass(frozen=True)
@@ -118,3 +127,62 @@ def subscriber_id_by_email(tx: Tx, workspace_id: str, email: str) -> str | None:
             subscribers.c.workspace_id == workspace_id, subscribers.c.email_key == email.strip().lower()
         )
     ).scalar_one_or_none()
+
+
+@dataclass(frozen=True)
+class StepMail:
+    sent: int
+    opened: int
+    clicked: int
+
+
+def step_mail(tx: Tx, workspace_id: str, sequence_ids: list[str]) -> dict[tuple[str, str], StepMail]:
+    """(sequence id, node id) -> emails sent, opened and clicked, for the given sequences."""
+    if not sequence_ids:
+        return {}
+    rows = tx.execute(
+        sa.select(
+            messages.c.sequence_id,
+            messages.c.node_id,
+            sa.func.count(),
+            sa.func.count(message_delivery.c.opened_at),
+            sa.func.count(message_delivery.c.clicked_at),
+        )
+        .select_from(messages.outerjoin(message_delivery, message_delivery.c.message_id == messages.c.id))
+        .where(
+            messages.c.workspace_id == workspace_id,
+            messages.c.sequence_id.in_(sorted(set(sequence_ids))),
+            messages.c.status == "sent",
+        )
+        .group_by(messages.c.sequence_id, messages.c.node_id)
+    ).all()
+    return {(r[0], r[1]): StepMail(int(r[2]), int(r[3]), int(r[4])) for r in rows}
+
+
+def enrollment_counts(tx: Tx, workspace_id: str, sequence_ids: list[str]) -> dict[str, dict[str, int]]:
+    """sequence id -> enrollment status -> count."""
+    if not sequence_ids:
+        return {}
+    rows = tx.execute(
+        sa.select(enrollments.c.sequence_id, enrollments.c.status, sa.func.count())
+        .where(
+            enrollments.c.workspace_id == workspace_id,
+            enrollments.c.sequence_id.in_(sorted(set(sequence_ids))),
+        )
+        .group_by(enrollments.c.sequence_id, enrollments.c.status)
+    ).all()
+    out: dict[str, dict[str, int]] = {}
+    for sequence_id, status, n in rows:
+        out.setdefault(sequence_id, {})[status] = int(n)
+    return out
+
+
+def latest_event(tx: Tx, workspace_id: str, name: str) -> event_store.Event | None:
+    """The newest event of this name: what the editor previews an email against."""
+    row = tx.execute(
+        sa.select(events)
+        .where(events.c.workspace_id == workspace_id, events.c.name == name)
+        .order_by(events.c.occurred_at.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else event_store.from_row(row)
