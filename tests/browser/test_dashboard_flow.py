@@ -160,6 +160,9 @@ def test_browser_editor_checkout_enrollment_outbox_and_overview(
     assert placed.status_code == 200, placed.text
     page.locator("tr", has_text="ecommerce.order_placed").first.wait_for(timeout=10_000)
     screenshots(page, "08-events")
+    nav(page, "Settings")
+    assert page.get_by_role("heading", name="API keys").is_visible()
+    screenshots(page, "09-settings")
 
     assert problems == []
     context.close()

@@ -799,7 +799,9 @@ def _email(run: Run, node: dict[str, Any]) -> Outcome:
     from_email = config.get("fromEmail") or run.definition.data.get("fromEmail")
     from_name = config.get("fromName") or run.definition.data.get("fromName")
     sender = (
-        f"{from_name} <{from_email}>" if from_name and from_email else from_email or run.options.default_from
+        f"{from_name} <{from_email}>"
+        if from_name and from_email
+        else from_email or workspace.from_address or run.options.default_from
     )
     message = message_store.Message(
         id=message_id,

@@ -51,6 +51,8 @@ workspaces = Table(
     # Signs this workspace's unsubscribe and tracking links.
     Column("secret", String(100), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # The sender of its emails ("Shop <shop@example.com>") when a step names none; NULL: CARTBACK_FROM.
+    Column("from_address", String(400)),
     UniqueConstraint("name"),
 )
 

@@ -27,6 +27,8 @@ class Workspace:
     name: str
     secret: str
     created_at: datetime
+    # The workspace's own sender, used when a step names none; None: CARTBACK_FROM.
+    from_address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,14 +59,18 @@ def get_workspace_by_name(tx: Tx, name: str) -> Workspace:
     row = tx.execute(sa.select(workspaces).where(workspaces.c.name == name)).first()
     if row is None:
         raise errors.NotFound(f"no workspace named {name!r}")
-    return Workspace(row.id, row.name, row.secret, row.created_at)
+    return Workspace(row.id, row.name, row.secret, row.created_at, row.from_address)
 
 
 def get_workspace(tx: Tx, workspace_id: str) -> Workspace:
     row = tx.execute(sa.select(workspaces).where(workspaces.c.id == workspace_id)).first()
     if row is None:
         raise errors.NotFound("no such workspace")
-    return Workspace(row.id, row.name, row.secret, row.created_at)
+    return Workspace(row.id, row.name, row.secret, row.created_at, row.from_address)
+
+
+def set_from_address(tx: Tx, workspace_id: str, from_address: str | None) -> None:
+    tx.execute(workspaces.update().where(workspaces.c.id == workspace_id).values(from_address=from_address))
 
 
 def count_workspaces(tx: Tx) -> int:

@@ -1,0 +1,259 @@
+"""Settings: the workspace's sender identity, API keys (a new secret is shown once; revoke), webhook
+endpoints (a new signing secret is shown once; enable, disable, delete) and suppressions (search, add and
+lift, each with its reason).
+
+Every change goes through the same core/store functions as the API, scoped to the viewer's workspace.
+A secret is shown in the response to the POST that made it, never in a URL, and is not stored in clear.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import RedirectResponse, Response
+
+from cartback import errors
+from cartback.api import deps
+from cartback.core import suppressions, webhooks
+from cartback.dashboard import web
+from cartback.store import suppressions as suppression_store
+from cartback.store import workspaces
+from cartback.store.db import Tx
+
+router = APIRouter()
+NAV = ("/app/settings", "Settings")
+
+_EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+_NOTICES = {
+    "sender": "Sender saved.",
+    "revoked": "Key revoked. Requests with it are refused within a few seconds on every node.",
+    "webhook-enabled": "Webhook enabled.",
+    "webhook-disabled": "Webhook disabled; its pending deliveries are cancelled.",
+    "webhook-deleted": "Webhook deleted.",
+    "suppressed": "Address suppressed.",
+    "lifted": "Suppression lifted.",
+}
+
+
+def _check_email(value: str) -> str:
+    value = value.strip()
+    if not _EMAIL.match(value) or len(value) > 320:
+        raise errors.InvalidInput(f"{value!r} is not an email address.")
+    return value
+
+
+def _sender(name: str, address: str) -> str | None:
+    """'Shop <shop@example.com>' from the two fields; None (the server default) when both are empty."""
+    name, address = name.strip(), address.strip()
+    if not name and not address:
+        return None
+    address = _check_email(address)
+    if any(c in name for c in '<>"\r\n') or len(name) > 70:
+        raise errors.InvalidInput("The sender name must be at most 70 characters, without <, > or quotes.")
+    return f"{name} <{address}>" if name else address
+
+
+async def _page(
+    request: Request,
+    viewer: web.Viewer,
+    *,
+    q: str = "",
+    notice: str | None = None,
+    problem: str | None = None,
+    new_key: str | None = None,
+    new_webhook_secret: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    def read(tx: Tx) -> dict[str, Any]:
+        found, total = suppression_store.listing(tx, viewer.workspace_id, search=q.strip() or None, limit=100)
+        return {
+            "workspace": workspaces.get_workspace(tx, viewer.workspace_id),
+            "keys": workspaces.list_api_keys(tx, viewer.workspace_id),
+            "webhooks": webhooks.list_all(tx, viewer.workspace_id),
+            "suppressions": found,
+            "suppression_total": total,
+        }
+
+    data = await deps.services_of(request).db.read(read)
+    return web.render(
+        request,
+        "settings.html",
+        {
+            **data,
+            "q": q,
+            "notice": notice,
+            "problem": problem,
+            "new_key": new_key,
+            "new_webhook_secret": new_webhook_secret,
+            "scopes": workspaces.ALL_SCOPES,
+            "event_types": webhooks.EVENT_TYPES,
+            "reasons": suppressions.REASONS,
+            "default_from": deps.services_of(request).settings.from_,
+        },
+        status_code=status_code,
+    )
+
+
+def _done(notice: str, anchor: str) -> Response:
+    return RedirectResponse(f"{web.PREFIX}/settings?done={notice}#{anchor}", status_code=303)
+
+
+@router.get("/settings")
+async def settings_page(
+    request: Request,
+    q: str = Query("", max_length=320),
+    done: str = Query("", max_length=40),
+    viewer: web.Viewer = Depends(web.viewer),
+) -> Response:
+    return await _page(request, viewer, q=q, notice=_NOTICES.get(done))
+
+
+async def _form(request: Request) -> dict[str, Any]:
+    data = await request.form()
+    return {key: [v for v in data.getlist(key) if isinstance(v, str)] for key in data}
+
+
+def _one(form: dict[str, Any], key: str) -> str:
+    values = form.get(key) or [""]
+    return str(values[0])
+
+
+async def _attempt(request: Request, viewer: web.Viewer, change: Any, notice: str, anchor: str) -> Response:
+    """Run a write; a refusal re-renders the page with the message (status 400), nothing changed."""
+    try:
+        await deps.services_of(request).db.write(change)
+    except errors.InvalidInput as exc:
+        return await _page(request, viewer, problem=exc.message, status_code=400)
+    return _done(notice, anchor)
+
+
+@router.post("/settings/sender")
+async def save_sender(request: Request, viewer: web.Viewer = Depends(web.viewer)) -> Response:
+    form = await _form(request)
+    try:
+        sender = _sender(_one(form, "from_name"), _one(form, "from_email"))
+    except errors.InvalidInput as exc:
+        return await _page(request, viewer, problem=exc.message, status_code=400)
+    return await _attempt(
+        request,
+        viewer,
+        lambda tx: workspaces.set_from_address(tx, viewer.workspace_id, sender),
+        "sender",
+        "sender",
+    )
+
+
+@router.post("/settings/keys")
+async def create_key(request: Request, viewer: web.Viewer = Depends(web.viewer)) -> Response:
+    form = await _form(request)
+    services = deps.services_of(request)
+    scopes = tuple(form.get("scopes") or ()) or workspaces.ALL_SCOPES
+    name, now = _one(form, "name").strip()[:200], services.clock.now()
+    try:
+        _, secret = await services.db.write(
+            lambda tx: workspaces.create_api_key(tx, viewer.workspace_id, now, scopes=scopes, name=name)
+        )
+    except errors.InvalidInput as exc:
+        return await _page(request, viewer, problem=exc.message, status_code=400)
+    return await _page(request, viewer, new_key=secret)
+
+
+@router.post("/settings/keys/{key_id}/revoke")
+async def revoke_key(request: Request, key_id: str, viewer: web.Viewer = Depends(web.viewer)) -> Response:
+    key_id = web.object_id(key_id, "API key")
+    services = deps.services_of(request)
+    if not key_id.startswith("key_"):
+        raise errors.NotFound(f"No API key {key_id!r} in this workspace.")
+    now = services.clock.now()
+    await services.db.write(lambda tx: workspaces.revoke_api_key(tx, viewer.workspace_id, key_id, now))
+    services.keys.forget()
+    return _done("revoked", "keys")
+
+
+@router.post("/settings/webhooks")
+async def create_webhook(request: Request, viewer: web.Viewer = Depends(web.viewer)) -> Response:
+    form = await _form(request)
+    services = deps.services_of(request)
+    chosen = form.get("events") or None
+    now = services.clock.now()
+    try:
+        _, secret = await services.db.write(
+            lambda tx: webhooks.create(
+                tx,
+                viewer.workspace_id,
+                name=_one(form, "name"),
+                url=_one(form, "url"),
+                event_types=chosen,
+                now=now,
+            )
+        )
+    except errors.InvalidInput as exc:
+        return await _page(request, viewer, problem=exc.message, status_code=400)
+    return await _page(request, viewer, new_webhook_secret=secret)
+
+
+@router.post("/settings/webhooks/{endpoint_id}")
+async def change_webhook(
+    request: Request, endpoint_id: str, viewer: web.Viewer = Depends(web.viewer)
+) -> Response:
+    endpoint_id = web.object_id(endpoint_id, "webhook")
+    action = _one(await _form(request), "action")
+    now = deps.services_of(request).clock.now()
+    if action == "delete":
+        return await _attempt(
+            request,
+            viewer,
+            lambda tx: webhooks.delete(tx, viewer.workspace_id, endpoint_id),
+            "webhook-deleted",
+            "webhooks",
+        )
+    if action not in ("enabled", "disabled"):
+        raise errors.InvalidInput("action must be enabled, disabled or delete")
+    return await _attempt(
+        request,
+        viewer,
+        lambda tx: webhooks.update(tx, viewer.workspace_id, endpoint_id, now=now, status=action),
+        f"webhook-{action}",
+        "webhooks",
+    )
+
+
+@router.post("/settings/suppressions")
+async def add_suppression(request: Request, viewer: web.Viewer = Depends(web.viewer)) -> Response:
+    form = await _form(request)
+    reason, note = _one(form, "reason"), _one(form, "detail").strip()[:500] or None
+    try:
+        email = _check_email(_one(form, "email"))
+        if reason not in suppressions.REASONS:
+            raise errors.InvalidInput(f"The reason must be one of {', '.join(suppressions.REASONS)}.")
+    except errors.InvalidInput as exc:
+        return await _page(request, viewer, problem=exc.message, status_code=400)
+    now = deps.services_of(request).clock.now()
+    return await _attempt(
+        request,
+        viewer,
+        lambda tx: suppressions.suppress(
+            tx, viewer.workspace_id, email, reason, "dashboard", now, detail=note
+        ),
+        "suppressed",
+        "suppressions",
+    )
+
+
+@router.post("/settings/suppressions/lift")
+async def lift_suppression(request: Request, viewer: web.Viewer = Depends(web.viewer)) -> Response:
+    form = await _form(request)
+    email, reason = _one(form, "email").strip(), _one(form, "reason")
+    if reason not in suppressions.REASONS:
+        raise errors.InvalidInput(f"The reason must be one of {', '.join(suppressions.REASONS)}.")
+    now = deps.services_of(request).clock.now()
+
+    def lift(tx: Tx) -> None:
+        result = suppressions.unsuppress(tx, viewer.workspace_id, email, now, reasons=(reason,))
+        if not result.removed:
+            raise errors.NotFound(f"{email} is not suppressed for {reason} in this workspace.")
+
+    await deps.services_of(request).db.write(lift)
+    return _done("lifted", "suppressions")
