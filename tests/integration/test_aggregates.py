@@ -132,6 +132,7 @@ def test_aggregates_by_flow_and_by_attributed_flow(db, make_workspace):
                 amount_cents=5000,
                 currency="USD",
                 attributed_at=at,
+                value=50.0,
             ),
         )
     )

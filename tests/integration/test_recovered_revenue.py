@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from cartback.app import create_app
+from cartback.core import aggregates
 from cartback.core.clock import system_clock
 from cartback.settings import Settings
 from cartback.store.db import Database
@@ -241,6 +242,23 @@ def test_recovered_revenue_counts_only_orders_after_a_click_within_the_window(sh
         ).all()
     )
     assert sorted(rows) == sorted((f"ord_{i}", "checkout", seq["id"]) for i in range(8))
+
+    # Metric aggregates by $attributed_flow see the same 8 orders (Klaviyo's sum_value adds currencies up,
+    # as Klaviyo does); the 4 unattributed ones are the "" group.
+    query = aggregates.Query(
+        "ecommerce.order_placed",
+        ("count", "sum_value", "unique"),
+        t0,
+        shop.clock.now() + timedelta(hours=1),
+        interval="week",
+        by=("$attributed_flow",),
+    )
+    got = shop.db.read_sync(lambda tx: aggregates.aggregate(tx, shop.workspace_id, query))
+    flows = {r.dimensions[0]: {k: sum(v) for k, v in r.measurements.items()} for r in got.rows}
+    assert flows == {
+        seq["id"]: {"count": 8, "sum_value": sum(total(i) for i in range(8)) / 100, "unique": 8},
+        "": {"count": 4, "sum_value": (total(8) + total(9) + total(500) + total(501)) / 100, "unique": 4},
+    }
 
     # The Sequenzy stats carry the same figures.
     stats = shop.get(f"/sequences/{seq['id']}/stats")

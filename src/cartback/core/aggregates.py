@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cartback import errors
-from cartback.core import analytics
+from cartback.core import analytics, events
 from cartback.store import aggregates as store
 from cartback.store.db import Tx
 
@@ -71,7 +71,15 @@ def aggregate(tx: Tx, workspace_id: str, query: Query) -> Result:
         got = store.figures(tx, workspace_id, query.name, ranges, query.measurements)
         series = [_values(f, query.measurements) for f in got]
         return Result(dates, [Row([], {m: [v[m] for v in series] for m in query.measurements})])
-    grouped = store.figures_by(tx, workspace_id, query.name, ranges, query.measurements, query.by[0])
+    grouped = store.figures_by(
+        tx,
+        workspace_id,
+        query.name,
+        ranges,
+        query.measurements,
+        query.by[0],
+        attributable=query.name == events.ORDER_PLACED,
+    )
     keys = sorted({k for bucket in grouped for k in bucket})
     empty = store.Figures(0, 0.0, 0)
     rows = []

@@ -159,6 +159,7 @@ def attribute(tx: Tx, event: Event, now: datetime, rules: Rules = DEFAULT_RULES)
         amount_cents=order.total_cents,
         currency=order.currency,
         attributed_at=now,
+        value=event.value,
     )
     store.insert(tx, row)
     return row

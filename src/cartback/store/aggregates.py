@@ -2,7 +2,7 @@
 per time range, optionally grouped by the flow (sequence) that sent an email or earned an order.
 
 Each time bucket is a query or two over a range of the covering index (workspace_id, name, occurred_at,
-subscriber_id, value), so the event rows themselves are never read: a million events take well under a
+subscriber_key, value), so the event rows themselves are never read: a million events take well under a
 second on SQLite and PostgreSQL alike (bench/aggregates.py). Unique subscribers are counted by grouping
 (a hash aggregate on PostgreSQL, twice as fast as COUNT(DISTINCT), which sorts), and that one grouping
 gives the count and sum as well."""
@@ -45,49 +45,57 @@ _TOTALS = sa.select(sa.func.count(), sa.func.sum(events.c.value), sa.literal(0))
 # skips) their events and values, then the totals and the number of subscribers.
 _per_subscriber = (
     sa.select(
-        events.c.subscriber_id.label("subscriber_id"),
+        events.c.subscriber_key.label("subscriber_key"),
         sa.func.count().label("n"),
         sa.func.sum(events.c.value).label("v"),
     )
     .where(*_IN_RANGE)
-    .group_by(events.c.subscriber_id)
+    .group_by(events.c.subscriber_key)
     .subquery()
 )
 _WITH_UNIQUE = sa.select(
     sa.func.sum(_per_subscriber.c.n),
     sa.func.sum(_per_subscriber.c.v),
-    sa.func.count(_per_subscriber.c.subscriber_id),
+    sa.func.count(_per_subscriber.c.subscriber_key),
 )
-# Attributed orders of a range, per sequence; few rows, each joined to its event by primary key.
+_ATTRIBUTED_RANGE = [
+    attributions.c.workspace_id == sa.bindparam("workspace_id"),
+    attributions.c.ordered_at >= _START,
+    attributions.c.ordered_at < _END,
+]
+# Attributed orders of a range per sequence, from the attributions table alone (it copies each order
+# event's value and subscriber_key, and ordered_at is the event's occurred_at).
 _ATTRIBUTED = (
     sa.select(
         attributions.c.sequence_id,
         sa.func.count(),
-        sa.func.sum(events.c.value),
-        sa.func.count(sa.distinct(events.c.subscriber_id)),
+        sa.func.sum(attributions.c.value),
+        sa.func.count(sa.distinct(attributions.c.subscriber_key)),
     )
-    .select_from(attributions.join(events, events.c.id == attributions.c.order_event_id))
-    .where(
-        attributions.c.workspace_id == sa.bindparam("workspace_id"),
-        attributions.c.ordered_at >= _START,
-        attributions.c.ordered_at < _END,
-        *_IN_RANGE,
-    )
+    .where(*_ATTRIBUTED_RANGE)
     .group_by(attributions.c.sequence_id)
 )
-# Unique subscribers among the range's events no order attribution points at.
-_UNIQUE_UNATTRIBUTED = sa.select(sa.func.count()).select_from(
-    sa.select(events.c.subscriber_id)
-    .where(
-        *_IN_RANGE,
-        events.c.subscriber_id.is_not(None),
-        ~sa.exists().where(
-            attributions.c.workspace_id == events.c.workspace_id,
-            attributions.c.order_event_id == events.c.id,
-        ),
-    )
-    .group_by(events.c.subscriber_id)
+# Subscribers with an unattributed order in the range: those with more orders than attributed ones.
+_all_per_subscriber = (
+    sa.select(events.c.subscriber_key.label("key"), sa.func.count().label("n"))
+    .where(*_IN_RANGE, events.c.subscriber_key.is_not(None))
+    .group_by(events.c.subscriber_key)
     .subquery()
+)
+_attributed_per_subscriber = (
+    sa.select(attributions.c.subscriber_key.label("key"), sa.func.count().label("n"))
+    .where(*_ATTRIBUTED_RANGE)
+    .group_by(attributions.c.subscriber_key)
+    .subquery()
+)
+_UNIQUE_UNATTRIBUTED = (
+    sa.select(sa.func.count())
+    .select_from(
+        _all_per_subscriber.outerjoin(
+            _attributed_per_subscriber, _attributed_per_subscriber.c.key == _all_per_subscriber.c.key
+        )
+    )
+    .where(_all_per_subscriber.c.n > sa.func.coalesce(_attributed_per_subscriber.c.n, 0))
 )
 
 
@@ -118,15 +126,21 @@ def figures_by(
     ranges: list[tuple[datetime, datetime]],
     measurements: tuple[str, ...],
     by: str,
+    *,
+    attributable: bool = False,
 ) -> list[dict[str, Figures]]:
-    """Per range, the figures of each group ("" for events outside any flow)."""
+    """Per range, the figures of each group ("" for events outside any flow). `attributable`: the events
+    are the ones attributions point at (placed orders)."""
     if by == ATTRIBUTED_FLOW:
+        if not attributable:
+            # Only orders are attributed: every event of another metric is in the "" group.
+            return [{"": f} if f.count else {} for f in figures(tx, workspace_id, name, ranges, measurements)]
         return [_by_attributed_flow(tx, workspace_id, name, r, measurements) for r in ranges]
     if by != FLOW:
         raise ValueError(f"unknown group key {by!r}")
     # The sending sequence is in the email event's properties: these rows are read, not just the index.
     key = sa.func.coalesce(events.c.properties["sequenceId"].as_string(), "")
-    unique: Any = sa.func.count(sa.distinct(events.c.subscriber_id))
+    unique: Any = sa.func.count(sa.distinct(events.c.subscriber_key))
     query = (
         sa.select(
             key, sa.func.count(), sa.func.sum(events.c.value), unique if "unique" in measurements else 0

@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from cartback.store import events as event_store
 from cartback.store.db import Tx
 from cartback.store.tables import attributions, enrollments, events, messages
 
@@ -45,6 +46,8 @@ class Attribution:
     amount_cents: int
     currency: str
     attributed_at: datetime
+    # The order event's value (major units), for metric aggregates.
+    value: float | None = None
 
 
 _COLUMNS = list(Attribution.__dataclass_fields__)
@@ -58,7 +61,10 @@ def exists(tx: Tx, workspace_id: str, order_id: str) -> bool:
 
 
 def insert(tx: Tx, row: Attribution) -> None:
-    tx.execute(attributions.insert().values(**{n: getattr(row, n) for n in _COLUMNS}))
+    values = {n: getattr(row, n) for n in _COLUMNS}
+    tx.execute(
+        attributions.insert().values(**values, subscriber_key=event_store.subscriber_key(row.subscriber_id))
+    )
 
 
 def for_order(tx: Tx, workspace_id: str, order_id: str) -> Attribution | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -53,6 +54,16 @@ _FIND_BY_KEY = sa.select(events).where(
 )
 
 
+def subscriber_key(subscriber_id: str | None) -> int | None:
+    """The first 8 bytes of BLAKE2b of the id, as a signed 64-bit integer. Two subscribers share a key
+    with odds of about n² / 2^65 (one in 37 million for a million subscribers): then a unique count
+    would be one short."""
+    if subscriber_id is None:
+        return None
+    digest = hashlib.blake2b(subscriber_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 def append(tx: Tx, event: Event) -> None:
     tx.execute(
         _INSERT,
@@ -68,6 +79,7 @@ def append(tx: Tx, event: Event) -> None:
             idempotency_key=event.idempotency_key,
             historical=event.historical,
             value=event.value,
+            subscriber_key=subscriber_key(event.subscriber_id),
         ),
     )
 
