@@ -1,8 +1,8 @@
 """add events.subscriber_key, which metric aggregates count unique subscribers over, and copies of the
 order event's value and subscriber_key in attributions
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import hashlib
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
