@@ -240,10 +240,10 @@ def report(
             "email.complained": "complained",
         }
         for name, message_id in store.message_events(tx, workspace_id, list(names), start):
-            email = by_message.get(message_id) if isinstance(message_id, str) else None
-            if email is None:
+            about = by_message.get(message_id) if isinstance(message_id, str) else None
+            if about is None:
                 continue
-            for t in tallies(email.sequence_id, email.node_id, email.created_at):
+            for t in tallies(about.sequence_id, about.node_id, about.created_at):
                 setattr(t, names[name], getattr(t, names[name]) + 1)
 
     # Checkouts started: the workspace's checkouts; a sequence's are the runs it started.

@@ -141,12 +141,10 @@ def figures_by(
     # The sending sequence is in the email event's properties: these rows are read, not just the index.
     key = sa.func.coalesce(events.c.properties["sequenceId"].as_string(), "")
     unique: Any = sa.func.count(sa.distinct(events.c.subscriber_key))
+    if "unique" not in measurements:
+        unique = sa.literal(0)
     query = (
-        sa.select(
-            key, sa.func.count(), sa.func.sum(events.c.value), unique if "unique" in measurements else 0
-        )
-        .where(*_IN_RANGE)
-        .group_by(key)
+        sa.select(key, sa.func.count(), sa.func.sum(events.c.value), unique).where(*_IN_RANGE).group_by(key)
     )
     out = []
     for start, end in ranges:
