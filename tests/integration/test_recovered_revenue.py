@@ -4,6 +4,7 @@ checkouts, orders and sequences, the click-tracking links, and the analytics end
 
 from __future__ import annotations
 
+import base64
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -57,8 +58,10 @@ def total(i: int) -> int:
 
 
 class Shop:
-    def __init__(self, http: TestClient, db: Database, clock: FrozenClock, workspace_id: str) -> None:
-        self.http, self.db, self.clock, self.workspace_id = http, db, clock, workspace_id
+    def __init__(
+        self, http: TestClient, db: Database, clock: FrozenClock, workspace_id: str, key: str
+    ) -> None:
+        self.http, self.db, self.clock, self.workspace_id, self.key = http, db, clock, workspace_id, key
 
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         res = self.http.post("/api/v1" + path, json=body)
@@ -176,7 +179,7 @@ def shop(db_url: str, make_workspace: Callable[[], Any]) -> Iterator[Shop]:
     db = Database(db_url)
     with TestClient(app, raise_server_exceptions=False) as http:
         http.headers["Authorization"] = f"Bearer {tenant.key}"
-        yield Shop(http, db, clock, tenant.id)
+        yield Shop(http, db, clock, tenant.id, tenant.key)
     db.close()
 
 
@@ -324,3 +327,51 @@ def test_recovery_report_bad_input_is_400_and_other_workspaces_see_nothing(shop:
         assert res.json()["success"] is False
     res = shop.http.get("/api/v1/analytics/recovery", params={"sequenceId": "seq_nope"})
     assert res.status_code == 404
+
+
+def test_recovered_revenue_counts_orders_from_any_surface(shop: Shop) -> None:
+    """A Segment checkout and order (the official client's /v1/batch) are attributed like Sequenzy's."""
+    t0 = shop.clock.now()
+    plain = {
+        **SEQUENCE,
+        "steps": [{**SEQUENCE["steps"][0], "html": "<a href='https://shop.example.com/'>Shop</a>"}],
+    }
+    seq = shop.post("/sequences", plain)["sequence"]
+    shop.post(f"/sequences/{seq['id']}/enable", {})
+    auth = {"Authorization": "Basic " + base64.b64encode(f"{shop.key}:".encode()).decode()}
+
+    def segment(event: str, properties: dict[str, Any]) -> None:
+        message = {
+            "type": "track",
+            "event": event,
+            "userId": "seg_1",
+            "properties": properties,
+            "context": {"traits": {"email": "seg@example.com"}},
+            "messageId": f"{event}-{len(properties)}-{properties.get('total')}",
+        }
+        res = shop.http.post("/v1/batch", json={"batch": [message]}, headers=auth)
+        assert res.status_code == 200, res.text
+
+    segment("Checkout Started", {"checkout_id": "sc1", "total": 40, "currency": "USD"})
+    shop.wait("the run waiting out its delay", lambda: shop.delayed() == 1)
+    shop.clock.advance(hours=1, minutes=1)
+    shop.wait("the email sent", lambda: shop.sent() == 1)
+    html = shop.db.read_sync(
+        lambda tx: tx.execute(
+            sa.select(messages.c.html).where(messages.c.workspace_id == shop.workspace_id)
+        ).scalar_one()
+    )
+    href = re.search(r"href=['\"]([^'\"]*/t/c/[^'\"]+)['\"]", html)
+    assert href is not None
+    assert shop.http.get(urlsplit(href.group(1)).path, follow_redirects=False).status_code == 302
+
+    shop.clock.advance(days=1)
+    segment("Order Completed", {"order_id": "so1", "checkout_id": "sc1", "total": 40, "currency": "USD"})
+    shop.wait("dispatch", shop.settled)
+    totals = recovery(shop, t0 - timedelta(hours=1))["totals"]
+    assert (totals["checkoutsRecovered"], revenue(totals)) == (1, {"USD": (1, 4000)})
+
+    segment("Order Refunded", {"order_id": "so1", "total": 10})
+    shop.wait("dispatch", shop.settled)
+    totals = recovery(shop, t0 - timedelta(hours=1))["totals"]
+    assert (totals["checkoutsRecovered"], revenue(totals)) == (1, {"USD": (1, 3000)})
