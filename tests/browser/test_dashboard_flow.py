@@ -141,14 +141,7 @@ def test_browser_editor_checkout_enrollment_outbox_and_overview(
     assert page.locator("iframe.preview").get_attribute("sandbox") == ""
     screenshots(page, "06-message")
 
-    nav(page, "Overview")
-    assert figure(page, "checkouts_started") == "1"
-    assert figure(page, "emails_sent") == "1"
-    screenshots(page, "07-overview-after")
-
-    # The event log refreshes by itself: an order placed now shows up without a reload.
-    nav(page, "Events")
-    assert page.locator("tr", has_text="ecommerce.checkout_started").count() >= 1
+    # The customer comes back and orders: the overview shows the checkout, the email and the recovery.
     order = {
         "orderId": "browser-order-1",
         "totalCents": 7400,
@@ -158,7 +151,27 @@ def test_browser_editor_checkout_enrollment_outbox_and_overview(
     }
     placed = httpx.post(server.api + "/orders", json=order, headers={"Authorization": f"Bearer {key}"})
     assert placed.status_code == 200, placed.text
-    page.locator("tr", has_text="ecommerce.order_placed").first.wait_for(timeout=10_000)
+    nav(page, "Overview")
+
+    def recovered():
+        page.reload()
+        return figure(page, "recovered") == "1"
+
+    eventually(recovered, what="the order to be attributed")
+    assert figure(page, "checkouts_started") == "1"
+    assert figure(page, "emails_sent") == "1"
+    assert figure(page, "abandoned") == "0"
+    assert page.locator("[data-revenue=EUR]").inner_text() == "€74.00"
+    assert page.get_by_role("img", name="From checkout to order").is_visible()
+    screenshots(page, "07-overview-after")
+
+    # The event log refreshes by itself: a checkout started now shows up without a reload.
+    nav(page, "Events")
+    assert page.locator("tr", has_text="ecommerce.order_placed").count() >= 1
+    second = {**CHECKOUT, "checkoutId": "browser-cart-2", "customer": {"email": "kim@example.com"}}
+    again = httpx.post(server.api + "/checkouts", json=second, headers={"Authorization": f"Bearer {key}"})
+    assert again.status_code == 200, again.text
+    page.locator("tr", has_text="kim@example.com").first.wait_for(timeout=10_000)
     screenshots(page, "08-events")
     nav(page, "Settings")
     assert page.get_by_role("heading", name="API keys").is_visible()

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from cartback.api import deps
 from cartback.core import events as core_events
 from cartback.dashboard import web
-from cartback.store import reports
+from cartback.store import reports, subscribers
 from cartback.store.db import Tx
 
 router = APIRouter()
@@ -36,7 +36,7 @@ async def _rows(request: Request, viewer: web.Viewer, name: str, source: str, pe
         if person.strip():
             subscriber_id = reports.subscriber_id_by_email(tx, viewer.workspace_id, person)
             if subscriber_id is None:
-                return {"events": [], "unknown_person": True}
+                return {"events": [], "emails": {}, "unknown_person": True}
         found = reports.event_log(
             tx,
             viewer.workspace_id,
@@ -45,7 +45,11 @@ async def _rows(request: Request, viewer: web.Viewer, name: str, source: str, pe
             subscriber_id=subscriber_id,
             limit=LIMIT,
         )
-        return {"events": found, "unknown_person": False}
+        people = subscribers.find_many(
+            tx, viewer.workspace_id, subscriber_ids=[e.subscriber_id for e in found if e.subscriber_id]
+        )
+        emails = {p.id: p.email for p in people}
+        return {"events": found, "emails": emails, "unknown_person": False}
 
     data = await deps.services_of(request).db.read(read)
     return {

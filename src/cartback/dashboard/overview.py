@@ -1,15 +1,22 @@
-"""The overview: what checkouts and emails did over a chosen range."""
+"""The overview: checkouts started, abandoned and recovered, recovered revenue per currency, emails sent,
+opened and clicked over a chosen range, as figures, SVG charts per interval, a funnel checkout -> email ->
+click -> order, and per sequence. Recovery figures come from core/analytics (the same report as
+GET /api/v1/analytics/recovery), so the dashboard and the API never disagree."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
+from cartback import errors
 from cartback.api import deps
-from cartback.dashboard import web
+from cartback.core import analytics
+from cartback.dashboard import charts, web
 from cartback.store import reports
+from cartback.store.db import Tx
 
 router = APIRouter()
 NAV = ("/app/", "Overview")
@@ -20,21 +27,110 @@ RANGES = {
     "30d": ("Last 30 days", timedelta(days=30)),
     "90d": ("Last 90 days", timedelta(days=90)),
 }
+MAX_DAYS = 366
+
+
+def _period(now: datetime, range_key: str, start: str, end: str) -> tuple[datetime, datetime, str]:
+    """[start, end) from a preset, or from two dates (UTC days, both included)."""
+    if start or end:
+        try:
+            first = date.fromisoformat(start)
+            last = date.fromisoformat(end) if end else now.date()
+        except ValueError as exc:
+            raise errors.InvalidInput("Dates must be written YYYY-MM-DD.") from exc
+        if last < first:
+            raise errors.InvalidInput("The end date must not be before the start date.")
+        if (last - first).days >= MAX_DAYS:
+            raise errors.InvalidInput(f"Choose at most {MAX_DAYS} days.")
+        begin = datetime(first.year, first.month, first.day, tzinfo=UTC)
+        return begin, begin + timedelta(days=(last - first).days + 1), "custom"
+    key = range_key if range_key in RANGES else "30d"
+    return now - RANGES[key][1], now, key
+
+
+def _interval(start: datetime, end: datetime) -> str:
+    span = end - start
+    if span <= timedelta(days=2):
+        return "hour"
+    return "day" if span <= timedelta(days=62) else "week"
+
+
+def _label(moment: datetime, interval: str) -> str:
+    return moment.strftime("%H:%M") if interval == "hour" else moment.strftime("%b %d")
 
 
 @router.get("/")
 async def overview(
-    request: Request, range: str = "30d", viewer: web.Viewer = Depends(web.viewer)
+    request: Request,
+    range: str = Query("30d", max_length=10),
+    start: str = Query("", max_length=10),
+    end: str = Query("", max_length=10),
+    viewer: web.Viewer = Depends(web.viewer),
 ) -> Response:
-    if range not in RANGES:
-        range = "30d"
-    end = web.now(request)
-    start = end - RANGES[range][1]
-    totals = await deps.services_of(request).db.read(
-        lambda tx: reports.totals(tx, viewer.workspace_id, start, end)
+    begin, finish, chosen = _period(web.now(request), range, start, end)
+    interval = _interval(begin, finish)
+
+    def read(tx: Tx) -> dict[str, Any]:
+        report = analytics.report(tx, viewer.workspace_id, begin, finish, interval=interval)
+        return {
+            "report": report,
+            "abandoned": reports.abandoned(tx, viewer.workspace_id, begin, finish),
+            "funnel": reports.funnel(tx, viewer.workspace_id, begin, finish),
+        }
+
+    data = await deps.services_of(request).db.read(read)
+    report: analytics.Report = data["report"]
+    total = report.workspace.total
+    labels = [_label(b.label, interval) for b in report.buckets]
+    series = report.workspace.series
+    sequences = sorted(
+        (
+            (report.names.get(sequence_id, (sequence_id, {}))[0], sequence_id, piece.total)
+            for sequence_id, piece in report.sequences.items()
+        ),
+        key=lambda row: (-row[2].sent, row[0]),
     )
     return web.render(
         request,
         "overview.html",
-        {"totals": totals, "ranges": RANGES, "range": range, "start": start, "end": end},
+        {
+            "total": total,
+            "abandoned": data["abandoned"],
+            "ranges": RANGES,
+            "range": chosen,
+            "start": begin,
+            "end": finish,
+            "start_text": start,
+            "end_text": end,
+            "interval": interval,
+            "rate": analytics.rate,
+            "sequences": sequences,
+            "rows": list(zip(labels, series, strict=True)),
+            "checkout_chart": charts.bars(
+                "Checkouts per " + interval,
+                labels,
+                [
+                    charts.Series("started", [t.checkouts_started for t in series]),
+                    charts.Series("recovered", [t.recovered for t in series]),
+                ],
+            ),
+            "email_chart": charts.bars(
+                "Emails per " + interval,
+                labels,
+                [
+                    charts.Series("sent", [t.sent for t in series]),
+                    charts.Series("opened", [t.opened for t in series]),
+                    charts.Series("clicked", [t.clicked for t in series]),
+                ],
+            ),
+            "funnel_chart": charts.funnel(
+                "From checkout to order",
+                [
+                    ("Checkouts", total.checkouts_started),
+                    ("Emailed", data["funnel"].emailed),
+                    ("Clicked", data["funnel"].clicked),
+                    ("Ordered", total.recovered),
+                ],
+            ),
+        },
     )

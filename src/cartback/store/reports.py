@@ -1,5 +1,5 @@
-"""Read-only aggregates for the dashboard. Every query is scoped by workspace and bounded by a time range,
-so each runs on an index (workspace_id, time) and costs the same on a large workspace as on a small one."""
+"""Read-only queries for the dashboard pages. Every query is scoped by workspace, and those over a period
+are bounded by it, so each runs on an index (workspace_id, time)."""
 
 from __future__ import annotations
 
@@ -17,66 +17,12 @@ from cartback.store.tables import (
     events,
     message_delivery,
     messages,
-    orders,
-    sequences,
     subscribers,
 )
 
 
-@dataclass(frozen=True)
-class Totals:
-    checkouts_started: int
-    orders_placed: int
-    emails_sent: int
-    new_subscribers: int
-    live_sequences: int
-
-
 def _count(tx: Tx, query: sa.Select[Any]) -> int:
     return int(tx.execute(query).scalar_one())
-
-
-def totals(tx: Tx, workspace_id: str, start: datetime, end: datetime) -> Totals:
-    count = sa.func.count()
-    return Totals(
-        checkouts_started=_count(
-            tx,
-            sa.select(count).where(
-                checkouts.c.workspace_id == workspace_id,
-                checkouts.c.created_at >= start,
-                checkouts.c.created_at < end,
-            ),
-        ),
-        orders_placed=_count(
-            tx,
-            sa.select(count).where(
-                orders.c.workspace_id == workspace_id,
-                orders.c.ordered_at >= start,
-                orders.c.ordered_at < end,
-            ),
-        ),
-        emails_sent=_count(
-            tx,
-            sa.select(count).where(
-                messages.c.workspace_id == workspace_id,
-                messages.c.status == "sent",
-                messages.c.sent_at >= start,
-                messages.c.sent_at < end,
-            ),
-        ),
-        new_subscribers=_count(
-            tx,
-            sa.select(count).where(
-                subscribers.c.workspace_id == workspace_id,
-                subscribers.c.created_at >= start,
-                subscribers.c.created_at < end,
-            ),
-        ),
-        live_sequences=_count(
-            tx,
-            sa.select(count).where(sequences.c.workspace_id == workspace_id, sequences.c.status == "active"),
-        ),
-    )
 
 
 def event_log(
@@ -186,3 +132,44 @@ def latest_event(tx: Tx, workspace_id: str, name: str) -> event_store.Event | No
         .limit(1)
     ).first()
     return None if row is None else event_store.from_row(row)
+
+
+@dataclass(frozen=True)
+class Funnel:
+    emailed: int
+    clicked: int
+
+
+def funnel(tx: Tx, workspace_id: str, start: datetime, end: datetime) -> Funnel:
+    """Runs (enrollments started in the range) that sent at least one email, and that had one clicked."""
+    joined = enrollments.join(messages, messages.c.enrollment_id == enrollments.c.id).outerjoin(
+        message_delivery, message_delivery.c.message_id == messages.c.id
+    )
+    where = [
+        enrollments.c.workspace_id == workspace_id,
+        enrollments.c.created_at >= start,
+        enrollments.c.created_at < end,
+        messages.c.status == "sent",
+    ]
+    emailed = tx.execute(
+        sa.select(sa.func.count(sa.distinct(enrollments.c.id))).select_from(joined).where(*where)
+    ).scalar_one()
+    clicked = tx.execute(
+        sa.select(sa.func.count(sa.distinct(enrollments.c.id)))
+        .select_from(joined)
+        .where(*where, message_delivery.c.clicked_at.is_not(None))
+    ).scalar_one()
+    return Funnel(int(emailed), int(clicked))
+
+
+def abandoned(tx: Tx, workspace_id: str, start: datetime, end: datetime) -> int:
+    """Checkouts started in the range that no order has named (yet)."""
+    return _count(
+        tx,
+        sa.select(sa.func.count()).where(
+            checkouts.c.workspace_id == workspace_id,
+            checkouts.c.created_at >= start,
+            checkouts.c.created_at < end,
+            checkouts.c.order_id.is_(None),
+        ),
+    )
