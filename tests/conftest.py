@@ -262,10 +262,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
     """Debian's headless Chromium driven by Playwright. Missing Chromium fails the test, never skips it:
-    `.ci/run` installs it (apt-get install chromium)."""
+    `.ci/run` installs it (apt-get install chromium). Module-scoped on purpose: Playwright's sync API keeps
+    an event loop running in the main thread until it stops, which would break every later test that calls
+    asyncio.run()."""
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"Chromium not found at {CHROMIUM}: install it (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
