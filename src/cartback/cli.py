@@ -328,3 +328,48 @@ def apikey_revoke(
     except errors.CartbackError as exc:
         _fail(exc)
     err.print(f"revoked API key {revoked.id} ({revoked.prefix}) of workspace {workspace!r}", highlight=False)
+
+
+@app.command()
+def demo(
+    checkouts: Annotated[
+        int, typer.Option(help="How many checkouts the simulated week has.", min=10, max=5000)
+    ] = 300,
+    seed: Annotated[int | None, typer.Option(help="Random seed, for the same data every time.")] = None,
+) -> None:
+    """Seed a `demo` workspace: a dashboard user, the abandoned-checkout sequence from the shipped template,
+    and a week of checkouts, emails, opens, clicks and orders replayed through the engine. Then run
+    `cartback serve` and sign in with the printed address and password (CARTBACK_DATABASE_URL)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from cartback import demo as demo_module
+
+    settings = Settings()
+    with Progress(
+        TextColumn("[bold]Replaying a week of shop traffic"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+    ) as bar:
+        task = bar.add_task("demo", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        try:
+            result = demo_module.run(settings, checkouts_count=checkouts, seed=seed, progress=advance)
+        except errors.CartbackError as exc:
+            bar.stop()
+            _fail(exc)
+    url = settings.public_url.rstrip("/") + "/app/"
+    out = Console(highlight=False)
+    out.print(
+        f"Demo workspace [bold]{result.workspace}[/bold]: {result.checkouts} checkouts, "
+        f"{result.orders} orders, {result.emails} emails sent."
+    )
+    out.print("Run `cartback serve`, then open the dashboard:")
+    out.print(f"  URL:      {url}")
+    out.print(f"  Email:    {result.email}")
+    out.print(f"  Password: {result.password}")
+    out.print(f"  API key:  {result.api_key}")

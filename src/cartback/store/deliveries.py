@@ -294,3 +294,14 @@ def attempts_of(tx: Tx, message_id: str) -> list[dict[str, Any]]:
         .order_by(delivery_attempts.c.attempt)
     ).all()
     return [dict(r._mapping) for r in rows]
+
+
+def stamp(tx: Tx, message_id: str, column: str, now: datetime) -> None:
+    """Record the first open (`opened_at`) or click (`clicked_at`) of a message; later ones keep it."""
+    if column not in ("opened_at", "clicked_at"):
+        raise ValueError(f"not a tracking column: {column!r}")
+    tx.execute(
+        message_delivery.update()
+        .where(message_delivery.c.message_id == message_id, message_delivery.c[column].is_(None))
+        .values({column: now})
+    )

@@ -1,0 +1,60 @@
+"""`cartback demo` on a fresh database, then `cartback serve`: the printed credentials sign in, the
+overview shows recovered revenue and a sequence with sent emails."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent.parent))
+from dashboard_client import DashboardUser, sign_in
+
+
+def cartback(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CARTBACK_DATABASE_URL": db_url}
+    return subprocess.run(
+        [sys.executable, "-m", "cartback", *args], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_demo_seeds_a_workspace_whose_overview_shows_recovered_revenue(tmp_path, start_server):
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    seeded = cartback(url, "demo", "--checkouts", "80", "--seed", "7")
+    assert seeded.returncode == 0, seeded.stderr
+    assert "Replaying a week of shop traffic" in seeded.stderr
+    out = seeded.stdout
+    assert "80 checkouts" in out
+    email = re.search(r"Email:\s+(\S+)", out).group(1)
+    password = re.search(r"Password:\s+(\S+)", out).group(1)
+    api_key = re.search(r"API key:\s+(cb_\S+)", out).group(1)
+    assert "URL:      http://127.0.0.1:8000/app/" in out
+
+    server = start_server(url)
+    with httpx.Client(base_url=server.url) as client:
+        sign_in(client, DashboardUser(email, password, "demo"))
+        page = client.get("/app/").text
+        revenue = re.findall(r'data-revenue="([A-Z]{3})">([^<]+)<', page)
+        assert revenue, "no recovered revenue on the overview"
+        assert all(amount not in ("$0.00", "€0.00") for _, amount in revenue)
+        assert int(re.search(r'data-figure="emails_sent">([\d,]+)<', page).group(1).replace(",", "")) > 0
+        assert int(re.search(r'data-figure="checkouts_started">([\d,]+)<', page).group(1)) == 80
+        listing = client.get("/app/sequences").text
+        assert "Abandoned checkout" in listing and ">live<" in listing
+        sent = re.search(r'<li title="Email: [^"]*">1\. ([\d,]+) /', listing)
+        assert sent and int(sent.group(1).replace(",", "")) > 0
+    # The printed key works against the API.
+    reply = httpx.get(server.api + "/sequences", headers={"Authorization": f"Bearer {api_key}"})
+    assert reply.status_code == 200 and reply.json()["sequences"][0]["name"] == "Abandoned checkout"
+
+
+def test_demo_refuses_to_run_twice_on_one_database(tmp_path):
+    url = f"sqlite:///{tmp_path / 'twice.db'}"
+    assert cartback(url, "demo", "--checkouts", "10", "--seed", "1").returncode == 0
+    again = cartback(url, "demo", "--checkouts", "10")
+    assert again.returncode == 1
+    assert "already exists" in again.stderr and "fresh database" in again.stderr
