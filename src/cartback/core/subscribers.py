@@ -30,14 +30,25 @@ class Identity:
     first_name: str | None = None
     last_name: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    # Weaker identifiers some surfaces (Klaviyo, Segment) name a person by when no email is known yet.
+    phone: str | None = None
+    anonymous_id: str | None = None
+
+    def names_someone(self) -> bool:
+        return bool(self.email or self.external_id or self.phone or self.anonymous_id)
 
 
 def find(tx: Tx, workspace_id: str, identity: Identity) -> Subscriber | None:
+    """By email, then externalId, then anonymous id, then phone: the strongest identifier given wins."""
     sub = None
     if identity.email:
         sub = store.find_by_email(tx, workspace_id, identity.email)
     if sub is None and identity.external_id:
         sub = store.find_by_external_id(tx, workspace_id, identity.external_id)
+    if sub is None and identity.anonymous_id:
+        sub = store.find_by_anonymous_id(tx, workspace_id, identity.anonymous_id)
+    if sub is None and identity.phone:
+        sub = store.find_by_phone(tx, workspace_id, identity.phone)
     return sub
 
 
@@ -56,9 +67,9 @@ def add_new(tx: Tx, sub: Subscriber, now: datetime) -> None:
 
 
 def upsert(tx: Tx, workspace_id: str, identity: Identity, now: datetime) -> tuple[Subscriber, bool]:
-    """Find the subscriber by email (then externalId) and merge in what the identity adds, or create one.
+    """Find the subscriber (see `find`) and merge in what the identity adds, or create one.
     Returns (subscriber, created)."""
-    if not identity.email and not identity.external_id:
+    if not identity.names_someone():
         raise errors.InvalidInput("an email or an externalId is required to identify the subscriber")
     sub = find(tx, workspace_id, identity)
     if sub is None:
@@ -70,6 +81,8 @@ def upsert(tx: Tx, workspace_id: str, identity: Identity, now: datetime) -> tupl
             first_name=identity.first_name,
             last_name=identity.last_name,
             attributes=dict(identity.attributes),
+            phone=identity.phone,
+            anonymous_id=identity.anonymous_id,
         )
         add_new(tx, sub, now)
         return sub, True
@@ -100,6 +113,14 @@ def merge_identity(tx: Tx, sub: Subscriber, identity: Identity) -> Subscriber:
     ):
         # An externalId held by someone else stays theirs: the email is the stronger identity here.
         changes["external_id"] = identity.external_id
+    if identity.phone and sub.phone is None:
+        changes["phone"] = identity.phone
+    if (
+        identity.anonymous_id
+        and sub.anonymous_id is None
+        and store.find_by_anonymous_id(tx, sub.workspace_id, identity.anonymous_id) is None
+    ):
+        changes["anonymous_id"] = identity.anonymous_id
     if identity.attributes:
         attributes = {**sub.attributes, **identity.attributes}
         if attributes != sub.attributes:

@@ -32,6 +32,7 @@ class Subscriber:
     created_at: datetime
     updated_at: datetime
     unsubscribed_at: datetime | None
+    anonymous_id: str | None = None
     tags: tuple[str, ...] = field(default=())
 
     def with_changes(self, **changes: Any) -> Subscriber:
@@ -75,6 +76,26 @@ def find_by_external_id(tx: Tx, workspace_id: str, external_id: str) -> Subscrib
     return None if row is None else _from_row(row)
 
 
+def find_by_phone(tx: Tx, workspace_id: str, phone: str) -> Subscriber | None:
+    """The oldest subscriber with this phone number (phones are not unique: Sequenzy never made them so)."""
+    row = tx.execute(
+        sa.select(subscribers)
+        .where(subscribers.c.workspace_id == workspace_id, subscribers.c.phone == phone)
+        .order_by(subscribers.c.id)
+        .limit(1)
+    ).first()
+    return None if row is None else _from_row(row)
+
+
+def find_by_anonymous_id(tx: Tx, workspace_id: str, anonymous_id: str) -> Subscriber | None:
+    row = tx.execute(
+        sa.select(subscribers).where(
+            subscribers.c.workspace_id == workspace_id, subscribers.c.anonymous_id == anonymous_id
+        )
+    ).first()
+    return None if row is None else _from_row(row)
+
+
 _FIND_BY_ID = sa.select(subscribers).where(
     subscribers.c.workspace_id == sa.bindparam("workspace_id"), subscribers.c.id == sa.bindparam("id")
 )
@@ -103,6 +124,7 @@ def new(workspace_id: str, now: datetime, **values: Any) -> Subscriber:
         created_at=now,
         updated_at=now,
         unsubscribed_at=None,
+        anonymous_id=None,
     )
     base.update(values)
     return Subscriber(**base)

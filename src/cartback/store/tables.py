@@ -92,9 +92,13 @@ subscribers = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("unsubscribed_at", UTCDateTime),
+    # A device or browser id (Klaviyo's anonymous_id, Segment's anonymousId) seen before an email was.
+    Column("anonymous_id", String(255)),
     UniqueConstraint("workspace_id", "email_key"),
     UniqueConstraint("workspace_id", "external_id"),
+    UniqueConstraint("workspace_id", "anonymous_id"),
     Index(None, "workspace_id", "id"),
+    Index(None, "workspace_id", "phone"),
 )
 
 tags = Table(
