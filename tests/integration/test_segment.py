@@ -16,6 +16,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from cartback.store import events as event_store
 from cartback.store.db import Database
 from cartback.store.tables import checkouts, enrollments, events, messages, orders, subscribers
 from cartback.testing import FrozenClock, run_until_idle
@@ -111,6 +112,10 @@ def test_segment_auth_basic_or_write_key_and_401_otherwise(shop):
     )
     assert in_body.status_code == 200, in_body.text
 
+    as_password = "Basic " + base64.b64encode(f":{shop.key}".encode()).decode()
+    body = {"batch": [identify({"email": "p@example.com"}, userId="cust_p")]}
+    assert shop.http.post("/v1/batch", json=body, headers={"Authorization": as_password}).status_code == 200
+
     cases = [
         {"Authorization": basic("wrong-key")},
         {"Authorization": "Basic !!!not-base64"},
@@ -128,7 +133,7 @@ def test_segment_auth_basic_or_write_key_and_401_otherwise(shop):
     )
     assert wrong_in_body.status_code == 401
     emails = sorted(s.email for s in shop.rows(subscribers))
-    assert emails == ["jane@example.com", "x@example.com"]
+    assert emails == ["jane@example.com", "p@example.com", "x@example.com"]
 
 
 def test_segment_keys_stay_in_their_workspace(shop, make_workspace):
@@ -395,3 +400,163 @@ def test_sequenzy_sequence_runs_on_segment_checkouts_and_stops_on_their_order(sh
     assert sent[0].subject == "You left Logo tee"
     statuses = {e.stop_reason is not None: e.status for e in shop.rows(enrollments)}
     assert statuses == {False: "completed", True: "stopped"}
+
+
+# -- anonymous profiles ---------------------------------------------------------------------------
+
+
+def anonymous(event: str, properties: dict[str, Any], anonymous_id: str = "anon_1") -> dict[str, Any]:
+    return {
+        "type": "track",
+        "event": event,
+        "anonymousId": anonymous_id,
+        "properties": properties,
+        "messageId": str(uuid.uuid4()),
+    }
+
+
+def test_segment_anonymous_calls_are_kept_on_an_anonymous_subscriber(shop):
+    assert shop.batch(anonymous("Product Viewed", {"product_id": "p1"})).status_code == 200
+    assert shop.batch(anonymous("Checkout Started", {"checkout_id": "c1", "value": 10})).status_code == 200
+    [anon] = shop.rows(subscribers)
+    assert (anon.email, anon.external_id, anon.anonymous_id) == (None, None, "anon_1")
+    assert {e.subscriber_id for e in shop.segment_events()} == {anon.id}
+    assert [c.subscriber_id for c in shop.rows(checkouts)] == [anon.id]
+
+    # Nobody else known yet: identify turns the anonymous subscriber into Jane.
+    link = identify({"email": "jane@example.com"}, anonymousId="anon_1")
+    assert shop.batch(link).status_code == 200
+    [jane] = shop.rows(subscribers)
+    assert (jane.id, jane.email, jane.external_id, jane.anonymous_id) == (
+        anon.id,
+        "jane@example.com",
+        "cust_1",
+        "anon_1",
+    )
+
+
+def test_segment_identify_merges_the_anonymous_profile_into_the_known_subscriber(shop):
+    bearer = {"Authorization": f"Bearer {shop.key}"}
+    jane_body = {"email": "jane@example.com", "firstName": "Jane", "tags": ["vip"]}
+    jane_body["customAttributes"] = {"plan": "gold"}
+    assert shop.http.post("/api/v1/subscribers", json=jane_body, headers=bearer).status_code == 200
+    assert shop.batch(identify({"email": "jane@example.com"})).status_code == 200  # userId cust_1
+    [jane] = shop.rows(subscribers)
+
+    viewed = anonymous("Product Viewed", {"product_id": "p1"})
+    started = anonymous("Checkout Started", {"checkout_id": "c1", "value": 10})
+    placed = anonymous("Order Completed", {"order_id": "o1", "checkout_id": "c1", "total": 10})
+    traits = {"type": "identify", "anonymousId": "anon_1", "traits": {"plan": "free", "lastName": "Doe"}}
+    assert shop.batch(viewed, started, placed, {**traits, "messageId": "m-anon-traits"}).status_code == 200
+    anon = next(s for s in shop.rows(subscribers) if s.id != jane.id)
+    assert anon.anonymous_id == "anon_1" and anon.attributes["plan"] == "free"
+
+    assert shop.batch(identify({}, anonymousId="anon_1")).status_code == 200
+    [merged] = shop.rows(subscribers)
+    assert merged.id == jane.id
+    assert (merged.email, merged.external_id, merged.anonymous_id) == ("jane@example.com", "cust_1", "anon_1")
+    assert (merged.first_name, merged.last_name) == ("Jane", "Doe")
+    # The known subscriber's own attributes win; her orders are counted.
+    assert merged.attributes["plan"] == "gold" and merged.attributes["ordersCount"] == 1
+    assert {(e.subscriber_id, e.subscriber_key) for e in shop.rows(events)} == {
+        (jane.id, event_store.subscriber_key(jane.id))
+    }
+    assert [c.subscriber_id for c in shop.rows(checkouts)] == [jane.id]
+    assert [o.subscriber_id for o in shop.rows(orders)] == [jane.id]
+    tags = shop.http.get("/api/v1/subscribers/jane@example.com", headers=bearer).json()["subscriber"]["tags"]
+    assert tags == ["vip"]
+
+    # Later anonymous calls with that id land on Jane directly.
+    assert shop.batch(anonymous("Product Viewed", {"product_id": "p2"})).status_code == 200
+    assert len(shop.rows(subscribers)) == 1
+    assert {e.subscriber_id for e in shop.rows(events)} == {jane.id}
+
+
+def test_segment_two_identified_people_are_never_merged(shop):
+    alice = identify({"email": "alice@example.com"}, userId="alice", anonymousId="shared_device")
+    bob = identify({"email": "bob@example.com"}, userId="bob", anonymousId="shared_device")
+    assert shop.batch(alice).status_code == 200
+    assert shop.batch(bob).status_code == 200
+    rows = {s.external_id: s for s in shop.rows(subscribers)}
+    assert set(rows) == {"alice", "bob"}
+    assert (rows["alice"].email, rows["alice"].anonymous_id) == ("alice@example.com", "shared_device")
+    assert (rows["bob"].email, rows["bob"].anonymous_id) == ("bob@example.com", None)
+
+
+def test_segment_alias_links_an_anonymous_id_or_an_earlier_user_id(shop):
+    def alias(previous: str, user: str) -> dict[str, Any]:
+        return {"type": "alias", "previousId": previous, "userId": user, "messageId": str(uuid.uuid4())}
+
+    assert shop.batch(anonymous("Product Viewed", {}, anonymous_id="a1")).status_code == 200
+    assert shop.batch(identify({"email": "kim@example.com"}, userId="kim")).status_code == 200
+    assert shop.batch(alias("a1", "kim")).status_code == 200
+    [kim] = shop.rows(subscribers)
+    assert (kim.external_id, kim.anonymous_id) == ("kim", "a1")
+    assert {e.subscriber_id for e in shop.rows(events)} == {kim.id}
+
+    # An earlier userId is renamed; an alias of two unknown ids creates the link for later calls.
+    assert shop.batch(alias("kim", "kim-2")).status_code == 200
+    assert [s.external_id for s in shop.rows(subscribers)] == ["kim-2"]
+    assert shop.batch(alias("a2", "lee")).status_code == 200
+    assert shop.batch(anonymous("Product Viewed", {}, anonymous_id="a2")).status_code == 200
+    lee = next(s for s in shop.rows(subscribers) if s.external_id == "lee")
+    assert lee.anonymous_id == "a2"
+    assert len([e for e in shop.segment_events() if e.subscriber_id == lee.id]) == 1
+
+
+def test_segment_anonymous_checkout_is_emailed_once_identified(shop):
+    bearer = {"Authorization": f"Bearer {shop.key}"}
+    seq_id = shop.http.post("/api/v1/sequences", json=ABANDONED, headers=bearer).json()["sequence"]["id"]
+    assert shop.http.post(f"/api/v1/sequences/{seq_id}/enable", headers=bearer).status_code == 200
+    cart = {
+        "checkout_id": "anon_cart",
+        "value": 25,
+        "checkout_url": "https://shop.example.com/c/anon_cart",
+        "products": [{"product_id": "p1", "name": "Logo tee", "price": 25}],
+    }
+    assert shop.batch(anonymous("Checkout Started", cart)).status_code == 200
+    shop.run()
+    [enrollment] = shop.rows(enrollments)
+    assert (
+        shop.batch(identify({"email": "late@example.com"}, userId="late", anonymousId="anon_1")).status_code
+        == 200
+    )
+    shop.run(minutes=61)
+    assert [m.to_email for m in shop.rows(messages)] == ["late@example.com"]
+    assert [e.id for e in shop.rows(enrollments)] == [enrollment.id]
+
+
+def test_segment_merge_cancels_the_welcome_run_of_the_anonymous_profile(shop):
+    bearer = {"Authorization": f"Bearer {shop.key}"}
+    welcome = {
+        "name": "welcome",
+        "trigger": "contact_added",
+        "steps": [{"type": "email", "delay": {"hours": 1}, "subject": "Welcome", "text": "hi"}],
+    }
+    seq_id = shop.http.post("/api/v1/sequences", json=welcome, headers=bearer).json()["sequence"]["id"]
+    assert shop.http.post(f"/api/v1/sequences/{seq_id}/enable", headers=bearer).status_code == 200
+    assert shop.batch(identify({"email": "jane@example.com"})).status_code == 200
+    shop.run()
+    shop.run(hours=2)
+    assert [m.subject for m in shop.rows(messages)] == ["Welcome"]
+
+    assert shop.batch(anonymous("Product Viewed", {})).status_code == 200
+    shop.run()
+    assert sorted(e.status for e in shop.rows(enrollments)) == ["active", "completed"]
+    assert shop.batch(identify({}, anonymousId="anon_1")).status_code == 200
+    shop.run(hours=2)
+    assert [m.subject for m in shop.rows(messages)] == ["Welcome"]
+    ended = {e.status: e.stop_reason for e in shop.rows(enrollments)}
+    assert ended == {"completed": None, "cancelled": "merged into a known subscriber"}
+
+
+def test_segment_error_statuses_follow_the_clients_retry_rules():
+    from cartback import errors
+    from cartback.api import segment
+
+    # What the client retries (429, 5xx) only for what a retry can fix.
+    assert segment.render_error(errors.InvalidInput("x")).status_code == 400
+    assert segment.render_error(errors.Unauthorized()).status_code == 401
+    assert segment.render_error(errors.PayloadTooLarge()).status_code == 413
+    assert segment.render_error(errors.Conflict()).status_code == 503
+    assert segment.render_error(errors.Unavailable()).status_code == 503

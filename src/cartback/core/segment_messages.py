@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from cartback.core import checkouts, events, orders, subscribers
+from cartback.core import checkouts, events, identities, orders, subscribers
 from cartback.store import orders as order_store
 from cartback.store import segment_messages as store
 from cartback.store.db import Tx
@@ -56,11 +56,19 @@ class Order:
 
 
 @dataclass(frozen=True)
+class Alias:
+    """`previous_id` (an anonymousId or an earlier userId) is now known as `user_id`."""
+
+    previous_id: str
+    user_id: str
+
+
+@dataclass(frozen=True)
 class Ignored:
     """page, screen and group calls: accepted, remembered, not stored."""
 
 
-Action = Identify | Track | Checkout | Order | Ignored
+Action = Identify | Track | Checkout | Order | Alias | Ignored
 
 
 @dataclass(frozen=True)
@@ -91,9 +99,34 @@ def apply_batch(tx: Tx, workspace_id: str, messages: list[Message], now: datetim
     return Outcome(applied=len(applied), replayed=len(messages) - len(applied))
 
 
+def _identity(action: Action) -> subscribers.Identity | None:
+    if isinstance(action, Identify | Track | Order):
+        return action.identity
+    if isinstance(action, Checkout):
+        return action.data.customer
+    return None
+
+
+def _with_identity(action: Action, identity: subscribers.Identity) -> Action:
+    if isinstance(action, Identify | Track | Order):
+        return replace(action, identity=identity)
+    if isinstance(action, Checkout):
+        return replace(action, data=replace(action.data, customer=identity))
+    return action
+
+
 def _apply(tx: Tx, workspace_id: str, message: Message, now: datetime) -> None:
     action = message.action
-    if isinstance(action, Identify):
+    identity = _identity(action)
+    if identity is not None:
+        # A call naming both an anonymousId and a known person merges the anonymous profile first, so
+        # what it recorded and what this call records end up on one subscriber.
+        linked = identities.link(tx, workspace_id, identity, now)
+        if linked is not identity:
+            action = _with_identity(action, linked)
+    if isinstance(action, Alias):
+        identities.alias(tx, workspace_id, action.previous_id, action.user_id, now)
+    elif isinstance(action, Identify):
         subscribers.upsert(tx, workspace_id, action.identity, now)
     elif isinstance(action, Checkout):
         checkouts.record_checkout(tx, workspace_id, action.data, now)

@@ -148,7 +148,8 @@ list_members = Table(
     Index(None, "subscriber_id"),
 )
 
-# Append-only: rows are inserted, never updated or deleted (a deleted subscriber's events stay).
+# Append-only: rows are inserted, never deleted (a deleted subscriber's events stay) and never changed,
+# except dispatched_at, and subscriber_id when an anonymous profile is merged into a known one.
 events = Table(
     "events",
     metadata,

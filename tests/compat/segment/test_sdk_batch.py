@@ -184,3 +184,31 @@ def test_sdk_async_error_is_reported_once_not_retried(segment_client, server):
     client.flush()
     assert len(failures) == 1
     assert isinstance(failures[0], APIError) and failures[0].status == 401
+
+
+def test_sdk_anonymous_checkout_is_merged_into_the_identified_customer(segment_client, server):
+    client, failures = segment_client()
+    client.identify("cust_2002", {"email": "sam@example.com", "firstName": "Sam"})
+    client.flush()
+    client.track(
+        event="Checkout Started",
+        properties={"cart_id": "cart_anon", "value": 14.5, "products": PRODUCTS[1:]},
+        anonymous_id="anon-browser-1",
+    )
+    client.flush()
+    before = stored(server.database_url, segment_client.tenant.id)
+    assert len(before["subscribers"]) == 2
+
+    client.identify("cust_2002", {"email": "sam@example.com"}, anonymous_id="anon-browser-1")
+    client.flush()
+    assert failures == []
+    after = stored(server.database_url, segment_client.tenant.id)
+    [sam] = after["subscribers"]
+    assert (sam["email"], sam["external_id"], sam["anonymous_id"]) == (
+        "sam@example.com",
+        "cust_2002",
+        "anon-browser-1",
+    )
+    [cart] = after["checkouts"]
+    assert (cart["checkout_id"], cart["subscriber_id"], cart["total_cents"]) == ("cart_anon", sam["id"], 1450)
+    assert {e["subscriber_id"] for e in after["events"]} == {sam["id"]}

@@ -30,10 +30,11 @@ _GZIP = ("gzip", "x-gzip")
 
 
 def render_error(exc: errors.CartbackError) -> Response:
-    """Segment's error body. Never a retryable status for bad input: the client would resend forever."""
-    return JSONResponse(
-        {"success": False, "code": exc.code, "message": exc.message}, status_code=exc.status_code
-    )
+    """Segment's error body. Never a retryable status for bad input: the client would resend forever.
+    A conflict here can only be concurrent writers racing on the same rows, which a retry resolves, while
+    the client drops a batch answered 409: so it is a 503, which the client retries."""
+    status = 503 if isinstance(exc, errors.Conflict) else exc.status_code
+    return JSONResponse({"success": False, "code": exc.code, "message": exc.message}, status_code=status)
 
 
 def inflate(raw: bytes, limit: int) -> bytes:
@@ -96,7 +97,9 @@ def header_key(request: Request) -> str | None:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError) as exc:
         raise errors.Unauthorized("malformed HTTP Basic credentials") from exc
-    return decoded.partition(":")[0] or None
+    user, _, password = decoded.partition(":")
+    # Segment's clients send the key as the user name; a key given as the password alone is taken too.
+    return user or password or None
 
 
 async def body_key(request: Request) -> str | None:
@@ -106,7 +109,7 @@ async def body_key(request: Request) -> str | None:
     except Exception:  # unreadable bodies are refused by the route itself, with their own message
         return None
     key = payload.get("writeKey") if isinstance(payload, dict) else None
-    return key.strip() or None if isinstance(key, str) else None
+    return (key.strip() or None) if isinstance(key, str) else None
 
 
 async def principal(request: Request) -> deps.Principal:

@@ -31,6 +31,8 @@ def to_message(
         action: applying.Action = applying.Identify(identity(msg, where))
     elif msg.type == "track":
         action = _track(msg, where, message_id, occurred_at(msg, where, sent_at=sent_at, now=now))
+    elif msg.type == "alias" and msg.previousId and msg.userId:
+        action = applying.Alias(previous_id=msg.previousId, user_id=msg.userId)
     else:
         action = applying.Ignored()
     return applying.Message(message_id, msg.type, action)
@@ -54,8 +56,8 @@ def occurred_at(msg: models.Message, where: str, *, sent_at: datetime | None, no
 
 
 def identity(msg: models.Message, where: str) -> subscribers.Identity:
-    """userId is the externalId; the email and names come from the traits (identify) or
-    `context.traits` (any call); every other identify trait becomes an attribute."""
+    """userId is the externalId, anonymousId the anonymous id; the email and names come from the traits
+    (identify) or `context.traits` (any call); every other identify trait becomes an attribute."""
     traits = dict(msg.traits or {}) if msg.type == "identify" else {}
     context_traits = (msg.context or {}).get("traits")
     known = {**(context_traits if isinstance(context_traits, dict) else {}), **traits}
@@ -68,6 +70,7 @@ def identity(msg: models.Message, where: str) -> subscribers.Identity:
     return subscribers.Identity(
         email=_email(known.get("email"), f"{where}.traits.email"),
         external_id=msg.userId,
+        anonymous_id=msg.anonymousId,
         first_name=first or None,
         last_name=last or None,
         attributes={k: v for k, v in traits.items() if k not in _PROFILE_TRAITS},
