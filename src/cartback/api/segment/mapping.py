@@ -117,9 +117,9 @@ def _track(msg: models.Message, where: str, message_id: str, occurred: datetime)
         order_id = _id(props.get("order_id"), f"{where}.properties.order_id")
         if order_id is None:
             raise errors.InvalidInput(f"{where}.properties.order_id is required for {msg.event!r}")
-        checkout_id = _id(props.get("checkout_id"), f"{where}.properties.checkout_id")
-        if checkout_id is not None:
-            props["checkoutId"] = checkout_id
+        order_checkout = _id(props.get("checkout_id"), f"{where}.properties.checkout_id")
+        if order_checkout is not None:
+            props["checkoutId"] = order_checkout
         if status == "refunded":
             # Some shops send the refunded amount as a negative total.
             amount = _first_amount(props, unit, f"{where}.properties", allow_negative=True)
@@ -234,8 +234,8 @@ def _email(value: Any, where: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise errors.InvalidInput(f"{where} must be a string")
-    value = value.strip()
-    local, at, domain = value.rpartition("@")
-    if not at or not local or "." not in domain or any(c.isspace() for c in value) or len(value) > EMAIL_MAX:
-        raise errors.InvalidInput(f"{where}: {value[:100]!r} is not a valid email address")
-    return value
+    email = value.strip()
+    local, at, domain = email.rpartition("@")
+    if not at or not local or "." not in domain or any(c.isspace() for c in email) or len(email) > EMAIL_MAX:
+        raise errors.InvalidInput(f"{where}: {email[:100]!r} is not a valid email address")
+    return email
