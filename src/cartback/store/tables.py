@@ -176,6 +176,9 @@ events = Table(
     Column("subscriber_key", BigInteger),
     UniqueConstraint("workspace_id", "idempotency_key"),
     Index(None, "workspace_id", "subscriber_id", "occurred_at"),
+    # The dashboard's event log: a workspace's newest events (ids are time-sortable) without sorting them
+    # all.
+    Index(None, "workspace_id", "id"),
     # Covers metric aggregates (count, sum of value, unique subscribers per metric and time range)
     # without touching the table rows.
     Index(None, "workspace_id", "name", "occurred_at", "subscriber_key", "value"),
