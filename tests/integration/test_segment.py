@@ -225,6 +225,7 @@ def test_segment_track_and_identify_endpoints(shop):
     [event] = shop.segment_events()
     assert (event.name, event.subscriber_id) == ("Viewed", sub.id)
     assert shop.send("/v1/track", {"userId": "cust_9"}).status_code == 400
+    assert shop.send("/v1/alias", {"userId": "cust_9"}).status_code == 400
 
 
 # -- the e-commerce mapping -----------------------------------------------------------------------
@@ -497,7 +498,7 @@ def test_segment_alias_links_an_anonymous_id_or_an_earlier_user_id(shop):
     # An earlier userId is renamed; an alias of two unknown ids creates the link for later calls.
     assert shop.batch(alias("kim", "kim-2")).status_code == 200
     assert [s.external_id for s in shop.rows(subscribers)] == ["kim-2"]
-    assert shop.batch(alias("a2", "lee")).status_code == 200
+    assert shop.send("/v1/alias", {"previousId": "a2", "userId": "lee"}).status_code == 200
     assert shop.batch(anonymous("Product Viewed", {}, anonymous_id="a2")).status_code == 200
     lee = next(s for s in shop.rows(subscribers) if s.external_id == "lee")
     assert lee.anonymous_id == "a2"

@@ -99,6 +99,13 @@ class IdentifyBody(Single):
         return {**data, "type": "identify"} if isinstance(data, dict) else data
 
 
+class AliasBody(Single):
+    @model_validator(mode="before")
+    @classmethod
+    def _is_alias(cls, data: Any) -> Any:
+        return {**data, "type": "alias"} if isinstance(data, dict) else data
+
+
 class Accepted(BaseModel):
     """Segment answers every accepted call so; the client reads only the status."""
 

@@ -60,3 +60,14 @@ async def identify(
     """One identify call: the subscriber named by userId (externalId) and the traits' email, with the
     other traits as attributes."""
     return await _apply(svc, who, [body], ["body"], None)
+
+
+@router.post("/alias", response_model=models.Accepted, **scopes.requires(scopes.EVENTS_WRITE))
+async def alias(
+    body: models.AliasBody,
+    who: deps.Principal = Depends(principal),
+    svc: deps.Services = Depends(deps.services),
+) -> models.Accepted:
+    """One alias call: previousId (an anonymousId or an earlier userId) is the person userId names; their
+    profiles merge (docs/segment.md)."""
+    return await _apply(svc, who, [body], ["body"], None)
