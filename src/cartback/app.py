@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 
 from cartback import __version__, dashboard
 from cartback import metrics as metrics_module
-from cartback.api import access, deps, limits, public, ratelimits, segment, sequenzy
+from cartback.api import access, deps, klaviyo, limits, public, ratelimits, segment, sequenzy
 from cartback.api import errors as api_errors
 from cartback.core import attribution, automations, webhooks
 from cartback.core import ratelimits as budgets
@@ -154,6 +154,7 @@ def create_app(
     api_errors.install(app)
     sequenzy.install(app)
     segment.install(app)
+    klaviyo.install(app)
     public.install(app)
     dashboard.install(app)
     app.add_middleware(limits.BodyLimits, max_bytes=settings.max_body_bytes)

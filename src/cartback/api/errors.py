@@ -16,6 +16,15 @@ from cartback.api import scopes
 
 Renderer = Callable[[errors.CartbackError], Response]
 
+
+class ValidationFailed(errors.InvalidInput):
+    """A request FastAPI could not validate. Carries pydantic's error list, so an envelope that points at
+    each bad member (Klaviyo's `source.pointer`) can; others use the one-line message."""
+
+    def __init__(self, message: str, problems: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
 _renderers: list[tuple[str, Renderer]] = []
 
 
@@ -132,7 +141,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
-        return render(request.url.path, errors.InvalidInput(describe_validation(exc.errors())))
+        problems = list(exc.errors())
+        return render(request.url.path, ValidationFailed(describe_validation(problems), problems))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

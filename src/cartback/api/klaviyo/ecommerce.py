@@ -1,0 +1,141 @@
+"""Klaviyo's e-commerce property conventions, turned into cartback's one event shape (CONTRACT.md, "One
+event model"): `items[]` with title, quantity, priceCents, imageUrl, url, productId; `checkoutUrl`;
+`totalCents`; `currency`; `checkoutId`. Klaviyo sends amounts in major units (`64.5`), cartback keeps
+cents; the original keys stay beside the normalised ones so nothing a template used is lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from cartback.api.klaviyo import jsonapi
+from cartback.core import money
+
+# The largest amount the stores hold (as the Sequenzy surface allows: 10^15 minor units).
+MAX_CENTS = 10**15
+
+_ITEM_KEYS = {
+    "title": ("title", "ProductName", "Name", "name", "product_name"),
+    "productId": ("productId", "ProductID", "ProductId", "product_id", "id"),
+    "sku": ("sku", "SKU"),
+    "imageUrl": ("imageUrl", "ImageURL", "ImageUrl", "image_url"),
+    "url": ("url", "ProductURL", "ProductUrl", "product_url"),
+}
+_CHECKOUT_URL_KEYS = ("checkout_url", "CheckoutURL", "checkoutUrl", "$checkout_url")
+_CURRENCY_KEYS = ("currency", "Currency", "value_currency", "$currency_code", "currency_code")
+_VALUE_KEYS = ("$value", "value", "Value")
+_CHECKOUT_ID_KEYS = ("checkout_id", "cart_id", "checkoutId", "CheckoutID", "cartId")
+_ORDER_ID_KEYS = ("order_id", "OrderId", "OrderID", "orderId")
+
+
+def first(props: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        value = props.get(key)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def _number(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float | str):
+        try:
+            number = Decimal(str(value).strip())
+        except InvalidOperation:
+            return None
+        return number if number.is_finite() else None
+    return None
+
+
+def to_cents(value: Any, currency: str | None, pointer: str) -> int | None:
+    """64.5 USD -> 6450; 6450 JPY -> 6450. None when the value is not a number."""
+    number = _number(value)
+    if number is None:
+        return None
+    cents = int(number.scaleb(money.exponent(currency)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    if not 0 <= cents <= MAX_CENTS:
+        raise jsonapi.Problem(400, f"The amount {value} is out of range.", pointer=pointer)
+    return cents
+
+
+def currency_of(value_currency: str | None, props: dict[str, Any], pointer: str) -> str | None:
+    raw = value_currency if value_currency else first(props, _CURRENCY_KEYS)
+    if raw is None:
+        return None
+    code = str(raw).strip()
+    if len(code) != 3 or not code.isalpha():
+        raise jsonapi.Problem(
+            400, f"Invalid currency {raw!r}: use an ISO 4217 code such as USD.", pointer=pointer
+        )
+    return code.upper()
+
+
+def value_of(value: float | None, props: dict[str, Any]) -> Any:
+    """The event's value: the top-level `value`, else the conventional properties."""
+    return value if value is not None else first(props, _VALUE_KEYS)
+
+
+def checkout_url(props: dict[str, Any]) -> str | None:
+    found = first(props, _CHECKOUT_URL_KEYS)
+    return str(found) if found is not None else None
+
+
+def checkout_id(props: dict[str, Any]) -> str | None:
+    found = first(props, _CHECKOUT_ID_KEYS)
+    return str(found) if found is not None else None
+
+
+def order_id(props: dict[str, Any]) -> str | None:
+    found = first(props, _ORDER_ID_KEYS)
+    return str(found) if found is not None else None
+
+
+def _quantity(value: Any) -> int | float | None:
+    number = _number(value)
+    if number is None:
+        return None
+    return int(number) if number == number.to_integral_value() else float(number)
+
+
+def item(raw: Any, currency: str | None, pointer: str) -> dict[str, Any]:
+    """One line item: the original keys, plus the normalised ones."""
+    if not isinstance(raw, dict):
+        return {"title": str(raw)} if raw not in (None, "") else {}
+    out = dict(raw)
+    for target, keys in _ITEM_KEYS.items():
+        found = first(raw, keys)
+        if found is not None:
+            out[target] = str(found) if target == "productId" else found
+    quantity = _quantity(first(raw, ("quantity", "Quantity")))
+    if quantity is not None:
+        out["quantity"] = quantity
+    if isinstance(raw.get("priceCents"), int) and not isinstance(raw.get("priceCents"), bool):
+        out["priceCents"] = raw["priceCents"]
+    else:
+        price = to_cents(first(raw, ("ItemPrice", "Price", "price")), currency, pointer + "/ItemPrice")
+        if price is not None:
+            out["priceCents"] = price
+    return out
+
+
+def items(props: dict[str, Any], currency: str | None, pointer: str) -> list[dict[str, Any]]:
+    """`items` (Klaviyo's item keys or cartback's), else one item per `item_names` entry, so a filter on
+    `items[].title` works either way."""
+    raw = props.get("items") if "items" in props else props.get("Items")
+    if isinstance(raw, list) and raw:
+        out = [item(entry, currency, f"{pointer}/items/{i}") for i, entry in enumerate(raw)]
+        return [entry for entry in out if entry]
+    names = props.get("item_names") if "item_names" in props else props.get("ItemNames")
+    if isinstance(names, list):
+        return [{"title": str(name)} for name in names if name not in (None, "")]
+    return []
+
+
+def auto_id(parts: list[str | None]) -> str:
+    """A stable id for a checkout or order the event did not name, derived from who and when (to the
+    second), the way Klaviyo derives a missing unique_id from the time."""
+    digest = hashlib.sha256("\x00".join(p or "" for p in parts).encode()).hexdigest()[:24]
+    return f"auto_{digest}"
