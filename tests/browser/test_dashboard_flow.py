@@ -114,6 +114,7 @@ def test_browser_editor_checkout_enrollment_outbox_and_overview(
     nav(page, "People")
     page.get_by_label("Search").fill("robin")
     page.get_by_role("button", name="Search").click()
+    screenshots(page, "04-people")
     page.get_by_role("link", name="robin@example.com").click()
 
     def enrolled():
@@ -123,6 +124,8 @@ def test_browser_editor_checkout_enrollment_outbox_and_overview(
     eventually(enrolled, what="the enrollment on the person's page")
     assert "Cart rescue" in page.locator("[data-enrollment]").inner_text()
     screenshots(page, "04-person")
+    page.get_by_role("button", name="Explain").click()
+    page.locator("#explain .badge.good", has_text="enrolled").wait_for()
 
     # After the wait, the message is in the outbox with the cart's items in its preview.
     nav(page, "Messages")

@@ -109,3 +109,17 @@ def test_dashboard_people_unknown_or_malformed_ids_are_404(shop):
     assert client.get("/app/people/bad%00id").status_code == 404
     assert client.get("/app/people/sub_NOPE/explain", params={"sequence": seq.id}).status_code == 404
     assert client.get("/app/people", params={"q": "x" * 500}).status_code == 400
+
+
+def test_dashboard_people_pages_escape_what_shoppers_send(shop, db, clock):
+    client, tenant, _, _ = shop
+    body = checkout_body(
+        "c<x>", "mallory@example.com", title="<img src=x onerror=alert(1)>", first_name="<script>"
+    )
+    person = api(client, tenant, "/checkouts", body)["subscriberId"]
+    for url in ("/app/people", f"/app/people/{person}", "/app/events"):
+        page = client.get(url).text
+        assert "<script>" not in page.split("</head>", 1)[1] and "<img src=x" not in page, url
+    profile = client.get(f"/app/people/{person}").text
+    assert "\\u003cimg src=x onerror=alert(1)\\u003e" in profile  # the event's properties, as JSON
+    assert "&lt;script&gt;" in profile  # the first name
