@@ -31,12 +31,18 @@ def run_until_idle(
         claimed = db.write_sync(
             lambda tx: timers.claim_due(tx, owner, clock.now(), lease=timedelta(minutes=5), limit=500)
         )
-        for enrollment_id in claimed:
+        if claimed:
+            # As the worker runs them: the claimed batch set-wise in one transaction, and one by one
+            # only if that fails.
+            try:
+                db.write_sync(lambda tx, c=claimed: automations.advance_batch(tx, c, owner, clock.now()))
+            except Exception:
+                for enrollment_id in claimed:
 
-            def advance(tx: Tx, e: str = enrollment_id) -> str:
-                return automations.advance(tx, e, owner, clock.now())
+                    def advance(tx: Tx, e: str = enrollment_id) -> str:
+                        return automations.advance(tx, e, owner, clock.now())
 
-            db.write_sync(advance)
+                    db.write_sync(advance)
         steps += len(claimed)
         if not dispatched and not claimed:
             return steps

@@ -19,6 +19,7 @@ from typing import Any
 
 from cartback import ids
 from cartback.core import (
+    batch_reads,
     context,
     events,
     filters,
@@ -399,19 +400,26 @@ def _field_value_ok(match: dict[str, Any], value: Any) -> bool:
 
 
 def stop_reason(
-    tx: Tx, definition: sequences.Definition, enrollment: Enrollment, sub: Subscriber | None
+    tx: Tx,
+    definition: sequences.Definition,
+    enrollment: Enrollment,
+    sub: Subscriber | None,
+    stop_events: list[Event] | None = None,
 ) -> str | None:
     """Re-checked before every step, against the stored log, so an order that arrived while the run was
-    waiting wins even if the dispatcher has not looked at it yet."""
+    waiting wins even if the dispatcher has not looked at it yet. `stop_events`: the events of
+    stop_event_names since the run was triggered, when the caller has read them already."""
     reason = state_stop_reason(tx, definition, enrollment, sub)
     if reason or sub is None:
         return reason
     names = stop_event_names(definition)
     if not names:
         return None
-    for event in event_store.for_subscriber_since(
-        tx, enrollment.workspace_id, sub.id, enrollment.trigger_received_at, names
-    ):
+    if stop_events is None:
+        stop_events = event_store.for_subscriber_since(
+            tx, enrollment.workspace_id, sub.id, enrollment.trigger_received_at, names
+        )
+    for event in stop_events:
         if event.id == enrollment.trigger_event_id:
             continue
         reason = event_stop_reason(definition, enrollment, event.name, context.event_data(event))
@@ -469,18 +477,47 @@ class Run:
     now: datetime
     workspace_cap: tuple[int, int, str] | None = None
     options: Options = DEFAULT_OPTIONS
+    reads: batch_reads.BatchReads | None = None
+    # The run's subscriber-scoped rows read with its batch; dropped once a step of the run changes them.
+    pre: batch_reads.Prefetched | None = None
 
     def record(self, action: str, node: dict[str, Any], detail: str | None = None) -> None:
         enrollment_store.record(self.tx, self.enrollment, action, self.now, node_id=node["id"], detail=detail)
 
 
-def advance(tx: Tx, enrollment_id: str, owner: str, now: datetime, options: Options = DEFAULT_OPTIONS) -> str:
-    """Run a claimed enrollment as far as it can go now; return what happened (for logs and tests)."""
-    enrollment = enrollment_store.get_leased(tx, enrollment_id, owner)
+def advance_batch(
+    tx: Tx, enrollment_ids: list[str], owner: str, now: datetime, options: Options = DEFAULT_OPTIONS
+) -> list[str]:
+    """`advance` for a claimed batch in one transaction, with the rows the steps read fetched set-wise
+    first (core/batch_reads.py). If one enrollment raises, the whole call raises: the caller then runs
+    the batch one `advance` at a time, so that one failure holds up no other."""
+    reads = batch_reads.BatchReads(tx, enrollment_ids, owner, stop_event_names)
+    return [advance(tx, enrollment_id, owner, now, options, reads) for enrollment_id in enrollment_ids]
+
+
+def advance(
+    tx: Tx,
+    enrollment_id: str,
+    owner: str,
+    now: datetime,
+    options: Options = DEFAULT_OPTIONS,
+    reads: batch_reads.BatchReads | None = None,
+) -> str:
+    """Run a claimed enrollment as far as it can go now; return what happened (for logs and tests).
+    `reads`: the rows its batch read up front (advance_batch)."""
+    if reads is not None:
+        enrollment = reads.enrollment(enrollment_id)
+    else:
+        enrollment = enrollment_store.get_leased(tx, enrollment_id, owner)
     if enrollment is None:
         return "lease lost"
-    seq = sequence_store.get(tx, enrollment.workspace_id, enrollment.sequence_id)
-    if seq is None or seq.status == "archived":
+    if reads is not None:
+        loaded = reads.sequence(enrollment.workspace_id, enrollment.sequence_id)
+        seq, definition = loaded if loaded else (None, None)
+    else:
+        seq = sequence_store.get(tx, enrollment.workspace_id, enrollment.sequence_id)
+        definition = sequences.Definition(seq.definition) if seq else None
+    if seq is None or definition is None or seq.status == "archived":
         finish(tx, enrollment, "cancelled", now, reason="sequence deleted or archived", owner=owner)
         return "cancelled"
     if seq.status == "paused":
@@ -491,21 +528,25 @@ def advance(tx: Tx, enrollment_id: str, owner: str, now: datetime, options: Opti
             owner,
         )
         return "paused"
-    definition = sequences.Definition(seq.definition)
-    sub = subscriber_store.find_by_id(tx, enrollment.workspace_id, enrollment.subscriber_id)
-    if sub is not None:
-        sub = subscriber_store.with_tags(tx, sub)
-    reason = stop_reason(tx, definition, enrollment, sub)
+    pre = reads.take(enrollment) if reads is not None else None
+    if pre is not None:
+        sub = pre.subscriber
+    else:
+        sub = subscriber_store.find_by_id(tx, enrollment.workspace_id, enrollment.subscriber_id)
+        if sub is not None:
+            sub = subscriber_store.with_tags(tx, sub)
+    reason = stop_reason(tx, definition, enrollment, sub, pre.stop_events if pre else None)
     if reason:
         finish(tx, enrollment, "stopped", now, reason=reason, owner=owner)
         return "stopped"
     assert sub is not None
-    cap = (
-        sequence_store.frequency_cap(tx, seq.workspace_id)
-        if definition.data.get("frequencyCapEnabled")
-        else None
-    )
-    run = Run(tx, seq, definition, enrollment, sub, now, cap, options)
+    cap = None
+    if definition.data.get("frequencyCapEnabled"):
+        if reads is not None:
+            cap = reads.frequency_cap(seq.workspace_id)
+        else:
+            cap = sequence_store.frequency_cap(tx, seq.workspace_id)
+    run = Run(tx, seq, definition, enrollment, sub, now, cap, options, reads, pre)
     for _ in range(MAX_NODES_PER_RUN):
         node_id = run.enrollment.current_node_id
         if node_id is None:
@@ -582,6 +623,8 @@ def _execute(run: Run, node: dict[str, Any]) -> Outcome:
         return _delay(run, node)
     if kind == "email":
         return _email(run, node)
+    if kind not in ("condition", "wait_for_event"):
+        run.pre = None  # the steps below change the subscriber: later steps of the run read afresh
     if kind == "update_subscriber":
         _update_subscriber(run, config)
         run.record("updated", node)
@@ -758,7 +801,12 @@ def template_context(run: Run) -> dict[str, Any]:
 
 def _email(run: Run, node: dict[str, Any]) -> Outcome:
     config = node["config"]
-    if message_store.for_step(run.tx, run.enrollment.id, node["id"]) is not None:
+    pre = run.pre
+    if (
+        node["id"] in pre.steps_done
+        if pre is not None
+        else message_store.for_step(run.tx, run.enrollment.id, node["id"]) is not None
+    ):
         # Produced by an earlier attempt whose move past the step did not commit: never twice.
         return Outcome(next_node=node.get("next"))
     transactional = bool(config.get("isTransactional"))
@@ -782,18 +830,30 @@ def _email(run: Run, node: dict[str, Any]) -> Outcome:
             run.record("skipped", node, why)
             return Outcome(next_node=node.get("next"))
     kind = "transactional" if transactional else "marketing"
-    blocked = suppressions.blocking_reason(run.tx, run.sub.workspace_id, run.sub.email, kind)
+    if pre is not None:
+        blocked = suppressions.reason_among(pre.suppressions, kind)
+    else:
+        blocked = suppressions.blocking_reason(run.tx, run.sub.workspace_id, run.sub.email, kind)
     if blocked:
         run.record("skipped", node, f"suppressed: {blocked}")
         return Outcome(next_node=node.get("next"))
     message_id = ids.new_id("msg")
-    workspace = workspace_store.get_workspace(run.tx, run.sub.workspace_id)
+    workspace = (
+        run.reads.workspace(run.sub.workspace_id)
+        if run.reads is not None
+        else workspace_store.get_workspace(run.tx, run.sub.workspace_id)
+    )
     signer = links.LinkSigner(run.options.public_url, workspace.secret, workspace.id, message_id)
     ctx = template_context(run)
     ctx["unsubscribe_url"] = signer.unsubscribe_url(run.sub.email)
     ctx["workspace"] = {"id": workspace.id, "name": workspace.name}
     checkout_id = (ctx["event"] or {}).get("checkoutId")
-    snapshot = checkout_store.find(run.tx, run.sub.workspace_id, str(checkout_id)) if checkout_id else None
+    if pre is not None:
+        snapshot = pre.checkout
+    else:
+        snapshot = (
+            checkout_store.find(run.tx, run.sub.workspace_id, str(checkout_id)) if checkout_id else None
+        )
     ctx["checkout"] = context.checkout_data(snapshot) if snapshot else {}
     rendered = render.render_message(config, ctx, signer)
     from_email = config.get("fromEmail") or run.definition.data.get("fromEmail")
@@ -825,6 +885,7 @@ def _email(run: Run, node: dict[str, Any]) -> Outcome:
     )
     message_store.insert(run.tx, message)
     queue.enqueue(run.tx, message, run.now, transport=run.options.transport)
+    run.pre = None  # its steps_done no longer holds; should the run come back here, it reads afresh
     run.record("sent", node, rendered.subject)
     return Outcome(next_node=node.get("next"))
 

@@ -22,8 +22,13 @@ _EVENT = {"unsubscribed": "email.unsubscribed", "bounced": "email.bounced", "com
 
 def blocking_reason(tx: Tx, workspace_id: str, email: str, kind: str) -> str | None:
     """Why mail of `kind` (marketing or transactional) must not go to `email`, or None."""
+    return reason_among(store.for_email(tx, workspace_id, email), kind)
+
+
+def reason_among(items: list[store.Suppression], kind: str) -> str | None:
+    """blocking_reason over an address's suppressions already read (a batch reads them set-wise)."""
     blocked = _BLOCKS[kind]
-    for item in store.for_email(tx, workspace_id, email):
+    for item in items:
         if item.reason in blocked:
             return f"address {item.reason} ({item.source})"
     return None

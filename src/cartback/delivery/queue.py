@@ -9,6 +9,9 @@ from cartback.store.db import Tx
 from cartback.store.messages import Message
 from cartback.store.tables import message_delivery
 
+# Built once: every email step queues one, and building the statement costs more than running it.
+_INSERT = message_delivery.insert()
+
 
 def rfc_message_id(message: Message) -> str:
     domain = message.from_email.rpartition("@")[2].strip(" >") or "cartback.invalid"
@@ -29,7 +32,8 @@ def enqueue(
     still holds its send's idempotency key); return its RFC Message-ID."""
     rfc_id = rfc_message_id(message)
     tx.execute(
-        message_delivery.insert().values(
+        _INSERT,
+        dict(
             message_id=message.id,
             workspace_id=message.workspace_id,
             rfc_message_id=rfc_id,
@@ -38,6 +42,6 @@ def enqueue(
             next_attempt_at=None if hold else now,
             idempotency_key=idempotency_key,
             request_hash=request_hash,
-        )
+        ),
     )
     return rfc_id

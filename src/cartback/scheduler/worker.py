@@ -169,27 +169,41 @@ class Worker:
         if self.db.dialect == "postgresql" and self.connections > 1:
             # A step is a handful of round trips; on PostgreSQL several connections overlap them.
             chunks = [c for c in (claimed[i :: self.connections] for i in range(self.connections)) if c]
-            done = await asyncio.gather(
-                *(
-                    anyio.to_thread.run_sync(
-                        self.db.run_jobs_sync,
-                        [_advance_job(e, self.owner, self.clock, self.options) for e in chunk],
-                    )
-                    for chunk in chunks
-                )
-            )
-            for chunk, outcomes in zip(chunks, done, strict=True):
-                failures += [(e, value) for e, (ok, value) in zip(chunk, outcomes, strict=True) if not ok]
+            done = await asyncio.gather(*(self._advance_chunk_pg(chunk) for chunk in chunks))
+            for outcome in done:
+                failures += outcome
         else:
-            results = await asyncio.gather(
-                *(self.db.write(_advance_job(e, self.owner, self.clock, self.options)) for e in claimed),
-                return_exceptions=True,
-            )
-            failures = [(e, r) for e, r in zip(claimed, results, strict=True) if isinstance(r, BaseException)]
+            failures = await self._advance_chunk(claimed)
         for enrollment_id, error in failures:
             log.error("enrollment %s failed: %r", enrollment_id, error)
         self.steps_run += len(claimed)
         return len(claimed)
+
+    async def _advance_chunk(self, claimed: list[str]) -> list[tuple[str, Any]]:
+        """Run claimed enrollments as one set-wise job on the writer; if any of them fails, again one job
+        each, so that one failure holds up no other. Returns the failures."""
+        try:
+            await self.db.write(_advance_batch_job(claimed, self.owner, self.clock, self.options))
+            return []
+        except Exception as exc:
+            # Which step failed, and why, is logged below when it fails again alone.
+            log.warning("a batch of %d steps failed (%r); running them one by one", len(claimed), exc)
+        results = await asyncio.gather(
+            *(self.db.write(_advance_job(e, self.owner, self.clock, self.options)) for e in claimed),
+            return_exceptions=True,
+        )
+        return [(e, r) for e, r in zip(claimed, results, strict=True) if isinstance(r, BaseException)]
+
+    async def _advance_chunk_pg(self, chunk: list[str]) -> list[tuple[str, Any]]:
+        """The same on a connection of its own beside the writer (PostgreSQL)."""
+        job = _advance_batch_job(chunk, self.owner, self.clock, self.options)
+        [(ok, _)] = await anyio.to_thread.run_sync(self.db.run_jobs_sync, [job])
+        if ok:
+            return []
+        outcomes = await anyio.to_thread.run_sync(
+            self.db.run_jobs_sync, [_advance_job(e, self.owner, self.clock, self.options) for e in chunk]
+        )
+        return [(e, value) for e, (ok, value) in zip(chunk, outcomes, strict=True) if not ok]
 
     async def _sleep(self) -> None:
         # Clear first: a wake that lands while we look up the next due time must not be lost.
@@ -210,6 +224,15 @@ def _advance_job(  # type: ignore[no-untyped-def]
 ):
     def job(tx: Tx) -> str:
         return automations.advance(tx, enrollment_id, owner, clock.now(), options)
+
+    return job
+
+
+def _advance_batch_job(  # type: ignore[no-untyped-def]
+    enrollment_ids: list[str], owner: str, clock: Clock, options: automations.Options
+):
+    def job(tx: Tx) -> list[str]:
+        return automations.advance_batch(tx, enrollment_ids, owner, clock.now(), options)
 
     return job
 

@@ -47,6 +47,20 @@ def find(tx: Tx, workspace_id: str, checkout_id: str) -> Checkout | None:
     return Checkout(**{name: getattr(row, name) for name in _COLUMNS})
 
 
+_FIND_MANY = sa.select(checkouts).where(
+    checkouts.c.workspace_id == sa.bindparam("workspace_id"),
+    checkouts.c.checkout_id.in_(sa.bindparam("checkout_ids", expanding=True)),
+)
+
+
+def find_many(tx: Tx, workspace_id: str, checkout_ids: list[str]) -> dict[str, Checkout]:
+    """Several checkouts by checkoutId, in one query; ids that do not exist are left out."""
+    if not checkout_ids:
+        return {}
+    rows = tx.execute(_FIND_MANY, {"workspace_id": workspace_id, "checkout_ids": checkout_ids}).all()
+    return {row.checkout_id: Checkout(**{name: getattr(row, name) for name in _COLUMNS}) for row in rows}
+
+
 def insert(tx: Tx, checkout: Checkout) -> None:
     tx.execute(_INSERT, {name: getattr(checkout, name) for name in _COLUMNS})
 

@@ -65,6 +65,10 @@ _UPDATE = (
     .values({n: sa.bindparam(n) for n in _MUTABLE})
 )
 _UPDATE_LEASED = _UPDATE.where(enrollments.c.lease_owner == sa.bindparam("b_owner"))
+_GET_LEASED_MANY = sa.select(enrollments).where(
+    enrollments.c.id.in_(sa.bindparam("ids", expanding=True)),
+    enrollments.c.lease_owner == sa.bindparam("owner"),
+)
 
 
 def _from_row(row: Row[Any]) -> Enrollment:
@@ -98,6 +102,14 @@ def get_leased(tx: Tx, enrollment_id: str, owner: str) -> Enrollment | None:
     workspace comes from the row it claimed."""
     row = tx.execute(_GET_LEASED, {"id": enrollment_id, "owner": owner}).first()
     return None if row is None else _from_row(row)
+
+
+def get_leased_many(tx: Tx, enrollment_ids: list[str], owner: str) -> dict[str, Enrollment]:
+    """The enrollments among these that `owner` still holds the lease of, by id (one query)."""
+    if not enrollment_ids:
+        return {}
+    rows = tx.execute(_GET_LEASED_MANY, {"ids": enrollment_ids, "owner": owner}).all()
+    return {row.id: _from_row(row) for row in rows}
 
 
 def live_for_subscriber(tx: Tx, workspace_id: str, subscriber_id: str) -> list[Enrollment]:

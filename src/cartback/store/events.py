@@ -85,9 +85,7 @@ def append(tx: Tx, event: Event) -> None:
 
 
 def find_by_key(tx: Tx, workspace_id: str, idempotency_key: str) -> Event | None:
-    row = tx.execute(
-        _FIND_BY_KEY, {"workspace_id": workspace_id, "idempotency_key": idempotency_key}
-    ).first()
+    row = tx.execute(_FIND_BY_KEY, {"workspace_id": workspace_id, "idempotency_key": idempotency_key}).first()
     return None if row is None else from_row(row)
 
 
@@ -123,3 +121,28 @@ def for_subscriber_since(
         .order_by(events.c.received_at, events.c.id)
     ).all()
     return [from_row(r) for r in rows]
+
+
+_FOR_SUBSCRIBERS_SINCE = (
+    sa.select(events)
+    .where(
+        events.c.workspace_id == sa.bindparam("workspace_id"),
+        events.c.subscriber_id.in_(sa.bindparam("subscriber_ids", expanding=True)),
+        events.c.name.in_(sa.bindparam("names", expanding=True)),
+        events.c.received_at >= sa.bindparam("since"),
+    )
+    .order_by(events.c.received_at, events.c.id)
+)
+
+
+def for_subscribers_since(
+    tx: Tx, workspace_id: str, subscriber_ids: list[str], since: datetime, names: list[str]
+) -> dict[str, list[Event]]:
+    """for_subscriber_since for several subscribers in one query: {subscriber id: events oldest first}."""
+    out: dict[str, list[Event]] = {sid: [] for sid in subscriber_ids}
+    if not subscriber_ids or not names:
+        return out
+    params = {"workspace_id": workspace_id, "subscriber_ids": subscriber_ids, "names": names, "since": since}
+    for row in tx.execute(_FOR_SUBSCRIBERS_SINCE, params).all():
+        out[row.subscriber_id].append(from_row(row))
+    return out

@@ -57,6 +57,18 @@ def for_step(tx: Tx, enrollment_id: str, node_id: str) -> Message | None:
     return None if row is None else _from_row(row)
 
 
+_STEPS_DONE = sa.select(messages.c.enrollment_id, messages.c.node_id).where(
+    messages.c.enrollment_id.in_(sa.bindparam("ids", expanding=True))
+)
+
+
+def steps_done(tx: Tx, enrollment_ids: list[str]) -> set[tuple[str, str]]:
+    """(enrollment id, node id) of every message these enrollments' steps produced (one query)."""
+    if not enrollment_ids:
+        return set()
+    return {(e, n) for e, n in tx.execute(_STEPS_DONE, {"ids": enrollment_ids}).all()}
+
+
 def count_marketing_since(
     tx: Tx, workspace_id: str, subscriber_id: str, since: datetime
 ) -> tuple[int, datetime | None]:

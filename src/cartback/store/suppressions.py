@@ -69,13 +69,37 @@ def remove(tx: Tx, workspace_id: str, email: str, reasons: tuple[str, ...] | Non
     return tx.execute(query).rowcount
 
 
+_FOR_EMAIL = (
+    sa.select(suppressions)
+    .where(
+        suppressions.c.workspace_id == sa.bindparam("workspace_id"),
+        suppressions.c.email_key == sa.bindparam("email_key"),
+    )
+    .order_by(suppressions.c.created_at)
+)
+_FOR_EMAILS = (
+    sa.select(suppressions)
+    .where(
+        suppressions.c.workspace_id == sa.bindparam("workspace_id"),
+        suppressions.c.email_key.in_(sa.bindparam("email_keys", expanding=True)),
+    )
+    .order_by(suppressions.c.created_at)
+)
+
+
 def for_email(tx: Tx, workspace_id: str, email: str) -> list[Suppression]:
-    rows = tx.execute(
-        sa.select(suppressions)
-        .where(suppressions.c.workspace_id == workspace_id, suppressions.c.email_key == email_key(email))
-        .order_by(suppressions.c.created_at)
-    ).all()
+    rows = tx.execute(_FOR_EMAIL, {"workspace_id": workspace_id, "email_key": email_key(email)}).all()
     return [_from_row(r) for r in rows]
+
+
+def for_emails(tx: Tx, workspace_id: str, emails: list[str]) -> dict[str, list[Suppression]]:
+    """for_email for several addresses in one query: {email_key(address): suppressions}."""
+    keys = sorted({email_key(e) for e in emails})
+    out: dict[str, list[Suppression]] = {k: [] for k in keys}
+    if keys:
+        for row in tx.execute(_FOR_EMAILS, {"workspace_id": workspace_id, "email_keys": keys}).all():
+            out[row.email_key].append(_from_row(row))
+    return out
 
 
 _SORTS = {

@@ -62,8 +62,11 @@ def get_workspace_by_name(tx: Tx, name: str) -> Workspace:
     return Workspace(row.id, row.name, row.secret, row.created_at, row.from_address)
 
 
+_GET_WORKSPACE = sa.select(workspaces).where(workspaces.c.id == sa.bindparam("id"))
+
+
 def get_workspace(tx: Tx, workspace_id: str) -> Workspace:
-    row = tx.execute(sa.select(workspaces).where(workspaces.c.id == workspace_id)).first()
+    row = tx.execute(_GET_WORKSPACE, {"id": workspace_id}).first()
     if row is None:
         raise errors.NotFound("no such workspace")
     return Workspace(row.id, row.name, row.secret, row.created_at, row.from_address)

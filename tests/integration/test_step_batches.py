@@ -1,0 +1,207 @@
+"""A claimed batch of steps runs set-wise (core/batch_reads.py): the rows its steps read are fetched once
+for the batch. These tests hold it to the results of running each step alone, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from cartback.core import checkouts, orders, sequences, subscribers
+from cartback.scheduler.worker import Worker
+from cartback.store import sequences as sequence_store
+from cartback.store import suppressions as suppression_store
+from cartback.store.db import Database
+from cartback.store.tables import enrollments, events, messages
+from cartback.testing import FrozenClock, run_until_idle
+
+T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+CHECKOUT = "ecommerce.checkout_started"
+
+
+def _sequence(db: Database, workspace_id: str, body: dict[str, Any]) -> sequence_store.Sequence:
+    return db.write_sync(lambda tx: sequences.create(tx, workspace_id, body, T0, status="active"))
+
+
+def _checkout(db: Database, workspace_id: str, checkout_id: str, email: str, now: datetime) -> None:
+    data = checkouts.CheckoutInput(
+        checkout_id=checkout_id,
+        customer=subscribers.Identity(email=email, first_name="Jane"),
+        currency="USD",
+        total_cents=6450,
+        checkout_url=f"https://shop.example.com/c/{checkout_id}",
+        items=[{"productId": "p1", "title": "Logo tee", "quantity": 1, "priceCents": 6450}],
+    )
+    db.write_sync(lambda tx: checkouts.record_checkout(tx, workspace_id, data, now))
+
+
+def _order(
+    db: Database, workspace_id: str, order_id: str, checkout_id: str, email: str, now: datetime
+) -> None:
+    data = orders.OrderInput(
+        order_id=order_id,
+        customer=subscribers.Identity(email=email),
+        currency="USD",
+        total_cents=6450,
+        properties={"checkoutId": checkout_id},
+    )
+    db.write_sync(lambda tx: orders.record_order(tx, workspace_id, data, now))
+
+
+def _rows(db: Database, table: sa.Table, workspace_id: str) -> list[Any]:
+    return db.read_sync(
+        lambda tx: tx.execute(sa.select(table).where(table.c.workspace_id == workspace_id)).all()
+    )
+
+
+ABANDONED = {
+    "name": "Abandoned",
+    "trigger": "event_received",
+    "eventName": CHECKOUT,
+    "enrollmentMode": "matching_field",
+    "enrollmentFieldPath": "checkoutId",
+    "stopCondition": {
+        "type": "event_received",
+        "value": "ecommerce.order_placed",
+        "matchConfig": {
+            "mode": "event_property",
+            "rules": [{"entryFieldPath": "checkoutId", "eventFieldPath": "checkoutId"}],
+        },
+    },
+    "steps": [
+        {
+            "type": "email",
+            "delay": {"hours": 1},
+            "subject": "Your {{ checkout.items[0].title }}",
+            "html": "<p>Hi {{ subscriber.firstName }}</p><a href='{{ event.checkoutUrl }}'>back</a>",
+        }
+    ],
+}
+
+
+def test_a_batch_stops_sends_and_skips_as_each_step_would_alone(db, make_workspace):
+    """One batch mixes a run whose own order arrived (stopped), a run whose subscriber ordered the same
+    checkoutId *before* enrolling (that order predates the run and must not count, though the batch reads
+    events from the earliest run's start), a suppressed address (skipped) and a plain one (sent, with the
+    checkout snapshot read for the batch)."""
+    ws = make_workspace().id
+    _sequence(db, ws, ABANDONED)
+    clock = FrozenClock(T0)
+    _checkout(db, ws, "A", "a@example.com", T0)
+    _checkout(db, ws, "S", "s@example.com", T0)
+    _order(db, ws, "ord-early", "L", "late@example.com", T0 + timedelta(seconds=10))
+    _checkout(db, ws, "L", "late@example.com", T0 + timedelta(seconds=20))
+    _checkout(db, ws, "O", "o@example.com", T0 + timedelta(seconds=30))
+    clock.advance(seconds=30)
+    run_until_idle(db, clock)
+    _order(db, ws, "ord-O", "O", "o@example.com", T0 + timedelta(minutes=5))
+    # As if the dispatcher had not reached the order yet: only the step-time re-check can stop O.
+    db.write_sync(
+        lambda tx: tx.execute(
+            events.update()
+            .where(events.c.workspace_id == ws, events.c.dispatched_at.is_(None))
+            .values(dispatched_at=T0 + timedelta(minutes=5))
+        )
+    )
+    # A bounce recorded for the address alone (the subscriber stays active, so only the send is blocked).
+    db.write_sync(
+        lambda tx: suppression_store.add(
+            tx, ws, "s@example.com", "bounced", "smtp", T0 + timedelta(minutes=6)
+        )
+    )
+    clock.advance(hours=2)
+    # One claim takes all four: they run in one advance_batch.
+    assert run_until_idle(db, clock) == 4
+    sent = {m.to_email: m for m in _rows(db, messages, ws)}
+    assert sorted(sent) == ["a@example.com", "late@example.com"]
+    assert sent["a@example.com"].subject == "Your Logo tee"  # the checkout snapshot, read set-wise
+    runs = {r.dedupe_key or r.id: r for r in _rows(db, enrollments, ws)}
+    by_cart = {r.context["event"]["checkoutId"]: r for r in runs.values()}
+    assert by_cart["O"].status == "stopped"
+    assert by_cart["O"].stop_reason.startswith("stop condition: ecommerce.order_placed")
+    assert by_cart["L"].status == "completed" and by_cart["A"].status == "completed"
+    assert by_cart["S"].status == "completed"  # its email step was skipped: suppressed
+
+
+def test_a_later_run_of_the_same_subscriber_sees_what_an_earlier_one_changed(db, make_workspace):
+    """Two runs of one subscriber due together: the first tags them, the second stops on that tag. Rows
+    read up front for the batch would say "no tag"; the second run must read afresh."""
+    ws = make_workspace().id
+    _sequence(
+        db,
+        ws,
+        {
+            "name": "tagger",
+            "trigger": "event_received",
+            "eventName": CHECKOUT,
+            "enrollmentMode": "unlimited",
+            "steps": [
+                {"nodeType": "action_add_tag", "delay": {"minutes": 1}, "config": {"tagName": "vip"}},
+            ],
+        },
+    )
+    _sequence(
+        db,
+        ws,
+        {
+            "name": "stopper",
+            "trigger": "event_received",
+            "eventName": CHECKOUT,
+            "enrollmentMode": "unlimited",
+            "stopCondition": {"type": "has_tag", "value": "vip"},
+            "steps": [{"type": "email", "delay": {"minutes": 2}, "subject": "Hi", "text": "x"}],
+        },
+    )
+    clock = FrozenClock(T0)
+    _checkout(db, ws, "A", "a@example.com", T0)
+    run_until_idle(db, clock)
+    clock.advance(minutes=3)  # both due: the tagger (due first) runs first in the batch
+    run_until_idle(db, clock)
+    assert _rows(db, messages, ws) == []
+    stopped = [r for r in _rows(db, enrollments, ws) if r.status == "stopped"]
+    assert [r.stop_reason for r in stopped] == ["stop condition: subscriber has tag 'vip'"]
+
+
+def test_a_failing_step_holds_up_no_other_in_its_batch(db, make_workspace):
+    """A run whose step raises makes the set-wise batch fail; the worker then runs the batch one step at a
+    time, so the others are sent and only the failing run stays where it was."""
+    ws = make_workspace().id
+    good = _sequence(db, ws, {**ABANDONED, "name": "good"})
+    bad = _sequence(db, ws, {**ABANDONED, "name": "bad", "enrollmentMode": "unlimited"})
+    clock = FrozenClock(T0)
+    for i in range(3):
+        _checkout(db, ws, f"c{i}", f"u{i}@example.com", T0)
+    run_until_idle(db, clock)
+    # Break the second sequence's email node after enrolment: a node without its config raises.
+    nodes = [
+        {k: v for k, v in n.items() if k != "config"} if n["type"] == "email" else n
+        for n in bad.definition["nodes"]
+    ]
+    db.write_sync(
+        lambda tx: sequence_store.save(tx, replace(bad, definition={**bad.definition, "nodes": nodes}))
+    )
+    clock.advance(hours=2)
+
+    async def run() -> int:
+        await db.start()
+        try:
+            return await Worker(db, clock).run_due_steps()
+        finally:
+            await db.stop()
+
+    assert asyncio.run(run()) == 6
+    rows = _rows(db, enrollments, ws)
+    assert sorted(r.status for r in rows if r.sequence_id == good.id) == ["completed"] * 3
+    assert [r.status for r in rows if r.sequence_id == bad.id] == ["active"] * 3
+    assert len(_rows(db, messages, ws)) == 3
+    # Retire the broken runs: the PostgreSQL database is shared with later tests' workers.
+    db.write_sync(
+        lambda tx: tx.execute(
+            enrollments.update()
+            .where(enrollments.c.sequence_id == bad.id)
+            .values(status="cancelled", next_run_at=None, lease_owner=None, lease_until=None)
+        )
+    )
