@@ -143,12 +143,31 @@ class Worker:
     async def dispatch_events(self) -> int:
         now = self.clock.now()
 
-        def job(tx: Tx) -> tuple[int, collections.Counter[str]]:
+        def job(tx: Tx, share: int = timers.DISPATCH_PARTITIONS) -> tuple[int, collections.Counter[str]]:
             # A fresh tally per run: the writer may run a job twice, and only the committed run counts.
             names: collections.Counter[str] = collections.Counter()
-            return dispatch_batch(tx, now, self.batch_size, self.event_hooks, names), names
+            return dispatch_batch(tx, now, self.batch_size, self.event_hooks, names, share=share), names
 
-        count, names = await self.db.write(job, notify=False)
+        if self.db.dialect == "postgresql" and self.connections > 1:
+            # Several dispatchers side by side, each on its own connection and its own share of the
+            # subscriber partitions (store/timers.py), so that events of different subscribers are
+            # dispatched in parallel and each subscriber's still in order.
+            share = max(1, timers.DISPATCH_PARTITIONS // self.connections)
+            done = await asyncio.gather(
+                *(
+                    anyio.to_thread.run_sync(self.db.run_jobs_sync, [lambda tx: job(tx, share)])
+                    for _ in range(self.connections)
+                )
+            )
+            count, names = 0, collections.Counter[str]()
+            for [(ok, value)] in done:
+                if ok:
+                    count += value[0]
+                    names.update(value[1])
+                else:
+                    log.error("dispatching events failed: %r", value)
+        else:
+            count, names = await self.db.write(job, notify=False)
         self.events_dispatched += count
         if names:
             self.metrics.events_dispatched(names)
@@ -250,10 +269,12 @@ def dispatch_batch(
     limit: int,
     hooks: list[EventHook] | None = None,
     names: collections.Counter[str] | None = None,
+    *,
+    share: int = timers.DISPATCH_PARTITIONS,
 ) -> int:
-    """Dispatch up to `limit` undispatched events, oldest first, in one transaction. `names` counts them
-    by event name."""
-    taken = timers.take_undispatched(tx, limit)
+    """Dispatch up to `limit` undispatched events, oldest first, in one transaction (on PostgreSQL from at
+    most `share` subscriber partitions). `names` counts them by event name."""
+    taken = timers.take_undispatched(tx, limit, share=share)
     if names is not None:
         names.update(e.name for e in taken)
     triggered: dict[tuple[str, str], list[Any]] = {}

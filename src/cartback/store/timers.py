@@ -4,6 +4,7 @@ SQLite has one writer at a time (BEGIN IMMEDIATE), which serialises claims by it
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -13,8 +14,22 @@ from cartback.store.db import Tx
 from cartback.store.enrollments import LIVE
 from cartback.store.tables import enrollments, events
 
-# Only one process dispatches events at a time, so a subscriber's events are handled in order.
+# PostgreSQL: undispatched events fall into DISPATCH_PARTITIONS partitions by a hash of their subscriber,
+# and a dispatcher holds a transaction-scoped advisory lock (_DISPATCH_LOCK, partition) on each partition
+# it takes from. So a subscriber's events are handled by one dispatcher at a time, in order, while several
+# dispatchers (processes, or connections of one process) work on different subscribers side by side.
 _DISPATCH_LOCK = 727275
+DISPATCH_PARTITIONS = 16  # a power of two: the partition is the hash's low bits
+_IN_PARTITIONS = sa.text(
+    f"(hashtext(coalesce(events.subscriber_id, '')) & {DISPATCH_PARTITIONS - 1}) = ANY(:partitions)"
+)
+_LOCK_PARTITIONS = sa.text(
+    # OFFSET 0 keeps the planner from pushing the lock call into the sorted subquery, where it would run
+    # (and lock) for every partition; out here it runs row by row until LIMIT is met.
+    "SELECT p FROM (SELECT p FROM generate_series(0, :n - 1) AS p "
+    "ORDER BY (p - :start + :n) % :n OFFSET 0) AS t "
+    "WHERE pg_try_advisory_xact_lock(:key, p) LIMIT :share"
+)
 
 
 def claim_due(tx: Tx, owner: str, now: datetime, *, lease: timedelta, limit: int) -> list[str]:
@@ -82,18 +97,24 @@ def next_due(tx: Tx, now: datetime) -> datetime | None:
     return value
 
 
-def take_undispatched(tx: Tx, limit: int) -> list[event_store.Event]:
-    """The oldest events no dispatcher has handled, or none if another process is dispatching now."""
+def take_undispatched(tx: Tx, limit: int, *, share: int = DISPATCH_PARTITIONS) -> list[event_store.Event]:
+    """The oldest events no dispatcher has handled. On PostgreSQL only those of the (at most `share`)
+    partitions this transaction could lock, starting at a random one so that dispatchers spread out; none
+    if every partition is being dispatched by someone else now."""
+    query = sa.select(events).where(events.c.dispatched_at.is_(None))
     if tx.dialect.name == "postgresql":
-        got = tx.execute(sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _DISPATCH_LOCK}).scalar_one()
-        if not got:
+        params = {
+            "n": DISPATCH_PARTITIONS,
+            "start": secrets.randbelow(DISPATCH_PARTITIONS),
+            "key": _DISPATCH_LOCK,
+            "share": max(1, min(share, DISPATCH_PARTITIONS)),
+        }
+        locked = list(tx.execute(_LOCK_PARTITIONS, params).scalars())
+        if not locked:
             return []
-    rows = tx.execute(
-        sa.select(events)
-        .where(events.c.dispatched_at.is_(None))
-        .order_by(events.c.received_at, events.c.id)
-        .limit(limit)
-    ).all()
+        if len(locked) < DISPATCH_PARTITIONS:
+            query = query.where(_IN_PARTITIONS.bindparams(partitions=locked))
+    rows = tx.execute(query.order_by(events.c.received_at, events.c.id).limit(limit)).all()
     return [event_store.from_row(r) for r in rows]
 
 
