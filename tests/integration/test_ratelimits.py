@@ -220,3 +220,43 @@ def test_ratelimits_segment_burst_gets_429_in_segments_envelope(db_url, make_wor
         assert http.get("/api/v1/subscribers", headers=bearer(tenant.key)).status_code == 200
         other_answer = http.post("/v1/batch", json=_segment_batch(9), headers=_segment_auth(other.key))
         assert other_answer.status_code == 200
+
+
+def _klaviyo_event(n: int) -> dict[str, object]:
+    return {
+        "data": {
+            "type": "event",
+            "attributes": {
+                "properties": {},
+                "unique_id": f"k-{n}",
+                "metric": {"data": {"type": "metric", "attributes": {"name": "Viewed Product"}}},
+                "profile": {"data": {"type": "profile", "attributes": {"email": "k@example.com"}}},
+            },
+        }
+    }
+
+
+def _klaviyo_auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Klaviyo-API-Key {key}", "revision": "2026-10-15"}
+
+
+def test_ratelimits_klaviyo_burst_gets_429_in_jsonapi_errors(db_url, make_workspace):
+    clock = FrozenClock(START)
+    tenant, other = make_workspace(), make_workspace()
+    with client(db_url, clock, burst=3, steady=0) as http:
+        answers = [
+            http.post("/api/events", json=_klaviyo_event(n), headers=_klaviyo_auth(tenant.key))
+            for n in range(4)
+        ]
+        assert [r.status_code for r in answers] == [202, 202, 202, 429]
+        assert answers[0].headers["RateLimit-Remaining"] == "2"
+        refused = answers[-1]
+        assert refused.headers["Retry-After"] == "1"
+        assert (refused.headers["RateLimit-Limit"], refused.headers["RateLimit-Remaining"]) == ("3", "0")
+        (error,) = refused.json()["errors"]
+        assert (error["status"], error["code"]) == (429, "throttled")
+        assert "3 requests per second" in error["detail"]
+        # The same key's Sequenzy budget (/api/v1) is its own, and another key is unaffected.
+        assert http.get("/api/v1/subscribers", headers=bearer(tenant.key)).status_code == 200
+        res = http.post("/api/events", json=_klaviyo_event(9), headers=_klaviyo_auth(other.key))
+        assert res.status_code == 202

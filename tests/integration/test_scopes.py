@@ -201,3 +201,25 @@ def test_scopes_segment_needs_events_write(http, new_key):
     assert refused.status_code == 403
     assert refused.json()["success"] is False and refused.json()["code"] == "forbidden"
     assert "'events:write' scope" in refused.json()["message"]
+
+
+def test_scopes_klaviyo_events_need_events_write(http, new_key):
+    body = {
+        "data": {
+            "type": "event",
+            "attributes": {
+                "properties": {},
+                "metric": {"data": {"type": "metric", "attributes": {"name": "Viewed Product"}}},
+                "profile": {"data": {"type": "profile", "attributes": {"email": "k@example.com"}}},
+            },
+        }
+    }
+
+    def headers(key: str) -> dict[str, str]:
+        return {"Authorization": f"Klaviyo-API-Key {key}", "revision": "2026-10-15"}
+
+    assert http.post("/api/events", json=body, headers=headers(new_key("events:write"))).status_code == 202
+    refused = http.post("/api/events", json=body, headers=headers(new_key("read")))
+    assert refused.status_code == 403
+    (error,) = refused.json()["errors"]
+    assert error["code"] == "permission_denied" and "'events:write' scope" in error["detail"]

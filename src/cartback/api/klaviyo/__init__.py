@@ -66,6 +66,7 @@ def _error_responses() -> dict[int | str, dict[str, Any]]:
         409: "Conflicts with stored state (duplicate_profile)",
         413: "Request body too large",
         415: "Request body is not JSON",
+        429: "The key's rate limit is spent; retry after Retry-After seconds (docs/ratelimits.md)",
         503: "The store could not commit; retry",
     }
     return {
