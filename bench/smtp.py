@@ -23,8 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiosmtplib
@@ -33,6 +32,7 @@ import sqlalchemy as sa
 from cartback import ids
 from cartback.core.clock import system_clock
 from cartback.delivery import mime, queue, render, sender, smtp
+from cartback.scheduler.worker import Worker
 from cartback.store import messages as message_store
 from cartback.store import workspaces
 from cartback.store.db import Database, sqlalchemy_url
@@ -49,16 +49,6 @@ HTML = (
 )
 # The render layer stores the text part with the message when the step runs; the sender only packs it.
 TEXT = render.html_to_text(HTML)
-
-
-@dataclass
-class Worker:
-    db: Database
-    clock: object = system_clock
-    owner: str = "bench"
-    lease: timedelta = timedelta(minutes=5)
-    batch_size: int = 200
-    duties: list[object] = field(default_factory=list)
 
 
 def start_sink(port: int) -> subprocess.Popen[str]:
@@ -84,7 +74,8 @@ def sample_mime() -> bytes:
     )
 
 
-async def raw_round(port: int, count: int, connections: int, payload: bytes) -> float:
+async def raw_round(port: int, count: int, connections: int, payload: bytes) -> tuple[float, float]:
+    """(messages/s, client CPU ms per message)."""
     clients = [aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False) for _ in range(connections)]
     for c in clients:
         await c.connect()
@@ -95,12 +86,12 @@ async def raw_round(port: int, count: int, connections: int, payload: bytes) -> 
             left[0] -= 1
             await client.sendmail("shop@example.com", ["someone@example.com"], payload)
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(run(c) for c in clients))
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     for c in clients:
         await c.quit()
-    return count / elapsed
+    return count / elapsed, 1000 * cpu / count
 
 
 def new_database(kind: str, tmp: Path, n: int) -> str:
@@ -149,24 +140,25 @@ def queue_messages(db: Database, count: int) -> None:
 
 async def cartback_round(
     url: str, port: int, count: int, connections: int, sync: str = "FULL"
-) -> tuple[float, dict[str, int]]:
+) -> tuple[float, float, dict[str, int]]:
+    """(messages/s, CPU ms per message in this process: event loop, writer and reader threads, statuses)."""
     db = Database(url, sqlite_synchronous=sync)
     db.migrate()
     queue_messages(db, count)
     transport = smtp.SmtpTransport.from_url(f"smtp://127.0.0.1:{port}?starttls=0", concurrency=connections)
     duty = sender.Sender(transport, public_url="https://shop.example.com")
-    worker = Worker(db)
+    worker = Worker(db, system_clock, batch_size=200, lease_seconds=300)
     await db.start()
-    start = time.perf_counter()
-    while await duty.duty(worker):  # type: ignore[arg-type]
+    start, cpu = time.perf_counter(), time.process_time()
+    while await duty.duty(worker):
         pass
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     await transport.close()
     await db.stop()
     statuses = Database(url).read_sync(
         lambda tx: dict(tx.execute(sa.text("SELECT status, count(*) FROM messages GROUP BY status")).all())
     )
-    return duty.stats.sent / elapsed, statuses
+    return duty.stats.sent / elapsed, 1000 * cpu / max(1, duty.stats.sent), statuses
 
 
 def main() -> None:
@@ -194,22 +186,26 @@ def main() -> None:
     payload = sample_mime()
     raw_rates: list[float] = []
     cb_rates: list[float] = []
+    raw_cpu: list[float] = []
+    cb_cpu: list[float] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             asyncio.run(raw_round(port, 200, args.connections, payload))  # warm-up
             for n in range(args.rounds):
-                raw = asyncio.run(raw_round(port, args.messages, args.connections, payload))
+                raw, raw_ms = asyncio.run(raw_round(port, args.messages, args.connections, payload))
                 url = new_database(args.db, Path(tmp), n)
-                rate, statuses = asyncio.run(
+                rate, cb_ms, statuses = asyncio.run(
                     cartback_round(url, port, args.messages, args.connections, args.sync)
                 )
                 if statuses != {"sent": args.messages}:
                     raise SystemExit(f"not every message was sent: {statuses}")
                 raw_rates.append(raw)
                 cb_rates.append(rate)
+                raw_cpu.append(raw_ms)
+                cb_cpu.append(cb_ms)
                 print(
-                    f"round {n + 1}: raw aiosmtplib {raw:7.1f} msg/s   cartback sender {rate:7.1f} msg/s   "
-                    f"ratio {rate / raw:.2f}",
+                    f"round {n + 1}: raw aiosmtplib {raw:7.1f} msg/s ({raw_ms:.2f} ms CPU/msg)   "
+                    f"cartback sender {rate:7.1f} msg/s ({cb_ms:.2f} ms CPU/msg)   ratio {rate / raw:.2f}",
                     flush=True,
                 )
     finally:
@@ -224,18 +220,24 @@ def main() -> None:
         "message_bytes": len(payload),
         "raw_msgs_per_s": raw_rates,
         "cartback_msgs_per_s": cb_rates,
+        "raw_cpu_ms_per_msg": raw_cpu,
+        "cartback_cpu_ms_per_msg": cb_cpu,
         "ratio": ratios,
         "median": {
             "raw": statistics.median(raw_rates),
             "cartback": statistics.median(cb_rates),
             "ratio": statistics.median(ratios),
+            "raw_cpu_ms": statistics.median(raw_cpu),
+            "cartback_cpu_ms": statistics.median(cb_cpu),
         },
+        "load_average": os.getloadavg(),
     }
     median = summary["median"]
     print(
         f"median: raw {median['raw']:.1f} msg/s, cartback {median['cartback']:.1f} msg/s, "
-        f"ratio {median['ratio']:.2f} (goal >= 0.5); message {len(payload)} bytes, "
-        f"{args.connections} connections, {args.db}"
+        f"ratio {median['ratio']:.2f} (goal >= 0.5); CPU/msg raw {median['raw_cpu_ms']:.2f} ms, cartback "
+        f"{median['cartback_cpu_ms']:.2f} ms; message {len(payload)} bytes, "
+        f"{args.connections} connections, {args.db}; load average {os.getloadavg()[0]:.1f}"
     )
     out = ROOT / "bench" / "results" / f"smtp-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.parent.mkdir(exist_ok=True)

@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from cartback import ids, metrics
+from cartback.core import suppressions as core_suppressions
 from cartback.delivery import queue, sender, smtp
 from cartback.delivery.outbox import OutboxTransport
 from cartback.delivery.transport import Result
@@ -253,7 +254,8 @@ def test_sender_never_resends_a_message_whose_attempt_never_finished(db, workspa
     clock = FrozenClock(T0)
     dead = sender.Sender(MemoryTransport(), public_url="https://x.test")
     db.write_sync(lambda tx: deliveries.claim_due(tx, "dead", T0, lease=timedelta(seconds=60), limit=10))
-    prepared = db.write_sync(lambda tx: dead.prepare(tx, message_id, "dead", T0, timedelta(seconds=60), RAW))
+    [pending] = db.read_sync(lambda tx: deliveries.load_many(tx, [message_id]))
+    [prepared] = db.write_sync(lambda tx: dead.start(tx, [(pending, RAW)], "dead", T0, timedelta(seconds=60)))
     assert isinstance(prepared, sender.Prepared)
     msg, _, attempts = state(db, message_id)
     assert msg.status == "sending" and [(a.outcome, a.finished_at) for a in attempts] == [("unknown", None)]
@@ -280,12 +282,12 @@ def test_sender_leaves_a_message_another_worker_took_over(db, workspace_id):
     assert db.write_sync(lambda tx: deliveries.claim_due(tx, "fast", later, lease=lease, limit=10)) == [
         message_id
     ]
+    [pending] = db.read_sync(lambda tx: deliveries.load_many(tx, [message_id]))
     slow = sender.Sender(MemoryTransport(), public_url="https://x.test")
-    assert db.write_sync(lambda tx: slow.prepare(tx, message_id, "slow", later, lease, RAW)) == "skipped"
+    assert db.write_sync(lambda tx: slow.start(tx, [(pending, RAW)], "slow", later, lease)) == ["skipped"]
     fast = sender.Sender(MemoryTransport(), public_url="https://x.test")
-    assert isinstance(
-        db.write_sync(lambda tx: fast.prepare(tx, message_id, "fast", later, lease, RAW)), sender.Prepared
-    )
+    [prepared] = db.write_sync(lambda tx: fast.start(tx, [(pending, RAW)], "fast", later, lease))
+    assert isinstance(prepared, sender.Prepared)
 
 
 def test_sender_connection_lost_during_data_is_unknown_not_retried(db, workspace_id):
@@ -339,3 +341,52 @@ def test_bounce_classification():
     assert not sender.is_bad_mailbox(Result.permanent(550, "5.7.1 message rejected as spam", "data"))
     assert not sender.is_bad_mailbox(Result.permanent(553, "5.1.8 sender address rejected", "mail"))
     assert not sender.is_bad_mailbox(Result.temporary(450, "4.1.1 mailbox busy", "rcpt"))
+
+
+def test_sender_starts_and_records_a_window_in_one_write_each(db, workspace_id):
+    """Eight messages with four connections: one write starts all eight (one of them suppressed meanwhile),
+    one records every answer, each its own fate, and the counts and events match one by one."""
+    db.write_sync(
+        lambda tx: core_suppressions.suppress(tx, workspace_id, "off@example.com", "unsubscribed", "api", T0)
+    )
+    ids_ = [queue_message(db, workspace_id, f"m{i}@example.com") for i in range(6)]
+    ids_.append(queue_message(db, workspace_id, "off@example.com"))
+    ids_.append(queue_message(db, workspace_id, "gone@example.com"))
+    replies = [
+        Result.sent(250, "ok"),
+        Result.temporary(451, "4.3.0 later", "data"),
+        Result.unknown("connection lost during DATA: reset"),
+        Result.sent(250, "ok"),
+        Result.permanent(554, "5.7.1 rejected as spam", "data"),
+        Result.sent(250, "ok"),
+        USER_UNKNOWN,
+    ]
+    transport = MemoryTransport(replies, concurrency=4)
+    worker = FakeWorker(db, FrozenClock(T0))
+    duty = sender.Sender(transport, public_url="https://x.test")
+    assert run_duty(db, duty.duty, worker) == 8
+    # The claim, the write that starts all eight, the write that records the seven answers.
+    assert worker.db.stats.jobs == 3
+    statuses = [state(db, i)[0].status for i in ids_]
+    assert statuses == ["sent", "deferred", "unknown", "sent", "failed", "sent", "suppressed", "failed"]
+    attempts = [[(a.outcome, a.smtp_code) for a in state(db, i)[2]] for i in ids_]
+    assert attempts == [
+        [("sent", 250)],
+        [("deferred", 451)],
+        [("unknown", None)],
+        [("sent", 250)],
+        [("failed", 554)],
+        [("sent", 250)],
+        [],
+        [("failed", 550)],
+    ]
+    assert all(a.finished_at == T0 for i in ids_ for a in state(db, i)[2])
+    assert state(db, ids_[1])[1].next_attempt_at > T0
+    assert all(state(db, i)[1].next_attempt_at is None for i in ids_ if i != ids_[1])
+    assert sorted(e.properties["messageId"] for e in sent_events(db, workspace_id)) == sorted(
+        [ids_[0], ids_[3], ids_[5]]
+    )
+    bounced = db.read_sync(lambda tx: suppressions.for_email(tx, workspace_id, "gone@example.com"))
+    assert [s.reason for s in bounced] == ["bounced"]
+    assert (duty.stats.sent, duty.stats.deferred, duty.stats.unknown, duty.stats.failed) == (3, 1, 1, 2)
+    assert duty.stats.suppressed == 1 and transport.calls == 7

@@ -98,8 +98,34 @@ def record(
         existing = event_store.find_by_key(tx, workspace_id, idempotency_key)
         if existing is not None:
             return Recorded(existing, duplicate=True)
+    event = new(
+        workspace_id,
+        name=name,
+        source=source,
+        subscriber_id=subscriber_id,
+        properties=properties,
+        now=now,
+        occurred_at=occurred_at,
+        idempotency_key=idempotency_key,
+    )
+    event_store.append(tx, event)
+    return Recorded(event, duplicate=False)
+
+
+def new(
+    workspace_id: str,
+    *,
+    name: str,
+    source: str,
+    subscriber_id: str | None,
+    properties: dict[str, Any],
+    now: datetime,
+    occurred_at: datetime | None = None,
+    idempotency_key: str | None = None,
+) -> event_store.Event:
+    """An event as `record` appends it, not yet stored (for `record_many`)."""
     occurred = occurred_at or now
-    event = event_store.Event(
+    return event_store.Event(
         id=ids.new_id("evt"),
         workspace_id=workspace_id,
         subscriber_id=subscriber_id,
@@ -112,5 +138,21 @@ def record(
         historical=now - occurred > HISTORICAL_AFTER,
         value=value_of(properties),
     )
-    event_store.append(tx, event)
-    return Recorded(event, duplicate=False)
+
+
+def record_many(tx: Tx, batch: list[event_store.Event]) -> list[event_store.Event]:
+    """Append events made by `new` in one statement, leaving out those whose idempotency key is used
+    already (by the log or earlier in `batch`); return the ones appended."""
+    used = event_store.used_keys(
+        tx, [(e.workspace_id, e.idempotency_key) for e in batch if e.idempotency_key is not None]
+    )
+    fresh = []
+    for event in batch:
+        if event.idempotency_key is not None:
+            key = (event.workspace_id, event.idempotency_key)
+            if key in used:
+                continue
+            used.add(key)
+        fresh.append(event)
+    event_store.append_many(tx, fresh)
+    return fresh

@@ -25,6 +25,15 @@ def blocking_reason(tx: Tx, workspace_id: str, email: str, kind: str) -> str | N
     return reason_among(store.for_email(tx, workspace_id, email), kind)
 
 
+def blocking_reasons(tx: Tx, mail: list[tuple[str, str, str]]) -> list[str | None]:
+    """blocking_reason of many (workspace, address, kind) at once: one query per workspace."""
+    by_workspace: dict[str, list[str]] = {}
+    for workspace_id, email, _ in mail:
+        by_workspace.setdefault(workspace_id, []).append(email)
+    found = {ws: store.for_emails(tx, ws, emails) for ws, emails in by_workspace.items()}
+    return [reason_among(found[ws][subscriber_store.email_key(email)], kind) for ws, email, kind in mail]
+
+
 def reason_among(items: list[store.Suppression], kind: str) -> str | None:
     """blocking_reason over an address's suppressions already read (a batch reads them set-wise)."""
     blocked = _BLOCKS[kind]

@@ -2,9 +2,9 @@
 
 Per message, three steps:
 
-1. a committed write: still ours (lease), not suppressed meanwhile, no attempt already open; build the
-   MIME, keep it in `message_delivery.mime`, record an attempt with outcome `unknown` and no
-   `finished_at`, count it, status `sending`;
+1. a committed write: still ours (lease), not suppressed meanwhile, no attempt already open; keep the MIME
+   (built beforehand, outside the writer) in `message_delivery.mime`, record an attempt with outcome
+   `unknown` and no `finished_at`, count it, status `sending`;
 2. the send, outside any transaction;
 3. a committed write of the outcome: sent (plus an `email.sent` event), deferred with backoff, failed
    (plus a bounce suppression for an unknown mailbox), or unknown.
@@ -12,11 +12,18 @@ Per message, three steps:
 If the process dies between 1 and 3 the attempt stays open. Whoever claims the message next finds it
 and marks the message `unknown` instead of sending it again: the server may already have it. With the
 outbox transport the three steps are one transaction, so there is no such window.
+
+Steps 1 and 3 are set-wise: one write job does step 1 for every message that may start now (a few
+statements for all of them, not a few each), and one does step 3 for every answer that came in while the
+previous such write was committing. At most 2 x the transport's concurrency messages are between the
+start of step 1 and the commit of step 3 at any time, which bounds what a crash can leave open.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import logging
 import random
 import re
@@ -25,13 +32,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from cartback import ids
 from cartback.core import events, suppressions
 from cartback.delivery import links, mime
 from cartback.delivery.outbox import OutboxTransport
 from cartback.delivery.transport import Result, Transport
 from cartback.store import deliveries
+from cartback.store import events as event_store
 from cartback.store import workspaces as workspace_store
 from cartback.store.db import Tx
+from cartback.store.messages import Message
 
 if TYPE_CHECKING:
     from cartback.metrics import Metrics
@@ -82,11 +92,15 @@ def is_bad_mailbox(result: Result) -> bool:
 class Prepared:
     """A message ready to go: its attempt is recorded and committed."""
 
-    message_id: str
+    message: Message
     attempt_id: str
     attempt: int
     envelope: mime.Envelope
     mime: bytes
+
+
+# An attempt's answer: what the transport said, and when.
+Answer = tuple[Prepared, Result, datetime]
 
 
 @dataclass
@@ -126,23 +140,7 @@ class Sender:
         # The messages and their workspaces' secrets, read once; the MIME is then built on the event loop,
         # outside the single writer's transactions.
         batch, secrets = await worker.db.read(lambda tx: _load_batch(tx, claimed))
-        # At most this many messages are prepared and not yet answered: the transport's own limit sending,
-        # and as many again prepared ahead, so the first writes overlap the sends. A crash can leave only
-        # these with an open attempt.
-        window = asyncio.Semaphore(max(1, 2 * self.transport.concurrency))
-        results = await asyncio.gather(
-            *(self._deliver_counted(worker, p, secrets[p.message.workspace_id], window) for p in batch),
-            return_exceptions=True,
-        )
-        unknown = 0
-        for pending, outcome in zip(batch, results, strict=True):
-            if isinstance(outcome, BaseException):
-                log.error("delivering %s failed: %r", pending.message.id, outcome)
-                continue
-            if outcome == "released":  # not attempted: the worker is stopping and gives the lease back
-                continue
-            self.stats.add(outcome)
-            unknown += outcome == "unknown"
+        unknown = await self._deliver(worker, batch, secrets)
         if unknown:
             log.warning(
                 "%d message(s) marked unknown: they may or may not have been delivered and are not resent "
@@ -151,36 +149,23 @@ class Sender:
             )
         return len(claimed)
 
-    async def _deliver_counted(
-        self, worker: Worker, pending: deliveries.Pending, secret: str, window: asyncio.Semaphore
-    ) -> str:
-        """`_deliver`, counted in the metrics as soon as it is done rather than when the whole batch is."""
-        outcome = await self._deliver(worker, pending, secret, window)
-        if outcome != "released":
-            worker.metrics.message_outcome(outcome)
-        return outcome
+    async def _deliver(self, worker: Worker, batch: list[deliveries.Pending], secrets: dict[str, str]) -> int:
+        """Deliver a claimed batch; return how many messages became `unknown`.
 
-    async def _deliver(
-        self, worker: Worker, pending: deliveries.Pending, secret: str, window: asyncio.Semaphore
-    ) -> str:
-        """Deliver one claimed message; return what became of it (sent, deferred, failed, suppressed,
-        unknown, skipped)."""
-        db, owner, message_id = worker.db, worker.owner, pending.message.id
-        async with window:
-            if worker.stopping:
-                return "released"
-            now = worker.clock.now()
-            raw = self.mime_of(pending, secret, now)
-            if self.transport.atomic:
-                return await db.write(
-                    lambda tx: self._deliver_atomically(tx, message_id, owner, now, worker.lease, raw),
-                    notify=False,
-                )
-            prepared = await db.write(
-                lambda tx: self.prepare(tx, message_id, owner, now, worker.lease, raw), notify=False
-            )
-            if isinstance(prepared, str):
-                return prepared
+        A window of 2 x the transport's concurrency: as many messages sending as the transport allows, and
+        as many again prepared ahead. One write at a time records every answer that came in while the
+        previous write was committing and, in the same transaction, starts as many new messages as slots
+        were freed; so at every commit at most a window's worth of attempts is open. A stop starts nothing
+        new (the worker gives the remaining leases back) but still records every answer."""
+        window = max(1, 2 * self.transport.concurrency)
+        todo = collections.deque(batch)
+        answers: list[Answer] = []
+        arrived = asyncio.Event()
+        open_attempts = 0  # started and not yet recorded
+        sends: list[asyncio.Task[None]] = []
+        unknown = 0
+
+        async def send(prepared: Prepared) -> None:
             try:
                 result = await self.transport.send(
                     prepared.envelope.sender, prepared.envelope.recipients, prepared.mime
@@ -188,69 +173,126 @@ class Sender:
             except Exception as exc:  # a transport bug: nothing says whether the message went out
                 log.exception("transport %s raised", self.transport.name)
                 result = Result.unknown(f"transport error: {exc!r}")
-        done = worker.clock.now()
-        return await db.write(lambda tx: self.record(tx, prepared, result, done), notify=False)
+            answers.append((prepared, result, worker.clock.now()))
+            arrived.set()
+
+        while open_attempts or (todo and not worker.stopping):
+            while not answers and (open_attempts == window or not todo or worker.stopping):
+                arrived.clear()
+                await arrived.wait()
+            answered, answers = answers, []
+            free = window - open_attempts + len(answered)
+            chunk = [] if worker.stopping else [todo.popleft() for _ in range(min(free, len(todo)))]
+            now = worker.clock.now()
+            items = [(p, self.mime_of(p, secrets[p.message.workspace_id], now)) for p in chunk]
+            step = functools.partial(
+                self.step, answers=answered, items=items, owner=worker.owner, now=now, lease=worker.lease
+            )
+            try:
+                outcomes, ready = await worker.db.write(step, notify=False)
+            except Exception as exc:
+                # Nothing of it committed. The answered attempts stay open, so the next claim marks those
+                # messages unknown (never sent twice); the chunk waits for its lease to expire.
+                log.error(
+                    "recording %d outcome(s) and starting %d failed: %r", len(answered), len(chunk), exc
+                )
+                outcomes, ready = [], []
+            open_attempts -= len(answered)
+            for item in ready:
+                if isinstance(item, Prepared):
+                    open_attempts += 1
+                    sends.append(asyncio.create_task(send(item)))
+                else:
+                    outcomes.append(item)
+            for outcome in outcomes:
+                self.stats.add(outcome)
+                worker.metrics.message_outcome(outcome)
+                unknown += outcome == "unknown"
+        await asyncio.gather(*sends)
+        return unknown
 
     # -- the two writes ----------------------------------------------------------------------------
 
-    def prepare(
-        self, tx: Tx, message_id: str, owner: str, now: datetime, lease: timedelta, raw: bytes
-    ) -> Prepared | str:
-        """The first write. When there is nothing to send (taken over, finished, suppressed, or an earlier
-        attempt's fate is unknown), records why and returns the outcome instead."""
-        if not deliveries.hold(tx, message_id, owner, now + lease):
-            return "skipped"  # another worker took it over after our lease expired
-        pending = deliveries.load(tx, message_id, bodies=False)
-        if pending is None:
-            return "skipped"
-        settled = self._settled_elsewhere(tx, pending, now)
-        if settled:
-            return settled
-        # On a retry `raw` is the kept MIME of the first attempt (mime_of), so it is not stored again.
-        attempt_id, number = deliveries.start_attempt(
-            tx,
-            pending,
-            now,
-            transport=self.transport.name,
-            mime=None if pending.mime else raw.decode("ascii"),
-        )
-        deliveries.set_status(tx, message_id, "sending", now, error=pending.message.error)
-        envelope = mime.Envelope(mime.address_of(pending.message.from_email), [pending.message.to_email])
-        return Prepared(message_id, attempt_id, number, envelope, raw)
+    def step(
+        self,
+        tx: Tx,
+        answers: list[Answer],
+        items: list[tuple[deliveries.Pending, bytes]],
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+    ) -> tuple[list[str], list[Prepared | str]]:
+        """One write of the delivery loop: `record` the answers, then `start` the items."""
+        outcomes = self.record(tx, answers) if answers else []
+        return outcomes, self.start(tx, items, owner, now, lease) if items else []
 
-    def record(self, tx: Tx, prepared: Prepared, result: Result, now: datetime) -> str:
-        """The second write: the outcome of one attempt. Recorded even if our lease lapsed meanwhile: it is
+    def start(
+        self,
+        tx: Tx,
+        items: list[tuple[deliveries.Pending, bytes]],
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+    ) -> list[Prepared | str]:
+        """Step 1 for claimed messages with their MIME, as one write. For each message, the Prepared one
+        or, when there is nothing to send (taken over, finished, suppressed, or an earlier attempt's fate
+        is unknown), the outcome recorded instead. With an atomic transport (the outbox) the outcome is
+        written in the same transaction: "sent"."""
+        held = deliveries.hold(tx, [p.message.id for p, _ in items], owner, now + lease)
+        states = deliveries.states(tx, list(held))
+        candidates = [(p, raw) for p, raw in items if p.message.id in states]
+        blocked = suppressions.blocking_reasons(
+            tx, [(p.message.workspace_id, p.message.to_email, p.message.kind) for p, _ in candidates]
+        )
+        why: dict[str, str] = {}
+        starts: list[deliveries.Start] = []
+        prepared: dict[str, Prepared] = {}
+        for (pending, raw), block in zip(candidates, blocked, strict=True):
+            message, state = pending.message, states[pending.message.id]
+            settled = self._settled_elsewhere(tx, message, state, block, now)
+            if settled:
+                why[message.id] = settled
+                continue
+            attempt_id, number = ids.new_id("att"), state.attempts + 1
+            # On a retry `raw` is the kept MIME of the first attempt (mime_of), so it is not stored again.
+            starts.append(
+                deliveries.Start(message, attempt_id, number, None if pending.mime else raw.decode("ascii"))
+            )
+            envelope = mime.Envelope(mime.address_of(message.from_email), [message.to_email])
+            prepared[message.id] = Prepared(message, attempt_id, number, envelope, raw)
+        deliveries.start_attempts(tx, starts, now, transport=self.transport.name)
+        if self.transport.atomic:
+            stored = Result.sent(None, "stored in the outbox")
+            outcomes = self.record(tx, [(p, stored, now) for p in prepared.values()])
+            why.update(zip(prepared, outcomes, strict=True))
+            prepared = {}
+        # Not held: another worker took the message over after our lease expired; not found: deleted.
+        return [prepared.get(p.message.id) or why.get(p.message.id, "skipped") for p, _ in items]
+
+    def record(self, tx: Tx, answers: list[Answer]) -> list[str]:
+        """Step 3 for many answers, as one write: what became of each (sent, deferred, failed, unknown, or
+        gone when the message was deleted meanwhile). Recorded even if our lease lapsed meanwhile: it is
         the truth, and whoever claimed the message since found the open attempt and did not send it."""
-        pending = deliveries.load(tx, prepared.message_id, bodies=False)
-        if pending is None:
-            return "gone"
-        message = pending.message
-        detail = result.describe()
-        if result.status == "sent":
-            deliveries.finish_attempt(tx, prepared.attempt_id, "sent", now, code=result.code, detail=detail)
-            self._mark_sent(tx, pending, now)
-            return "sent"
-        if result.status == "unknown":
-            deliveries.finish_attempt(tx, prepared.attempt_id, "unknown", now, code=None, detail=detail)
-            deliveries.set_status(tx, message.id, "unknown", now, error=f"fate unknown: {detail}")
-            deliveries.finish(tx, message.id)
-            return "unknown"
-        if result.status == "temporary":
-            too_old = now - message.created_at >= self.policy.give_up_after
-            if prepared.attempt < self.policy.max_attempts and not too_old:
-                deliveries.finish_attempt(
-                    tx, prepared.attempt_id, "deferred", now, code=result.code, detail=detail
-                )
-                deliveries.set_status(tx, message.id, "deferred", now, error=detail)
-                deliveries.retry_at(tx, message.id, now + self.policy.delay(prepared.attempt))
-                return "deferred"
-            why = f"gave up after {prepared.attempt} attempt(s): {detail}"
-        else:
-            why = detail
-        deliveries.finish_attempt(tx, prepared.attempt_id, "failed", now, code=result.code, detail=detail)
-        deliveries.set_status(tx, message.id, "failed", now, error=why)
-        deliveries.finish(tx, message.id)
-        if is_bad_mailbox(result):
+        present = deliveries.present(tx, [p.message.id for p, _, _ in answers])
+        outcomes: list[deliveries.Outcome] = []
+        sent: list[event_store.Event] = []
+        bounced: list[tuple[Message, Result, str, datetime]] = []
+        results: list[str] = []
+        for prepared, result, now in answers:
+            message = prepared.message
+            if message.id not in present:
+                results.append("gone")
+                continue
+            outcome = self._outcome(prepared, result, now)
+            outcomes.append(outcome)
+            results.append(outcome.status)
+            if outcome.status == "sent":
+                sent.append(_sent_event(message, now))
+            elif outcome.status == "failed" and is_bad_mailbox(result):
+                bounced.append((message, result, outcome.detail or "", now))
+        deliveries.record_outcomes(tx, outcomes)
+        events.record_many(tx, sent)
+        for message, result, detail, now in bounced:
             suppressions.suppress(
                 tx,
                 message.workspace_id,
@@ -261,42 +303,43 @@ class Sender:
                 detail=detail,
                 properties={"messageId": message.id, "smtpCode": result.code},
             )
-        return "failed"
+        return results
 
-    def _deliver_atomically(
-        self, tx: Tx, message_id: str, owner: str, now: datetime, lease: timedelta, raw: bytes
-    ) -> str:
-        """The outbox: checks, MIME, attempt and outcome in one transaction. A crash rolls all of it back,
-        and the next claim starts afresh; no message can end up in between."""
-        if not deliveries.hold(tx, message_id, owner, now + lease):
-            return "skipped"
-        pending = deliveries.load(tx, message_id, bodies=False)
-        if pending is None:
-            return "skipped"
-        settled = self._settled_elsewhere(tx, pending, now)
-        if settled:
-            return settled
-        deliveries.start_attempt(
-            tx, pending, now, transport=self.transport.name, mime=raw.decode("ascii"), outcome="sent"
-        )
-        self._mark_sent(tx, pending, now)
-        return "sent"
+    def _outcome(self, prepared: Prepared, result: Result, now: datetime) -> deliveries.Outcome:
+        message, detail = prepared.message, result.describe()
+
+        def outcome(status: str, error: str | None, retry_at: datetime | None = None) -> deliveries.Outcome:
+            code = None if result.status == "unknown" else result.code
+            return deliveries.Outcome(
+                message.id, prepared.attempt_id, status, status, code, detail, error, now, retry_at
+            )
+
+        if result.status == "sent":
+            return outcome("sent", None)
+        if result.status == "unknown":
+            return outcome("unknown", f"fate unknown: {detail}")
+        if result.status == "temporary":
+            too_old = now - message.created_at >= self.policy.give_up_after
+            if prepared.attempt < self.policy.max_attempts and not too_old:
+                return outcome("deferred", detail, now + self.policy.delay(prepared.attempt))
+            return outcome("failed", f"gave up after {prepared.attempt} attempt(s): {detail}")
+        return outcome("failed", detail)
 
     # -- helpers -------------------------------------------------------------------------------------
 
-    def _settled_elsewhere(self, tx: Tx, pending: deliveries.Pending, now: datetime) -> str | None:
+    def _settled_elsewhere(
+        self, tx: Tx, message: Message, state: deliveries.State, blocked: str | None, now: datetime
+    ) -> str | None:
         """Handle the cases in which this message must not be sent now: the outcome, or None."""
-        message = pending.message
-        if message.status in deliveries.FINAL:
+        if state.status in deliveries.FINAL:
             deliveries.finish(tx, message.id)
             return "skipped"
-        if deliveries.open_attempt(tx, message.id) is not None:
+        if state.open_attempt:
             # An earlier attempt was handed to the transport and never answered: the process died in the
             # SMTP exchange, so the server may have the message. Never send it twice.
             deliveries.set_status(tx, message.id, "unknown", now, error=UNKNOWN_FATE)
             deliveries.finish(tx, message.id)
             return "unknown"
-        blocked = suppressions.blocking_reason(tx, message.workspace_id, message.to_email, message.kind)
         if blocked:
             deliveries.set_status(tx, message.id, "suppressed", now, error=f"suppressed: {blocked}")
             deliveries.finish(tx, message.id)
@@ -325,26 +368,23 @@ class Sender:
             unsubscribe_url=unsubscribe,
         )
 
-    def _mark_sent(self, tx: Tx, pending: deliveries.Pending, now: datetime) -> None:
-        message = pending.message
-        deliveries.set_status(tx, message.id, "sent", now, sent_at=now)
-        deliveries.finish(tx, message.id)
-        events.record(
-            tx,
-            message.workspace_id,
-            name="email.sent",
-            source=events.SOURCE_CARTBACK,
-            subscriber_id=message.subscriber_id,
-            properties={
-                "messageId": message.id,
-                "sequenceId": message.sequence_id,
-                "enrollmentId": message.enrollment_id,
-                "nodeId": message.node_id,
-                "kind": message.kind,
-            },
-            now=now,
-            idempotency_key=f"email.sent:{message.id}",
-        )
+
+def _sent_event(message: Message, now: datetime) -> event_store.Event:
+    return events.new(
+        message.workspace_id,
+        name="email.sent",
+        source=events.SOURCE_CARTBACK,
+        subscriber_id=message.subscriber_id,
+        properties={
+            "messageId": message.id,
+            "sequenceId": message.sequence_id,
+            "enrollmentId": message.enrollment_id,
+            "nodeId": message.node_id,
+            "kind": message.kind,
+        },
+        now=now,
+        idempotency_key=f"email.sent:{message.id}",
+    )
 
 
 def _load_batch(tx: Tx, message_ids: list[str]) -> tuple[list[deliveries.Pending], dict[str, str]]:

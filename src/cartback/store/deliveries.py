@@ -14,7 +14,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
-from cartback import ids
 from cartback.store.db import Tx
 from cartback.store.messages import Message
 from cartback.store.tables import delivery_attempts, message_delivery, messages
@@ -73,20 +72,24 @@ def claim_due(tx: Tx, owner: str, now: datetime, *, lease: timedelta, limit: int
     return found
 
 
-def hold(tx: Tx, message_id: str, owner: str, until: datetime) -> bool:
-    """Extend `owner`'s lease on a claimed message; False if another worker took it meanwhile (ours
-    expired), in which case this worker must leave the message alone. On PostgreSQL the UPDATE also locks
-    the row until commit, so a concurrent claim cannot slip in between."""
-    result = tx.execute(
-        message_delivery.update()
-        .where(
-            message_delivery.c.message_id == message_id,
-            message_delivery.c.lease_owner == owner,
-            message_delivery.c.next_attempt_at.is_not(None),
-        )
-        .values(lease_until=until)
+_HOLD = (
+    message_delivery.update()
+    .where(
+        message_delivery.c.message_id.in_(sa.bindparam("ids", expanding=True)),
+        message_delivery.c.lease_owner == sa.bindparam("owner"),
+        message_delivery.c.next_attempt_at.is_not(None),
     )
-    return result.rowcount == 1
+    .values(lease_until=sa.bindparam("until"))
+    .returning(message_delivery.c.message_id)
+)
+
+
+def hold(tx: Tx, message_ids: list[str], owner: str, until: datetime) -> set[str]:
+    """Extend `owner`'s lease on claimed messages; the ids it still holds. A message missing from the answer
+    was taken by another worker meanwhile (our lease expired) and must be left alone. On PostgreSQL the
+    UPDATE also locks the rows until commit, so a concurrent claim cannot slip in between."""
+    rows = tx.execute(_HOLD, {"ids": message_ids, "owner": owner, "until": until})
+    return set(rows.scalars())
 
 
 _PENDING = sa.select(
@@ -105,27 +108,6 @@ def _pending(row: Row[Any]) -> Pending:
     )
 
 
-# The same without the bodies and the MIME (both tens of KB), for the writes around a send.
-_LIGHT = sa.select(
-    *[c for c in messages.c if c.name not in ("html", "text")],
-    sa.null().label("html"),
-    sa.null().label("text"),
-    message_delivery.c.rfc_message_id,
-    message_delivery.c.transport,
-    message_delivery.c.attempts,
-    message_delivery.c.lease_owner,
-    sa.case((message_delivery.c.mime.is_(None), None), else_="(kept)").label("mime"),
-).join(message_delivery, message_delivery.c.message_id == messages.c.id)
-
-
-def load(tx: Tx, message_id: str, *, bodies: bool = True) -> Pending | None:
-    """A message with its delivery row. Without `bodies`, html and text are None and `mime` only says
-    whether one is kept ("(kept)") or not (None)."""
-    query = _PENDING if bodies else _LIGHT
-    row = tx.execute(query.where(messages.c.id == message_id)).first()
-    return None if row is None else _pending(row)
-
-
 def load_many(tx: Tx, message_ids: list[str]) -> list[Pending]:
     """The claimed messages in one query, in the order given (missing ones left out)."""
     rows = tx.execute(_PENDING.where(messages.c.id.in_(message_ids))).all()
@@ -133,72 +115,191 @@ def load_many(tx: Tx, message_ids: list[str]) -> list[Pending]:
     return [by_id[i] for i in message_ids if i in by_id]
 
 
-def open_attempt(tx: Tx, message_id: str) -> tuple[str, int] | None:
-    """(id, number) of an attempt that started and never recorded its outcome: the process stopped while
-    that attempt was in the hands of the transport."""
-    row = tx.execute(
-        sa.select(delivery_attempts.c.id, delivery_attempts.c.attempt)
-        .where(
-            delivery_attempts.c.message_id == message_id,
-            delivery_attempts.c.outcome == "unknown",
-            delivery_attempts.c.finished_at.is_(None),
-        )
-        .order_by(delivery_attempts.c.attempt.desc())
-        .limit(1)
-    ).first()
-    return None if row is None else (row.id, int(row.attempt))
+@dataclass(frozen=True)
+class State:
+    """What may have changed about a message since it was read: read again in the write that starts its
+    attempt."""
+
+    status: str
+    attempts: int
+    # An attempt started and never recorded its outcome: the process stopped while that attempt was in
+    # the hands of the transport.
+    open_attempt: bool
 
 
-def start_attempt(
-    tx: Tx, pending: Pending, now: datetime, *, transport: str, mime: str | None, outcome: str = "unknown"
-) -> tuple[str, int]:
-    """Record an attempt (outcome `unknown` until the transport answers), count it, and keep the MIME that
-    goes out, so a retry sends the very same bytes."""
-    number = pending.attempts + 1
-    attempt_id = ids.new_id("att")
-    tx.execute(
-        delivery_attempts.insert().values(
-            id=attempt_id,
-            workspace_id=pending.message.workspace_id,
-            message_id=pending.message.id,
-            attempt=number,
-            outcome=outcome,
-            started_at=now,
-            finished_at=now if outcome != "unknown" else None,
-        )
+_OPEN_ATTEMPT = (
+    sa.select(delivery_attempts.c.id)
+    .where(
+        delivery_attempts.c.message_id == messages.c.id,
+        delivery_attempts.c.outcome == "unknown",
+        delivery_attempts.c.finished_at.is_(None),
     )
-    values: dict[str, Any] = {"attempts": number, "transport": transport}
-    if mime is not None:
-        values["mime"] = mime
-    tx.execute(
-        message_delivery.update().where(message_delivery.c.message_id == pending.message.id).values(**values)
+    .exists()
+)
+_STATES = (
+    sa.select(messages.c.id, messages.c.status, message_delivery.c.attempts, _OPEN_ATTEMPT.label("open"))
+    .join(message_delivery, message_delivery.c.message_id == messages.c.id)
+    .where(messages.c.id.in_(sa.bindparam("ids", expanding=True)))
+)
+
+
+def states(tx: Tx, message_ids: list[str]) -> dict[str, State]:
+    if not message_ids:
+        return {}
+    rows = tx.execute(_STATES, {"ids": message_ids})
+    return {r.id: State(r.status, int(r.attempts), bool(r.open)) for r in rows}
+
+
+@dataclass(frozen=True)
+class Start:
+    """An attempt about to be handed to the transport."""
+
+    message: Message
+    attempt_id: str
+    attempt: int
+    # The MIME to keep, so a retry sends the very same bytes; None when one is kept already.
+    mime: str | None
+
+
+_INSERT_ATTEMPT = delivery_attempts.insert()
+_COUNT_ATTEMPT = (
+    message_delivery.update()
+    .where(message_delivery.c.message_id == sa.bindparam("b_message_id"))
+    .values(
+        attempts=sa.bindparam("b_attempt"),
+        transport=sa.bindparam("b_transport"),
+        mime=sa.func.coalesce(message_delivery.c.mime, sa.bindparam("b_mime", type_=sa.Text)),
     )
-    return attempt_id, number
+)
+_SENDING = (
+    messages.update()
+    .where(messages.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .values(status="sending", updated_at=sa.bindparam("now"))
+)
 
 
-def finish_attempt(
-    tx: Tx, attempt_id: str, outcome: str, now: datetime, *, code: int | None, detail: str | None
-) -> None:
+def start_attempts(tx: Tx, starts: list[Start], now: datetime, *, transport: str) -> None:
+    """Record attempts with outcome `unknown` and no `finished_at` (until the transport answers), count
+    them, keep their MIME, and set their messages `sending`: three statements however many there are."""
+    if not starts:
+        return
     tx.execute(
-        delivery_attempts.update()
-        .where(delivery_attempts.c.id == attempt_id)
-        .values(outcome=outcome, smtp_code=code, detail=detail, finished_at=now)
+        _INSERT_ATTEMPT,
+        [
+            {
+                "id": s.attempt_id,
+                "workspace_id": s.message.workspace_id,
+                "message_id": s.message.id,
+                "attempt": s.attempt,
+                "outcome": "unknown",
+                "started_at": now,
+                "finished_at": None,
+            }
+            for s in starts
+        ],
     )
+    tx.execute(
+        _COUNT_ATTEMPT,
+        [
+            {"b_message_id": s.message.id, "b_attempt": s.attempt, "b_transport": transport, "b_mime": s.mime}
+            for s in starts
+        ],
+    )
+    tx.execute(_SENDING, {"ids": [s.message.id for s in starts], "now": now})
 
 
-def set_status(
-    tx: Tx,
-    message_id: str,
-    status: str,
-    now: datetime,
-    *,
-    error: str | None = None,
-    sent_at: datetime | None = None,
-) -> None:
-    values: dict[str, Any] = {"status": status, "updated_at": now, "error": error}
-    if sent_at is not None:
-        values["sent_at"] = sent_at
-    tx.execute(messages.update().where(messages.c.id == message_id).values(**values))
+@dataclass(frozen=True)
+class Outcome:
+    """What became of an attempt, and so of its message."""
+
+    message_id: str
+    attempt_id: str
+    outcome: str  # the attempt's: sent, deferred, failed, unknown
+    status: str  # the message's
+    code: int | None
+    detail: str | None
+    error: str | None
+    at: datetime
+    # When to try again; None takes the message off the queue.
+    retry_at: datetime | None = None
+
+
+_FINISH_ATTEMPT = (
+    delivery_attempts.update()
+    .where(delivery_attempts.c.id == sa.bindparam("b_id"))
+    .values(
+        outcome=sa.bindparam("b_outcome"),
+        smtp_code=sa.bindparam("b_code"),
+        detail=sa.bindparam("b_detail"),
+        finished_at=sa.bindparam("b_at"),
+    )
+)
+_MESSAGE_STATUS = (
+    messages.update()
+    .where(messages.c.id == sa.bindparam("b_id"))
+    .values(
+        status=sa.bindparam("b_status"),
+        updated_at=sa.bindparam("b_at"),
+        error=sa.bindparam("b_error"),
+        sent_at=sa.func.coalesce(
+            sa.bindparam("b_sent_at", type_=messages.c.sent_at.type), messages.c.sent_at
+        ),
+    )
+)
+_NEXT_ATTEMPT = (
+    message_delivery.update()
+    .where(message_delivery.c.message_id == sa.bindparam("b_id"))
+    .values(next_attempt_at=sa.bindparam("b_next"), lease_owner=None, lease_until=None)
+)
+
+
+def record_outcomes(tx: Tx, outcomes: list[Outcome]) -> None:
+    """Finish the attempts, set their messages' status, and either schedule the next attempt or take the
+    message off the queue (lease released either way): three statements however many there are."""
+    if not outcomes:
+        return
+    tx.execute(
+        _FINISH_ATTEMPT,
+        [
+            {
+                "b_id": o.attempt_id,
+                "b_outcome": o.outcome,
+                "b_code": o.code,
+                "b_detail": o.detail,
+                "b_at": o.at,
+            }
+            for o in outcomes
+        ],
+    )
+    tx.execute(
+        _MESSAGE_STATUS,
+        [
+            {
+                "b_id": o.message_id,
+                "b_status": o.status,
+                "b_at": o.at,
+                "b_error": o.error,
+                "b_sent_at": o.at if o.status == "sent" else None,
+            }
+            for o in outcomes
+        ],
+    )
+    tx.execute(_NEXT_ATTEMPT, [{"b_id": o.message_id, "b_next": o.retry_at} for o in outcomes])
+
+
+def present(tx: Tx, message_ids: list[str]) -> set[str]:
+    """Which of these messages still exist (a deleted workspace takes its messages with it)."""
+    if not message_ids:
+        return set()
+    return set(tx.execute(sa.select(messages.c.id).where(messages.c.id.in_(message_ids))).scalars())
+
+
+def set_status(tx: Tx, message_id: str, status: str, now: datetime, *, error: str | None = None) -> None:
+    tx.execute(
+        messages.update()
+        .where(messages.c.id == message_id)
+        .values(status=status, updated_at=now, error=error)
+    )
 
 
 def finish(tx: Tx, message_id: str) -> None:
@@ -207,14 +308,6 @@ def finish(tx: Tx, message_id: str) -> None:
         message_delivery.update()
         .where(message_delivery.c.message_id == message_id)
         .values(next_attempt_at=None, lease_owner=None, lease_until=None)
-    )
-
-
-def retry_at(tx: Tx, message_id: str, when: datetime) -> None:
-    tx.execute(
-        message_delivery.update()
-        .where(message_delivery.c.message_id == message_id)
-        .values(next_attempt_at=when, lease_owner=None, lease_until=None)
     )
 
 

@@ -65,23 +65,47 @@ def subscriber_key(subscriber_id: str | None) -> int | None:
 
 
 def append(tx: Tx, event: Event) -> None:
-    tx.execute(
-        _INSERT,
-        dict(
-            id=event.id,
-            workspace_id=event.workspace_id,
-            subscriber_id=event.subscriber_id,
-            name=event.name,
-            source=event.source,
-            properties=event.properties,
-            occurred_at=event.occurred_at,
-            received_at=event.received_at,
-            idempotency_key=event.idempotency_key,
-            historical=event.historical,
-            value=event.value,
-            subscriber_key=subscriber_key(event.subscriber_id),
-        ),
+    tx.execute(_INSERT, _values(event))
+
+
+def append_many(tx: Tx, batch: list[Event]) -> None:
+    """Append events with one executemany."""
+    if batch:
+        tx.execute(_INSERT, [_values(e) for e in batch])
+
+
+def _values(event: Event) -> dict[str, Any]:
+    return dict(
+        id=event.id,
+        workspace_id=event.workspace_id,
+        subscriber_id=event.subscriber_id,
+        name=event.name,
+        source=event.source,
+        properties=event.properties,
+        occurred_at=event.occurred_at,
+        received_at=event.received_at,
+        idempotency_key=event.idempotency_key,
+        historical=event.historical,
+        value=event.value,
+        subscriber_key=subscriber_key(event.subscriber_id),
     )
+
+
+def used_keys(tx: Tx, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which (workspace, idempotency key) pairs an event already has, in one query."""
+    if not keys:
+        return set()
+    rows = tx.execute(
+        _USED_KEYS,
+        {"workspaces": sorted({w for w, _ in keys}), "keys": sorted({k for _, k in keys})},
+    )
+    return {(r.workspace_id, r.idempotency_key) for r in rows} & set(keys)
+
+
+_USED_KEYS = sa.select(events.c.workspace_id, events.c.idempotency_key).where(
+    events.c.workspace_id.in_(sa.bindparam("workspaces", expanding=True)),
+    events.c.idempotency_key.in_(sa.bindparam("keys", expanding=True)),
+)
 
 
 def find_by_key(tx: Tx, workspace_id: str, idempotency_key: str) -> Event | None:
