@@ -46,7 +46,7 @@ def setup_shop(tmp_path):
     return url, key, user
 
 
-def eventually(check, timeout=20.0, what="condition"):
+def eventually(check, timeout=45.0, what="condition"):
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -174,7 +174,7 @@ def test_browser_editor_checkout_enrollment_outbox_and_overview(
     second = {**CHECKOUT, "checkoutId": "browser-cart-2", "customer": {"email": "kim@example.com"}}
     again = httpx.post(server.api + "/checkouts", json=second, headers={"Authorization": f"Bearer {key}"})
     assert again.status_code == 200, again.text
-    page.locator("tr", has_text="kim@example.com").first.wait_for(timeout=10_000)
+    page.locator("tr", has_text="kim@example.com").first.wait_for(timeout=30_000)
     screenshots(page, "08-events")
     nav(page, "Settings")
     assert page.get_by_role("heading", name="API keys").is_visible()

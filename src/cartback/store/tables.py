@@ -224,6 +224,8 @@ checkouts = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("workspace_id", "checkout_id"),
+    # The overview counts a workspace's checkouts per interval of a range.
+    Index(None, "workspace_id", "created_at"),
 )
 
 orders = Table(
@@ -301,6 +303,8 @@ enrollments = Table(
     Column("finished_at", UTCDateTime),
     UniqueConstraint("sequence_id", "dedupe_key"),
     Index(None, "next_run_at"),
+    # The overview counts the runs each sequence started per interval of a range, from the index alone.
+    Index(None, "workspace_id", "created_at", "sequence_id"),
     Index(None, "workspace_id", "subscriber_id", "status"),
     Index(None, "sequence_id", "status"),
 )
