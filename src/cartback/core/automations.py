@@ -436,6 +436,7 @@ def finish(
     *,
     reason: str | None = None,
     owner: str | None = None,
+    history: list[dict[str, Any]] | None = None,
 ) -> Enrollment:
     """End a run. A matching_field key is freed so the same value may enroll again later; a one_time key
     stays, which is what one_time means."""
@@ -452,7 +453,9 @@ def finish(
         finished_at=now,
     )
     if enrollment_store.update(tx, done, owner=owner):
-        enrollment_store.record(tx, done, status, now, node_id=enrollment.current_node_id, detail=reason)
+        enrollment_store.record(
+            tx, done, status, now, node_id=enrollment.current_node_id, detail=reason, into=history
+        )
         # sequence.finished / sequence.failed, for webhooks and for flows that start when another ends.
         webhooks.enrollment_finished(tx, done, status, now)
     return done
@@ -482,7 +485,15 @@ class Run:
     pre: batch_reads.Prefetched | None = None
 
     def record(self, action: str, node: dict[str, Any], detail: str | None = None) -> None:
-        enrollment_store.record(self.tx, self.enrollment, action, self.now, node_id=node["id"], detail=detail)
+        enrollment_store.record(
+            self.tx,
+            self.enrollment,
+            action,
+            self.now,
+            node_id=node["id"],
+            detail=detail,
+            into=self.reads.history if self.reads is not None else None,
+        )
 
 
 def advance_batch(
@@ -492,7 +503,9 @@ def advance_batch(
     first (core/batch_reads.py). If one enrollment raises, the whole call raises: the caller then runs
     the batch one `advance` at a time, so that one failure holds up no other."""
     reads = batch_reads.BatchReads(tx, enrollment_ids, owner, stop_event_names)
-    return [advance(tx, enrollment_id, owner, now, options, reads) for enrollment_id in enrollment_ids]
+    outcomes = [advance(tx, enrollment_id, owner, now, options, reads) for enrollment_id in enrollment_ids]
+    enrollment_store.record_many(tx, reads.history)
+    return outcomes
 
 
 def advance(
@@ -517,8 +530,17 @@ def advance(
     else:
         seq = sequence_store.get(tx, enrollment.workspace_id, enrollment.sequence_id)
         definition = sequences.Definition(seq.definition) if seq else None
+    history = reads.history if reads is not None else None
     if seq is None or definition is None or seq.status == "archived":
-        finish(tx, enrollment, "cancelled", now, reason="sequence deleted or archived", owner=owner)
+        finish(
+            tx,
+            enrollment,
+            "cancelled",
+            now,
+            reason="sequence deleted or archived",
+            owner=owner,
+            history=history,
+        )
         return "cancelled"
     if seq.status == "paused":
         # Paused sequences keep their runs where they are; look again later.
@@ -537,7 +559,7 @@ def advance(
             sub = subscriber_store.with_tags(tx, sub)
     reason = stop_reason(tx, definition, enrollment, sub, pre.stop_events if pre else None)
     if reason:
-        finish(tx, enrollment, "stopped", now, reason=reason, owner=owner)
+        finish(tx, enrollment, "stopped", now, reason=reason, owner=owner, history=history)
         return "stopped"
     assert sub is not None
     cap = None
@@ -550,11 +572,19 @@ def advance(
     for _ in range(MAX_NODES_PER_RUN):
         node_id = run.enrollment.current_node_id
         if node_id is None:
-            finish(tx, run.enrollment, "completed", now, owner=owner)
+            finish(tx, run.enrollment, "completed", now, owner=owner, history=history)
             return "completed"
         node = definition.nodes.get(node_id)
         if node is None:
-            finish(tx, run.enrollment, "failed", now, reason=f"step {node_id} no longer exists", owner=owner)
+            finish(
+                tx,
+                run.enrollment,
+                "failed",
+                now,
+                reason=f"step {node_id} no longer exists",
+                owner=owner,
+                history=history,
+            )
             return "failed"
         outcome = _execute(run, node)
         if outcome.exit_reason is not None:
@@ -565,6 +595,7 @@ def advance(
                 now,
                 reason=outcome.exit_reason or None,
                 owner=owner,
+                history=history,
             )
             return "exited"
         if outcome.wait_until is not None:
@@ -587,7 +618,15 @@ def advance(
             updated_at=now,
             context={**run.enrollment.context, "wait": None, "due": None},
         )
-    finish(tx, run.enrollment, "failed", now, reason="too many steps without a wait (a loop?)", owner=owner)
+    finish(
+        tx,
+        run.enrollment,
+        "failed",
+        now,
+        reason="too many steps without a wait (a loop?)",
+        owner=owner,
+        history=history,
+    )
     return "failed"
 
 

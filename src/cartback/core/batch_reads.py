@@ -54,6 +54,8 @@ class BatchReads:
         self._caps: dict[str, tuple[int, int, str] | None] = {}
         self._taken: set[str] = set()
         self._rows: dict[str, Prefetched] = {}
+        # History rows the batch's steps recorded, written together at its end (advance_batch).
+        self.history: list[dict[str, Any]] = []
         self._load(stop_names)
 
     def _load(self, stop_names: Any) -> None:

@@ -165,20 +165,29 @@ def record(
     *,
     node_id: str | None = None,
     detail: str | None = None,
+    into: list[dict[str, Any]] | None = None,
 ) -> None:
-    tx.execute(
-        _INSERT_HISTORY,
-        {
-            "id": ids.new_id("hist"),
-            "workspace_id": enrollment.workspace_id,
-            "enrollment_id": enrollment.id,
-            "sequence_id": enrollment.sequence_id,
-            "node_id": node_id,
-            "action": action,
-            "detail": detail,
-            "at": at,
-        },
-    )
+    """Append a transition to the enrollment's history; with `into`, keep the row there for record_many
+    (a batch of steps writes its history in one statement: nothing in a step reads it back)."""
+    row = {
+        "id": ids.new_id("hist"),
+        "workspace_id": enrollment.workspace_id,
+        "enrollment_id": enrollment.id,
+        "sequence_id": enrollment.sequence_id,
+        "node_id": node_id,
+        "action": action,
+        "detail": detail,
+        "at": at,
+    }
+    if into is not None:
+        into.append(row)
+    else:
+        tx.execute(_INSERT_HISTORY, row)
+
+
+def record_many(tx: Tx, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        tx.execute(_INSERT_HISTORY, rows)
 
 
 def history(tx: Tx, workspace_id: str, enrollment_id: str) -> list[HistoryEntry]:
