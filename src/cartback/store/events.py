@@ -170,3 +170,75 @@ def for_subscribers_since(
     for row in tx.execute(_FOR_SUBSCRIBERS_SINCE, params).all():
         out[row.subscriber_id].append(from_row(row))
     return out
+
+
+def find_by_id(tx: Tx, workspace_id: str, event_id: str) -> Event | None:
+    row = tx.execute(
+        sa.select(events).where(events.c.workspace_id == workspace_id, events.c.id == event_id)
+    ).first()
+    return None if row is None else from_row(row)
+
+
+# Each step seeks the next name on the (workspace_id, name, occurred_at, ...) index, so listing the
+# distinct names costs one index probe per name, not a scan of the workspace's events.
+_DISTINCT_NAMES = sa.text(
+    """
+    WITH RECURSIVE names(name) AS (
+        SELECT MIN(name) FROM events WHERE workspace_id = :workspace_id
+        UNION ALL
+        SELECT (SELECT MIN(e.name) FROM events e WHERE e.workspace_id = :workspace_id AND e.name > n.name)
+        FROM names n WHERE n.name IS NOT NULL
+    )
+    SELECT name FROM names WHERE name IS NOT NULL
+    """
+)
+
+
+def distinct_names(tx: Tx, workspace_id: str) -> list[str]:
+    """Every event name the workspace has, in order."""
+    return [row[0] for row in tx.execute(_DISTINCT_NAMES, {"workspace_id": workspace_id})]
+
+
+def name_span(tx: Tx, workspace_id: str, name: str) -> tuple[datetime | None, datetime | None]:
+    """When the first and the latest event of this name occurred. Two queries: SQLite answers a lone
+    MIN or MAX from the index, but scans the range when both are asked at once."""
+    where = (events.c.workspace_id == workspace_id, events.c.name == name)
+    first = tx.execute(sa.select(sa.func.min(events.c.occurred_at)).where(*where)).scalar_one()
+    last = tx.execute(sa.select(sa.func.max(events.c.occurred_at)).where(*where)).scalar_one()
+    return first, last
+
+
+@dataclass(frozen=True)
+class Window:
+    """Which events a page shows: names (None: all), one subscriber, occurred_at bounds, and where the
+    previous page stopped (occurred_at, id) in the order asked."""
+
+    names: tuple[str, ...] | None = None
+    subscriber_id: str | None = None
+    since: datetime | None = None  # inclusive
+    until: datetime | None = None  # exclusive
+    after: tuple[datetime, str] | None = None
+    descending: bool = False
+
+
+def page(tx: Tx, workspace_id: str, window: Window, limit: int) -> list[Event]:
+    """Events ordered by (occurred_at, id), ascending or descending, after the cursor."""
+    query = sa.select(events).where(events.c.workspace_id == workspace_id)
+    if window.names is not None:
+        query = query.where(events.c.name.in_(window.names))
+    if window.subscriber_id is not None:
+        query = query.where(events.c.subscriber_id == window.subscriber_id)
+    if window.since is not None:
+        query = query.where(events.c.occurred_at >= window.since)
+    if window.until is not None:
+        query = query.where(events.c.occurred_at < window.until)
+    key = sa.tuple_(events.c.occurred_at, events.c.id)
+    if window.after is not None:
+        at, last_id = window.after
+        boundary = sa.tuple_(sa.literal(at, events.c.occurred_at.type), sa.literal(last_id))
+        query = query.where(key < boundary if window.descending else key > boundary)
+    if window.descending:
+        query = query.order_by(events.c.occurred_at.desc(), events.c.id.desc())
+    else:
+        query = query.order_by(events.c.occurred_at, events.c.id)
+    return [from_row(r) for r in tx.execute(query.limit(limit)).all()]

@@ -427,3 +427,71 @@ def event_name_seen(tx: Tx, workspace_id: str, name: str) -> bool:
             sa.select(sa.exists().where(events.c.workspace_id == workspace_id, events.c.name == name))
         ).scalar()
     )
+
+
+# -- profile listing (the Klaviyo surface) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProfileQuery:
+    """Exact identifier matches (any of the values given per field; None: no condition), time bounds
+    (exclusive), and a keyset page in `sort` order (`created`, `updated`, `email` or `id`)."""
+
+    ids: tuple[str, ...] | None = None
+    emails: tuple[str, ...] | None = None
+    phones: tuple[str, ...] | None = None
+    external_ids: tuple[str, ...] | None = None
+    anonymous_ids: tuple[str, ...] | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    updated_after: datetime | None = None
+    updated_before: datetime | None = None
+    sort: str = "id"
+    descending: bool = False
+    after: tuple[Any, str] | None = None
+
+
+PROFILE_SORTS = {"created": "created_at", "updated": "updated_at", "email": "email_key", "id": "id"}
+
+
+def sort_value(sub: Subscriber, sort: str) -> Any:
+    """The value a page in this order continues from."""
+    if sort == "email":
+        return email_key(sub.email) if sub.email else ""
+    return getattr(sub, PROFILE_SORTS[sort])
+
+
+def profile_page(tx: Tx, workspace_id: str, q: ProfileQuery, limit: int) -> list[Subscriber]:
+    query = sa.select(subscribers).where(subscribers.c.workspace_id == workspace_id)
+    for column, values in (
+        (subscribers.c.id, q.ids),
+        (subscribers.c.email_key, None if q.emails is None else tuple(email_key(e) for e in q.emails)),
+        (subscribers.c.phone, q.phones),
+        (subscribers.c.external_id, q.external_ids),
+        (subscribers.c.anonymous_id, q.anonymous_ids),
+    ):
+        if values is not None:
+            query = query.where(column.in_(values))
+    for column, after, before in (
+        (subscribers.c.created_at, q.created_after, q.created_before),
+        (subscribers.c.updated_at, q.updated_after, q.updated_before),
+    ):
+        if after is not None:
+            query = query.where(column > after)
+        if before is not None:
+            query = query.where(column < before)
+    column = subscribers.c[PROFILE_SORTS[q.sort]]
+    value = sa.func.coalesce(column, "") if q.sort == "email" else column
+    if q.after is not None:
+        last_value, last_id = q.after
+        if q.sort == "id":
+            query = query.where(subscribers.c.id < last_id if q.descending else subscribers.c.id > last_id)
+        else:
+            bound = sa.tuple_(sa.literal(last_value, column.type), sa.literal(last_id))
+            key = sa.tuple_(value, subscribers.c.id)
+            query = query.where(key < bound if q.descending else key > bound)
+    if q.descending:
+        query = query.order_by(value.desc(), subscribers.c.id.desc())
+    else:
+        query = query.order_by(value, subscribers.c.id)
+    return [_from_row(r) for r in tx.execute(query.limit(limit)).all()]

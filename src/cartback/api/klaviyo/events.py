@@ -13,18 +13,22 @@ unique_id.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field, model_validator
 from starlette.responses import Response
 
 from cartback.api import deps, scopes
-from cartback.api.klaviyo import ecommerce, jsonapi, limits, models, principal
-from cartback.core import checkouts, events, orders, profiles
+from cartback.api.klaviyo import ecommerce, filters, jsonapi, limits, models, principal
+from cartback.core import checkouts, events, metrics, orders, profiles
 from cartback.core.subscribers import Identity
+from cartback.store import events as event_store
 from cartback.store import orders as order_store
+from cartback.store import subscribers as subscriber_store
 from cartback.store.db import Tx
 
 router = APIRouter(tags=["klaviyo events"])
@@ -249,3 +253,159 @@ class _Plan:
 
 def _plan(attrs: EventAttributes, now: datetime) -> _Plan:
     return _Plan(attrs, now)
+
+
+# -- reading events --------------------------------------------------------------------------------
+
+_EVENT_SORTS = ("datetime", "-datetime", "timestamp", "-timestamp")
+_INCLUDES = ("metric", "profile")
+_ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+def event_resource(request: Request, event: event_store.Event) -> dict[str, Any]:
+    base = jsonapi.base_url(request)
+    relationships = {
+        "metric": jsonapi.relationship("metric", metrics.metric_id(event.workspace_id, event.name))
+    }
+    if event.subscriber_id is not None:
+        relationships["profile"] = jsonapi.relationship("profile", event.subscriber_id)
+    attributes = {
+        "timestamp": int(event.occurred_at.timestamp()),
+        "event_properties": event.properties,
+        "datetime": jsonapi.iso(event.occurred_at),
+        "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"cartback:event:{event.id}")),
+    }
+    return jsonapi.resource("event", event.id, attributes, f"{base}/api/events/{event.id}", relationships)
+
+
+def _window(tx: Tx, workspace_id: str, text: str | None) -> event_store.Window:
+    """`filter` as an event window: metric_id and profile_id equals, datetime and timestamp bounds."""
+    names: tuple[str, ...] | None = None
+    subscriber_id = None
+    since = until = None
+    try:
+        for cond in filters.conditions(text) if text else []:
+            if cond.op == "has" and cond.field in ("profile", "metric"):
+                continue
+            if cond.op == "equals" and cond.field in ("metric_id", "profile_id"):
+                if not isinstance(cond.value, str):
+                    raise filters.FilterError(f"{cond.field} takes a string")
+                if cond.field == "metric_id":
+                    name = metrics.event_name_of(tx, workspace_id, cond.value)
+                    names = (name,) if name is not None and names in (None, (name,)) else ()
+                else:
+                    subscriber_id = cond.value if subscriber_id in (None, cond.value) else "\x00none"
+                continue
+            if cond.field in ("datetime", "timestamp") and cond.op in _BOUNDS:
+                moment = filters.as_datetime(cond.value)
+                if cond.op in ("greater-or-equal", "greater-than"):
+                    low = moment + _ONE_MICROSECOND if cond.op == "greater-than" else moment
+                    since = low if since is None else max(since, low)
+                else:
+                    high = moment + _ONE_MICROSECOND if cond.op == "less-or-equal" else moment
+                    until = high if until is None else min(until, high)
+                continue
+            raise filters.FilterError(f"filter {cond.op}({cond.field},...) is not supported on events")
+    except filters.FilterError as exc:
+        raise jsonapi.Problem(400, f"Invalid filter: {exc}", parameter="filter") from exc
+    return event_store.Window(names=names, subscriber_id=subscriber_id, since=since, until=until)
+
+
+_BOUNDS = ("greater-or-equal", "greater-than", "less-or-equal", "less-than")
+
+
+def _includes(include: str | None) -> list[str]:
+    wanted = [part.strip() for part in (include or "").split(",") if part.strip()]
+    unknown = [w for w in wanted if w not in _INCLUDES]
+    if unknown:
+        raise jsonapi.Problem(
+            400, f"Invalid include {', '.join(unknown)}: use {', '.join(_INCLUDES)}", parameter="include"
+        )
+    return wanted
+
+
+def _included(
+    tx: Tx, request: Request, workspace_id: str, found: list[event_store.Event], wanted: list[str]
+) -> list[dict[str, Any]]:
+    from cartback.api.klaviyo import metrics as metric_routes
+    from cartback.api.klaviyo import profiles as profile_routes
+
+    out: list[dict[str, Any]] = []
+    if "metric" in wanted:
+        for name in sorted({e.name for e in found}):
+            metric = metrics.find(tx, workspace_id, metrics.metric_id(workspace_id, name))
+            if metric is not None:
+                out.append(metric_routes.metric_resource(request, metric))
+    if "profile" in wanted:
+        ids = sorted({e.subscriber_id for e in found if e.subscriber_id})
+        subs = [s for s in (subscriber_store.find_by_id(tx, workspace_id, i) for i in ids) if s is not None]
+        out.extend(profile_routes.resources(tx, request, workspace_id, subs))
+    return out
+
+
+@router.get("/events")
+async def get_events(
+    request: Request,
+    who: deps.Principal = Depends(principal),
+    svc: deps.Services = Depends(deps.services),
+    filter: str | None = Query(None, max_length=10_000),
+    sort: str | None = Query(None, max_length=50),
+    include: str | None = Query(None, max_length=200),
+    page_size: int = Query(200, alias="page[size]", ge=1, le=1000),
+    page_cursor: str | None = Query(None, alias="page[cursor]", max_length=4000),
+    fields_event: str | None = Query(None, alias="fields[event]", max_length=2000),
+    fields_metric: str | None = Query(None, alias="fields[metric]", max_length=2000),
+    fields_profile: str | None = Query(None, alias="fields[profile]", max_length=2000),
+) -> dict[str, Any]:
+    """Events of every surface, oldest first (`sort=-datetime`: newest first), `filter` by metric_id,
+    profile_id, datetime and timestamp, `page[size]` per page with a `links.next` cursor."""
+    if sort is not None and sort not in _EVENT_SORTS:
+        raise jsonapi.Problem(400, f"Invalid sort {sort!r}: use {', '.join(_EVENT_SORTS)}", parameter="sort")
+    descending = bool(sort and sort.startswith("-"))
+    wanted = _includes(include)
+    token = jsonapi.page_cursor(page_cursor)
+    after = None
+    if token is not None:
+        at, last_id = jsonapi.decode_cursor(token, 2)
+        try:
+            after = (filters.as_datetime(at), str(last_id))
+        except filters.FilterError as exc:
+            raise jsonapi.Problem(
+                400, "page[cursor] is not a valid cursor", parameter="page[cursor]"
+            ) from exc
+
+    def read(tx: Tx) -> dict[str, Any]:
+        window = replace(_window(tx, who.workspace_id, filter), after=after, descending=descending)
+        found = event_store.page(tx, who.workspace_id, window, page_size + 1)
+        more = len(found) > page_size
+        found = found[:page_size]
+        cursor = None
+        if more and found:
+            cursor = jsonapi.encode_cursor([jsonapi.iso(found[-1].occurred_at), found[-1].id])
+        included = _included(tx, request, who.workspace_id, found, wanted) if wanted else None
+        return jsonapi.collection([event_resource(request, e) for e in found], request, cursor, included)
+
+    return await svc.db.read(read)
+
+
+@router.get("/events/{event_id}")
+async def get_event(
+    event_id: str,
+    request: Request,
+    who: deps.Principal = Depends(principal),
+    svc: deps.Services = Depends(deps.services),
+    include: str | None = Query(None, max_length=200),
+) -> dict[str, Any]:
+    wanted = _includes(include)
+
+    def read(tx: Tx) -> dict[str, Any] | None:
+        event = event_store.find_by_id(tx, who.workspace_id, event_id)
+        if event is None:
+            return None
+        included = _included(tx, request, who.workspace_id, [event], wanted) if wanted else None
+        return jsonapi.document(event_resource(request, event), request, included=included)
+
+    found = await svc.db.read(read)
+    if found is None:
+        raise jsonapi.Problem(404, f"No event with id {event_id!r}.", parameter="id")
+    return found
