@@ -28,9 +28,9 @@ def event(metric: str, email: str, properties: dict | None = None, **attributes)
 
 @pytest.fixture
 def kl(app_client):
-    def call(method, path, *, key=None, **kwargs):
-        headers = {"Authorization": f"Klaviyo-API-Key {key or app_client.tenant.key}", "revision": REVISION}
-        return app_client.http.request(method, path, headers=headers, **kwargs)
+    def call(method, path, *, key=None, headers=None, **kwargs):
+        sent = {"Authorization": f"Klaviyo-API-Key {key or app_client.tenant.key}", "revision": REVISION}
+        return app_client.http.request(method, path, headers={**sent, **(headers or {})}, **kwargs)
 
     return call
 
@@ -205,3 +205,66 @@ def test_klaviyo_workspaces_see_only_their_own_profiles_events_and_metrics(kl, a
     importing = {"data": {"type": "profile", "id": profile["id"], "attributes": {"first_name": "X"}}}
     assert kl("POST", "/api/profile-import", json=importing, **as_other).status_code == 404
     assert kl("GET", f"/api/profiles/{profile['id']}").json()["data"]["attributes"]["first_name"] is None
+
+
+def test_klaviyo_seed_curl_payload_in_its_flat_form_is_accepted(kl, app_client, db):
+    # The seed guide's cURL body: `profile` and `metric` without the JSON:API `data` wrapper.
+    body = {
+        "data": {
+            "type": "event",
+            "attributes": {
+                "profile": {"email": "customer@example.com"},
+                "metric": {"name": "Started Checkout"},
+                "properties": {
+                    "value": 129.98,
+                    "currency": "USD",
+                    "checkout_url": "https://store.example.com/checkout?cart=abcd1234",
+                    "item_names": ["Blue Tee - M", "White Jeans - 32"],
+                },
+                "time": "2026-05-31T12:00:00Z",
+                "unique_id": "cart-abcd1234",
+            },
+        }
+    }
+    post(kl, body, headers={"Content-Type": "application/json"})
+    ws = app_client.tenant.id
+    (props,) = db.read_sync(
+        lambda tx: (
+            tx.execute(
+                sa.select(events_table.c.properties).where(
+                    events_table.c.workspace_id == ws, events_table.c.name == "ecommerce.checkout_started"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    )
+    assert props["checkoutId"] == "cart-abcd1234" and props["totalCents"] == 12998
+    assert [i["title"] for i in props["items"]] == ["Blue Tee - M", "White Jeans - 32"]
+
+
+@pytest.mark.parametrize(
+    "identifier",
+    [{"phone_number": "+1 (500) 555-0006"}, {"external_id": "cust-77"}, {"anonymous_id": "device-abc"}],
+)
+def test_klaviyo_event_profile_by_other_identifiers_creates_then_finds_one_profile(kl, identifier):
+    for uid in ("a", "b"):
+        body = event("Viewed Product", "unused@example.com", {"u": uid}, unique_id=uid)
+        body["data"]["attributes"]["profile"]["data"]["attributes"] = identifier
+        post(kl, body)
+    (profile,) = kl("GET", "/api/profiles").json()["data"]
+    (name, value), *_ = identifier.items()
+    expected = "+15005550006" if name == "phone_number" else value
+    assert profile["attributes"][name] == expected
+    assert profile["attributes"]["email"] is None
+    pid = profile["id"]
+    by_id = event("Viewed Product", "unused@example.com", {"u": "c"}, unique_id="c")
+    by_id["data"]["attributes"]["profile"]["data"] = {"type": "profile", "id": pid, "attributes": {}}
+    post(kl, by_id)
+    listed = kl("GET", "/api/events", params={"filter": f'equals(profile_id,"{pid}")'}).json()["data"]
+    assert sorted(
+        e["attributes"]["event_properties"]["u"] for e in listed if "u" in e["attributes"]["event_properties"]
+    ) == ["a", "b", "c"]
+    unknown = event("Viewed Product", "x@example.com")
+    unknown["data"]["attributes"]["profile"]["data"] = {"type": "profile", "id": "sub_nope", "attributes": {}}
+    assert kl("POST", "/api/events", json=unknown).status_code == 400

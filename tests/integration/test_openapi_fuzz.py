@@ -21,6 +21,8 @@ from cartback.store.db import Database
 
 PREFIX = "/api/v1"
 SEGMENT_PREFIX = "/v1"
+# Klaviyo's tree is /api/..., beside (not inside) Sequenzy's /api/v1/...
+KLAVIYO_PATHS = "/api/(?!v1/)"
 
 
 def _document() -> dict[str, Any]:
@@ -34,8 +36,8 @@ def _document() -> dict[str, Any]:
         app.state.services.db.close()
 
 
-def _schema(*, coverage: bool, prefix: str = PREFIX) -> Any:
-    loaded = schemathesis.openapi.from_dict(_document()).include(path_regex=f"^{prefix}/")
+def _schema(*, coverage: bool, prefix: str = PREFIX, path_regex: str | None = None) -> Any:
+    loaded = schemathesis.openapi.from_dict(_document()).include(path_regex=path_regex or f"^{prefix}/")
     # The coverage phase sends each operation its boundary values, every documented enum member and
     # wrong methods, a couple of thousand requests in all: run it on PostgreSQL only, where values that
     # SQLite stores without complaint (NUL, over-long text) fail. Random fuzzing runs on both.
@@ -48,6 +50,8 @@ sqlite_schema = _schema(coverage=False)
 postgres_schema = _schema(coverage=True)
 segment_sqlite_schema = _schema(coverage=False, prefix=SEGMENT_PREFIX)
 segment_postgres_schema = _schema(coverage=True, prefix=SEGMENT_PREFIX)
+klaviyo_sqlite_schema = _schema(coverage=False, path_regex=f"^{KLAVIYO_PATHS}")
+klaviyo_postgres_schema = _schema(coverage=True, path_regex=f"^{KLAVIYO_PATHS}")
 
 CHECKS = [
     schemathesis.checks.not_a_server_error,
@@ -103,8 +107,12 @@ def postgres_api(pg_database: str) -> Iterator[Any]:
     yield from _client(pg_database)
 
 
-def check(case: Any, api: Any, *, segment: bool = False) -> None:
+def check(case: Any, api: Any, *, segment: bool = False, klaviyo: bool = False) -> None:
     kwargs = case.as_transport_kwargs(base_url="http://testserver")
+    if klaviyo:
+        # The Klaviyo SDK's form of the same key.
+        key = api.headers["Authorization"].removeprefix("Bearer ")
+        kwargs["headers"] = {**(kwargs.get("headers") or {}), "Authorization": f"Klaviyo-API-Key {key}"}
     if segment:
         # Segment's clients send the key as the HTTP Basic user name.
         key = api.headers["Authorization"].removeprefix("Bearer ")
@@ -118,7 +126,13 @@ def check(case: Any, api: Any, *, segment: bool = False) -> None:
 
     case.validate_response(response, checks=CHECKS)
 
-    if response.status_code >= 400:
+    if response.status_code >= 400 and klaviyo:
+        errors = response.json()["errors"]
+        assert errors, response.text
+        for error in errors:
+            assert all(isinstance(error[k], str) and error[k] for k in ("id", "code", "title", "detail"))
+            assert error["status"] == response.status_code and isinstance(error["source"], dict)
+    elif response.status_code >= 400:
         body = response.json()
         assert body["success"] is False, body
         message = body["message"] if segment else body["error"]
@@ -151,3 +165,19 @@ def test_openapi_fuzz_segment_postgres_no_server_error_and_documented_responses(
     case: Any, postgres_api: Any
 ) -> None:
     check(case, postgres_api, segment=True)
+
+
+@klaviyo_sqlite_schema.parametrize()
+@FUZZ
+def test_openapi_fuzz_klaviyo_sqlite_no_server_error_and_documented_responses(
+    case: Any, sqlite_api: Any
+) -> None:
+    check(case, sqlite_api, klaviyo=True)
+
+
+@klaviyo_postgres_schema.parametrize()
+@FUZZ
+def test_openapi_fuzz_klaviyo_postgres_no_server_error_and_documented_responses(
+    case: Any, postgres_api: Any
+) -> None:
+    check(case, postgres_api, klaviyo=True)
