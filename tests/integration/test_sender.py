@@ -18,12 +18,13 @@ import pytest
 import sqlalchemy as sa
 
 from cartback import ids, metrics
+from cartback.core import events as core_events
 from cartback.core import suppressions as core_suppressions
 from cartback.delivery import queue, sender, smtp
 from cartback.delivery.outbox import OutboxTransport
 from cartback.delivery.transport import Result
 from cartback.settings import Settings
-from cartback.store import deliveries, suppressions
+from cartback.store import deliveries, suppressions, workspaces
 from cartback.store import messages as message_store
 from cartback.store.db import Database
 from cartback.store.tables import delivery_attempts, events, message_delivery, messages
@@ -390,3 +391,31 @@ def test_sender_starts_and_records_a_window_in_one_write_each(db, workspace_id):
     assert [s.reason for s in bounced] == ["bounced"]
     assert (duty.stats.sent, duty.stats.deferred, duty.stats.unknown, duty.stats.failed) == (3, 1, 1, 2)
     assert duty.stats.suppressed == 1 and transport.calls == 7
+
+
+def test_record_many_appends_each_idempotency_key_once(db, workspace_id):
+    """The sender's set-wise event append: a key already in the log, or twice in one batch, is appended
+    once; keys are per workspace."""
+
+    def sent(key: str, ws: str = workspace_id) -> Any:
+        return core_events.new(
+            ws,
+            name="email.sent",
+            source="cartback",
+            subscriber_id=None,
+            properties={},
+            now=T0,
+            idempotency_key=key,
+        )
+
+    other = db.write_sync(lambda tx: workspaces.create_workspace(tx, f"other-{ids.new_id('x')}", T0)).id
+    db.write_sync(lambda tx: core_events.record_many(tx, [sent("email.sent:a")]))
+    db.write_sync(
+        lambda tx: core_events.record_many(
+            tx,
+            [sent("email.sent:a"), sent("email.sent:b"), sent("email.sent:b"), sent("email.sent:a", other)],
+        )
+    )
+    keys = sorted(e.idempotency_key for e in sent_events(db, workspace_id))
+    assert keys == ["email.sent:a", "email.sent:b"]
+    assert [e.idempotency_key for e in sent_events(db, other)] == ["email.sent:a"]

@@ -140,19 +140,7 @@ def new(
     )
 
 
-def record_many(tx: Tx, batch: list[event_store.Event]) -> list[event_store.Event]:
+def record_many(tx: Tx, batch: list[event_store.Event]) -> None:
     """Append events made by `new` in one statement, leaving out those whose idempotency key is used
-    already (by the log or earlier in `batch`); return the ones appended."""
-    used = event_store.used_keys(
-        tx, [(e.workspace_id, e.idempotency_key) for e in batch if e.idempotency_key is not None]
-    )
-    fresh = []
-    for event in batch:
-        if event.idempotency_key is not None:
-            key = (event.workspace_id, event.idempotency_key)
-            if key in used:
-                continue
-            used.add(key)
-        fresh.append(event)
-    event_store.append_many(tx, fresh)
-    return fresh
+    already (by the log or earlier in `batch`)."""
+    event_store.append_new(tx, batch)

@@ -165,6 +165,9 @@ class Sender:
         sends: list[asyncio.Task[None]] = []
         unknown = 0
 
+        def mime_of(pending: deliveries.Pending) -> bytes:
+            return self.mime_of(pending, secrets[pending.message.workspace_id], worker.clock.now())
+
         async def send(prepared: Prepared) -> None:
             try:
                 result = await self.transport.send(
@@ -184,7 +187,7 @@ class Sender:
             free = window - open_attempts + len(answered)
             chunk = [] if worker.stopping else [todo.popleft() for _ in range(min(free, len(todo)))]
             now = worker.clock.now()
-            items = [(p, self.mime_of(p, secrets[p.message.workspace_id], now)) for p in chunk]
+            items = [(p, mime_of(p)) for p in chunk]
             step = functools.partial(
                 self.step, answers=answered, items=items, owner=worker.owner, now=now, lease=worker.lease
             )

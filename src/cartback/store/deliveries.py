@@ -291,7 +291,10 @@ def present(tx: Tx, message_ids: list[str]) -> set[str]:
     """Which of these messages still exist (a deleted workspace takes its messages with it)."""
     if not message_ids:
         return set()
-    return set(tx.execute(sa.select(messages.c.id).where(messages.c.id.in_(message_ids))).scalars())
+    return set(tx.execute(_PRESENT, {"ids": message_ids}).scalars())
+
+
+_PRESENT = sa.select(messages.c.id).where(messages.c.id.in_(sa.bindparam("ids", expanding=True)))
 
 
 def set_status(tx: Tx, message_id: str, status: str, now: datetime, *, error: str | None = None) -> None:

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 
 from cartback.store.db import Tx
@@ -68,10 +69,17 @@ def append(tx: Tx, event: Event) -> None:
     tx.execute(_INSERT, _values(event))
 
 
-def append_many(tx: Tx, batch: list[Event]) -> None:
-    """Append events with one executemany."""
+def append_new(tx: Tx, batch: list[Event]) -> None:
+    """Append events with one executemany, leaving out any whose (workspace, idempotency key) is taken,
+    by the log or earlier in `batch` (ON CONFLICT DO NOTHING)."""
     if batch:
-        tx.execute(_INSERT, [_values(e) for e in batch])
+        insert = _INSERT_NEW_PG if tx.dialect.name == "postgresql" else _INSERT_NEW_SQLITE
+        tx.execute(insert, [_values(e) for e in batch])
+
+
+_KEY = ["workspace_id", "idempotency_key"]
+_INSERT_NEW_PG = postgresql.insert(events).on_conflict_do_nothing(index_elements=_KEY)
+_INSERT_NEW_SQLITE = sqlite.insert(events).on_conflict_do_nothing(index_elements=_KEY)
 
 
 def _values(event: Event) -> dict[str, Any]:
@@ -89,23 +97,6 @@ def _values(event: Event) -> dict[str, Any]:
         value=event.value,
         subscriber_key=subscriber_key(event.subscriber_id),
     )
-
-
-def used_keys(tx: Tx, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Which (workspace, idempotency key) pairs an event already has, in one query."""
-    if not keys:
-        return set()
-    rows = tx.execute(
-        _USED_KEYS,
-        {"workspaces": sorted({w for w, _ in keys}), "keys": sorted({k for _, k in keys})},
-    )
-    return {(r.workspace_id, r.idempotency_key) for r in rows} & set(keys)
-
-
-_USED_KEYS = sa.select(events.c.workspace_id, events.c.idempotency_key).where(
-    events.c.workspace_id.in_(sa.bindparam("workspaces", expanding=True)),
-    events.c.idempotency_key.in_(sa.bindparam("keys", expanding=True)),
-)
 
 
 def find_by_key(tx: Tx, workspace_id: str, idempotency_key: str) -> Event | None:
