@@ -268,3 +268,32 @@ def test_klaviyo_event_profile_by_other_identifiers_creates_then_finds_one_profi
     unknown = event("Viewed Product", "x@example.com")
     unknown["data"]["attributes"]["profile"]["data"] = {"type": "profile", "id": "sub_nope", "attributes": {}}
     assert kl("POST", "/api/events", json=unknown).status_code == 400
+
+
+def test_klaviyo_negative_values_are_fine_for_custom_events_not_for_checkouts(kl):
+    post(
+        kl,
+        event("Credit Issued", "n@example.com", {"items": [{"ProductName": "X", "ItemPrice": -3}]}, value=-5),
+    )
+    refused = kl("POST", "/api/events", json=event("Started Checkout", "n@example.com", value=-5))
+    assert refused.status_code == 400
+    assert refused.json()["errors"][0]["source"] == {"pointer": "/data/attributes/value"}
+
+
+def test_klaviyo_anonymous_profile_becomes_the_person_who_identifies(kl):
+    anon = event("Viewed Product", "unused@example.com", {"step": 1}, unique_id="s1")
+    anon["data"]["attributes"]["profile"]["data"]["attributes"] = {"anonymous_id": "dev-9"}
+    post(kl, anon)
+    known = event("Viewed Product", "known@example.com", {"step": 2}, unique_id="s2")
+    post(kl, known)
+    both = event("Viewed Product", "known@example.com", {"step": 3}, unique_id="s3")
+    both["data"]["attributes"]["profile"]["data"]["attributes"]["anonymous_id"] = "dev-9"
+    post(kl, both)
+    (profile,) = kl("GET", "/api/profiles").json()["data"]
+    assert profile["attributes"]["email"] == "known@example.com"
+    assert profile["attributes"]["anonymous_id"] == "dev-9"
+    listed = kl("GET", "/api/events", params={"filter": f'equals(profile_id,"{profile["id"]}")'}).json()[
+        "data"
+    ]
+    steps = sorted(e["attributes"]["event_properties"].get("step", 0) for e in listed)
+    assert [s for s in steps if s] == [1, 2, 3]

@@ -100,8 +100,8 @@ def _quantity(value: Any) -> int | float | None:
     return int(number) if number == number.to_integral_value() else float(number)
 
 
-def item(raw: Any, currency: str | None, pointer: str) -> dict[str, Any]:
-    """One line item: the original keys, plus the normalised ones."""
+def item(raw: Any, currency: str | None, pointer: str, *, prices: bool = True) -> dict[str, Any]:
+    """One line item: the original keys, plus the normalised ones (`prices=False`: no priceCents)."""
     if not isinstance(raw, dict):
         return {"title": str(raw)} if raw not in (None, "") else {}
     out = dict(raw)
@@ -112,6 +112,8 @@ def item(raw: Any, currency: str | None, pointer: str) -> dict[str, Any]:
     quantity = _quantity(first(raw, ("quantity", "Quantity")))
     if quantity is not None:
         out["quantity"] = quantity
+    if not prices:
+        return out
     if isinstance(raw.get("priceCents"), int) and not isinstance(raw.get("priceCents"), bool):
         out["priceCents"] = raw["priceCents"]
     else:
@@ -121,12 +123,14 @@ def item(raw: Any, currency: str | None, pointer: str) -> dict[str, Any]:
     return out
 
 
-def items(props: dict[str, Any], currency: str | None, pointer: str) -> list[dict[str, Any]]:
+def items(
+    props: dict[str, Any], currency: str | None, pointer: str, *, prices: bool = True
+) -> list[dict[str, Any]]:
     """`items` (Klaviyo's item keys or cartback's), else one item per `item_names` entry, so a filter on
     `items[].title` works either way."""
     raw = props.get("items") if "items" in props else props.get("Items")
     if isinstance(raw, list) and raw:
-        out = [item(entry, currency, f"{pointer}/items/{i}") for i, entry in enumerate(raw)]
+        out = [item(entry, currency, f"{pointer}/items/{i}", prices=prices) for i, entry in enumerate(raw)]
         return [entry for entry in out if entry]
     names = props.get("item_names") if "item_names" in props else props.get("ItemNames")
     if isinstance(names, list):

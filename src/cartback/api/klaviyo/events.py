@@ -24,7 +24,7 @@ from starlette.responses import Response
 
 from cartback.api import deps, scopes
 from cartback.api.klaviyo import ecommerce, filters, jsonapi, limits, models, principal
-from cartback.core import checkouts, events, metrics, orders, profiles
+from cartback.core import checkouts, events, identities, metrics, orders, profiles
 from cartback.core.subscribers import Identity
 from cartback.store import events as event_store
 from cartback.store import orders as order_store
@@ -143,11 +143,22 @@ class _Plan:
         self.props = dict(attrs.properties)
         self.currency = ecommerce.currency_of(attrs.value_currency, self.props, f"{_ATTRS}/value_currency")
         self.value = ecommerce.value_of(attrs.value, self.props)
-        self.total_cents = ecommerce.to_cents(self.value, self.currency, f"{_ATTRS}/value")
-        self.items = ecommerce.items(self.props, self.currency, f"{_ATTRS}/properties")
+        commerce = self.name == events.CHECKOUT_STARTED or self.name in _ORDER_STATUSES
+        try:
+            self.total_cents = ecommerce.to_cents(self.value, self.currency, f"{_ATTRS}/value")
+            self.items = ecommerce.items(self.props, self.currency, f"{_ATTRS}/properties")
+        except jsonapi.Problem:
+            # A checkout or order needs amounts it can store; a custom event may carry any number (a
+            # negative value, say), and simply gets no normalised amount then.
+            if commerce:
+                raise
+            self.total_cents = None
+            self.items = ecommerce.items(self.props, None, f"{_ATTRS}/properties", prices=False)
 
-    def _identity(self, tx: Tx, workspace_id: str) -> Identity:
-        return profiles.complete(tx, workspace_id, self.identity, self.profile.id)
+    def _identity(self, tx: Tx, workspace_id: str, now: datetime) -> Identity:
+        identity = profiles.complete(tx, workspace_id, self.identity, self.profile.id)
+        # An anonymous profile now named with an email or external_id becomes that person, as in Klaviyo.
+        return identities.link(tx, workspace_id, identity, now)
 
     def _auto_id(self) -> str:
         ident = self.identity
@@ -174,7 +185,7 @@ class _Plan:
         )
         data = checkouts.CheckoutInput(
             checkout_id=str(checkout_id)[:255],
-            customer=self._identity(tx, workspace_id),
+            customer=self._identity(tx, workspace_id, now),
             currency=self.currency,
             total_cents=self.total_cents,
             checkout_url=ecommerce.checkout_url(self.props),
@@ -207,7 +218,7 @@ class _Plan:
             props["$value"] = self.attrs.value
         data = orders.OrderInput(
             order_id=order_id,
-            customer=self._identity(tx, workspace_id),
+            customer=self._identity(tx, workspace_id, now),
             currency=currency,
             total_cents=total or 0,
             status=status,
@@ -241,7 +252,7 @@ class _Plan:
         profiles.record_event(
             tx,
             workspace_id,
-            self._identity(tx, workspace_id),
+            self._identity(tx, workspace_id, now),
             name=self.name,
             properties=props,
             unique_id=self.unique_id,
