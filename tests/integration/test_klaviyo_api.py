@@ -297,3 +297,23 @@ def test_klaviyo_anonymous_profile_becomes_the_person_who_identifies(kl):
     ]
     steps = sorted(e["attributes"]["event_properties"].get("step", 0) for e in listed)
     assert [s for s in steps if s] == [1, 2, 3]
+
+
+def test_klaviyo_reads_see_events_from_other_surfaces_under_klaviyo_names(kl, app_client):
+    checkout = {
+        "checkoutId": "chk-s",
+        "customer": {"email": "seq@example.com"},
+        "totalCents": 5400,
+        "currency": "USD",
+        "checkoutUrl": "https://shop.example.com/c/chk-s",
+        "items": [{"productId": "p1", "title": "Slim Jeans", "quantity": 1, "priceCents": 5400}],
+    }
+    assert app_client.post("/checkouts", checkout).status_code == 200
+    mid = metric_id(kl, "Started Checkout")
+    (item,) = kl("GET", "/api/events", params={"filter": f'equals(metric_id,"{mid}")'}).json()["data"]
+    props = item["attributes"]["event_properties"]
+    assert props["checkoutId"] == "chk-s" and props["items"][0]["title"] == "Slim Jeans"
+    (profile,) = kl("GET", "/api/profiles", params={"filter": 'equals(email,"seq@example.com")'}).json()[
+        "data"
+    ]
+    assert item["relationships"]["profile"]["data"]["id"] == profile["id"]
