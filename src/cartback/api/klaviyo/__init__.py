@@ -76,7 +76,7 @@ def _error_responses() -> dict[int | str, dict[str, Any]]:
 
 
 def router() -> APIRouter:
-    from cartback.api.klaviyo import events, metrics, profiles
+    from cartback.api.klaviyo import aggregates, events, metrics, profiles
 
     api = APIRouter(
         prefix=PREFIX,
@@ -84,7 +84,7 @@ def router() -> APIRouter:
         default_response_class=jsonapi.JsonApiResponse,
         responses=_error_responses(),
     )
-    for module in (events, metrics, profiles):
+    for module in (aggregates, events, metrics, profiles):
         api.include_router(module.router)
     return api
 
