@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     metrics_token: str | None = None
     # SMTP connections kept open and reused; also the most sends at once.
     smtp_connections: int = Field(4, gt=0, le=100)
+    # Messages per SMTP connection between their first write and the commit of their outcome: the sends
+    # under way plus those prepared ahead. More keeps the connections busier while a write commits; it is
+    # also how many (times the connections) a crash of the process can leave `unknown`.
+    send_window_per_connection: int = Field(4, ge=1, le=16)
     # A temporary SMTP failure is retried after about this many seconds, doubling per attempt.
     delivery_retry_seconds: float = Field(60.0, gt=0)
 

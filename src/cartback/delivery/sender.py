@@ -15,7 +15,7 @@ outbox transport the three steps are one transaction, so there is no such window
 
 Steps 1 and 3 are set-wise: one write job does step 1 for every message that may start now (a few
 statements for all of them, not a few each), and one does step 3 for every answer that came in while the
-previous such write was committing. At most 2 x the transport's concurrency messages are between the
+previous such write was committing. At most `window_per_connection` x the transport's concurrency messages are between the
 start of step 1 and the commit of step 3 at any time, which bounds what a crash can leave open.
 """
 
@@ -121,10 +121,18 @@ class Sender:
     """The delivery duty. `duty(worker)` claims a batch and delivers it; its return value tells the worker
     whether to run again at once."""
 
-    def __init__(self, transport: Transport, *, public_url: str, policy: Policy = Policy()) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        public_url: str,
+        policy: Policy = Policy(),
+        window_per_connection: int = 4,
+    ) -> None:
         self.transport = transport
         self.public_url = public_url
         self.policy = policy
+        self.window_per_connection = window_per_connection
         self.stats = Stats()
 
     async def duty(self, worker: Worker) -> int:
@@ -152,12 +160,12 @@ class Sender:
     async def _deliver(self, worker: Worker, batch: list[deliveries.Pending], secrets: dict[str, str]) -> int:
         """Deliver a claimed batch; return how many messages became `unknown`.
 
-        A window of 2 x the transport's concurrency: as many messages sending as the transport allows, and
-        as many again prepared ahead. One write at a time records every answer that came in while the
+        A window of `window_per_connection` x the transport's concurrency: as many messages sending as the
+        transport allows, and the rest prepared ahead. One write at a time records every answer that came in while the
         previous write was committing and, in the same transaction, starts as many new messages as slots
         were freed; so at every commit at most a window's worth of attempts is open. A stop starts nothing
         new (the worker gives the remaining leases back) but still records every answer."""
-        window = max(1, 2 * self.transport.concurrency)
+        window = max(1, self.window_per_connection * self.transport.concurrency)
         todo = collections.deque(batch)
         answers: list[Answer] = []
         arrived = asyncio.Event()
@@ -413,4 +421,9 @@ def transport_for(settings: Settings, metrics: Metrics | None = None) -> Transpo
 def duty_for(settings: Settings, metrics: Metrics | None = None) -> Callable[[Worker], Awaitable[int]]:
     """The sender duty `build_worker` registers."""
     policy = Policy(base_seconds=settings.delivery_retry_seconds)
-    return Sender(transport_for(settings, metrics), public_url=settings.public_url, policy=policy).duty
+    return Sender(
+        transport_for(settings, metrics),
+        public_url=settings.public_url,
+        policy=policy,
+        window_per_connection=settings.send_window_per_connection,
+    ).duty
