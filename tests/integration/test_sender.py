@@ -344,6 +344,19 @@ def test_bounce_classification():
     assert not sender.is_bad_mailbox(Result.temporary(450, "4.1.1 mailbox busy", "rcpt"))
 
 
+class RepliesByRecipient(MemoryTransport):
+    """Answers each recipient with its own result: ids made in the same millisecond do not sort in the
+    order they were made, so a script consumed in send order would not say which message gets which."""
+
+    def __init__(self, replies: dict[str, Result], *, concurrency: int) -> None:
+        super().__init__(concurrency=concurrency)
+        self.by_recipient = replies
+
+    async def send(self, envelope_from: str, recipients: list[str], mime: bytes) -> Result:
+        self.replies = [self.by_recipient[recipients[0]]]
+        return await super().send(envelope_from, recipients, mime)
+
+
 def test_sender_starts_and_records_a_window_in_one_write_each(db, workspace_id):
     """Eight messages with four connections: one write starts all eight (one of them suppressed meanwhile),
     one records every answer, each its own fate, and the counts and events match one by one."""
@@ -353,16 +366,16 @@ def test_sender_starts_and_records_a_window_in_one_write_each(db, workspace_id):
     ids_ = [queue_message(db, workspace_id, f"m{i}@example.com") for i in range(6)]
     ids_.append(queue_message(db, workspace_id, "off@example.com"))
     ids_.append(queue_message(db, workspace_id, "gone@example.com"))
-    replies = [
-        Result.sent(250, "ok"),
-        Result.temporary(451, "4.3.0 later", "data"),
-        Result.unknown("connection lost during DATA: reset"),
-        Result.sent(250, "ok"),
-        Result.permanent(554, "5.7.1 rejected as spam", "data"),
-        Result.sent(250, "ok"),
-        USER_UNKNOWN,
-    ]
-    transport = MemoryTransport(replies, concurrency=4)
+    replies = {
+        "m0@example.com": Result.sent(250, "ok"),
+        "m1@example.com": Result.temporary(451, "4.3.0 later", "data"),
+        "m2@example.com": Result.unknown("connection lost during DATA: reset"),
+        "m3@example.com": Result.sent(250, "ok"),
+        "m4@example.com": Result.permanent(554, "5.7.1 rejected as spam", "data"),
+        "m5@example.com": Result.sent(250, "ok"),
+        "gone@example.com": USER_UNKNOWN,
+    }
+    transport = RepliesByRecipient(replies, concurrency=4)
     worker = FakeWorker(db, FrozenClock(T0))
     duty = sender.Sender(transport, public_url="https://x.test")
     assert run_duty(db, duty.duty, worker) == 8
