@@ -13,6 +13,7 @@ from cartback.core import checkouts, orders, sequences, subscribers
 from cartback.core import events as core_events
 from cartback.store import sequences as sequence_store
 from cartback.store.db import Database
+from cartback.store.messages import MESSAGE_COLUMNS, WITH_BODY
 from cartback.store.sequences import Sequence
 from cartback.store.tables import enrollments, messages
 from cartback.testing import FrozenClock, run_until_idle
@@ -112,7 +113,8 @@ class Engine:
     def messages(self) -> list[Any]:
         return self.db.read_sync(
             lambda tx: tx.execute(
-                sa.select(messages)
+                sa.select(*MESSAGE_COLUMNS)
+                .select_from(WITH_BODY)
                 .where(messages.c.workspace_id == self.workspace_id)
                 .order_by(messages.c.created_at)
             ).all()

@@ -16,6 +16,7 @@ from cartback.core import checkouts, sequences, subscribers
 from cartback.core.clock import system_clock
 from cartback.delivery import links
 from cartback.store import workspaces
+from cartback.store.messages import MESSAGE_COLUMNS, WITH_BODY
 from cartback.store.tables import enrollments, events, message_delivery, messages, suppressions
 from cartback.store.tables import subscribers as subscriber_table
 from cartback.testing import FrozenClock, run_until_idle
@@ -129,9 +130,9 @@ class Shop:
     def messages(self, email: str = "jane@example.com") -> list[Any]:
         return self.db.read_sync(
             lambda tx: tx.execute(
-                sa.select(messages).where(
-                    messages.c.workspace_id == self.workspace_id, messages.c.to_email == email
-                )
+                sa.select(*MESSAGE_COLUMNS)
+                .select_from(WITH_BODY)
+                .where(messages.c.workspace_id == self.workspace_id, messages.c.to_email == email)
             ).all()
         )
 

@@ -21,7 +21,7 @@ from cartback.core import aggregates
 from cartback.core.clock import system_clock
 from cartback.settings import Settings
 from cartback.store.db import Database
-from cartback.store.tables import attributions, enrollments, events, messages
+from cartback.store.tables import attributions, enrollments, events, message_bodies, messages
 from cartback.testing import FrozenClock
 
 SEQUENCE = {
@@ -158,7 +158,9 @@ class Shop:
     def click(self, i: int) -> None:
         html = self.db.read_sync(
             lambda tx: tx.execute(
-                sa.select(messages.c.html).where(
+                sa.select(message_bodies.c.html)
+                .join_from(messages, message_bodies)
+                .where(
                     messages.c.workspace_id == self.workspace_id,
                     messages.c.to_email == f"shopper{i}@example.com",
                 )
@@ -358,7 +360,9 @@ def test_recovered_revenue_counts_orders_from_any_surface(shop: Shop) -> None:
     shop.wait("the email sent", lambda: shop.sent() == 1)
     html = shop.db.read_sync(
         lambda tx: tx.execute(
-            sa.select(messages.c.html).where(messages.c.workspace_id == shop.workspace_id)
+            sa.select(message_bodies.c.html)
+            .join_from(messages, message_bodies)
+            .where(messages.c.workspace_id == shop.workspace_id)
         ).scalar_one()
     )
     href = re.search(r"href=['\"]([^'\"]*/t/c/[^'\"]+)['\"]", html)

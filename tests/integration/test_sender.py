@@ -27,7 +27,7 @@ from cartback.settings import Settings
 from cartback.store import deliveries, suppressions, workspaces
 from cartback.store import messages as message_store
 from cartback.store.db import Database
-from cartback.store.tables import delivery_attempts, events, message_delivery, messages
+from cartback.store.tables import delivery_attempts, events, message_delivery, message_mime, messages
 from cartback.testing import FrozenClock, MemoryTransport
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
@@ -107,7 +107,9 @@ def state(db: Database, message_id: str) -> tuple[Any, Any, list[Any]]:
     def read(tx: sa.Connection) -> tuple[Any, Any, list[Any]]:
         msg = tx.execute(sa.select(messages).where(messages.c.id == message_id)).one()
         delivery = tx.execute(
-            sa.select(message_delivery).where(message_delivery.c.message_id == message_id)
+            sa.select(message_delivery, message_mime.c.mime)
+            .outerjoin(message_mime, message_mime.c.message_id == message_delivery.c.message_id)
+            .where(message_delivery.c.message_id == message_id)
         ).one()
         attempts = tx.execute(
             sa.select(delivery_attempts)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from cartback.store.messages import MESSAGE_COLUMNS, WITH_BODY
 from cartback.store.tables import message_delivery, messages
 
 
 def _messages(db, workspace_id: str) -> list:
     return db.read_sync(
         lambda tx: tx.execute(
-            sa.select(messages, message_delivery.c.next_attempt_at, message_delivery.c.idempotency_key)
+            sa.select(
+                *MESSAGE_COLUMNS, message_delivery.c.next_attempt_at, message_delivery.c.idempotency_key
+            )
+            .select_from(WITH_BODY)
             .join(message_delivery, message_delivery.c.message_id == messages.c.id)
             .where(messages.c.workspace_id == workspace_id)
             .order_by(messages.c.created_at, messages.c.id)

@@ -25,6 +25,7 @@ class ValidationFailed(errors.InvalidInput):
         super().__init__(message)
         self.problems = problems
 
+
 _renderers: list[tuple[str, Renderer]] = []
 
 

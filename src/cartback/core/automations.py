@@ -844,7 +844,7 @@ def _email(run: Run, node: dict[str, Any]) -> Outcome:
     if (
         node["id"] in pre.steps_done
         if pre is not None
-        else message_store.for_step(run.tx, run.enrollment.id, node["id"]) is not None
+        else message_store.exists_for_step(run.tx, run.enrollment.id, node["id"])
     ):
         # Produced by an earlier attempt whose move past the step did not commit: never twice.
         return Outcome(next_node=node.get("next"))

@@ -1,5 +1,5 @@
 """The outbox transport, used when CARTBACK_SMTP_URL is unset: nothing leaves the machine. The sender
-stores the full MIME message in `message_delivery.mime` in the same transaction that marks it sent, so the
+stores the full MIME message in `message_mime` in the same transaction that marks it sent, so the
 dashboard and `GET /api/v1/outbox/{id}` show exactly what would have gone out."""
 
 from __future__ import annotations

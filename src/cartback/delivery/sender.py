@@ -3,7 +3,7 @@
 Per message, three steps:
 
 1. a committed write: still ours (lease), not suppressed meanwhile, no attempt already open; keep the MIME
-   (built beforehand, outside the writer) in `message_delivery.mime`, record an attempt with outcome
+   (built beforehand, outside the writer) in `message_mime`, record an attempt with outcome
    `unknown` and no `finished_at`, count it, status `sending`;
 2. the send, outside any transaction;
 3. a committed write of the outcome: sent (plus an `email.sent` event), deferred with backoff, failed

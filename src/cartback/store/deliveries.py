@@ -15,15 +15,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
 from cartback.store.db import Tx
-from cartback.store.messages import Message
-from cartback.store.tables import delivery_attempts, message_delivery, messages
+from cartback.store.messages import MESSAGE_COLUMNS, WITH_BODY, Message, from_row
+from cartback.store.tables import delivery_attempts, message_delivery, message_mime, messages
 
 FINAL = ("sent", "failed", "suppressed", "unknown")
-_MESSAGE_FIELDS = list(Message.__dataclass_fields__)
-
-
-def message_from_row(row: Row[Any]) -> Message:
-    return Message(**{n: getattr(row, n) for n in _MESSAGE_FIELDS})
 
 
 @dataclass(frozen=True)
@@ -92,19 +87,21 @@ def hold(tx: Tx, message_ids: list[str], owner: str, until: datetime) -> set[str
     return set(rows.scalars())
 
 
+_WITH_DELIVERY = WITH_BODY.join(message_delivery, message_delivery.c.message_id == messages.c.id)
+_WITH_MIME = _WITH_DELIVERY.outerjoin(message_mime, message_mime.c.message_id == messages.c.id)
 _PENDING = sa.select(
-    messages,
+    *MESSAGE_COLUMNS,
     message_delivery.c.rfc_message_id,
     message_delivery.c.transport,
     message_delivery.c.attempts,
     message_delivery.c.lease_owner,
-    message_delivery.c.mime,
-).join(message_delivery, message_delivery.c.message_id == messages.c.id)
+    message_mime.c.mime,
+).select_from(_WITH_MIME)
 
 
 def _pending(row: Row[Any]) -> Pending:
     return Pending(
-        message_from_row(row), row.rfc_message_id, row.transport, int(row.attempts), row.lease_owner, row.mime
+        from_row(row), row.rfc_message_id, row.transport, int(row.attempts), row.lease_owner, row.mime
     )
 
 
@@ -162,14 +159,11 @@ class Start:
 
 
 _INSERT_ATTEMPT = delivery_attempts.insert()
+_INSERT_MIME = message_mime.insert()
 _COUNT_ATTEMPT = (
     message_delivery.update()
     .where(message_delivery.c.message_id == sa.bindparam("b_message_id"))
-    .values(
-        attempts=sa.bindparam("b_attempt"),
-        transport=sa.bindparam("b_transport"),
-        mime=sa.func.coalesce(message_delivery.c.mime, sa.bindparam("b_mime", type_=sa.Text)),
-    )
+    .values(attempts=sa.bindparam("b_attempt"), transport=sa.bindparam("b_transport"))
 )
 _SENDING = (
     messages.update()
@@ -180,7 +174,8 @@ _SENDING = (
 
 def start_attempts(tx: Tx, starts: list[Start], now: datetime, *, transport: str) -> None:
     """Record attempts with outcome `unknown` and no `finished_at` (until the transport answers), count
-    them, keep their MIME, and set their messages `sending`: three statements however many there are."""
+    them, keep the MIME of first attempts, and set their messages `sending`: four statements however many
+    there are."""
     if not starts:
         return
     tx.execute(
@@ -198,12 +193,16 @@ def start_attempts(tx: Tx, starts: list[Start], now: datetime, *, transport: str
             for s in starts
         ],
     )
+    kept = [
+        {"message_id": s.message.id, "workspace_id": s.message.workspace_id, "mime": s.mime}
+        for s in starts
+        if s.mime is not None
+    ]
+    if kept:
+        tx.execute(_INSERT_MIME, kept)
     tx.execute(
         _COUNT_ATTEMPT,
-        [
-            {"b_message_id": s.message.id, "b_attempt": s.attempt, "b_transport": transport, "b_mime": s.mime}
-            for s in starts
-        ],
+        [{"b_message_id": s.message.id, "b_attempt": s.attempt, "b_transport": transport} for s in starts],
     )
     tx.execute(_SENDING, {"ids": [s.message.id for s in starts], "now": now})
 
@@ -359,28 +358,26 @@ def outbox(
     joined = messages.join(message_delivery, message_delivery.c.message_id == messages.c.id)
     total = tx.execute(sa.select(sa.func.count()).select_from(joined).where(*where)).scalar_one()
     rows = tx.execute(
-        sa.select(messages, *_OUTBOX_COLUMNS)
-        .select_from(joined)
+        sa.select(*MESSAGE_COLUMNS, *_OUTBOX_COLUMNS)
+        .select_from(_WITH_DELIVERY)
         .where(*where)
         .order_by(messages.c.created_at.desc(), messages.c.id.desc())
         .limit(limit)
         .offset(offset)
     ).all()
-    items = [
-        OutboxItem(message_from_row(r), r.rfc_message_id, r.transport, int(r.attempts), None) for r in rows
-    ]
+    items = [OutboxItem(from_row(r), r.rfc_message_id, r.transport, int(r.attempts), None) for r in rows]
     return items, int(total)
 
 
 def outbox_item(tx: Tx, workspace_id: str, message_id: str) -> OutboxItem | None:
     row = tx.execute(
-        sa.select(messages, *_OUTBOX_COLUMNS, message_delivery.c.mime)
-        .join(message_delivery, message_delivery.c.message_id == messages.c.id)
+        sa.select(*MESSAGE_COLUMNS, *_OUTBOX_COLUMNS, message_mime.c.mime)
+        .select_from(_WITH_MIME)
         .where(messages.c.workspace_id == workspace_id, messages.c.id == message_id)
     ).first()
     if row is None:
         return None
-    return OutboxItem(message_from_row(row), row.rfc_message_id, row.transport, int(row.attempts), row.mime)
+    return OutboxItem(from_row(row), row.rfc_message_id, row.transport, int(row.attempts), row.mime)
 
 
 def attempts_of(tx: Tx, message_id: str) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
 from cartback.store.db import Tx
-from cartback.store.tables import messages
+from cartback.store.tables import message_bodies, messages
 
 
 @dataclass(frozen=True)
@@ -36,25 +36,41 @@ class Message:
 
 
 _COLUMNS = list(Message.__dataclass_fields__)
+_BODY_COLUMNS = ("html", "text")
+_ROW_COLUMNS = [n for n in _COLUMNS if n not in _BODY_COLUMNS]
+
+# Select from WITH_BODY with MESSAGE_COLUMNS (and more) to read whole Messages: the bodies live apart.
+WITH_BODY = messages.outerjoin(message_bodies, message_bodies.c.message_id == messages.c.id)
+MESSAGE_COLUMNS = (messages, message_bodies.c.html, message_bodies.c.text)
 
 
-def _from_row(row: Row[Any]) -> Message:
+def from_row(row: Row[Any]) -> Message:
+    """A Message from a row selected with MESSAGE_COLUMNS."""
     return Message(**{n: getattr(row, n) for n in _COLUMNS})
 
 
 _INSERT = messages.insert()
-_FOR_STEP = sa.select(messages).where(
+_INSERT_BODY = message_bodies.insert()
+_FOR_STEP = sa.select(messages.c.id).where(
     messages.c.enrollment_id == sa.bindparam("enrollment_id"), messages.c.node_id == sa.bindparam("node_id")
 )
 
 
 def insert(tx: Tx, message: Message) -> None:
-    tx.execute(_INSERT, {n: getattr(message, n) for n in _COLUMNS})
+    tx.execute(_INSERT, {n: getattr(message, n) for n in _ROW_COLUMNS})
+    tx.execute(
+        _INSERT_BODY,
+        {
+            "message_id": message.id,
+            "workspace_id": message.workspace_id,
+            "html": message.html,
+            "text": message.text,
+        },
+    )
 
 
-def for_step(tx: Tx, enrollment_id: str, node_id: str) -> Message | None:
-    row = tx.execute(_FOR_STEP, {"enrollment_id": enrollment_id, "node_id": node_id}).first()
-    return None if row is None else _from_row(row)
+def exists_for_step(tx: Tx, enrollment_id: str, node_id: str) -> bool:
+    return tx.execute(_FOR_STEP, {"enrollment_id": enrollment_id, "node_id": node_id}).first() is not None
 
 
 _STEPS_DONE = sa.select(messages.c.enrollment_id, messages.c.node_id).where(
@@ -100,13 +116,14 @@ def listing(
         where.append(messages.c.subscriber_id == subscriber_id)
     total = tx.execute(sa.select(sa.func.count()).select_from(messages).where(*where)).scalar_one()
     rows = tx.execute(
-        sa.select(messages)
+        sa.select(*MESSAGE_COLUMNS)
+        .select_from(WITH_BODY)
         .where(*where)
         .order_by(messages.c.created_at.desc(), messages.c.id.desc())
         .limit(limit)
         .offset(offset)
     ).all()
-    return [_from_row(r) for r in rows], int(total)
+    return [from_row(r) for r in rows], int(total)
 
 
 def count_for_sequence(tx: Tx, workspace_id: str, sequence_id: str) -> dict[str | None, int]:

@@ -341,9 +341,7 @@ messages = Table(
     Column("from_email", String(400), nullable=False),
     Column("subject", Text, nullable=False),
     Column("preheader", Text),
-    Column("html", Text),
-    Column("text", Text),
-    # queued | sending | sent | failed | unknown (the process died mid-send)
+    # queued | sending | deferred | sent | failed | suppressed | unknown (the process died mid-send)
     Column("status", String(20), nullable=False),
     Column("error", Text),
     Column("created_at", UTCDateTime, nullable=False),
@@ -355,6 +353,18 @@ messages = Table(
     # Analytics per sequence and step.
     Index(None, "workspace_id", "sequence_id", "created_at"),
     Index(None, "status", "created_at"),
+)
+
+# A message's rendered bodies (20-30 KB), written once with it and never changed. They are kept out of
+# `messages`, whose status changes with every delivery step: SQLite rewrites a whole row on UPDATE, and the
+# bodies would be written again each time.
+message_bodies = Table(
+    "message_bodies",
+    metadata,
+    Column("message_id", ID, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    _workspace_id(),
+    Column("html", Text),
+    Column("text", Text),
 )
 
 frequency_caps = Table(
@@ -387,13 +397,22 @@ message_delivery = Table(
     # Transactional sends: the caller's Idempotency-Key and a hash of the request it came with.
     Column("idempotency_key", String(300)),
     Column("request_hash", String(64)),
-    # The full MIME message as sent (or stored by the outbox transport).
-    Column("mime", Text),
     Column("opened_at", UTCDateTime),
     Column("clicked_at", UTCDateTime),
     UniqueConstraint("rfc_message_id"),
     UniqueConstraint("workspace_id", "idempotency_key"),
     Index(None, "next_attempt_at"),
+)
+
+# The full MIME message as first sent (or stored by the outbox transport); a retry sends these bytes again.
+# Inserted once, apart from the delivery row that every claim, attempt and outcome updates (see
+# message_bodies).
+message_mime = Table(
+    "message_mime",
+    metadata,
+    Column("message_id", ID, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    _workspace_id(),
+    Column("mime", Text, nullable=False),
 )
 
 delivery_attempts = Table(

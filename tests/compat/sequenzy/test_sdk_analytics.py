@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sequenzy import Sequenzy
 from sequenzy.types import CommerceCustomer, SequenceDelayInput, SequenceStepInput
 
-from cartback.store.tables import messages
+from cartback.store.tables import message_bodies, messages
 
 EMAIL = SequenceStepInput(
     type="email",
@@ -66,9 +66,9 @@ def test_sdk_stats_and_metrics_report_recovered_revenue_per_currency(sdk, server
     def sent() -> list:
         return db.read_sync(
             lambda tx: tx.execute(
-                sa.select(messages.c.to_email, messages.c.html).where(
-                    messages.c.workspace_id == workspace_id, messages.c.status == "sent"
-                )
+                sa.select(messages.c.to_email, message_bodies.c.html)
+                .join_from(messages, message_bodies)
+                .where(messages.c.workspace_id == workspace_id, messages.c.status == "sent")
             ).all()
         )
 

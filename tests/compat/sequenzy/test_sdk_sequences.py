@@ -23,7 +23,7 @@ from sequenzy.types.sequence_stop_condition_match_config_event_property_rules_it
     SequenceStopConditionMatchConfigEventPropertyRulesItem,
 )
 
-from cartback.store.tables import messages
+from cartback.store.tables import message_bodies, messages
 
 STOP_ON_ITS_ORDER = SequenceStopCondition(
     type="event_received",
@@ -122,7 +122,8 @@ def test_sdk_abandoned_checkout_sequence_sends_only_for_unordered_carts(sdk, db)
 
     sent = db.read_sync(
         lambda tx: tx.execute(
-            sa.select(messages.c.to_email, messages.c.subject, messages.c.html)
+            sa.select(messages.c.to_email, messages.c.subject, message_bodies.c.html)
+            .join_from(messages, message_bodies)
             .where(messages.c.workspace_id == workspace_id)
             .order_by(messages.c.to_email)
         ).all()
