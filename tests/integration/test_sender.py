@@ -252,7 +252,7 @@ def test_sender_unknown_mailbox_fails_and_suppresses_the_address(db, workspace_i
 
 def test_sender_never_resends_a_message_whose_attempt_never_finished(db, workspace_id):
     """The process died after the first write (and perhaps after the server took the message): the next
-    worker marks it unknown and does not send it."""
+    worker marks it unknown and does not send it, and sends a message claimed beside it as usual."""
     message_id = queue_message(db, workspace_id, "eve@example.com")
     clock = FrozenClock(T0)
     dead = sender.Sender(MemoryTransport(), public_url="https://x.test")
@@ -267,13 +267,15 @@ def test_sender_never_resends_a_message_whose_attempt_never_finished(db, workspa
     transport = MemoryTransport()
     duty = sender.Sender(transport, public_url="https://x.test")
     assert run_duty(db, duty.duty, worker) == 0  # the dead worker's lease still holds
+    fresh = queue_message(db, workspace_id, "fresh@example.com", at=T0 + timedelta(seconds=61))
     clock.advance(seconds=61)
-    assert run_duty(db, duty.duty, worker) == 1
+    assert run_duty(db, duty.duty, worker) == 2
     msg, delivery, attempts = state(db, message_id)
     assert msg.status == "unknown" and msg.error == sender.UNKNOWN_FATE
     assert delivery.next_attempt_at is None and duty.stats.unknown == 1
     assert [(a.outcome, a.finished_at) for a in attempts] == [("unknown", None)]
-    assert transport.calls == 0
+    assert state(db, fresh)[0].status == "sent" and duty.stats.sent == 1
+    assert [envelope[1] for envelope in transport.sent] == [["fresh@example.com"]]
     assert run_duty(db, duty.duty, worker) == 0
 
 
@@ -434,3 +436,39 @@ def test_record_many_appends_each_idempotency_key_once(db, workspace_id):
     keys = sorted(e.idempotency_key for e in sent_events(db, workspace_id))
     assert keys == ["email.sent:a", "email.sent:b"]
     assert [e.idempotency_key for e in sent_events(db, other)] == ["email.sent:a"]
+
+
+class DeletesWhileSending(MemoryTransport):
+    """Deletes one message (as deleting its workspace would) while it is in the hands of the transport."""
+
+    def __init__(self, db: Database, doomed: str, *, concurrency: int) -> None:
+        super().__init__(concurrency=concurrency)
+        self.db, self.doomed = db, doomed
+
+    async def send(self, envelope_from: str, recipients: list[str], mime: bytes) -> Result:
+        if recipients == [self.doomed]:
+            self.db.write_sync(
+                lambda tx: tx.execute(sa.delete(messages).where(messages.c.to_email == self.doomed))
+            )
+        return await super().send(envelope_from, recipients, mime)
+
+
+def test_sender_records_a_message_deleted_mid_send_as_gone(db, workspace_id):
+    """An answer for a message deleted meanwhile records nothing for it (no email.sent event, no row
+    brought back) and the others of its write are recorded as usual."""
+    kept = [queue_message(db, workspace_id, f"k{i}@example.com") for i in range(3)]
+    doomed = queue_message(db, workspace_id, "doomed@example.com")
+    worker = FakeWorker(db, FrozenClock(T0))
+    duty = sender.Sender(
+        DeletesWhileSending(db, "doomed@example.com", concurrency=4), public_url="https://x.test"
+    )
+    assert run_duty(db, duty.duty, worker) == 4
+    assert (duty.stats.sent, duty.stats.gone) == (3, 1)
+    assert [state(db, i)[0].status for i in kept] == ["sent"] * 3
+    assert sorted(e.properties["messageId"] for e in sent_events(db, workspace_id)) == sorted(kept)
+    left = db.read_sync(
+        lambda tx: tx.execute(
+            sa.select(delivery_attempts.c.id).where(delivery_attempts.c.message_id == doomed)
+        ).all()
+    )
+    assert left == []

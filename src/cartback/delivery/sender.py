@@ -15,8 +15,9 @@ outbox transport the three steps are one transaction, so there is no such window
 
 Steps 1 and 3 are set-wise: one write job does step 1 for every message that may start now (a few
 statements for all of them, not a few each), and one does step 3 for every answer that came in while the
-previous such write was committing. At most `window_per_connection` x the transport's concurrency messages are between the
-start of step 1 and the commit of step 3 at any time, which bounds what a crash can leave open.
+previous such write was committing. At most `window_per_connection` x the transport's concurrency messages
+are between the start of step 1 and the commit of step 3 at any time, which bounds what a crash can leave
+open.
 """
 
 from __future__ import annotations
@@ -161,10 +162,10 @@ class Sender:
         """Deliver a claimed batch; return how many messages became `unknown`.
 
         A window of `window_per_connection` x the transport's concurrency: as many messages sending as the
-        transport allows, and the rest prepared ahead. One write at a time records every answer that came in while the
-        previous write was committing and, in the same transaction, starts as many new messages as slots
-        were freed; so at every commit at most a window's worth of attempts is open. A stop starts nothing
-        new (the worker gives the remaining leases back) but still records every answer."""
+        transport allows, and the rest prepared ahead. One write at a time records every answer that came in
+        while the previous write was committing and, in the same transaction, starts as many new messages as
+        slots were freed; so at every commit at most a window's worth of attempts is open. A stop starts
+        nothing new (the worker gives the remaining leases back) but still records every answer."""
         window = max(1, self.window_per_connection * self.transport.concurrency)
         todo = collections.deque(batch)
         answers: list[Answer] = []
@@ -187,8 +188,19 @@ class Sender:
             answers.append((prepared, result, worker.clock.now()))
             arrived.set()
 
+        # Answers wait to be recorded while more than this many sends are still unanswered: one sending and
+        # one ready per connection keep every connection busy while the write commits, and a write that
+        # waits for more answers records and starts more messages at once (each write costs about the same
+        # whatever it holds).
+        busy_enough = min(window, 2 * self.transport.concurrency)
+
+        def waiting() -> bool:
+            if not answers:  # nothing to record: go on only to fill free places in the window
+                return open_attempts == window or not todo or worker.stopping
+            return not worker.stopping and open_attempts - len(answers) > busy_enough
+
         while open_attempts or (todo and not worker.stopping):
-            while not answers and (open_attempts == window or not todo or worker.stopping):
+            while waiting():
                 arrived.clear()
                 await arrived.wait()
             answered, answers = answers, []
@@ -249,8 +261,7 @@ class Sender:
         or, when there is nothing to send (taken over, finished, suppressed, or an earlier attempt's fate
         is unknown), the outcome recorded instead. With an atomic transport (the outbox) the outcome is
         written in the same transaction: "sent"."""
-        held = deliveries.hold(tx, [p.message.id for p, _ in items], owner, now + lease)
-        states = deliveries.states(tx, list(held))
+        states = deliveries.hold(tx, [p.message.id for p, _ in items], owner, now + lease)
         candidates = [(p, raw) for p, raw in items if p.message.id in states]
         blocked = suppressions.blocking_reasons(
             tx, [(p.message.workspace_id, p.message.to_email, p.message.kind) for p, _ in candidates]
@@ -284,24 +295,21 @@ class Sender:
         """Step 3 for many answers, as one write: what became of each (sent, deferred, failed, unknown, or
         gone when the message was deleted meanwhile). Recorded even if our lease lapsed meanwhile: it is
         the truth, and whoever claimed the message since found the open attempt and did not send it."""
-        present = deliveries.present(tx, [p.message.id for p, _, _ in answers])
-        outcomes: list[deliveries.Outcome] = []
+        outcomes = [self._outcome(prepared, result, now) for prepared, result, now in answers]
+        present = deliveries.record_outcomes(tx, outcomes)
         sent: list[event_store.Event] = []
         bounced: list[tuple[Message, Result, str, datetime]] = []
         results: list[str] = []
-        for prepared, result, now in answers:
+        for (prepared, result, now), outcome in zip(answers, outcomes, strict=True):
             message = prepared.message
             if message.id not in present:
                 results.append("gone")
                 continue
-            outcome = self._outcome(prepared, result, now)
-            outcomes.append(outcome)
             results.append(outcome.status)
             if outcome.status == "sent":
                 sent.append(_sent_event(message, now))
             elif outcome.status == "failed" and is_bad_mailbox(result):
                 bounced.append((message, result, outcome.detail or "", now))
-        deliveries.record_outcomes(tx, outcomes)
         events.record_many(tx, sent)
         for message, result, detail, now in bounced:
             suppressions.suppress(

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Row
 
 from cartback.store.db import Tx
 from cartback.store.messages import MESSAGE_COLUMNS, WITH_BODY, Message, from_row
-from cartback.store.tables import delivery_attempts, message_delivery, message_mime, messages
+from cartback.store.tables import ID, delivery_attempts, message_delivery, message_mime, messages
 
 FINAL = ("sent", "failed", "suppressed", "unknown")
 
@@ -67,6 +67,32 @@ def claim_due(tx: Tx, owner: str, now: datetime, *, lease: timedelta, limit: int
     return found
 
 
+@dataclass(frozen=True)
+class State:
+    """What may have changed about a held message since it was read: read again in the write that starts
+    its attempt."""
+
+    status: str
+    attempts: int
+    # An attempt started and never recorded its outcome: the process stopped while that attempt was in
+    # the hands of the transport.
+    open_attempt: bool
+
+
+# The held row's id as the subqueries of RETURNING see it. Spelt out: SQLAlchemy writes the columns of a
+# RETURNING clause without their table for SQLite, and an unqualified `message_id` inside a subquery on
+# delivery_attempts would be that table's own.
+_HELD_ID = sa.literal_column("message_delivery.message_id", ID)
+_OPEN_ATTEMPT = (
+    sa.select(delivery_attempts.c.id)
+    .where(
+        delivery_attempts.c.message_id == _HELD_ID,
+        delivery_attempts.c.outcome == "unknown",
+        delivery_attempts.c.finished_at.is_(None),
+    )
+    .exists()
+)
+_STATUS = sa.select(messages.c.status).where(messages.c.id == _HELD_ID).scalar_subquery()
 _HOLD = (
     message_delivery.update()
     .where(
@@ -75,16 +101,24 @@ _HOLD = (
         message_delivery.c.next_attempt_at.is_not(None),
     )
     .values(lease_until=sa.bindparam("until"))
-    .returning(message_delivery.c.message_id)
+    .returning(
+        message_delivery.c.message_id,
+        _STATUS.label("status"),
+        message_delivery.c.attempts,
+        _OPEN_ATTEMPT.label("open"),
+    )
 )
 
 
-def hold(tx: Tx, message_ids: list[str], owner: str, until: datetime) -> set[str]:
-    """Extend `owner`'s lease on claimed messages; the ids it still holds. A message missing from the answer
-    was taken by another worker meanwhile (our lease expired) and must be left alone. On PostgreSQL the
-    UPDATE also locks the rows until commit, so a concurrent claim cannot slip in between."""
+def hold(tx: Tx, message_ids: list[str], owner: str, until: datetime) -> dict[str, State]:
+    """Extend `owner`'s lease on claimed messages; the state of those it still holds, in the same
+    statement. A message missing from the answer was taken by another worker meanwhile (our lease expired)
+    and must be left alone. On PostgreSQL the UPDATE also locks the rows until commit, so a concurrent
+    claim cannot slip in between."""
+    if not message_ids:
+        return {}
     rows = tx.execute(_HOLD, {"ids": message_ids, "owner": owner, "until": until})
-    return set(rows.scalars())
+    return {r.message_id: State(r.status, int(r.attempts), bool(r.open)) for r in rows}
 
 
 _WITH_DELIVERY = WITH_BODY.join(message_delivery, message_delivery.c.message_id == messages.c.id)
@@ -110,41 +144,6 @@ def load_many(tx: Tx, message_ids: list[str]) -> list[Pending]:
     rows = tx.execute(_PENDING.where(messages.c.id.in_(message_ids))).all()
     by_id = {r.id: _pending(r) for r in rows}
     return [by_id[i] for i in message_ids if i in by_id]
-
-
-@dataclass(frozen=True)
-class State:
-    """What may have changed about a message since it was read: read again in the write that starts its
-    attempt."""
-
-    status: str
-    attempts: int
-    # An attempt started and never recorded its outcome: the process stopped while that attempt was in
-    # the hands of the transport.
-    open_attempt: bool
-
-
-_OPEN_ATTEMPT = (
-    sa.select(delivery_attempts.c.id)
-    .where(
-        delivery_attempts.c.message_id == messages.c.id,
-        delivery_attempts.c.outcome == "unknown",
-        delivery_attempts.c.finished_at.is_(None),
-    )
-    .exists()
-)
-_STATES = (
-    sa.select(messages.c.id, messages.c.status, message_delivery.c.attempts, _OPEN_ATTEMPT.label("open"))
-    .join(message_delivery, message_delivery.c.message_id == messages.c.id)
-    .where(messages.c.id.in_(sa.bindparam("ids", expanding=True)))
-)
-
-
-def states(tx: Tx, message_ids: list[str]) -> dict[str, State]:
-    if not message_ids:
-        return {}
-    rows = tx.execute(_STATES, {"ids": message_ids})
-    return {r.id: State(r.status, int(r.attempts), bool(r.open)) for r in rows}
 
 
 @dataclass(frozen=True)
@@ -252,11 +251,28 @@ _NEXT_ATTEMPT = (
 )
 
 
-def record_outcomes(tx: Tx, outcomes: list[Outcome]) -> None:
+def record_outcomes(tx: Tx, outcomes: list[Outcome]) -> set[str]:
     """Finish the attempts, set their messages' status, and either schedule the next attempt or take the
-    message off the queue (lease released either way): three statements however many there are."""
+    message off the queue (lease released either way): three statements however many there are. Returns
+    the ids of the messages that still exist (a deleted workspace takes its messages with it): all of
+    them when every status update found its row, the usual case, else a fourth statement asks."""
     if not outcomes:
-        return
+        return set()
+    updated = tx.execute(
+        _MESSAGE_STATUS,
+        [
+            {
+                "b_id": o.message_id,
+                "b_status": o.status,
+                "b_at": o.at,
+                "b_error": o.error,
+                "b_sent_at": o.at if o.status == "sent" else None,
+            }
+            for o in outcomes
+        ],
+    ).rowcount
+    ids = [o.message_id for o in outcomes]
+    present = set(ids) if updated == len(outcomes) else _present(tx, ids)
     tx.execute(
         _FINISH_ATTEMPT,
         [
@@ -270,26 +286,11 @@ def record_outcomes(tx: Tx, outcomes: list[Outcome]) -> None:
             for o in outcomes
         ],
     )
-    tx.execute(
-        _MESSAGE_STATUS,
-        [
-            {
-                "b_id": o.message_id,
-                "b_status": o.status,
-                "b_at": o.at,
-                "b_error": o.error,
-                "b_sent_at": o.at if o.status == "sent" else None,
-            }
-            for o in outcomes
-        ],
-    )
     tx.execute(_NEXT_ATTEMPT, [{"b_id": o.message_id, "b_next": o.retry_at} for o in outcomes])
+    return present
 
 
-def present(tx: Tx, message_ids: list[str]) -> set[str]:
-    """Which of these messages still exist (a deleted workspace takes its messages with it)."""
-    if not message_ids:
-        return set()
+def _present(tx: Tx, message_ids: list[str]) -> set[str]:
     return set(tx.execute(_PRESENT, {"ids": message_ids}).scalars())
 
 

@@ -2,7 +2,12 @@
 
 `messages.html` / `messages.text` go to `message_bodies`, `message_delivery.mime` to `message_mime`: both
 are written once, while `messages` and `message_delivery` change at each claim, attempt and outcome (and
-SQLite rewrites a whole row, 20-30 KB of body with it, on every UPDATE).
+SQLite rewrites a whole row, 20-30 KB of body with it, on every UPDATE). On PostgreSQL the moved columns
+are compressed with lz4 where the server has it.
+
+The index on `messages (status, created_at)`, which no query uses (every listing is per workspace), gives
+way to one on `(workspace_id, created_at)` for the outbox listing: a status change then touches no index,
+which on PostgreSQL lets it be a HOT update.
 
 Revision ID: 0013
 Revises: 0012
@@ -38,9 +43,24 @@ def _owned_by_message(name: str, *columns: sa.Column[str]) -> None:
     )
 
 
+def _compress_with_lz4(table: str, *columns: str) -> None:
+    """PostgreSQL (14+, built with lz4) compresses these 20-30 KB values several times faster with lz4 than
+    with its default pglz, for a little more space."""
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql":
+        return
+    offered = bind.exec_driver_sql(
+        "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
+    ).scalar()
+    for column in columns if offered else ():
+        op.execute(f"ALTER TABLE {table} ALTER COLUMN {column} SET COMPRESSION lz4")
+
+
 def upgrade() -> None:
     _owned_by_message("message_bodies", sa.Column("html", sa.Text()), sa.Column("text", sa.Text()))
     _owned_by_message("message_mime", sa.Column("mime", sa.Text(), nullable=False))
+    _compress_with_lz4("message_bodies", "html", "text")
+    _compress_with_lz4("message_mime", "mime")
     op.execute(
         "INSERT INTO message_bodies (message_id, workspace_id, html, text) "
         "SELECT id, workspace_id, html, text FROM messages"
@@ -54,9 +74,13 @@ def upgrade() -> None:
     op.execute("ALTER TABLE messages DROP COLUMN html")
     op.execute("ALTER TABLE messages DROP COLUMN text")
     op.execute("ALTER TABLE message_delivery DROP COLUMN mime")
+    op.drop_index("ix_messages_status_created_at", table_name="messages")
+    op.create_index("ix_messages_workspace_id_created_at", "messages", ["workspace_id", "created_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_messages_workspace_id_created_at", table_name="messages")
+    op.create_index("ix_messages_status_created_at", "messages", ["status", "created_at"])
     op.add_column("message_delivery", sa.Column("mime", sa.Text(), nullable=True))
     op.add_column("messages", sa.Column("text", sa.Text(), nullable=True))
     op.add_column("messages", sa.Column("html", sa.Text(), nullable=True))
