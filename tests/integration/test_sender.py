@@ -55,7 +55,14 @@ class FakeWorker:
 
 
 def queue_message(
-    db: Database, workspace_id: str, to: str, *, kind: str = "marketing", at: datetime = T0
+    db: Database,
+    workspace_id: str,
+    to: str,
+    *,
+    kind: str = "marketing",
+    at: datetime = T0,
+    reply_to: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> str:
     message = message_store.Message(
         id=ids.new_id("msg"),
@@ -76,6 +83,8 @@ def queue_message(
         created_at=at,
         updated_at=at,
         sent_at=None,
+        reply_to=reply_to,
+        headers=headers,
     )
 
     def insert(tx: sa.Connection) -> None:
@@ -472,3 +481,27 @@ def test_sender_records_a_message_deleted_mid_send_as_gone(db, workspace_id):
         ).all()
     )
     assert left == []
+
+
+def test_sender_puts_reply_to_and_custom_headers_in_the_message(db, workspace_id):
+    queue_message(
+        db,
+        workspace_id,
+        "pat@example.com",
+        kind="transactional",
+        reply_to='"Help, Desk" <help@shop.example.com>',
+        headers={"X-Campaign": "spring-sale", "X-Long": "token-" * 20},
+    )
+    transport = MemoryTransport()
+    assert (
+        run_duty(
+            db, sender.Sender(transport, public_url="https://x.test").duty, FakeWorker(db, FrozenClock(T0))
+        )
+        == 1
+    )
+    parsed = email.message_from_bytes(transport.sent[0][2], policy=email.policy.default)
+    assert parsed["Reply-To"].addresses[0].display_name == "Help, Desk"
+    assert parsed["Reply-To"].addresses[0].addr_spec == "help@shop.example.com"
+    assert parsed["X-Campaign"] == "spring-sale"
+    assert parsed["X-Long"] == ("token-" * 20).strip()
+    assert all(len(line) <= 78 for line in transport.sent[0][2].split(b"\r\n\r\n")[0].split(b"\r\n"))

@@ -195,7 +195,6 @@ def test_transactional_send_preview_headers_and_errors(app_client, db):
     )
     assert text_preview.status_code == 200
     assert {h["name"]: h["reason"] for h in text_preview.json()["ignoredHeaders"]} == {
-        "X-Campaign": "not_supported",
         "Subject": "reserved",
         "bad name": "invalid_name",
     }
@@ -210,6 +209,13 @@ def test_transactional_send_preview_headers_and_errors(app_client, db):
     assert status({"to": "a@example.com", "subject": "S", "body": "b", "html": "c"}) == 400
     assert status({"to": "a@example.com", "subject": "S", "body": "b", "cc": ["c@example.com"]}) == 400
     assert status({"to": "nope", "subject": "S", "body": "b"}) == 400
+    for bad in ("not an address", "a,b@example.com", "a@@example.com", "a<b>@example.com"):
+        assert status({"to": "a@example.com", "subject": "S", "body": "b", "replyTo": bad}) == 400, bad
+    assert status({"to": "a@example.com", "subject": "S", "body": "b", "replyToName": "Desk"}) == 400
+    assert status({"to": "a@example.com", "subject": "S", "body": "b", "from": "not an address"}) == 400
+    named = {"to": "a@example.com", "subject": "S", "body": "b", "replyTo": "help@example.com"}
+    assert status({**named, "replyToName": "Help\r\nBcc: x@evil.example"}) == 400
+    assert status({**named, "fromEmail": "shop@example.com", "fromName": "Shop\nX: y"}) == 400
     assert (
         status(
             {"to": ["a@example.com", "b@example.com"], "subject": "S", "body": "b", "emailType": "marketing"}
@@ -222,3 +228,31 @@ def test_transactional_send_preview_headers_and_errors(app_client, db):
         )
         == 400
     )
+
+
+def test_transactional_send_applies_reply_to_and_custom_headers(app_client, db):
+    sent = app_client.post(
+        "/transactional/send",
+        {
+            "to": "pat@example.com",
+            "subject": "Your receipt",
+            "body": "<p>Thanks</p>",
+            "replyTo": "help@shop.example.com",
+            "replyToName": "Help, Desk",
+            "headers": {
+                "X-Campaign": "spring-sale",
+                "X-Order-Ref": "A-1001",
+                "Subject": "no",
+                "From": "x@y.z",
+            },
+        },
+    )
+    assert sent.status_code == 200, sent.text
+    assert {h["name"]: h["reason"] for h in sent.json()["ignoredHeaders"]} == {
+        "Subject": "reserved",
+        "From": "reserved",
+    }
+    assert "warnings" not in sent.json()
+    (row,) = _messages(db, app_client.tenant.id)
+    assert row.reply_to == '"Help, Desk" <help@shop.example.com>'
+    assert row.headers == {"X-Campaign": "spring-sale", "X-Order-Ref": "A-1001"}

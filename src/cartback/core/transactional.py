@@ -164,6 +164,9 @@ class SendRequest:
     subscriber_external_id: str | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
+    reply_to: str | None = None
+    # Extra message headers, checked by the caller.
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -308,6 +311,8 @@ def send(
             created_at=now,
             updated_at=now,
             sent_at=None,
+            reply_to=req.reply_to,
+            headers=req.headers or None,
         )
         message_store.insert(tx, message)
         key = recipient_key(req.idempotency_key, index) if req.idempotency_key else None

@@ -68,6 +68,7 @@ def build(
     kind: str,
     date: datetime,
     unsubscribe_url: str | None = None,
+    reply_to: str | None = None,
     extra_headers: dict[str, str] | None = None,
 ) -> bytes:
     """The message as bytes with CRLF line endings, ready for SMTP DATA.
@@ -75,7 +76,10 @@ def build(
     Headers that need it go through the email package (RFC 2047 encoding, folding); the bodies are
     encoded by binascii and joined by hand, which is several times faster than the email generator on a
     20-30 KB HTML part, and the sender builds one message per send."""
-    named = [("From", from_email), ("To", to_email), ("Subject", subject), *(extra_headers or {}).items()]
+    named = [("From", from_email), ("To", to_email), ("Subject", subject)]
+    if reply_to:
+        named.append(("Reply-To", reply_to))
+    named += (extra_headers or {}).items()
     # ASCII-only headers are written directly: folding a 200-character token through the email package
     # costs milliseconds per message.
     fixed = [

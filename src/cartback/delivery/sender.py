@@ -385,6 +385,8 @@ class Sender:
             kind=message.kind,
             date=now,
             unsubscribe_url=unsubscribe,
+            reply_to=message.reply_to,
+            extra_headers=message.headers,
         )
 
 

@@ -33,6 +33,9 @@ class Message:
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None
+    # Transactional sends: where replies go, and the caller's own headers (checked by the API).
+    reply_to: str | None = None
+    headers: dict[str, str] | None = None
 
 
 _COLUMNS = list(Message.__dataclass_fields__)

@@ -347,6 +347,9 @@ messages = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime),
+    Column("reply_to", String(400)),
+    # Extra headers a transactional send asked for, {name: value}, already checked.
+    Column("headers", JSONType),
     # The invariant the engine leans on: one message per (enrollment, step), whatever crashes.
     UniqueConstraint("enrollment_id", "node_id"),
     Index(None, "workspace_id", "subscriber_id", "created_at"),

@@ -65,19 +65,19 @@ def test_sdk_transactional_send_and_templates(client):
         subject="Hi",
         body="<p>Hello {{ name }}</p>",
         idempotency_key="sdk-key-1",
-        headers={"X-Thing": "1"},
+        headers={"X-Thing": "1", "From": "spoof@example.com"},
     )
     again = client.transactional.send(
         to=["x@example.com", "y@example.com"],
         subject="Hi",
         body="<p>Hello {{ name }}</p>",
         idempotency_key="sdk-key-1",
-        headers={"X-Thing": "1"},
+        headers={"X-Thing": "1", "From": "spoof@example.com"},
     )
     assert again.email_send_id == first.email_send_id
     assert again.idempotent_replay is True
     assert first.diagnostics is not None and first.diagnostics.status == "warning"
-    assert first.ignored_headers[0].name == "X-Thing"
+    assert [(h.name, h.reason) for h in first.ignored_headers] == [("From", "reserved")]
     with pytest.raises(ConflictError):
         client.transactional.send(
             to="x@example.com", subject="Hi", body="<p>Other</p>", idempotency_key="sdk-key-1"

@@ -10,15 +10,19 @@ template by `slug` (or its alias `templateId`) or inline `subject` + `body` (ali
   who and why. Sequenzy does the same (its worker records such sends as `suppressed`).
 * `preview`: a string is the preview text (the SDK's meaning); JSON `true` renders without storing or
   sending anything and returns the rendered messages.
+* `replyTo` (with `replyToName`) becomes the message's Reply-To. Custom `headers` are added to the
+  message, except those the message builder owns or that are malformed: `ignoredHeaders` lists each of
+  those with its reason, as Sequenzy does.
 * `cc`, `bcc`, `attachments`, `senderProfileId` and `replyProfileId` are refused with a 400 rather than
-  dropped; `replyTo` and custom `headers` are accepted but not applied yet, and say so (`warnings`,
-  `ignoredHeaders`).
+  dropped.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from email.utils import parseaddr
 from typing import Any, Literal
 
@@ -80,11 +84,39 @@ def _sender(body: SendTransactionalRequest) -> str | None:
         raise errors.InvalidInput("`fromName` needs `fromEmail`")
     if body.from_:
         _, address = parseaddr(body.from_)
-        models.check_email(address) if address else models.check_email(body.from_)
+        _check_address("from", address or body.from_)
         return body.from_.strip()
     if body.from_email:
-        return f"{body.from_name} <{body.from_email}>" if body.from_name else body.from_email
+        _check_address("fromEmail", body.from_email)
+        return _named("fromName", body.from_name, body.from_email) if body.from_name else body.from_email
     return None
+
+
+def _check_address(field: str, value: str) -> None:
+    try:
+        models.check_email(value)
+        # What the message builder will parse it as: one plain address, or it is refused here.
+        Address(addr_spec=value.strip())
+    except (ValueError, HeaderParseError) as exc:
+        raise errors.InvalidInput(f"`{field}`: {value!r} is not a valid email address ({exc})") from None
+
+
+def _reply_to(body: SendTransactionalRequest) -> str | None:
+    if body.reply_to_name and not body.reply_to:
+        raise errors.InvalidInput("`replyToName` needs `replyTo`")
+    if not body.reply_to:
+        return None
+    _check_address("replyTo", body.reply_to)
+    address = body.reply_to.strip()
+    return _named("replyToName", body.reply_to_name, address) if body.reply_to_name else address
+
+
+def _named(field: str, name: str, address: str) -> str:
+    """`Name <address>`, the name quoted when it has commas or other specials (so it stays one address);
+    non-ASCII is kept as it is, and encoded when the message is built."""
+    if not name.isprintable():
+        raise errors.InvalidInput(f"`{field}` must be one line of printable text")
+    return str(Address(display_name=name, addr_spec=address))
 
 
 def _refuse_unsupported(body: SendTransactionalRequest) -> None:
@@ -109,9 +141,10 @@ _HEADER_VALUE = re.compile(r"^[\x20-\x7e]*$")
 MAX_HEADERS = 50
 
 
-def ignored_headers(headers: dict[str, str], email_type: str) -> list[dict[str, str]]:
-    """Every header with why it is not applied. Valid ones too: cartback does not carry custom headers
-    to the message yet (reason `not_supported`)."""
+def sort_headers(headers: dict[str, str], email_type: str) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """The caller's headers split into those added to the message and those ignored, each of the latter
+    with its reason."""
+    applied: dict[str, str] = {}
     out = []
     seen: set[str] = set()
     for count, (name, value) in enumerate(headers.items()):
@@ -131,10 +164,13 @@ def ignored_headers(headers: dict[str, str], email_type: str) -> list[dict[str, 
         elif low == "list-unsubscribe-post" and "list-unsubscribe" not in {h.lower() for h in headers}:
             reason = "requires_list_unsubscribe"
         else:
-            reason = "not_supported"
+            reason = None
         seen.add(low)
-        out.append({"name": name, "reason": reason})
-    return out
+        if reason is None:
+            applied[name] = value
+        else:
+            out.append({"name": name, "reason": reason})
+    return applied, out
 
 
 def _one(a: str | None, b: str | None, names: str) -> str | None:
@@ -198,6 +234,7 @@ async def send_transactional(
     if slug and html is not None:
         raise errors.InvalidInput("send a template `slug` or direct content (`body`/`html`), not both")
     email_type = body.email_type or "transactional"
+    applied, ignored = sort_headers(body.headers or {}, email_type)
     to_list = body.to if isinstance(body.to, list) else [body.to]
     key = idempotency_key.strip() if idempotency_key and idempotency_key.strip() else None
     req = transactional.SendRequest(
@@ -212,6 +249,8 @@ async def send_transactional(
         subscriber_external_id=body.subscriber_external_id,
         idempotency_key=key,
         request_hash=request_hash(body) if key else None,
+        reply_to=_reply_to(body),
+        headers=applied,
     )
     options = transactional.Options(
         public_url=svc.settings.public_url,
@@ -249,10 +288,8 @@ async def send_transactional(
     if diagnostics is not None:
         response["diagnostics"] = diagnostics
     if body.headers:
-        response["ignoredHeaders"] = ignored_headers(body.headers, email_type)
+        response["ignoredHeaders"] = ignored
     warnings = []
-    if body.reply_to or body.reply_to_name:
-        warnings.append("replyTo is not applied yet: replies go to the From address")
     if body.track_as is not None:
         warnings.append("trackAs is accepted and ignored: cartback keeps no per-email stats yet")
     if warnings:
