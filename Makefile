@@ -13,7 +13,8 @@ test-pg:
 	./scripts/test -k postgres
 
 lint:
-	.venv/bin/ruff check src tests bench && .venv/bin/ruff format --check src tests bench && .venv/bin/mypy
+	.venv/bin/ruff check src tests bench && .venv/bin/ruff format --check src tests bench && .venv/bin/mypy \
+		&& .venv/bin/lint-imports
 
 format:
 	.venv/bin/ruff format src tests bench && .venv/bin/ruff check --fix src tests bench

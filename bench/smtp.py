@@ -31,10 +31,10 @@ import sqlalchemy as sa
 
 from cartback import ids
 from cartback.core.clock import system_clock
-from cartback.delivery import mime, queue, render, sender, smtp
+from cartback.delivery import mime, render, sender, smtp
 from cartback.scheduler.worker import Worker
+from cartback.store import deliveries, workspaces
 from cartback.store import messages as message_store
-from cartback.store import workspaces
 from cartback.store.db import Database, sqlalchemy_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,7 +133,7 @@ def queue_messages(db: Database, count: int) -> None:
                 sent_at=None,
             )
             message_store.insert(tx, message)
-            queue.enqueue(tx, message, now, transport="smtp")
+            deliveries.enqueue(tx, message, now, transport="smtp")
 
     db.write_sync(fill)
 

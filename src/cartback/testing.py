@@ -25,17 +25,26 @@ def run_until_idle(
     """Dispatch every pending event (running `hooks` on each, as a worker runs its event hooks) and run
     every step due at `clock.now()`, synchronously, until nothing is left to do now. Returns the number of
     steps run."""
+
+    def dispatch(tx: Tx) -> int:
+        return worker.dispatch_batch(tx, clock.now(), 500, hooks)
+
+    def claim(tx: Tx) -> list[str]:
+        return timers.claim_due(tx, owner, clock.now(), lease=timedelta(minutes=5), limit=500)
+
     steps = 0
     for _ in range(rounds):
-        dispatched = db.write_sync(lambda tx: worker.dispatch_batch(tx, clock.now(), 500, hooks))
-        claimed = db.write_sync(
-            lambda tx: timers.claim_due(tx, owner, clock.now(), lease=timedelta(minutes=5), limit=500)
-        )
+        dispatched = db.write_sync(dispatch)
+        claimed = db.write_sync(claim)
         if claimed:
             # As the worker runs them: the claimed batch set-wise in one transaction, and one by one
             # only if that fails.
             try:
-                db.write_sync(lambda tx, c=claimed: automations.advance_batch(tx, c, owner, clock.now()))
+
+                def advance_all(tx: Tx, c: list[str] = claimed) -> list[str]:
+                    return automations.advance_batch(tx, c, owner, clock.now())
+
+                db.write_sync(advance_all)
             except Exception:
                 for enrollment_id in claimed:
 

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from cartback import ids, metrics
 from cartback.core import events as core_events
 from cartback.core import suppressions as core_suppressions
-from cartback.delivery import queue, sender, smtp
+from cartback.delivery import sender, smtp
 from cartback.delivery.outbox import OutboxTransport
 from cartback.delivery.transport import Result
 from cartback.settings import Settings
@@ -89,7 +89,7 @@ def queue_message(
 
     def insert(tx: sa.Connection) -> None:
         message_store.insert(tx, message)
-        queue.enqueue(tx, message, at, transport="smtp")
+        deliveries.enqueue(tx, message, at, transport="smtp")
 
     db.write_sync(insert)
     return message.id

@@ -23,7 +23,6 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -32,9 +31,10 @@ from cartback.api import deps
 from cartback.api import errors as api_errors
 from cartback.core import events, suppressions
 from cartback.delivery import tokens
+from cartback.store import deliveries
+from cartback.store import messages as message_store
 from cartback.store import workspaces as workspace_store
 from cartback.store.db import Tx
-from cartback.store.tables import message_delivery, messages
 
 router = APIRouter(include_in_schema=False)
 
@@ -54,20 +54,12 @@ _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)
-class _MessageRef:
-    id: str
-    subscriber_id: str | None
-    sequence_id: str | None
-    node_id: str | None
-
-
-@dataclass(frozen=True)
 class _Link:
     """A verified token: what it says, its workspace, and its message if that still exists."""
 
     payload: dict[str, Any]
     workspace: workspace_store.Workspace
-    message: _MessageRef | None
+    message: message_store.MessageRef | None
 
     def properties(self) -> dict[str, Any]:
         message = self.message
@@ -78,7 +70,7 @@ class _Link:
         }
 
 
-# -- reads and writes (the two statements on messages tables belong in store/messages.py) -----------
+# -- reads and writes ---------------------------------------------------------------------------------
 
 
 def _workspace(tx: Tx, workspace_id: str) -> workspace_store.Workspace | None:
@@ -88,15 +80,6 @@ def _workspace(tx: Tx, workspace_id: str) -> workspace_store.Workspace | None:
         return workspace_store.get_workspace(tx, workspace_id)
     except errors.NotFound:
         return None
-
-
-def _message(tx: Tx, workspace_id: str, message_id: str) -> _MessageRef | None:
-    row = tx.execute(
-        sa.select(messages.c.id, messages.c.subscriber_id, messages.c.sequence_id, messages.c.node_id).where(
-            messages.c.workspace_id == workspace_id, messages.c.id == message_id
-        )
-    ).first()
-    return None if row is None else _MessageRef(row.id, row.subscriber_id, row.sequence_id, row.node_id)
 
 
 def _resolve(tx: Tx, token: str, kind: str) -> _Link:
@@ -121,7 +104,7 @@ def _resolve(tx: Tx, token: str, kind: str) -> _Link:
     if payload.get("k") != kind or not isinstance(message_id, str) or not _ID.fullmatch(message_id):
         raise errors.NotFound("This link is not valid.")
     workspace = found[payload["w"]]
-    return _Link(payload, workspace, _message(tx, workspace.id, message_id))
+    return _Link(payload, workspace, message_store.ref(tx, workspace.id, message_id))
 
 
 def _record(tx: Tx, link: _Link, name: str, column: str, now: datetime, extra: dict[str, Any]) -> None:
@@ -136,11 +119,7 @@ def _record(tx: Tx, link: _Link, name: str, column: str, now: datetime, extra: d
         properties={**link.properties(), **extra},
         now=now,
     )
-    tx.execute(
-        message_delivery.update()
-        .where(message_delivery.c.message_id == link.message.id, message_delivery.c[column].is_(None))
-        .values({column: now})
-    )
+    deliveries.stamp(tx, link.message.id, column, now)
 
 
 # -- pages ---------------------------------------------------------------------------------------------

@@ -30,8 +30,9 @@ from cartback.core import (
     suppressions,
     webhooks,
 )
-from cartback.delivery import links, queue, render
+from cartback.delivery import links, render
 from cartback.store import checkouts as checkout_store
+from cartback.store import deliveries
 from cartback.store import enrollments as enrollment_store
 from cartback.store import events as event_store
 from cartback.store import lists as list_store
@@ -923,7 +924,7 @@ def _email(run: Run, node: dict[str, Any]) -> Outcome:
         sent_at=None,
     )
     message_store.insert(run.tx, message)
-    queue.enqueue(run.tx, message, run.now, transport=run.options.transport)
+    deliveries.enqueue(run.tx, message, run.now, transport=run.options.transport)
     run.pre = None  # its steps_done no longer holds; should the run come back here, it reads afresh
     run.record("sent", node, rendered.subject)
     return Outcome(next_node=node.get("next"))

@@ -24,7 +24,8 @@ from liquid.exceptions import LiquidError
 from cartback import errors, ids
 from cartback.core import context, suppressions
 from cartback.core import subscribers as subscriber_core
-from cartback.delivery import links, queue, render
+from cartback.delivery import links, render
+from cartback.store import deliveries
 from cartback.store import messages as message_store
 from cartback.store import subscribers as subscriber_store
 from cartback.store import transactional as store
@@ -317,7 +318,7 @@ def send(
         message_store.insert(tx, message)
         key = recipient_key(req.idempotency_key, index) if req.idempotency_key else None
         # A suppressed message gets no attempt, but keeps the send's idempotency key: a replay finds it.
-        queue.enqueue(
+        deliveries.enqueue(
             tx,
             message,
             now,

@@ -1,7 +1,7 @@
 """The RFC 5322 message for a stored `messages` row: headers, multipart/alternative text + HTML, and the
 List-Unsubscribe headers (RFC 2369, one-click per RFC 8058) on marketing mail.
 
-The Message-ID is the one fixed at enqueue time (`delivery/queue.py`), so every attempt of a message, and
+The Message-ID is the one fixed at enqueue time (`store/deliveries.py`), so every attempt of a message, and
 the copy kept in `message_mime`, carry the same id. The output is 7-bit clean (7bit or
 quoted-printable bodies, RFC 2047 headers): any SMTP server takes it, with or without 8BITMIME/SMTPUTF8.
 """

@@ -42,6 +42,45 @@ class OutboxItem:
     mime: str | None
 
 
+# Built once: every email step queues one, and building the statement costs more than running it.
+_ENQUEUE = message_delivery.insert()
+
+
+def rfc_message_id(message: Message) -> str:
+    domain = message.from_email.rpartition("@")[2].strip(" >") or "cartback.invalid"
+    return f"<{message.id}@{domain}>"
+
+
+def enqueue(
+    tx: Tx,
+    message: Message,
+    now: datetime,
+    *,
+    transport: str,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+    hold: bool = False,
+) -> str:
+    """Hand `message` to delivery, in the transaction that creates it: queue it for its first attempt now
+    (or, with `hold`, for none: a message kept unsent, which still holds its send's idempotency key) with
+    its RFC Message-ID fixed before any attempt; return that Message-ID."""
+    rfc_id = rfc_message_id(message)
+    tx.execute(
+        _ENQUEUE,
+        dict(
+            message_id=message.id,
+            workspace_id=message.workspace_id,
+            rfc_message_id=rfc_id,
+            transport=transport,
+            attempts=0,
+            next_attempt_at=None if hold else now,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+        ),
+    )
+    return rfc_id
+
+
 def claim_due(tx: Tx, owner: str, now: datetime, *, lease: timedelta, limit: int) -> list[str]:
     """Lease up to `limit` messages due for an attempt to `owner`, oldest due first. An expired lease (its
     worker died, perhaps mid-send) is fair game: the sender then finds the open attempt and does not

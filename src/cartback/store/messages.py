@@ -47,6 +47,16 @@ WITH_BODY = messages.outerjoin(message_bodies, message_bodies.c.message_id == me
 MESSAGE_COLUMNS = (messages, message_bodies.c.html, message_bodies.c.text)
 
 
+@dataclass(frozen=True)
+class MessageRef:
+    """What an open or a click records about its message."""
+
+    id: str
+    subscriber_id: str | None
+    sequence_id: str | None
+    node_id: str | None
+
+
 def from_row(row: Row[Any]) -> Message:
     """A Message from a row selected with MESSAGE_COLUMNS."""
     return Message(**{n: getattr(row, n) for n in _COLUMNS})
@@ -136,3 +146,13 @@ def count_for_sequence(tx: Tx, workspace_id: str, sequence_id: str) -> dict[str 
         .group_by(messages.c.node_id)
     ).all()
     return {node: int(n) for node, n in rows}
+
+
+def ref(tx: Tx, workspace_id: str, message_id: str) -> MessageRef | None:
+    """The message a tracking link names, if it still exists in that workspace."""
+    row = tx.execute(
+        sa.select(messages.c.id, messages.c.subscriber_id, messages.c.sequence_id, messages.c.node_id).where(
+            messages.c.workspace_id == workspace_id, messages.c.id == message_id
+        )
+    ).first()
+    return None if row is None else MessageRef(row.id, row.subscriber_id, row.sequence_id, row.node_id)
