@@ -164,6 +164,8 @@ def create_app(
         limiter = budgets.Limiter(policy, budgets.counter_for(db), clock)
         app.state.limiter = limiter
         app.add_middleware(ratelimits.RateLimits, keys=keys, limiter=limiter)
+    # Outside the limits, so a browser can read their answers on /v1 too; a preflight costs nothing.
+    app.add_middleware(segment.BrowserAccess)
     # Last added, so outermost: it sees every answer, the rate limits' 429s and the body limits' 413s too.
     app.add_middleware(access.AccessLog, metrics=metrics)
 

@@ -228,6 +228,179 @@ def test_segment_track_and_identify_endpoints(shop):
     assert shop.send("/v1/alias", {"userId": "cust_9"}).status_code == 400
 
 
+def test_segment_bodies_of_real_clients_are_json_whatever_their_content_type(shop):
+    """RudderStack's Node SDK gzips its JSON and axios labels it form-urlencoded; Segment's browser library
+    sends text/plain (a CORS-simple type); some senders set no Content-Type at all."""
+    raw = httpx.Request(
+        "POST", "/", json={"batch": [identify({"email": "rudder@example.com"}, userId="cust_r")]}
+    ).content
+    rudder = shop.send(
+        "/v1/batch",
+        gzip.compress(raw),
+        headers={"Content-Type": "application/x-www-form-urlencoded", "Content-Encoding": "gzip"},
+    )
+    assert rudder.status_code == 200, rudder.text
+
+    browser = {**track("Viewed", {}, userId="cust_2"), "writeKey": shop.key}
+    plain = shop.http.post(
+        "/v1/batch",
+        content=httpx.Request("POST", "/", json={"batch": [browser], "writeKey": shop.key}).content,
+        headers={"Content-Type": "text/plain;charset=UTF-8"},
+    )
+    assert plain.status_code == 200, plain.text
+
+    untyped = httpx.Request(
+        "POST", "/", json={"batch": [identify({"email": "bare@example.com"}, userId="cust_b")]}
+    ).content
+    bare = shop.http.post("/v1/batch", content=untyped, headers={"Authorization": basic(shop.key)})
+    assert "content-type" not in bare.request.headers
+    assert bare.status_code == 200, bare.text
+
+    assert {s.email for s in shop.rows(subscribers)} == {
+        "rudder@example.com",
+        "jane@example.com",
+        "bare@example.com",
+    }
+    assert [e.name for e in shop.segment_events()] == ["Viewed"]
+
+    # Still JSON or nothing: a body that is not JSON is a 400 whatever its label.
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {"Content-Type": ctype} if ctype else {}
+        refused = shop.send("/v1/batch", b"batch=1&writeKey=x", headers=headers)
+        assert refused.status_code == 400, (ctype, refused.text)
+        assert error_of(refused)["code"] == "invalid_request"
+    # Other APIs keep insisting on JSON.
+    sequenzy = shop.http.post(
+        "/api/v1/subscribers",
+        content=b'{"email": "s@example.com"}',
+        headers={"Authorization": f"Bearer {shop.key}", "Content-Type": "text/plain"},
+    )
+    assert sequenzy.status_code == 415
+
+
+def test_segment_short_paths_of_the_browser_library(shop):
+    """analytics.js posts each call to /v1/ plus the first letter of its type, and batches to /v1/b; the
+    write key is in the body."""
+    who = {"anonymousId": "anon_1", "writeKey": shop.key}
+    calls = {
+        "/v1/i": {**who, "type": "identify", "userId": "u1", "traits": {"email": "short@example.com"}},
+        "/v1/t": {**who, "type": "track", "userId": "u1", "event": "Viewed Hat"},
+        "/v1/p": {**who, "type": "page", "userId": "u1", "name": "Home", "properties": {"path": "/"}},
+        "/v1/s": {**who, "type": "screen", "userId": "u1", "name": "Cart"},
+        "/v1/g": {**who, "type": "group", "userId": "u1", "groupId": "acme", "traits": {"plan": "team"}},
+        "/v1/a": {**who, "type": "alias", "userId": "u1", "previousId": "anon_0"},
+        "/v1/b": {
+            "writeKey": shop.key,
+            "batch": [{"type": "track", "userId": "u1", "event": "Batched", "messageId": "m-b"}],
+        },
+    }
+    for path, body in calls.items():
+        content = httpx.Request("POST", "/", json={**body, "sentAt": T0.isoformat()}).content
+        response = shop.http.post(path, content=content, headers={"Content-Type": "text/plain"})
+        assert (response.status_code, response.json()) == (200, {"success": True}), (path, response.text)
+    [sub] = shop.rows(subscribers)
+    assert (sub.email, sub.external_id) == ("short@example.com", "u1")
+    assert sorted(e.name for e in shop.segment_events()) == [
+        "Batched",
+        "Viewed Hat",
+        "group.joined",
+        "page.viewed",
+        "screen.viewed",
+    ]
+
+
+def test_segment_browsers_may_post_from_any_origin(shop):
+    """analytics.js posts from the shop's pages; its Authorization header makes the browser send a
+    preflight first. The other APIs answer no CORS."""
+    asked = {
+        "Origin": "https://shop.example.com",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
+    preflight = shop.http.options("/v1/t", headers=asked)
+    assert preflight.status_code == 200, preflight.text
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
+    posted = shop.send("/v1/t", track("Viewed", {}), headers={"Origin": "https://shop.example.com"})
+    assert posted.status_code == 200
+    assert posted.headers["access-control-allow-origin"] == "*"
+    other = shop.http.options("/api/v1/subscribers", headers=asked)
+    assert "access-control-allow-origin" not in other.headers
+
+
+def test_segment_page_screen_and_group_calls_are_stored_as_events(shop):
+    page = {
+        "userId": "cust_1",
+        "name": "Pricing",
+        "category": "Docs",
+        "properties": {"path": "/pricing", "url": "https://shop.example.com/pricing", "title": "Pricing"},
+        "context": {"traits": {"email": "jane@example.com"}},
+        "messageId": "m-page",
+    }
+    screen = {"userId": "cust_1", "name": "Cart", "properties": {"items": 2}, "messageId": "m-screen"}
+    group = {
+        "userId": "cust_1",
+        "groupId": "acme",
+        "traits": {"name": "Acme", "plan": "team"},
+        "messageId": "m-g",
+    }
+    for path, body in (("/v1/page", page), ("/v1/screen", screen), ("/v1/group", group)):
+        response = shop.send(path, body)
+        assert (response.status_code, response.json()) == (200, {"success": True}), (path, response.text)
+    in_batch = {"type": "page", "userId": "cust_1", "name": "Home", "messageId": "m-page-2"}
+    assert shop.batch(in_batch, {**page, "type": "page"}).status_code == 200  # m-page again: a replay
+
+    [sub] = shop.rows(subscribers)
+    stored = {e.idempotency_key: e for e in shop.segment_events()}
+    assert {k: (e.name, e.subscriber_id) for k, e in stored.items()} == {
+        "segment:m-page": ("page.viewed", sub.id),
+        "segment:m-screen": ("screen.viewed", sub.id),
+        "segment:m-g": ("group.joined", sub.id),
+        "segment:m-page-2": ("page.viewed", sub.id),
+    }
+    assert stored["segment:m-page"].properties == {
+        "name": "Pricing",
+        "category": "Docs",
+        "path": "/pricing",
+        "url": "https://shop.example.com/pricing",
+        "title": "Pricing",
+    }
+    assert stored["segment:m-screen"].properties == {"name": "Cart", "items": 2}
+    assert stored["segment:m-g"].properties == {"groupId": "acme", "traits": {"name": "Acme", "plan": "team"}}
+    # The group's traits describe the group, not the person; the person learns which group they are in.
+    assert sub.attributes == {"groupId": "acme"}
+    assert shop.send("/v1/group", {"userId": "cust_1"}).status_code == 400
+
+
+def test_segment_context_traits_are_kept_beside_top_level_traits(shop):
+    """RudderStack's Python SDK sends identify traits only in context.traits; top-level traits win where
+    both name a trait."""
+    rudder = {
+        "type": "identify",
+        "userId": "cust_1",
+        "context": {"traits": {"email": "jane@example.com", "firstName": "Jane", "plan": "pro", "seats": 3}},
+        "messageId": "m-1",
+    }
+    both = identify({"plan": "enterprise"}, context={"traits": {"plan": "pro", "region": "eu"}})
+    assert shop.batch(rudder).status_code == 200
+    [sub] = shop.rows(subscribers)
+    assert (sub.email, sub.first_name, sub.attributes) == (
+        "jane@example.com",
+        "Jane",
+        {"plan": "pro", "seats": 3},
+    )
+    assert shop.batch(both).status_code == 200
+    assert shop.rows(subscribers)[0].attributes == {"plan": "enterprise", "seats": 3, "region": "eu"}
+    # A track's context.traits are the person's traits at that moment too.
+    assert (
+        shop.batch(
+            track("Viewed", {}, context={"traits": {"email": "jane@example.com", "tier": 2}})
+        ).status_code
+        == 200
+    )
+    assert shop.rows(subscribers)[0].attributes["tier"] == 2
+
+
 # -- the e-commerce mapping -----------------------------------------------------------------------
 
 

@@ -15,6 +15,11 @@ _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 _API_PREFIXES = ("/api/", "/v1/")
 # Amazon SNS posts its JSON with `Content-Type: text/plain` and cannot be told otherwise.
 _TEXT_JSON_PATHS = ("/api/v1/inbound/ses",)
+# Segment-protocol clients label their JSON as they please: analytics.js sends text/plain (a CORS-simple
+# type), RudderStack's Node SDK lets axios call its gzipped JSON form-urlencoded, some send no type at all.
+# The Segment API reads any of these as JSON (api/segment) and refuses a body that is not.
+_ANY_TYPE_PREFIXES = ("/v1/",)
+_SEGMENT_TYPES = (b"", b"text/plain", b"application/x-www-form-urlencoded", *_JSON_TYPES)
 # A JSON `\u0000` escape, i.e. one not itself escaped (preceded by an even run of backslashes). PostgreSQL
 # text cannot hold NUL, so such a value would fail at the store as a 5xx; it is refused here as a 400.
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
@@ -82,7 +87,11 @@ class BodyLimits:
         has_body = chunked or (declared or 0) > 0
         if has_body and api:
             ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-            if ctype not in _JSON_TYPES and not (ctype == b"text/plain" and path in _TEXT_JSON_PATHS):
+            if path.startswith(_ANY_TYPE_PREFIXES):
+                allowed = ctype in _SEGMENT_TYPES
+            else:
+                allowed = ctype in _JSON_TYPES or (ctype == b"text/plain" and path in _TEXT_JSON_PATHS)
+            if not allowed:
                 exc = errors.UnsupportedMediaType(
                     f"Content-Type must be application/json, not {ctype.decode('latin-1') or 'missing'}"
                 )

@@ -20,6 +20,12 @@ ORDER_REFUNDED = "ecommerce.order_refunded"
 # Not a checkout or an order, but named like them so sequences and filters can rely on one name.
 PRODUCT_ADDED = "ecommerce.product_added"
 
+# Segment's page, screen and group calls (docs/segment.md): what was viewed, which group (account) the
+# person belongs to.
+PAGE_VIEWED = "page.viewed"
+SCREEN_VIEWED = "screen.viewed"
+GROUP_JOINED = "group.joined"
+
 # cartback's own events about a subscriber changing, appended with source "cartback" so automations can
 # trigger on them. Properties: {"tag"} for tags, {"listId", "listName"} for lists.
 SUBSCRIBER_CREATED = "subscriber.created"

@@ -65,7 +65,7 @@ class Alias:
 
 @dataclass(frozen=True)
 class Ignored:
-    """page, screen and group calls: accepted, remembered, not stored."""
+    """A call with nothing to store: accepted and remembered by its messageId."""
 
 
 Action = Identify | Track | Checkout | Order | Alias | Ignored

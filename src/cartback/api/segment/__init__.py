@@ -2,7 +2,8 @@
 pointed at cartback) works unchanged.
 
 Authentication is HTTP Basic with the write key (one of our API keys) as the user name and an empty
-password; the key may also come as `writeKey` in the body, as Segment accepts. Bodies may be gzipped.
+password; the key may also come as `writeKey` in the body, as Segment accepts (analytics.js sends it only
+there). Bodies are JSON whatever their Content-Type says, and may be gzipped.
 Errors are `{"success": false, "code": ..., "message": ...}` (the client reads `code` and `message`), and
 bad input is always a 4xx the client does not retry: it retries 408, 410, 429, 460 and 5xx only.
 """
@@ -18,7 +19,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cartback import errors
 from cartback.api import deps, limits, scopes
@@ -73,14 +76,42 @@ class SegmentRequest(Request):
         return self._decoded
 
 
+def as_json(scope: Scope) -> Scope:
+    """The request labelled `application/json`, whatever it said: Segment-protocol clients send their JSON
+    as text/plain (analytics.js), form-urlencoded (RudderStack's Node SDK) or untyped (api/limits lets
+    only these through). FastAPI parses a body as JSON only when so labelled; one that is not JSON is then
+    a 400 like any malformed body."""
+    headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+    return {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+
+
 class SegmentRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
-            return await handler(SegmentRequest(request.scope, request.receive))
+            return await handler(SegmentRequest(as_json(request.scope), request.receive))
 
         return route
+
+
+class BrowserAccess:
+    """ASGI middleware: CORS for /v1 alone, as Segment's own API answers it. analytics.js posts from the
+    shop's pages, from any origin, and its Authorization header makes the browser ask first (a preflight
+    OPTIONS). The write key is no secret (it is in every page) and no cookie is involved, so any origin
+    may post; the other APIs and the dashboard stay same-origin."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.cors = CORSMiddleware(
+            app, allow_origins=["*"], allow_methods=["POST"], allow_headers=["*"], max_age=86400
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(PREFIX + "/"):
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def header_key(request: Request) -> str | None:

@@ -3,6 +3,7 @@ orders, `products[]` becomes the same `items` shape every surface stores, traits
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
@@ -20,6 +21,7 @@ URL_MAX = 4000
 # Traits that become the subscriber's own fields rather than attributes.
 _PROFILE_TRAITS = ("email", "firstName", "first_name", "lastName", "last_name")
 _STATUS_OF = {name: status for status, name in events.ORDER_EVENTS.items()}
+_VIEWED = {"page": events.PAGE_VIEWED, "screen": events.SCREEN_VIEWED}
 
 
 def to_message(
@@ -33,6 +35,19 @@ def to_message(
         action = _track(msg, where, message_id, occurred_at(msg, where, sent_at=sent_at, now=now))
     elif msg.type == "alias" and msg.previousId and msg.userId:
         action = applying.Alias(previous_id=msg.previousId, user_id=msg.userId)
+    elif msg.type in _VIEWED:
+        # What was viewed: the call's name and category beside its properties (path, url, title ...).
+        named = {k: v for k, v in (("name", msg.name), ("category", msg.category)) if v is not None}
+        props = {**(msg.properties or {}), **named}
+        occurred = occurred_at(msg, where, sent_at=sent_at, now=now)
+        action = applying.Track(identity(msg, where), _VIEWED[msg.type], props, occurred)
+    elif msg.type == "group" and msg.groupId:
+        # The traits describe the group, so they stay on the event; the person learns their groupId.
+        who = identity(msg, where)
+        who = replace(who, attributes={**who.attributes, "groupId": msg.groupId})
+        props = {"groupId": msg.groupId, "traits": dict(msg.traits or {})}
+        occurred = occurred_at(msg, where, sent_at=sent_at, now=now)
+        action = applying.Track(who, events.GROUP_JOINED, props, occurred)
     else:
         action = applying.Ignored()
     return applying.Message(message_id, msg.type, action)
@@ -57,7 +72,9 @@ def occurred_at(msg: models.Message, where: str, *, sent_at: datetime | None, no
 
 def identity(msg: models.Message, where: str) -> subscribers.Identity:
     """userId is the externalId, anonymousId the anonymous id; the email and names come from the traits
-    (identify) or `context.traits` (any call); every other identify trait becomes an attribute."""
+    (identify) or `context.traits` (any call); every other trait becomes an attribute. Both places hold the
+    person's traits (RudderStack's SDKs send identify traits only in `context.traits`); where both name a
+    trait, the identify's own `traits` win."""
     traits = dict(msg.traits or {}) if msg.type == "identify" else {}
     context_traits = (msg.context or {}).get("traits")
     known = {**(context_traits if isinstance(context_traits, dict) else {}), **traits}
@@ -73,7 +90,7 @@ def identity(msg: models.Message, where: str) -> subscribers.Identity:
         anonymous_id=msg.anonymousId,
         first_name=first or None,
         last_name=last or None,
-        attributes={k: v for k, v in traits.items() if k not in _PROFILE_TRAITS},
+        attributes={k: v for k, v in known.items() if k not in _PROFILE_TRAITS},
     )
 
 

@@ -37,7 +37,7 @@ Time = Annotated[datetime, AfterValidator(_utc)]
 
 
 class Message(BaseModel):
-    """One call: track, identify, alias (page, screen and group are accepted and not stored)."""
+    """One call: track, identify, alias, page, screen or group."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -47,6 +47,10 @@ class Message(BaseModel):
     anonymousId: Id | None = None
     event: Annotated[str, Field(max_length=255)] | None = None
     previousId: Id | None = None
+    groupId: Id | None = None
+    # page and screen: what was viewed.
+    name: Annotated[str, Field(max_length=1000)] | None = None
+    category: Annotated[str, Field(max_length=1000)] | None = None
     properties: dict[str, Any] | None = None
     traits: dict[str, Any] | None = None
     context: dict[str, Any] | None = None
@@ -64,6 +68,8 @@ class Message(BaseModel):
             raise ValueError(f"a {self.type} needs a userId or an anonymousId")
         if self.type == "track" and not (self.event or "").strip():
             raise ValueError("a track needs an event name")
+        if self.type == "group" and not self.groupId:
+            raise ValueError("a group needs a groupId")
         return self
 
 
@@ -79,31 +85,56 @@ class Batch(BaseModel):
 
 
 class Single(Message):
-    """POST /v1/track and /v1/identify: one message at the top level; the path says its type."""
+    """POST /v1/track, /v1/identify, ...: one message at the top level; the path says its type."""
 
     writeKey: str | None = None
+
+    @staticmethod
+    def typed(data: Any, type_: str) -> Any:
+        # The path names the type; a `type` in the body is ignored, as Segment does.
+        return {**data, "type": type_} if isinstance(data, dict) else data
 
 
 class TrackBody(Single):
     @model_validator(mode="before")
     @classmethod
     def _is_track(cls, data: Any) -> Any:
-        # The path names the type; a `type` in the body is ignored, as Segment does.
-        return {**data, "type": "track"} if isinstance(data, dict) else data
+        return cls.typed(data, "track")
 
 
 class IdentifyBody(Single):
     @model_validator(mode="before")
     @classmethod
     def _is_identify(cls, data: Any) -> Any:
-        return {**data, "type": "identify"} if isinstance(data, dict) else data
+        return cls.typed(data, "identify")
 
 
 class AliasBody(Single):
     @model_validator(mode="before")
     @classmethod
     def _is_alias(cls, data: Any) -> Any:
-        return {**data, "type": "alias"} if isinstance(data, dict) else data
+        return cls.typed(data, "alias")
+
+
+class PageBody(Single):
+    @model_validator(mode="before")
+    @classmethod
+    def _is_page(cls, data: Any) -> Any:
+        return cls.typed(data, "page")
+
+
+class ScreenBody(Single):
+    @model_validator(mode="before")
+    @classmethod
+    def _is_screen(cls, data: Any) -> Any:
+        return cls.typed(data, "screen")
+
+
+class GroupBody(Single):
+    @model_validator(mode="before")
+    @classmethod
+    def _is_group(cls, data: Any) -> Any:
+        return cls.typed(data, "group")
 
 
 class Accepted(BaseModel):

@@ -1,9 +1,12 @@
-"""POST /v1/batch, /v1/track and /v1/identify: each batch is applied in one group-commit write, all of it
-or none of it."""
+"""POST /v1/batch and the single calls (/v1/track, identify, alias, page, screen, group), also under the
+short paths analytics.js posts to (/v1/b, /v1/t, /v1/i, /v1/a, /v1/p, /v1/s, /v1/g): each batch is applied
+in one group-commit write, all of it or none of it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, Depends
 
@@ -29,7 +32,19 @@ async def _apply(
     return models.Accepted()
 
 
-@router.post("/batch", response_model=models.Accepted, **scopes.requires(scopes.EVENTS_WRITE))
+def post(path: str) -> Callable[[Any], Any]:
+    """The route at `path` and at the one-letter path analytics.js uses for it (left out of the OpenAPI
+    document: the same operation twice)."""
+
+    def register(endpoint: Any) -> Any:
+        options: dict[str, Any] = {"response_model": models.Accepted, **scopes.requires(scopes.EVENTS_WRITE)}
+        router.post(f"/{path[0]}", include_in_schema=False, **options)(endpoint)
+        return router.post(f"/{path}", **options)(endpoint)
+
+    return register
+
+
+@post("batch")
 async def batch(
     body: models.Batch,
     who: deps.Principal = Depends(principal),
@@ -41,7 +56,7 @@ async def batch(
     return await _apply(svc, who, body.batch, where, body.sentAt)
 
 
-@router.post("/track", response_model=models.Accepted, **scopes.requires(scopes.EVENTS_WRITE))
+@post("track")
 async def track(
     body: models.TrackBody,
     who: deps.Principal = Depends(principal),
@@ -51,7 +66,7 @@ async def track(
     return await _apply(svc, who, [body], ["body"], None)
 
 
-@router.post("/identify", response_model=models.Accepted, **scopes.requires(scopes.EVENTS_WRITE))
+@post("identify")
 async def identify(
     body: models.IdentifyBody,
     who: deps.Principal = Depends(principal),
@@ -62,7 +77,7 @@ async def identify(
     return await _apply(svc, who, [body], ["body"], None)
 
 
-@router.post("/alias", response_model=models.Accepted, **scopes.requires(scopes.EVENTS_WRITE))
+@post("alias")
 async def alias(
     body: models.AliasBody,
     who: deps.Principal = Depends(principal),
@@ -70,4 +85,35 @@ async def alias(
 ) -> models.Accepted:
     """One alias call: previousId (an anonymousId or an earlier userId) is the person userId names; their
     profiles merge (docs/segment.md)."""
+    return await _apply(svc, who, [body], ["body"], None)
+
+
+@post("page")
+async def page(
+    body: models.PageBody,
+    who: deps.Principal = Depends(principal),
+    svc: deps.Services = Depends(deps.services),
+) -> models.Accepted:
+    """One page call: a `page.viewed` event with the page's name, category and properties."""
+    return await _apply(svc, who, [body], ["body"], None)
+
+
+@post("screen")
+async def screen(
+    body: models.ScreenBody,
+    who: deps.Principal = Depends(principal),
+    svc: deps.Services = Depends(deps.services),
+) -> models.Accepted:
+    """One screen call: a `screen.viewed` event, as a page call."""
+    return await _apply(svc, who, [body], ["body"], None)
+
+
+@post("group")
+async def group(
+    body: models.GroupBody,
+    who: deps.Principal = Depends(principal),
+    svc: deps.Services = Depends(deps.services),
+) -> models.Accepted:
+    """One group call: a `group.joined` event with the groupId and the group's traits; the person's
+    `groupId` attribute."""
     return await _apply(svc, who, [body], ["body"], None)
