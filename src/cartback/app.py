@@ -19,7 +19,7 @@ from cartback import __version__, dashboard
 from cartback import metrics as metrics_module
 from cartback.api import access, deps, klaviyo, limits, public, ratelimits, segment, sequenzy
 from cartback.api import errors as api_errors
-from cartback.core import attribution, automations, webhooks
+from cartback.core import attribution, automations, signins, webhooks
 from cartback.core import ratelimits as budgets
 from cartback.core.clock import Clock, system_clock
 from cartback.delivery import sender
@@ -151,6 +151,19 @@ def create_app(
     keys = deps.KeyCache(db, clock)
     app.state.services = deps.Services(settings=settings, db=db, clock=clock, keys=keys)
     app.state.metrics = metrics
+    app.state.sign_ins = signins.Guard(
+        signins.Attempts(
+            signins.Limits(
+                settings.sign_in_failures_per_address,
+                settings.sign_in_failures_per_client,
+                settings.sign_in_window_seconds,
+            ),
+            budgets.counter_for(db),
+            clock,
+        ),
+        signins.HashGate(settings.sign_in_hashes, settings.sign_in_wait_seconds),
+    )
+    metrics.add_hash_gauges(app.state.sign_ins.gate)
     api_errors.install(app)
     sequenzy.install(app)
     segment.install(app)

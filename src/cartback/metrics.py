@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from cartback.core import events
 
@@ -213,6 +213,34 @@ class Metrics:
     ) -> None:
         """Export `cartback_enrollments{status}`, computed at scrape time by `count_by_status`."""
         self.registry.register(_EnrollmentCollector(count_by_status, cache_seconds))
+
+    def add_hash_gauges(self, gate: Any) -> None:
+        """Export the password-hash gate (core/signins.HashGate): hashes running now, the most that ever
+        ran at once, and sign-ins refused because no slot freed in time."""
+        self.registry.register(_HashGateCollector(gate))
+
+
+class _HashGateCollector:
+    def __init__(self, gate: Any) -> None:
+        self._gate = gate
+
+    def collect(self) -> list[Metric]:
+        running = GaugeMetricFamily(
+            "cartback_password_hashes_running", "Password hashes (dashboard sign-in) running now."
+        )
+        running.add_metric([], self._gate.running)
+        peak = GaugeMetricFamily(
+            "cartback_password_hashes_peak",
+            "The most password hashes that ran at once since the process started (at most "
+            "CARTBACK_SIGN_IN_HASHES).",
+        )
+        peak.add_metric([], self._gate.peak)
+        busy = CounterMetricFamily(
+            "cartback_sign_in_busy",
+            "Sign-ins refused with 503 because every password-hash slot stayed taken.",
+        )
+        busy.add_metric([], self._gate.refused)
+        return [running, peak, busy]
 
 
 class _EnrollmentCollector:

@@ -66,6 +66,17 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(350, ge=0)
     rate_limit_steady: int = Field(3500, ge=0)
 
+    # Dashboard sign-in (docs/security.md). After this many failed attempts for one address, or from one
+    # client address, within a window of `sign_in_window_seconds`, sign-ins there are refused (429) until
+    # the window ends; 0 lifts that limit.
+    sign_in_failures_per_address: int = Field(5, ge=0)
+    sign_in_failures_per_client: int = Field(20, ge=0)
+    sign_in_window_seconds: int = Field(300, ge=1, le=86400)
+    # Password hashes (scrypt: 32 MiB and ~0.1 s of a core each) running at once in one process; a sign-in
+    # waits at most `sign_in_wait_seconds` for a turn, then gets 503.
+    sign_in_hashes: int = Field(2, ge=1, le=64)
+    sign_in_wait_seconds: float = Field(5.0, gt=0, le=60)
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_level(cls, value: object) -> object:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import anyio.to_thread
 from fastapi import APIRouter, Depends, Form, Request
 from starlette.responses import RedirectResponse, Response
 
 from cartback.api import deps
-from cartback.core import passwords, users
+from cartback.core import passwords, signins, users
 from cartback.dashboard import sessions, web
 from cartback.store import users as user_store
 
@@ -42,18 +41,35 @@ async def login(
     _: None = Depends(web.guard),
 ) -> Response:
     services = deps.services_of(request)
-    user = await services.db.read(lambda tx: user_store.find_by_email(tx, email)) if email.strip() else None
-    # scrypt takes a core for ~0.1 s: off the event loop, and outside the shared database writer.
-    if not await anyio.to_thread.run_sync(users.check_credentials, user, password) or user is None:
-        return web.render(
-            request,
-            "login.html",
-            {"next": _safe_next(next), "error": "Wrong email address or password.", "email": email},
-            status_code=401,
+    guard: signins.Guard = request.app.state.sign_ins
+    client = request.client.host if request.client else "unknown"
+    context = {"next": _safe_next(next), "email": email}
+    try:
+        # Refused before any hashing: a locked address or client costs a counter lookup, not 32 MiB.
+        await guard.attempts.check(email, client)
+        user = (
+            await services.db.read(lambda tx: user_store.find_by_email(tx, email)) if email.strip() else None
         )
-    new_hash = None
-    if passwords.needs_rehash(user.password_hash):
-        new_hash = await anyio.to_thread.run_sync(passwords.hash_password, password)
+        # scrypt takes a core for ~0.1 s: off the event loop, outside the shared database writer, and
+        # never more than CARTBACK_SIGN_IN_HASHES at once.
+        matched = await guard.gate.run(users.check_credentials, user, password)
+        if not matched or user is None:
+            await guard.attempts.failed(email, client)
+            return web.render(
+                request,
+                "login.html",
+                {**context, "error": "Wrong email address or password."},
+                status_code=401,
+            )
+        new_hash = None
+        if passwords.needs_rehash(user.password_hash):
+            new_hash = await guard.gate.run(passwords.hash_password, password)
+    except (signins.Locked, signins.Busy) as exc:
+        response = web.render(
+            request, "login.html", {**context, "error": exc.message}, status_code=exc.status_code
+        )
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     now = services.clock.now()
     signed_in = user
     await services.db.write(lambda tx: users.record_sign_in(tx, signed_in, now, new_hash), notify=False)

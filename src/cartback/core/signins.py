@@ -1,0 +1,137 @@
+"""What a sign-in may cost: failed attempts counted per address and per client address, and password
+hashes bounded in how many run at once.
+
+Failures are counted with the API rate limits' counter (core/ratelimits.py): in memory on SQLite, a row
+per bucket shared by every node on PostgreSQL. A bucket counts failures in fixed windows of `window`
+seconds (the counter's "minute" is one window; its "second" a sixtieth of one, unlimited here). Once a
+bucket holds `limit` failures, every attempt on it is refused until its window ends, the right password
+included, without hashing anything: a guesser learns nothing and costs nothing. Successful sign-ins are
+not counted, so people who share an office's address are not locked out by signing in.
+
+Each hash takes 32 MiB and about 0.1 s of a core (core/passwords.py), so a flood of attempts from many
+addresses would otherwise take as much memory and CPU as it has requests in flight. `HashGate` lets at
+most `slots` hashes run at once; a request waits at most `wait` seconds for a slot and is then refused as
+busy (503), so a flood costs at most `slots` x 32 MiB and `slots` cores, and waiting requests hold no
+more than their parsed form.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import anyio
+import anyio.to_thread
+
+from cartback import errors
+from cartback.core import ratelimits
+from cartback.core.clock import Clock
+
+T = TypeVar("T")
+
+
+class Locked(errors.RateLimited):
+    """Too many failed sign-ins; try again later."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Busy(errors.Unavailable):
+    """Too many sign-ins at once; try again in a moment."""
+
+    retry_after = 1
+
+
+@dataclass(frozen=True)
+class Limits:
+    per_address: int  # failures per window and address; 0: not limited
+    per_client: int  # failures per window and client address; 0: not limited
+    window: int  # seconds
+
+
+class Attempts:
+    """Failed sign-ins per address and per client, and whether either has run out."""
+
+    def __init__(self, limits: Limits, counter: ratelimits.Counter, clock: Clock) -> None:
+        self.limits = limits
+        self.counter = counter
+        self.clock = clock
+
+    def _buckets(self, address: str, client: str) -> list[tuple[str, int]]:
+        buckets = []
+        if self.limits.per_address:
+            # Hashed: the shared counter's table should not hold the addresses people typed.
+            key = hashlib.sha256(address.strip().lower().encode()).hexdigest()[:32]
+            buckets.append((f"signin address {key}", self.limits.per_address))
+        if self.limits.per_client:
+            buckets.append((f"signin client {client}", self.limits.per_client))
+        return buckets
+
+    def _tick(self) -> tuple[int, float]:
+        """The counter's "second" for now (a sixtieth of a window), and the time in windows."""
+        windows = self.clock.now().timestamp() / self.limits.window
+        return math.floor(windows * 60), windows
+
+    async def check(self, address: str, client: str) -> None:
+        """Raise Locked when this address or this client has used up its failures for the window."""
+        tick, windows = self._tick()
+        for bucket, limit in self._buckets(address, client):
+            policy = ratelimits.Policy(burst=0, steady=limit)
+            got = await self.counter.take(bucket, 0, tick, 0, -1, policy)
+            if got.minute_used >= limit:
+                wait = max(1, math.ceil((math.floor(windows) + 1 - windows) * self.limits.window))
+                what = "this address" if bucket.startswith("signin address") else "this network address"
+                raise Locked(
+                    f"Too many failed sign-ins for {what}. Try again in {_duration(wait)}.", retry_after=wait
+                )
+
+    async def failed(self, address: str, client: str) -> None:
+        tick, _ = self._tick()
+        for bucket, limit in self._buckets(address, client):
+            await self.counter.take(bucket, 1, tick, 0, -1, ratelimits.Policy(burst=0, steady=limit))
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds} seconds"
+    return f"{math.ceil(seconds / 60)} minutes"
+
+
+class HashGate:
+    """At most `slots` password hashes at once; `running` and `peak` are exported as metrics."""
+
+    def __init__(self, slots: int, wait: float) -> None:
+        self.slots = slots
+        self.wait = wait
+        self._limiter = anyio.CapacityLimiter(slots)
+        self.running = 0
+        self.peak = 0
+        self.refused = 0
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        """`fn(*args)` in a worker thread once a slot is free; Busy if none frees within `wait` seconds."""
+        acquired = False
+        with anyio.move_on_after(self.wait):
+            await self._limiter.acquire()
+            acquired = True
+        if not acquired:
+            self.refused += 1
+            raise Busy("Too many sign-ins at once. Try again in a moment.")
+        try:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+            return await anyio.to_thread.run_sync(fn, *args)
+        finally:
+            self.running -= 1
+            self._limiter.release()
+
+
+@dataclass(frozen=True)
+class Guard:
+    attempts: Attempts
+    gate: HashGate

@@ -1,0 +1,69 @@
+"""A flood of sign-ins through a real `cartback serve`: password hashes (scrypt, 32 MiB each) never run
+more than CARTBACK_SIGN_IN_HASHES at once, as the server's own gauge of running hashes shows, and sign-ins
+that find no free slot in time get 503 with Retry-After instead of queueing without bound."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from cartback.core import users
+from cartback.core.clock import system_clock
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+NO_LIMITS = {"CARTBACK_SIGN_IN_FAILURES_PER_ADDRESS": "0", "CARTBACK_SIGN_IN_FAILURES_PER_CLIENT": "0"}
+
+
+def _wrong_sign_in(url: str, email: str) -> httpx.Response:
+    with httpx.Client(base_url=url, timeout=60) as client:
+        page = client.get("/app/login")
+        match = CSRF.search(page.text)
+        assert match
+        return client.post(
+            "/app/login", data={"email": email, "password": "not the password", "csrf_token": match.group(1)}
+        )
+
+
+def _metric(url: str, name: str) -> float:
+    text = httpx.get(url + "/metrics").text
+    found = re.search(rf"^{name} (\S+)$", text, re.M)
+    assert found, name
+    return float(found.group(1))
+
+
+def _flood(url: str, email: str, n: int) -> list[httpx.Response]:
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(lambda _: _wrong_sign_in(url, email), range(n)))
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_sign_in_flood_runs_at_most_the_configured_hashes_at_once(start_server, db_url, db, make_workspace):
+    email = f"owner-{secrets.token_hex(4)}@example.com"
+    name = make_workspace().name
+    db.write_sync(lambda tx: users.create_user(tx, name, email, "right password", system_clock.now()))
+    server = start_server(
+        db_url, env={**NO_LIMITS, "CARTBACK_SIGN_IN_HASHES": "2", "CARTBACK_SIGN_IN_WAIT_SECONDS": "60"}
+    )
+    answers = _flood(server.url, email, 24)
+    assert [r.status_code for r in answers] == [401] * 24  # each waited its turn and was checked
+    assert _metric(server.url, "cartback_password_hashes_peak") == 2  # 24 at once, never more than 2
+    assert _metric(server.url, "cartback_password_hashes_running") == 0
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_sign_in_flood_beyond_the_wait_is_503_with_retry_after(start_server, db_url, make_workspace):
+    server = start_server(
+        db_url, env={**NO_LIMITS, "CARTBACK_SIGN_IN_HASHES": "1", "CARTBACK_SIGN_IN_WAIT_SECONDS": "0.2"}
+    )
+    answers = _flood(server.url, "nobody@example.com", 16)
+    statuses = [r.status_code for r in answers]
+    assert set(statuses) == {401, 503}, statuses
+    busy = next(r for r in answers if r.status_code == 503)
+    assert busy.headers["retry-after"] == "1"
+    assert "Too many sign-ins at once" in busy.text
+    assert _metric(server.url, "cartback_password_hashes_peak") == 1
+    assert _metric(server.url, "cartback_sign_in_busy_total") == statuses.count(503)
