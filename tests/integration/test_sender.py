@@ -63,6 +63,7 @@ def queue_message(
     at: datetime = T0,
     reply_to: str | None = None,
     headers: dict[str, str] | None = None,
+    from_email: str = "Shop <shop@example.com>",
 ) -> str:
     message = message_store.Message(
         id=ids.new_id("msg"),
@@ -73,7 +74,7 @@ def queue_message(
         node_id="n1",
         kind=kind,
         to_email=to,
-        from_email="Shop <shop@example.com>",
+        from_email=from_email,
         subject="You left something behind",
         preheader=None,
         html="<p>Your cart: <a href='https://shop.example.com/c/1'>back to it</a></p>",
@@ -505,3 +506,95 @@ def test_sender_puts_reply_to_and_custom_headers_in_the_message(db, workspace_id
     assert parsed["X-Campaign"] == "spring-sale"
     assert parsed["X-Long"] == ("token-" * 20).strip()
     assert all(len(line) <= 78 for line in transport.sent[0][2].split(b"\r\n\r\n")[0].split(b"\r\n"))
+
+
+def test_sender_fails_a_message_that_cannot_be_built_alone_and_sends_the_rest_at_once(
+    db, workspace_id, make_workspace
+):
+    """Rows stored before the edge refused such values: workspace A's message whose From carries CR/LF and
+    one whose recipient SMTP cannot carry (non-ASCII) are claimed between workspace B's messages. B's
+    reach the SMTP server in the same round; A's are failed with the reason, each with its attempt, and
+    never retried."""
+    other = make_workspace().id
+    at = [T0 + timedelta(milliseconds=i) for i in range(5)]
+    good_1 = queue_message(db, other, "b1@example.com", at=at[0], kind="transactional")
+    crlf = queue_message(
+        db, workspace_id, "a1@example.com", at=at[1], from_email="Shop <shop@t1.example>\r\nX-Injected: 1"
+    )
+    good_2 = queue_message(db, other, "b2@example.com", at=at[2])
+    unencodable = queue_message(db, workspace_id, "jörg@exämple.com", at=at[3])
+    good_3 = queue_message(db, other, "b3@example.com", at=at[4])
+    clock = FrozenClock(T0 + timedelta(seconds=1))
+    worker = FakeWorker(db, clock)
+    with SmtpSink() as sink:
+        duty = sender.Sender(smtp.SmtpTransport.from_url(sink.url), public_url="https://shop.example.com")
+        assert run_duty(db, duty.duty, worker) == 5
+        got = sink.wait_for(3)
+        assert sorted(r.rcpt_tos[0] for r in got) == ["b1@example.com", "b2@example.com", "b3@example.com"]
+        assert all("X-Injected" not in r.message for r in got)
+        assert [state(db, i)[0].status for i in (good_1, good_2, good_3)] == ["sent"] * 3
+        msg, delivery, attempts = state(db, crlf)
+        assert msg.status == "failed" and delivery.next_attempt_at is None and delivery.lease_owner is None
+        assert msg.error.startswith("cannot build the message: ") and "line" in msg.error
+        assert [(a.outcome, a.detail, a.finished_at is not None) for a in attempts] == [
+            ("failed", msg.error, True)
+        ]
+        msg, delivery, attempts = state(db, unencodable)
+        assert msg.status == "failed" and delivery.next_attempt_at is None
+        assert "jörg@exämple.com" in msg.error and "ASCII" in msg.error
+        assert [a.outcome for a in attempts] == ["failed"]
+        assert (duty.stats.sent, duty.stats.failed) == (3, 2)
+        # Nothing is left to claim: the failed ones are off the queue, not back at every lease expiry.
+        clock.advance(seconds=120)
+        assert run_duty(db, duty.duty, worker) == 0
+    assert len(sent_events(db, other)) == 3 and sent_events(db, workspace_id) == []
+
+
+class RefusesOneRow(sender.Sender):
+    """A sender whose database refuses one message's row when starting it (as a value the database cannot
+    store would): every write that starts that message fails."""
+
+    def __init__(self, *args: Any, refused: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.refused = refused
+
+    def start(self, tx, items, owner, now, lease):  # type: ignore[no-untyped-def]
+        if any(pending.message.id == self.refused for pending, _ in items):
+            raise sa.exc.DataError("INSERT INTO message_mime ...", {}, Exception("value refused"))
+        return super().start(tx, items, owner, now, lease)
+
+
+def test_sender_defers_a_message_whose_write_fails_alone_and_sends_the_rest(db, workspace_id, make_workspace):
+    """A write that fails for one message's sake is written again one message at a time: the others are
+    sent in the same round; that one is deferred with the reason by the retry policy, and failed once the
+    policy gives up."""
+    other = make_workspace().id
+    good = [
+        queue_message(db, other, f"c{i}@example.com", at=T0 + timedelta(milliseconds=2 * i)) for i in range(2)
+    ]
+    bad = queue_message(db, workspace_id, "d@example.com", at=T0 + timedelta(milliseconds=1))
+    clock = FrozenClock(T0 + timedelta(seconds=1))
+    worker = FakeWorker(db, clock)
+    with SmtpSink() as sink:
+        duty = RefusesOneRow(
+            smtp.SmtpTransport.from_url(sink.url),
+            public_url="https://x.test",
+            policy=sender.Policy(base_seconds=10, max_attempts=2),
+            refused=bad,
+        )
+        assert run_duty(db, duty.duty, worker) == 3
+        assert sorted(r.rcpt_tos[0] for r in sink.wait_for(2)) == ["c0@example.com", "c1@example.com"]
+    assert [state(db, i)[0].status for i in good] == ["sent", "sent"]
+    msg, delivery, attempts = state(db, bad)
+    assert (
+        msg.status == "deferred"
+        and msg.error.startswith("could not start the attempt: ")
+        and "value refused" in msg.error
+    )
+    assert delivery.lease_owner is None and delivery.next_attempt_at > clock.now()
+    assert [(a.outcome, a.detail) for a in attempts] == [("deferred", msg.error)]
+    clock.advance(seconds=13)
+    assert run_duty(db, duty.duty, worker) == 1
+    msg, delivery, attempts = state(db, bad)
+    assert msg.status == "failed" and msg.error.startswith("gave up after 2 attempt(s): could not start")
+    assert delivery.next_attempt_at is None and [a.outcome for a in attempts] == ["deferred", "failed"]

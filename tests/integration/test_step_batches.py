@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from cartback.core import checkouts, orders, sequences, subscribers
 from cartback.scheduler.worker import Worker
+from cartback.store import enrollments as enrollment_store
 from cartback.store import sequences as sequence_store
 from cartback.store import suppressions as suppression_store
 from cartback.store.db import Database
@@ -195,8 +196,19 @@ def test_a_failing_step_holds_up_no_other_in_its_batch(db, make_workspace):
     assert asyncio.run(run()) == 6
     rows = _rows(db, enrollments, ws)
     assert sorted(r.status for r in rows if r.sequence_id == good.id) == ["completed"] * 3
-    assert [r.status for r in rows if r.sequence_id == bad.id] == ["active"] * 3
+    broken = [r for r in rows if r.sequence_id == bad.id]
+    assert [r.status for r in broken] == ["active"] * 3
     assert len(_rows(db, messages, ws)) == 3
+    # Each failure is kept with its reason, and the run waits out a backoff instead of its lease.
+    for run_ in broken:
+        assert run_.lease_owner is None and run_.next_run_at == clock.now() + timedelta(seconds=30)
+        assert run_.context["failures"] == 1
+        [error] = [
+            h
+            for h in db.read_sync(lambda tx, r=run_: enrollment_store.history(tx, ws, r.id))
+            if h.action == "error"
+        ]
+        assert error.detail.startswith(f"step {run_.current_node_id} failed: ")
     # Retire the broken runs: the PostgreSQL database is shared with later tests' workers.
     db.write_sync(
         lambda tx: tx.execute(
@@ -205,3 +217,50 @@ def test_a_failing_step_holds_up_no_other_in_its_batch(db, make_workspace):
             .values(status="cancelled", next_run_at=None, lease_owner=None, lease_until=None)
         )
     )
+
+
+def test_a_step_whose_template_cannot_render_fails_its_run_alone(db, make_workspace):
+    """Workspace A's stored step renders into an error (a template saved before save-time rendering, or
+    failing only on this run's data); its runs are claimed in one batch with workspace B's. B's messages
+    are queued in that same round, set-wise; A's run ends failed with the step and the reason, at once,
+    instead of being claimed again at every lease expiry."""
+    a, b = make_workspace().id, make_workspace().id
+    bad = _sequence(db, a, {**ABANDONED, "name": "bad"})
+    _sequence(db, b, {**ABANDONED, "name": "good"})
+    nodes = [
+        {**n, "config": {**n["config"], "html": "<p>{{ 10 | divided_by: 0 }}</p>"}}
+        if n["type"] == "email"
+        else n
+        for n in bad.definition["nodes"]
+    ]
+    db.write_sync(
+        lambda tx: sequence_store.save(tx, replace(bad, definition={**bad.definition, "nodes": nodes}))
+    )
+    clock = FrozenClock(T0)
+    _checkout(db, b, "b1", "b1@example.com", T0)
+    _checkout(db, a, "a1", "a1@example.com", T0 + timedelta(seconds=1))
+    _checkout(db, b, "b2", "b2@example.com", T0 + timedelta(seconds=2))
+    run_until_idle(db, clock)
+    clock.advance(hours=2)
+
+    async def run() -> tuple[int, Worker]:
+        await db.start()
+        try:
+            worker = Worker(db, clock)
+            return await worker.run_due_steps(), worker
+        finally:
+            await db.stop()
+
+    ran, _ = asyncio.run(run())
+    assert ran == 3
+    assert sorted(m.to_email for m in _rows(db, messages, b)) == ["b1@example.com", "b2@example.com"]
+    assert _rows(db, messages, a) == []
+    [failed] = _rows(db, enrollments, a)
+    node = next(n["id"] for n in nodes if n["type"] == "email")
+    assert failed.status == "failed" and failed.next_run_at is None and failed.lease_owner is None
+    assert failed.stop_reason == (
+        f"step {node}: the email cannot be rendered: html: divided_by: can't divide by 0 at line 1, column 12"
+    )
+    history = db.read_sync(lambda tx: enrollment_store.history(tx, a, failed.id))
+    assert ("failed", failed.stop_reason) in [(h.action, h.detail) for h in history]
+    assert [r.status for r in _rows(db, enrollments, b)] == ["completed", "completed"]

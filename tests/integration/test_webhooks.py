@@ -3,6 +3,7 @@ verifies every signature with the algorithm docs/webhooks.md documents (written 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -17,11 +18,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import sqlalchemy as sa
 
+from cartback import metrics
 from cartback.core import webhooks
+from cartback.delivery import webhooks as delivery
 from cartback.store import webhooks as store
 from cartback.store.db import Database
-from cartback.store.tables import webhook_deliveries
+from cartback.store.tables import webhook_deliveries, webhook_endpoints, webhook_secrets
+from cartback.testing import FrozenClock
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
@@ -578,3 +583,108 @@ def test_webhook_sequence_finished_event_is_queued(
     while db.write_sync(lambda tx: worker.dispatch_batch(tx, T0 + timedelta(seconds=3), 500, hooks)):
         pass
     assert len(db.read_sync(lambda tx: store.list_deliveries(tx, view.endpoint.id, 10))) == 1
+
+
+@dataclass
+class FakeWorker:
+    """What the webhook duty uses of the worker."""
+
+    db: Database
+    clock: FrozenClock
+    owner: str = "w1"
+    lease: timedelta = timedelta(seconds=60)
+    stopping: bool = False
+    metrics: metrics.Metrics = field(default_factory=metrics.Metrics)
+
+
+def test_webhook_deliveries_that_cannot_be_built_fail_alone(
+    db: Database, make_workspace: Callable[[], Tenant], receiver: Receiver
+) -> None:
+    """Rows written before (or beside) today's checks: workspace A's delivery whose payload is not a JSON
+    object, its endpoint with a URL that cannot be requested, and one with a secret that is not base64 are
+    claimed between workspace B's deliveries. B's reach the receiver in the same round; A's are failed at
+    once with the reason (an attempt each), not retried and not claimed again."""
+    a, b = make_workspace(), make_workspace()
+    # The PostgreSQL database is shared by the session: other tests' pending deliveries are set aside.
+    db.write_sync(
+        lambda tx: tx.execute(
+            webhook_deliveries.update()
+            .where(webhook_deliveries.c.status == "pending")
+            .values(status="failed")
+        )
+    )
+
+    def endpoint(ws: str, url: str) -> str:
+        view, _ = db.write_sync(
+            lambda tx: webhooks.create(tx, ws, name="h", url=url, event_types=None, now=T0)
+        )
+        return view.endpoint.id
+
+    good = endpoint(b.id, receiver.url)
+    bad_payload, bad_url, bad_secret = (endpoint(a.id, receiver.url) for _ in range(3))
+    db.write_sync(
+        lambda tx: tx.execute(
+            webhook_endpoints.update()
+            .where(webhook_endpoints.c.id == bad_url)
+            .values(url="http://127.0.0.1:1/in\r\nX-Injected: 1")
+        )
+    )
+    db.write_sync(
+        lambda tx: tx.execute(
+            webhook_secrets.update()
+            .where(webhook_secrets.c.endpoint_id == bad_secret)
+            .values(secret="whsec_@@@")
+        )
+    )
+    order = [good, bad_payload, good, bad_url, good, bad_secret, good]
+    queued = []
+    for i, hook in enumerate(order):
+        at = T0 + timedelta(milliseconds=i)
+        ws = b.id if hook == good else a.id
+        queued.append(
+            db.write_sync(lambda tx, hook=hook, ws=ws, at=at: webhooks.queue_test(tx, ws, hook, at)).id
+        )
+    db.write_sync(
+        lambda tx: tx.execute(
+            webhook_deliveries.update().where(webhook_deliveries.c.id == queued[1]).values(payload=[1, 2])
+        )
+    )
+
+    clock = FrozenClock(T0 + timedelta(seconds=1))
+
+    async def round_() -> int:
+        worker = FakeWorker(Database(db.url), clock)
+        await worker.db.start()
+        try:
+            sender = delivery.Sender(webhooks.Policy(retry_base=timedelta(seconds=10)))
+            done = await sender(worker)  # type: ignore[arg-type]
+            await sender.wait_idle()
+            return done
+        finally:
+            await worker.db.stop()
+
+    assert asyncio.run(round_()) == 7
+    assert len(receiver.received) == 4
+    assert all(r.json["type"] == "webhook.test" for r in receiver.received)
+    rows = {
+        r.id: r
+        for r in db.read_sync(
+            lambda tx: tx.execute(
+                sa.select(webhook_deliveries).where(webhook_deliveries.c.id.in_(queued))
+            ).all()
+        )
+    }
+    assert [rows[queued[i]].status for i in (0, 2, 4, 6)] == ["succeeded"] * 4
+    reasons = {
+        1: "the payload is not a JSON object",
+        3: "the URL has spaces or control characters",
+        5: "a signing secret is not valid base64",
+    }
+    for i, reason in reasons.items():
+        row = rows[queued[i]]
+        assert row.status == "failed" and row.next_attempt_at is None and row.lease_owner is None
+        assert row.last_error == f"cannot build the request: {reason}" and row.attempts == 1
+        [attempt] = db.read_sync(lambda tx, row=row: store.list_attempts(tx, row.id))
+        assert attempt.error == row.last_error and attempt.status_code is None
+    clock.advance(seconds=120)
+    assert asyncio.run(round_()) == 0

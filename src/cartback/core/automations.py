@@ -65,6 +65,9 @@ SUPPRESSED = ("unsubscribed", "bounced", "complained")
 # A run that loops through this many instant nodes in one go is a definition bug, not work.
 MAX_NODES_PER_RUN = 200
 PAUSED_RECHECK = timedelta(minutes=1)
+# A run whose step raises when run alone is tried again after 30 s, 1 min, 2 min, 4 min, then failed.
+STEP_RETRY_BASE = timedelta(seconds=30)
+MAX_STEP_FAILURES = 5
 
 
 # -- enrolling --------------------------------------------------------------------------------------
@@ -588,6 +591,9 @@ def advance(
             )
             return "failed"
         outcome = _execute(run, node)
+        if outcome.failure is not None:
+            finish(tx, run.enrollment, "failed", now, reason=outcome.failure, owner=owner, history=history)
+            return "failed"
         if outcome.exit_reason is not None:
             finish(
                 tx,
@@ -631,6 +637,45 @@ def advance(
     return "failed"
 
 
+def record_failure(tx: Tx, enrollment_id: str, owner: str, now: datetime, error: str) -> str:
+    """For a run whose step raised even when run alone (a bug, or a stored row the step cannot use): the
+    reason goes into its history and the run is tried again with backoff, in a write of its own, rather
+    than at every lease expiry; after MAX_STEP_FAILURES it ends failed with the reason. The run's batch
+    went on without it."""
+    enrollment = enrollment_store.get_leased(tx, enrollment_id, owner)
+    if enrollment is None:
+        return "lease lost"
+    failures = int(enrollment.context.get("failures") or 0) + 1
+    reason = f"step {enrollment.current_node_id} failed: {error}"
+    if failures >= MAX_STEP_FAILURES:
+        finish(
+            tx, enrollment, "failed", now, reason=f"gave up after {failures} attempts: {reason}", owner=owner
+        )
+        return "failed"
+    retry_at = now + STEP_RETRY_BASE * 2 ** (failures - 1)
+    _save(
+        tx,
+        replace(
+            enrollment,
+            context={**enrollment.context, "failures": failures},
+            next_run_at=retry_at,
+            lease_owner=None,
+            lease_until=None,
+            updated_at=now,
+        ),
+        owner,
+    )
+    enrollment_store.record(
+        tx,
+        enrollment,
+        "error",
+        now,
+        node_id=enrollment.current_node_id,
+        detail=f"{reason}; retry at {retry_at.isoformat()}",
+    )
+    return "retrying"
+
+
 def _save(tx: Tx, enrollment: Enrollment, owner: str) -> None:
     if not enrollment_store.update(tx, enrollment, owner=owner):
         raise LeaseLost(enrollment.id)
@@ -642,6 +687,7 @@ class Outcome:
     wait_until: datetime | None = None
     status: str = "active"
     exit_reason: str | None = None  # "" exits as completed; a text exits as stopped with that reason
+    failure: str | None = None  # the run cannot go on: it ends failed with this reason
 
 
 def _wait(
@@ -895,7 +941,12 @@ def _email(run: Run, node: dict[str, Any]) -> Outcome:
             checkout_store.find(run.tx, run.sub.workspace_id, str(checkout_id)) if checkout_id else None
         )
     ctx["checkout"] = context.checkout_data(snapshot) if snapshot else {}
-    rendered = render.render_message(config, ctx, signer)
+    try:
+        rendered = render.render_message(config, ctx, signer)
+    except render.TemplateError as exc:
+        # A stored template that cannot render for this run (saved before the checks at save, or failing
+        # only on this subscriber's data): this run fails with the reason; its batch goes on.
+        return Outcome(failure=f"step {node['id']}: the email cannot be rendered: {exc}")
     from_email = config.get("fromEmail") or run.definition.data.get("fromEmail")
     from_name = config.get("fromName") or run.definition.data.get("fromName")
     sender = (

@@ -438,9 +438,15 @@ def record_outcome(
     now: datetime,
     policy: Policy = DEFAULT_POLICY,
     rng: random.Random | None = None,
+    *,
+    permanent: bool = False,
 ) -> store.Delivery | None:
     """Record an attempt, then decide: succeeded, retry later, or failed for good. A worker that lost its
-    lease (it took longer than the lease) still records the attempt but leaves scheduling to the holder."""
+    lease (it took longer than the lease) still records the attempt but leaves scheduling to the holder.
+
+    `permanent`: the request could not be built from the stored delivery (sender.Unbuildable), so it never
+    will be: the delivery is failed at once and the endpoint's failure count is left alone (nothing was
+    asked of the receiver)."""
     delivery = store.delivery_by_id(tx, delivery_id)
     if delivery is None:  # the endpoint was deleted meanwhile
         return None
@@ -478,6 +484,9 @@ def record_outcome(
     if outcome.ok:
         changed = replace(changed, status="succeeded", next_attempt_at=None)
         store.count_success(tx, delivery.endpoint_id, now)
+    elif permanent:
+        if ours and delivery.status == "pending":
+            changed = replace(changed, status="failed", next_attempt_at=None)
     else:
         if ours and delivery.status == "pending":
             retry_at = now + policy.delay(number, rng)

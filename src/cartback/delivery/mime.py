@@ -40,6 +40,20 @@ def address_of(value: str) -> str:
     return email.utils.parseaddr(value)[1] or value.strip()
 
 
+def envelope_of(from_email: str, to_email: str) -> Envelope:
+    """The SMTP envelope of a message: the bare sender address and the recipient. A ValueError when either
+    cannot go into MAIL FROM / RCPT TO: the sender does not use SMTPUTF8 (the message is 7-bit), so an
+    address must be printable ASCII; a row stored before the edge checked addresses may hold anything."""
+    envelope = Envelope(address_of(from_email), [to_email])
+    for role, address in (("sender", envelope.sender), ("recipient", to_email)):
+        if not address or not address.isascii() or not address.isprintable():
+            raise ValueError(
+                f"the {role} address {address!r} cannot be sent over SMTP: it must be printable ASCII "
+                "(non-ASCII mailboxes need SMTPUTF8, which is not used)"
+            )
+    return envelope
+
+
 def domain_of(value: str) -> str:
     return address_of(value).rpartition("@")[2] or "cartback.invalid"
 

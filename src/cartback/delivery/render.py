@@ -30,6 +30,11 @@ class TemplateError(ValueError):
     """A template that does not parse; the message names the field, line and column."""
 
 
+class RenderError(TemplateError):
+    """A template that parses but fails when rendered (a filter given an impossible argument, a resource
+    limit); the message names the field and, where Liquid knows it, the line and column."""
+
+
 # -- filters -----------------------------------------------------------------------------------------
 
 DEFAULT_LOCALE = "en_US"
@@ -487,6 +492,17 @@ def inline_css(html: str) -> str:
 # -- rendering ------------------------------------------------------------------------------------
 
 
+def _render(field: str, source: str, context: dict[str, Any], *, html: bool) -> str:
+    """One field rendered; TemplateError when it does not parse, RenderError when it fails while
+    rendering, each naming the field."""
+    check(field, source, html=html)
+    try:
+        return _compiled(source, html).render(**context)
+    except LiquidError as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RenderError(f"{field}: {message}{_position(exc)}") from exc
+
+
 def render_message(
     content: dict[str, Any], context: dict[str, Any], signer: LinkSigner | None = None
 ) -> Rendered:
@@ -499,32 +515,34 @@ def render_email(
 ) -> Rendered:
     """Render an email step's content (`subject`, `previewText`, `html`, `text`, or `template` naming a
     shipped template for what is missing) against `context`. Without a signer (previews, simulate)
-    links are left as written and no pixel is added."""
+    links are left as written and no pixel is added. A TemplateError (RenderError when the template
+    parses) names the field that failed."""
     template = content.get("template")
     if isinstance(template, str) and template in _SHIPPED:
         content = {**default_template(template), **{k: v for k, v in content.items() if v}}
 
-    def plain(source: str | None) -> str | None:
-        return _compiled(source, False).render(**context) if source else None
+    def plain(field: str) -> str | None:
+        source = content.get(field)
+        return _render(field, source, context, html=False) if source else None
 
-    preheader = plain(content.get("previewText"))
+    preheader = plain("previewText")
     preheader = " ".join(preheader.split()) if preheader else None
     source = content.get("html")
-    text = plain(content.get("text"))
+    text = plain("text")
     html = None
     if source:
         unsubscribe = context.get("unsubscribe_url")
         # Inlined first, so that the text leaves out what a stylesheet hides, and the tracked links and
         # the pixel come out of the inliner untouched.
         html, derived = decorate(
-            inline_css(_compiled(source, True).render(**context)),
+            inline_css(_render("html", source, context, html=True)),
             preheader=preheader,
             signer=signer,
             unsubscribe_url=unsubscribe if isinstance(unsubscribe, str) else None,
         )
         text = text or derived
     return Rendered(
-        subject=" ".join((plain(content.get("subject")) or "").split()),
+        subject=" ".join((plain("subject") or "").split()),
         preheader=preheader or None,
         html=html,
         text=text,

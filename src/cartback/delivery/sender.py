@@ -9,6 +9,11 @@ Per message, three steps:
 3. a committed write of the outcome: sent (plus an `email.sent` event), deferred with backoff, failed
    (plus a bounce suppression for an unknown mailbox), or unknown.
 
+A message that cannot be built (a stored value the MIME or the SMTP envelope cannot carry) is failed alone
+with the reason, in the write of step 1; a write that fails is tried again one message at a time, and a
+message whose own write still fails is deferred by the retry policy. Either way the rest of the batch goes
+on at once: one bad row never holds up the others (docs/delivery.md, "Poison isolation").
+
 If the process dies between 1 and 3 the attempt stays open. Whoever claims the message next finds it
 and marks the message `unknown` instead of sending it again: the server may already have it. With the
 outbox transport the three steps are one transaction, so there is no such window.
@@ -104,6 +109,21 @@ class Prepared:
 Answer = tuple[Prepared, Result, datetime]
 
 
+@dataclass(frozen=True)
+class Unbuildable:
+    """A claimed message whose MIME or envelope cannot be built: why. Building is computation on stored
+    values, so the same row fails the same way every time: the message is failed, not retried."""
+
+    reason: str
+
+
+# What the write of step 1 gets for a claimed message: its bytes, or why there are none.
+Item = tuple[deliveries.Pending, bytes | Unbuildable]
+# An attempt that never reached the transport has no envelope and no bytes.
+_UNSENT = mime.Envelope("", [])
+_REASON_LIMIT = 1000
+
+
 @dataclass
 class Stats:
     sent: int = 0
@@ -174,8 +194,14 @@ class Sender:
         sends: list[asyncio.Task[None]] = []
         unknown = 0
 
-        def mime_of(pending: deliveries.Pending) -> bytes:
-            return self.mime_of(pending, secrets[pending.message.workspace_id], worker.clock.now())
+        def build(pending: deliveries.Pending) -> bytes | Unbuildable:
+            try:
+                raw = self.mime_of(pending, secrets[pending.message.workspace_id], worker.clock.now())
+                mime.envelope_of(pending.message.from_email, pending.message.to_email)
+            except Exception as exc:  # any stored value the MIME cannot carry: this message alone fails
+                log.warning("message %s cannot be built: %r", pending.message.id, exc)
+                return Unbuildable(f"cannot build the message: {_describe(exc)}")
+            return raw
 
         async def send(prepared: Prepared) -> None:
             try:
@@ -207,19 +233,21 @@ class Sender:
             free = window - open_attempts + len(answered)
             chunk = [] if worker.stopping else [todo.popleft() for _ in range(min(free, len(todo)))]
             now = worker.clock.now()
-            items = [(p, mime_of(p)) for p in chunk]
+            items: list[Item] = [(p, build(p)) for p in chunk]
             step = functools.partial(
                 self.step, answers=answered, items=items, owner=worker.owner, now=now, lease=worker.lease
             )
             try:
                 outcomes, ready = await worker.db.write(step, notify=False)
             except Exception as exc:
-                # Nothing of it committed. The answered attempts stay open, so the next claim marks those
-                # messages unknown (never sent twice); the chunk waits for its lease to expire.
-                log.error(
-                    "recording %d outcome(s) and starting %d failed: %r", len(answered), len(chunk), exc
+                # Nothing of it committed. One row may be the cause: write each answer and each start alone.
+                log.warning(
+                    "recording %d outcome(s) and starting %d failed (%r); writing them one by one",
+                    len(answered),
+                    len(chunk),
+                    exc,
                 )
-                outcomes, ready = [], []
+                outcomes, ready = await self._apart(worker, answered, items, now)
             open_attempts -= len(answered)
             for item in ready:
                 if isinstance(item, Prepared):
@@ -234,13 +262,49 @@ class Sender:
         await asyncio.gather(*sends)
         return unknown
 
+    async def _apart(
+        self, worker: Worker, answered: list[Answer], items: list[Item], now: datetime
+    ) -> tuple[list[str], list[Prepared | str]]:
+        """The write of a failed step again, one answer and one message at a time, so that what one row
+        does to a write costs that message alone. An answer that still cannot be recorded leaves its
+        attempt open: the next claim marks that message unknown (never sent twice). A message that still
+        cannot be started is deferred by the retry policy, in a write that keeps nothing of it but the
+        reason."""
+        outcomes: list[str] = []
+        for answer in answered:
+            try:
+                outcomes += await worker.db.write(
+                    functools.partial(self.record, answers=[answer]), notify=False
+                )
+            except Exception as exc:
+                log.error("recording the outcome of message %s failed: %r", answer[0].message.id, exc)
+        ready: list[Prepared | str] = []
+        for item in items:
+            start = functools.partial(
+                self.start, items=[item], owner=worker.owner, now=now, lease=worker.lease
+            )
+            try:
+                ready += await worker.db.write(start, notify=False)
+                continue
+            except Exception as exc:
+                log.error("starting message %s failed: %r", item[0].message.id, exc)
+                error = exc
+            postpone = functools.partial(
+                self.postpone, pending=item[0], error=error, owner=worker.owner, now=now, lease=worker.lease
+            )
+            try:
+                ready.append(await worker.db.write(postpone, notify=False))
+            except Exception as exc:  # the database itself is failing: the lease expires, the claim retries
+                log.error("deferring message %s failed: %r", item[0].message.id, exc)
+        return outcomes, ready
+
     # -- the two writes ----------------------------------------------------------------------------
 
     def step(
         self,
         tx: Tx,
         answers: list[Answer],
-        items: list[tuple[deliveries.Pending, bytes]],
+        items: list[Item],
         owner: str,
         now: datetime,
         lease: timedelta,
@@ -252,15 +316,15 @@ class Sender:
     def start(
         self,
         tx: Tx,
-        items: list[tuple[deliveries.Pending, bytes]],
+        items: list[Item],
         owner: str,
         now: datetime,
         lease: timedelta,
     ) -> list[Prepared | str]:
         """Step 1 for claimed messages with their MIME, as one write. For each message, the Prepared one
-        or, when there is nothing to send (taken over, finished, suppressed, or an earlier attempt's fate
-        is unknown), the outcome recorded instead. With an atomic transport (the outbox) the outcome is
-        written in the same transaction: "sent"."""
+        or, when there is nothing to send (taken over, finished, suppressed, an earlier attempt's fate is
+        unknown, or it cannot be built), the outcome recorded instead. With an atomic transport (the
+        outbox) the outcome is written in the same transaction: "sent"."""
         states = deliveries.hold(tx, [p.message.id for p, _ in items], owner, now + lease)
         candidates = [(p, raw) for p, raw in items if p.message.id in states]
         blocked = suppressions.blocking_reasons(
@@ -269,20 +333,27 @@ class Sender:
         why: dict[str, str] = {}
         starts: list[deliveries.Start] = []
         prepared: dict[str, Prepared] = {}
+        unbuildable: list[tuple[Message, int, Result]] = []
         for (pending, raw), block in zip(candidates, blocked, strict=True):
             message, state = pending.message, states[pending.message.id]
             settled = self._settled_elsewhere(tx, message, state, block, now)
             if settled:
                 why[message.id] = settled
                 continue
+            if isinstance(raw, Unbuildable):
+                unbuildable.append((message, state.attempts + 1, Result.permanent(None, raw.reason, "build")))
+                continue
             attempt_id, number = ids.new_id("att"), state.attempts + 1
             # On a retry `raw` is the kept MIME of the first attempt (mime_of), so it is not stored again.
             starts.append(
                 deliveries.Start(message, attempt_id, number, None if pending.mime else raw.decode("ascii"))
             )
-            envelope = mime.Envelope(mime.address_of(message.from_email), [message.to_email])
+            envelope = mime.envelope_of(message.from_email, message.to_email)
             prepared[message.id] = Prepared(message, attempt_id, number, envelope, raw)
         deliveries.start_attempts(tx, starts, now, transport=self.transport.name)
+        if unbuildable:
+            outcomes = self._unsent(tx, unbuildable, now)
+            why.update(zip((m.id for m, _, _ in unbuildable), outcomes, strict=True))
         if self.transport.atomic:
             stored = Result.sent(None, "stored in the outbox")
             outcomes = self.record(tx, [(p, stored, now) for p in prepared.values()])
@@ -290,6 +361,42 @@ class Sender:
             prepared = {}
         # Not held: another worker took the message over after our lease expired; not found: deleted.
         return [prepared.get(p.message.id) or why.get(p.message.id, "skipped") for p, _ in items]
+
+    def postpone(
+        self,
+        tx: Tx,
+        pending: deliveries.Pending,
+        error: Exception,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+    ) -> str:
+        """For a message whose own write to start it failed: an attempt that records why and is retried by
+        the policy like a temporary failure (so a row that always fails is failed in the end, and one that
+        failed by chance goes out later). Nothing of the message is written but the reason."""
+        message = pending.message
+        state = deliveries.hold(tx, [message.id], owner, now + lease).get(message.id)
+        if state is None:
+            return "skipped"
+        settled = self._settled_elsewhere(tx, message, state, None, now)
+        if settled:
+            return settled
+        reason = Result.temporary(None, f"could not start the attempt: {_describe(error)}", "start")
+        [outcome] = self._unsent(tx, [(message, state.attempts + 1, reason)], now)
+        return outcome
+
+    def _unsent(self, tx: Tx, failures: list[tuple[Message, int, Result]], now: datetime) -> list[str]:
+        """Attempts that never reached the transport, recorded with their reason and settled like any
+        answer: a permanent one fails the message, a temporary one is retried by the policy."""
+        starts = [
+            deliveries.Start(message, ids.new_id("att"), number, None) for message, number, _ in failures
+        ]
+        deliveries.start_attempts(tx, starts, now, transport=self.transport.name)
+        answers = [
+            (Prepared(s.message, s.attempt_id, s.attempt, _UNSENT, b""), result, now)
+            for s, (_, _, result) in zip(starts, failures, strict=True)
+        ]
+        return self.record(tx, answers)
 
     def record(self, tx: Tx, answers: list[Answer]) -> list[str]:
         """Step 3 for many answers, as one write: what became of each (sent, deferred, failed, unknown, or
@@ -388,6 +495,12 @@ class Sender:
             reply_to=message.reply_to,
             extra_headers=message.headers,
         )
+
+
+def _describe(exc: Exception) -> str:
+    """An error as the message's recorded reason: its text, or its type when it has none; bounded."""
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= _REASON_LIMIT else text[: _REASON_LIMIT - 1] + "…"
 
 
 def _sent_event(message: Message, now: datetime) -> event_store.Event:

@@ -213,6 +213,13 @@ class SmtpTransport:
                 return Result.temporary(exc.code, exc.message, stage), False
             await _reset(client)
             return _by_code(exc.code, exc.message, stage), client.is_connected
+        except UnicodeError as exc:
+            # An address the client cannot encode without SMTPUTF8: refused before the command went out,
+            # so nothing was handed over and it never will be.
+            await _reset(client)
+            return Result.permanent(None, f"address cannot be encoded for SMTP: {exc}", stage), (
+                client.is_connected
+            )
         except (aiosmtplib.SMTPException, OSError) as exc:
             client.close()
             if stage == "data":

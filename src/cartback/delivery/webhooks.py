@@ -5,6 +5,10 @@ Claim → commit → POST → record. A worker that dies after the POST and befo
 to expire, and the delivery is sent again: delivery is at least once, and receivers deduplicate on the
 `webhook-id` header, which is the same on every attempt of a delivery.
 
+A delivery whose request cannot be built from what is stored (a payload that is not a JSON object, an
+endpoint URL that cannot be requested, a secret that is not base64) is failed alone with the reason; the
+rest of its batch is sent as usual (docs/delivery.md, "Poison isolation").
+
 The signature scheme (docs/webhooks.md): for each active secret
 `v1,` + base64(HMAC-SHA256(key, f"v1:{webhook-timestamp}:{body}")), where key is the base64 decoding of the
 secret after its `whsec_` prefix; the signatures are space-separated in one header.
@@ -41,9 +45,13 @@ RESPONSE_BODY_LIMIT = 2048
 USER_AGENT = f"cartback-webhooks/{__version__}"
 
 
+def _key(secret: str) -> bytes:
+    return base64.b64decode(secret.removeprefix(webhooks.SECRET_PREFIX))
+
+
 def sign(secret: str, timestamp: int, body: bytes) -> str:
     """One `v1,<base64>` signature of this request with this secret."""
-    key = base64.b64decode(secret.removeprefix(webhooks.SECRET_PREFIX))
+    key = _key(secret)
     signed = f"v1:{timestamp}:".encode() + body
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
@@ -59,8 +67,35 @@ def headers(secrets: Sequence[str], webhook_id: str, timestamp: int, body: bytes
     }
 
 
-def body_of(payload: dict[str, object]) -> bytes:
+def body_of(payload: object) -> bytes:
+    """The request body. A ValueError (or UnicodeError) for a payload that is not a JSON object or does
+    not encode as UTF-8 (a lone surrogate)."""
+    if not isinstance(payload, dict):
+        raise ValueError("the payload is not a JSON object")
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def check_target(url: str) -> str:
+    """The endpoint URL as it will be requested: a ValueError when it cannot be (a row written before the
+    checks at save, or by other means)."""
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        raise ValueError("the URL has spaces or control characters")
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"the URL cannot be requested: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError("the URL is not an absolute http:// or https:// URL")
+    return url
+
+
+def check_secrets(secrets: Sequence[str]) -> list[str]:
+    for secret in secrets:
+        try:
+            base64.b64decode(secret.removeprefix(webhooks.SECRET_PREFIX), validate=True)
+        except ValueError:  # binascii.Error
+            raise ValueError("a signing secret is not valid base64") from None
+    return list(secrets)
 
 
 @dataclass(frozen=True)
@@ -71,27 +106,41 @@ class Job:
     body: bytes
 
 
-def claim(tx: Tx, owner: str, now: datetime, *, lease: timedelta, limit: int) -> list[Job]:
-    """Lease due deliveries and read what sending them needs, in one transaction."""
+@dataclass(frozen=True)
+class Unbuildable:
+    """A claimed delivery whose request cannot be built: why. What is stored fails the same way every
+    time, so it is failed, not retried."""
+
+    delivery_id: str
+    reason: str
+
+
+def claim(tx: Tx, owner: str, now: datetime, *, lease: timedelta, limit: int) -> list[Job | Unbuildable]:
+    """Lease due deliveries and read what sending them needs, in one transaction; each request is built
+    here, and one that cannot be comes back as Unbuildable without holding up the others."""
     claimed = store.claim_due(tx, owner, now, lease=lease, limit=limit)
     if not claimed:
         return []
     endpoint_ids = list({d.endpoint_id for d in claimed})
     secrets = store.secrets_for(tx, endpoint_ids)
     endpoints = {i: store.endpoint_by_id(tx, i) for i in endpoint_ids}
-    jobs = []
+    jobs: list[Job | Unbuildable] = []
     for delivery in claimed:
         endpoint = endpoints.get(delivery.endpoint_id)
         if endpoint is None:
             continue
-        jobs.append(
-            Job(
+        try:
+            job = Job(
                 delivery.id,
-                endpoint.url,
-                [s.secret for s in secrets.get(delivery.endpoint_id, [])],
+                check_target(endpoint.url),
+                check_secrets([s.secret for s in secrets.get(delivery.endpoint_id, [])]),
                 body_of(delivery.payload),
             )
-        )
+        except ValueError as exc:
+            log.warning("webhook delivery %s cannot be built: %s", delivery.id, exc)
+            jobs.append(Unbuildable(delivery.id, f"cannot build the request: {exc}"))
+            continue
+        jobs.append(job)
     return jobs
 
 
@@ -123,11 +172,30 @@ class Sender:
         jobs = await worker.db.write(
             lambda tx: claim(tx, worker.owner, now, lease=lease, limit=capacity), notify=False
         )
+        unbuildable = [j for j in jobs if isinstance(j, Unbuildable)]
         for job in jobs:
-            task = asyncio.create_task(self._deliver(worker, job), name=f"webhook-{job.delivery_id}")
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+            if isinstance(job, Job):
+                task = asyncio.create_task(self._deliver(worker, job), name=f"webhook-{job.delivery_id}")
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+        for broken in unbuildable:
+            await self._fail(worker, broken)
         return len(jobs)
+
+    async def _fail(self, worker: Worker, broken: Unbuildable) -> None:
+        """Record an unbuildable delivery as a failed attempt with the reason, and fail it."""
+        now = worker.clock.now()
+        outcome = webhooks.Outcome(None, broken.reason, None, 0, at=now)
+        worker.metrics.webhook_outcome(False, None)
+        try:
+            await worker.db.write(
+                lambda tx: webhooks.record_outcome(
+                    tx, broken.delivery_id, worker.owner, outcome, now, self.policy, permanent=True
+                ),
+                notify=False,
+            )
+        except Exception:  # the lease runs out and the next claim finds it unbuildable again
+            log.exception("could not record webhook delivery %s", broken.delivery_id)
 
     async def wait_idle(self) -> None:
         """Wait for the sends in flight (tests, and a graceful stop)."""
@@ -135,7 +203,11 @@ class Sender:
             await asyncio.gather(*list(self._in_flight), return_exceptions=True)
 
     async def _deliver(self, worker: Worker, job: Job) -> None:
-        outcome = await self.post(job, worker.clock)
+        try:
+            outcome = await self.post(job, worker.clock)
+        except Exception as exc:  # a bug before the request went out: an attempt retried by the policy
+            log.exception("webhook delivery %s could not be sent", job.delivery_id)
+            outcome = webhooks.Outcome(None, f"{type(exc).__name__}: {exc}", None, 0, at=worker.clock.now())
         worker.metrics.webhook_outcome(outcome.ok, outcome.status_code)
         try:
             await worker.db.write(

@@ -195,8 +195,23 @@ class Worker:
             failures = await self._advance_chunk(claimed)
         for enrollment_id, error in failures:
             log.error("enrollment %s failed: %r", enrollment_id, error)
+            await self._record_failure(enrollment_id, error)
         self.steps_run += len(claimed)
         return len(claimed)
+
+    async def _record_failure(self, enrollment_id: str, error: Any) -> None:
+        """Keep the reason of a step that failed alone and retry it with backoff (automations.record_failure);
+        if even that write fails, the lease expires and the step is claimed again."""
+        text = str(error) or type(error).__name__
+        try:
+            await self.db.write(
+                lambda tx: automations.record_failure(
+                    tx, enrollment_id, self.owner, self.clock.now(), text[:1000]
+                ),
+                notify=False,
+            )
+        except Exception:
+            log.exception("recording the failure of enrollment %s failed", enrollment_id)
 
     async def _advance_chunk(self, claimed: list[str]) -> list[tuple[str, Any]]:
         """Run claimed enrollments as one set-wise job on the writer; if any of them fails, again one job

@@ -54,7 +54,9 @@ class Delivery:
     endpoint_id: str
     event_id: str
     event_type: str
-    payload: dict[str, Any]
+    # The JSON object queued for it; a row written by other means may hold any JSON value, which the
+    # sender refuses for that delivery alone rather than failing the claim that read it.
+    payload: Any
     status: str
     attempts: int
     last_status_code: int | None
@@ -99,7 +101,8 @@ def _secret(row: Row[Any]) -> Secret:
 
 def _delivery(row: Row[Any]) -> Delivery:
     values = {n: getattr(row, n) for n in _DELIVERY_COLUMNS}
-    values["payload"] = dict(values["payload"] or {})
+    if values["payload"] is None:
+        values["payload"] = {}
     return Delivery(**values)
 
 
