@@ -286,6 +286,28 @@ def user_create(
     print(user.id)
 
 
+@user_app.command("set-password")
+def user_set_password(
+    email: Annotated[str, typer.Option(help="The address the user signs in with.")],
+    password: Annotated[
+        str | None,
+        typer.Option(help="Prompted for (hidden, twice) when not given; at least 8 characters."),
+    ] = None,
+) -> None:
+    """Give a dashboard user a new password. Every session signed in before ends."""
+    from cartback.core import users
+
+    if password is None:
+        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    db = _database(Settings())
+    try:
+        users.check_password(password)
+        user = db.write_sync(lambda tx: users.change_password(tx, email, password))
+    except errors.CartbackError as exc:
+        _fail(exc)
+    err.print(f"New password set for {user.email!r}; their earlier sessions are signed out.")
+
+
 @apikey_app.command("list")
 def apikey_list(workspace: Annotated[str, typer.Option(help="Workspace name.")]) -> None:
     """List a workspace's keys: id, prefix, name, scopes, created, expires, state. Secrets are never shown."""

@@ -97,3 +97,33 @@ def test_cli_user_create_refuses_bad_input(tmp_path):
         url, "user", "create", "--workspace", "shop", "--email", "A@shop.example", "--password", "long-enough"
     )
     assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_cli_user_set_password_replaces_the_password_and_ends_sessions(tmp_path, start_server):
+    url = f"sqlite:///{tmp_path / 'users.db'}"
+    assert cartback(url, "workspace", "create", "shop").returncode == 0
+    args = (
+        "user",
+        "create",
+        "--workspace",
+        "shop",
+        "--email",
+        "owner@shop.example",
+        "--password",
+        "first-pass",
+    )
+    assert cartback(url, *args).returncode == 0
+    server = start_server(url)
+    with httpx.Client(base_url=server.url) as signed_in:
+        sign_in(signed_in, DashboardUser("owner@shop.example", "first-pass", "shop"))
+        changed = cartback(
+            url, "user", "set-password", "--email", "owner@shop.example", stdin="second-pass\n" * 2
+        )
+        assert changed.returncode == 0, changed.stderr
+        assert signed_in.get("/app/", follow_redirects=False).status_code == 303  # signed out
+    with httpx.Client(base_url=server.url) as client:
+        sign_in(client, DashboardUser("owner@shop.example", "second-pass", "shop"))
+    unknown = cartback(
+        url, "user", "set-password", "--email", "nobody@shop.example", "--password", "whatever1"
+    )
+    assert unknown.returncode != 0 and "nobody@shop.example" in unknown.stderr

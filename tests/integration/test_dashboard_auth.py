@@ -10,11 +10,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cartback.app import create_app
+from cartback.core import users
 from cartback.dashboard import sessions
 from cartback.settings import Settings
+from cartback.store import workspaces
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
-from dashboard_client import PASSWORD, csrf_of, make_user, sign_in
+from dashboard_client import PASSWORD, DashboardUser, csrf_of, make_user, sign_in
 
 SECRET = "test-secret-" + "x" * 40
 
@@ -138,3 +140,42 @@ def test_dashboard_unknown_page_is_an_html_404(client, db, make_workspace):
     reply = client.get("/app/no-such-page")
     assert reply.status_code == 404
     assert reply.headers["content-type"].startswith("text/html")
+
+
+def _copy_of_session(client: TestClient) -> TestClient:
+    """A second client holding a copy of `client`'s session cookie (a stolen cookie, another tab)."""
+    copy = TestClient(client.app, raise_server_exceptions=False)
+    copy.portal = client.portal  # the app's database runs on the first client's event loop
+    copy.cookies.set(sessions.COOKIE, client.cookies.get(sessions.COOKIE), path="/app")
+    return copy
+
+
+def _create_key(client: TestClient, token: str) -> int:
+    return client.post(
+        "/app/settings/keys", data={"csrf_token": token, "name": "copied"}, follow_redirects=False
+    ).status_code
+
+
+def test_dashboard_sign_out_ends_copies_of_the_session_cookie(client, db, make_workspace):
+    tenant = make_workspace()
+    user = make_user(db, tenant.name)
+    token = sign_in(client, user)
+    copy = _copy_of_session(client)
+    assert copy.get("/app/people").status_code == 200  # the copy works while the session lasts
+    assert client.post("/app/logout", data={"csrf_token": token}, follow_redirects=False).status_code == 303
+    page = copy.get("/app/people", follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"] == "/app/login"
+    assert _create_key(copy, token) == 303  # sent to sign in
+    keys = db.read_sync(lambda tx: workspaces.list_api_keys(tx, tenant.id))
+    assert [k for k in keys if k.name == "copied"] == []
+    # Signing in again works, and the new session is not ended by the old one's copies.
+    token = sign_in(client, user)
+    assert _create_key(client, token) == 200
+
+
+def test_dashboard_password_change_ends_every_session(client, db, make_workspace):
+    user = make_user(db, make_workspace().name)
+    sign_in(client, user)
+    db.write_sync(lambda tx: users.change_password(tx, user.email, "a brand new password"))
+    assert client.get("/app/", follow_redirects=False).status_code == 303
+    sign_in(client, DashboardUser(user.email, "a brand new password", user.workspace_name))

@@ -44,3 +44,19 @@ def record_sign_in(tx: Tx, user: user_store.User, now: datetime, new_hash: str |
     if new_hash is not None:
         user_store.set_password_hash(tx, user.id, new_hash)
     user_store.record_sign_in(tx, user.id, now)
+
+
+def sign_out(tx: Tx, user_id: str) -> None:
+    """End every session of the user: a copy of the cookie taken before is worth nothing after."""
+    user_store.end_sessions(tx, user_id)
+
+
+def change_password(tx: Tx, email: str, password: str) -> user_store.User:
+    """A new password for the user with this address; every session signed in with the old one ends."""
+    check_password(password)
+    user = user_store.find_by_email(tx, email)
+    if user is None:
+        raise errors.NotFound(f"no user with the address {email!r}")
+    user_store.set_password_hash(tx, user.id, passwords.hash_password(password))
+    user_store.end_sessions(tx, user.id)
+    return user

@@ -74,12 +74,17 @@ async def login(
     signed_in = user
     await services.db.write(lambda tx: users.record_sign_in(tx, signed_in, now, new_hash), notify=False)
     response = RedirectResponse(_safe_next(next), status_code=303)
-    web.set_session(request, response, request.state.session.signed_in(user.id))
+    web.set_session(request, response, request.state.session.signed_in(user.id, user.session_version))
     return response
 
 
 @router.post("/logout")
 async def logout(request: Request, _: None = Depends(web.guard)) -> Response:
+    session: sessions.Session | None = request.state.session
+    if session is not None and session.user_id is not None:
+        user_id = session.user_id
+        # Ends this session and every other of the user's on the server, not only in this browser.
+        await deps.services_of(request).db.write(lambda tx: users.sign_out(tx, user_id), notify=False)
     response = RedirectResponse(web.PREFIX + "/login", status_code=303)
     web.set_session(request, response, sessions.new())
     return response

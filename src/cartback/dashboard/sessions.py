@@ -1,7 +1,10 @@
-"""The dashboard session: a signed cookie, not a server-side row.
+"""The dashboard session: a signed cookie, checked against the user's row on every request.
 
-The cookie holds the signed-in user's id (absent before sign-in) and a random CSRF token bound to the
-session. It is signed with the application secret (itsdangerous, HMAC-SHA1 over the payload and a
+The cookie holds the signed-in user's id (absent before sign-in), the user's session version when it was
+issued, and a random CSRF token bound to the session. Sign-out and a password change add one to the
+user's version (`users.session_version`), so every cookie issued before, copies included, stops working
+(docs/dashboard.md says why a version rather than a table of sessions).
+It is signed with the application secret (itsdangerous, HMAC-SHA1 over the payload and a
 timestamp), so it cannot be forged or altered, and it expires after `MAX_AGE`. It is HttpOnly (no script
 reads it), SameSite=Lax (other sites' POSTs do not carry it), scoped to /app, and Secure when the public
 URL is https. Every unsafe request must echo the CSRF token in a form field or header (`check_csrf`):
@@ -29,10 +32,11 @@ _SALT = "cartback.dashboard.session"
 class Session:
     csrf: str
     user_id: str | None = None
+    version: int = 0  # the user's session version when this session was issued
 
-    def signed_in(self, user_id: str) -> Session:
+    def signed_in(self, user_id: str, version: int) -> Session:
         # A fresh token at sign-in: a token seen before (on the sign-in page) is worth nothing after.
-        return Session(secrets.token_urlsafe(32), user_id)
+        return Session(secrets.token_urlsafe(32), user_id, version)
 
 
 def new() -> Session:
@@ -44,7 +48,7 @@ class Codec:
         self._serializer = URLSafeTimedSerializer(secret, salt=_SALT)
 
     def dumps(self, session: Session) -> str:
-        return self._serializer.dumps({"c": session.csrf, "u": session.user_id})
+        return self._serializer.dumps({"c": session.csrf, "u": session.user_id, "v": session.version})
 
     def loads(self, value: str | None) -> Session | None:
         """The session in a cookie value; None when absent, forged, altered, expired or malformed."""
@@ -56,10 +60,12 @@ class Codec:
             return None
         if not isinstance(data, dict):
             return None
-        csrf, user_id = data.get("c"), data.get("u")
+        csrf, user_id, version = data.get("c"), data.get("u"), data.get("v", 0)
         if not isinstance(csrf, str) or not csrf or not (user_id is None or isinstance(user_id, str)):
             return None
-        return Session(csrf, user_id)
+        if not isinstance(version, int) or isinstance(version, bool):
+            return None
+        return Session(csrf, user_id, version)
 
 
 def check_csrf(session: Session | None, submitted: str | None) -> None:

@@ -90,7 +90,8 @@ async def viewer(request: Request, _: None = Depends(guard)) -> Viewer:
 
     def load(tx: workspaces.Tx) -> Viewer | None:
         user = user_store.get(tx, user_id)
-        if user is None:
+        # A session from before the user's last sign-out or password change is over.
+        if user is None or user.session_version != session.version:
             return None
         return Viewer(user, workspaces.get_workspace(tx, user.workspace_id))
 

@@ -597,6 +597,9 @@ users = Table(
     Column("password_hash", String(200), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("last_sign_in_at", UTCDateTime),
+    # Sessions carry the version they were issued under; sign-out and a password change add one, which
+    # ends every earlier session of the user (dashboard/sessions.py).
+    Column("session_version", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("email_key"),
     Index(None, "workspace_id"),
 )

@@ -23,6 +23,7 @@ class User:
     password_hash: str
     created_at: datetime
     last_sign_in_at: datetime | None
+    session_version: int = 0
 
 
 def email_key(email: str) -> str:
@@ -30,7 +31,15 @@ def email_key(email: str) -> str:
 
 
 def _from_row(row: Row[Any]) -> User:
-    return User(row.id, row.workspace_id, row.email, row.password_hash, row.created_at, row.last_sign_in_at)
+    return User(
+        row.id,
+        row.workspace_id,
+        row.email,
+        row.password_hash,
+        row.created_at,
+        row.last_sign_in_at,
+        row.session_version,
+    )
 
 
 def create(tx: Tx, workspace_id: str, email: str, password_hash: str, now: datetime) -> User:
@@ -65,4 +74,12 @@ def record_sign_in(tx: Tx, user_id: str, now: datetime) -> None:
 
 
 def set_password_hash(tx: Tx, user_id: str, password_hash: str) -> None:
+    """The stored hash alone (a re-hash of the same password); a new password also ends sessions."""
     tx.execute(users.update().where(users.c.id == user_id).values(password_hash=password_hash))
+
+
+def end_sessions(tx: Tx, user_id: str) -> None:
+    """Move the user's session version on: every session issued before names an older one."""
+    tx.execute(
+        users.update().where(users.c.id == user_id).values(session_version=users.c.session_version + 1)
+    )
