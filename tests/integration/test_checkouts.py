@@ -60,3 +60,25 @@ def test_checkout_changed_cart_updates_snapshot_without_new_event(app_client, db
     assert row.total_cents == 9900
     assert [i["title"] for i in row.items] == ["Protein Powder", "Bar"]
     assert _count(db, events, app_client.tenant.id) == 1
+
+
+def test_checkout_and_order_currency_must_be_an_iso_4217_code(app_client, db):
+    """`XYZ` has three letters but is no currency: a 400 naming the field, nothing stored."""
+    ws = app_client.tenant.id
+    refused = app_client.post("/checkouts", {**SEED, "currency": "XYZ"})
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["success"] is False and "currency" in refused.json()["error"]
+    order = {
+        "orderId": "ord-xyz",
+        "currency": "XYZ",
+        "totalCents": 100,
+        "customer": {"email": "a@example.com"},
+    }
+    refused_order = app_client.post("/orders", order)
+    assert refused_order.status_code == 400, refused_order.text
+    assert "currency" in refused_order.json()["error"]
+    assert (_count(db, checkouts, ws), _count(db, subscribers, ws)) == (0, 0)
+    # Real codes, in any case, with or without a minor unit, are fine.
+    for code in ("eur", "JPY", "KWD"):
+        ok = app_client.post("/checkouts", {**SEED, "checkoutId": f"chk-{code}", "currency": code})
+        assert ok.status_code == 200, ok.text

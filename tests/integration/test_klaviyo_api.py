@@ -280,6 +280,23 @@ def test_klaviyo_negative_values_are_fine_for_custom_events_not_for_checkouts(kl
     assert refused.json()["errors"][0]["source"] == {"pointer": "/data/attributes/value"}
 
 
+def test_klaviyo_currency_must_be_an_iso_4217_code(kl):
+    """Whether it comes as value_currency or as a property, a code that is no currency is a 400 pointing
+    at it; nothing is stored."""
+    as_attribute = kl(
+        "POST", "/api/events", json=event("Placed Order", "c@example.com", value=5, value_currency="XYZ")
+    )
+    assert as_attribute.status_code == 400, as_attribute.text
+    assert as_attribute.json()["errors"][0]["source"] == {"pointer": "/data/attributes/value_currency"}
+    as_property = kl(
+        "POST", "/api/events", json=event("Started Checkout", "c@example.com", {"currency": "XYZ"})
+    )
+    assert as_property.status_code == 400, as_property.text
+    assert as_property.json()["errors"][0]["source"] == {"pointer": "/data/attributes/properties/currency"}
+    assert kl("GET", "/api/profiles").json()["data"] == []
+    post(kl, event("Placed Order", "c@example.com", value=5, value_currency="chf"))
+
+
 def test_klaviyo_anonymous_profile_becomes_the_person_who_identifies(kl):
     anon = event("Viewed Product", "unused@example.com", {"step": 1}, unique_id="s1")
     anon["data"]["attributes"]["profile"]["data"]["attributes"] = {"anonymous_id": "dev-9"}

@@ -444,6 +444,18 @@ def test_segment_products_become_items_in_exact_cents(shop):
     assert checkout_event.properties["items"][0]["title"] == "Tee"
 
 
+def test_segment_currency_must_be_an_iso_4217_code(shop):
+    refused = shop.batch(track("Order Completed", {"order_id": "o1", "total": 5, "currency": "XYZ"}))
+    assert refused.status_code == 400
+    assert "batch[0].properties.currency" in error_of(refused)["message"]
+    assert shop.rows(subscribers) == []
+    assert (
+        shop.batch(track("Order Completed", {"order_id": "o1", "total": 5, "currency": "sek"})).status_code
+        == 200
+    )
+    assert shop.rows(orders)[0].currency == "SEK"
+
+
 def test_segment_checkout_id_falls_back_to_the_message_id(shop):
     started = track("Checkout Started", {"value": 5})
     assert shop.batch(started).status_code == 200

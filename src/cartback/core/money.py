@@ -1,6 +1,11 @@
-"""Amounts arrive in minor units (cents). Currencies without a minor unit must not be divided by 100."""
+"""Amounts arrive in minor units (cents). Currencies without a minor unit must not be divided by 100.
+Currency codes are ISO 4217's, as Babel's copy of the CLDR lists them."""
 
 from __future__ import annotations
+
+import functools
+
+from babel import numbers
 
 # ISO 4217 currencies whose minor unit is not 1/100.
 _EXPONENTS = {
@@ -39,3 +44,15 @@ def to_major(cents: int, currency: str | None) -> float:
     digits: int = exponent(currency)
     major: float = round(cents / 10**digits, digits)
     return major
+
+
+@functools.cache
+def _codes() -> frozenset[str]:
+    # CLDR's list: every ISO 4217 code, current and withdrawn (an old order may still say DEM).
+    return frozenset(numbers.list_currencies())
+
+
+def currency_code(value: str) -> str | None:
+    """The ISO 4217 code `value` names (`usd` is USD), or None when it names none (`XYZ`)."""
+    code = value.strip().upper()
+    return code if len(code) == 3 and code in _codes() else None

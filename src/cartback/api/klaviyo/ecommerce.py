@@ -61,16 +61,23 @@ def to_cents(value: Any, currency: str | None, pointer: str) -> int | None:
     return cents
 
 
-def currency_of(value_currency: str | None, props: dict[str, Any], pointer: str) -> str | None:
-    raw = value_currency if value_currency else first(props, _CURRENCY_KEYS)
-    if raw is None:
-        return None
-    code = str(raw).strip()
-    if len(code) != 3 or not code.isalpha():
+def currency_of(value_currency: str | None, props: dict[str, Any], attrs: str) -> str | None:
+    """The event's ISO 4217 currency: `value_currency`, else a conventional property; an error points at
+    whichever it was, under the event's attributes at `attrs`."""
+    raw: Any = value_currency
+    pointer = f"{attrs}/value_currency"
+    if not raw:
+        key = next((k for k in _CURRENCY_KEYS if props.get(k) not in (None, "")), None)
+        if key is None:
+            return None
+        raw = props[key]
+        pointer = f"{attrs}/properties/{key}"
+    code = money.currency_code(raw) if isinstance(raw, str) else None
+    if code is None:
         raise jsonapi.Problem(
-            400, f"Invalid currency {raw!r}: use an ISO 4217 code such as USD.", pointer=pointer
+            400, f"Invalid currency {str(raw)[:20]!r}: use an ISO 4217 code such as USD.", pointer=pointer
         )
-    return code.upper()
+    return code
 
 
 def value_of(value: float | None, props: dict[str, Any]) -> Any:

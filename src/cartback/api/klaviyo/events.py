@@ -141,7 +141,7 @@ class _Plan:
         when = attrs.time or now
         self.unique_id = attrs.unique_id or when.astimezone(UTC).replace(microsecond=0).isoformat()
         self.props = dict(attrs.properties)
-        self.currency = ecommerce.currency_of(attrs.value_currency, self.props, f"{_ATTRS}/value_currency")
+        self.currency = ecommerce.currency_of(attrs.value_currency, self.props, _ATTRS)
         self.value = ecommerce.value_of(attrs.value, self.props)
         commerce = self.name == events.CHECKOUT_STARTED or self.name in _ORDER_STATUSES
         try:

@@ -218,9 +218,10 @@ def _cents(value: Any, currency: str, where: str, *, allow_negative: bool = Fals
 def _currency(value: Any, where: str) -> str | None:
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or len(value) != 3 or not value.isalpha() or not value.isascii():
-        raise errors.InvalidInput(f"{where} must be a three-letter ISO 4217 code such as USD")
-    return value.upper()
+    code = money.currency_code(value) if isinstance(value, str) else None
+    if code is None:
+        raise errors.InvalidInput(f"{where} must be an ISO 4217 currency code such as USD")
+    return code
 
 
 def _id(value: Any, where: str) -> str | None:

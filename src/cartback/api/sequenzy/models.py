@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from cartback.core import money
 from cartback.core.subscribers import Identity
 from cartback.store.subscribers import Subscriber
 
@@ -22,9 +23,10 @@ def check_email(value: str) -> str:
 
 
 def _currency(value: str) -> str:
-    if len(value) != 3 or not value.isalpha():
-        raise ValueError("must be a three-letter ISO 4217 code such as USD")
-    return value.upper()
+    code = money.currency_code(value)
+    if code is None:
+        raise ValueError(f"{value[:20]!r} is not an ISO 4217 currency code such as USD")
+    return code
 
 
 def _utc(value: datetime) -> datetime:
