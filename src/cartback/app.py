@@ -56,7 +56,11 @@ def build_worker(
     worker.event_hooks.append(webhooks.queue_for_event)
     worker.event_hooks.append(attribution.hook(attribution_rules(settings)))
     worker.duties.append(sender.duty_for(settings, worker.metrics))
-    hooks = webhook_sender.Sender(webhook_policy(settings), timeout=settings.webhook_timeout_seconds)
+    hooks = webhook_sender.Sender(
+        webhook_policy(settings),
+        timeout=settings.webhook_timeout_seconds,
+        allow_private=settings.webhook_allow_private,
+    )
     worker.duties.append(hooks)
     worker.on_stop.append(hooks.wait_idle)
     return worker

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # An endpoint is disabled once it has failed this many attempts in a row over at least this long.
     webhook_disable_after_failures: int = Field(10, gt=0)
     webhook_disable_after_seconds: float = Field(3 * 86400.0, ge=0)
+    # Webhooks go to public addresses only (docs/security.md); true also allows loopback, private,
+    # link-local and other internal addresses, for a store's own network (and tests' local receivers).
+    webhook_allow_private: bool = False
 
     # Recovered revenue (docs/analytics.md): an order is credited to a sequence email clicked or opened
     # this many days before it (Klaviyo's default), or received this many hours before it.

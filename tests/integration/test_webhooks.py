@@ -160,6 +160,7 @@ def api(db_url: str, make_workspace: Callable[[], Tenant]) -> Iterator[ApiClient
         webhook_timeout_seconds=5,
         webhook_disable_after_failures=3,
         webhook_disable_after_seconds=0,
+        webhook_allow_private=True,  # the receivers listen on 127.0.0.1
     )
     tenant = make_workspace()
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
@@ -325,7 +326,8 @@ def test_webhook_event_reaches_subscribed_endpoint_once_signed(api: ApiClient, r
     assert delivery["status"] == "succeeded" and delivery["attempts"] == 1
     assert delivery["id"] == got.headers["webhook-id"]
     assert delivery["eventId"] == payload["id"] and delivery["eventType"] == "subscriber.created"
-    assert delivery["lastStatusCode"] == 200 and delivery["lastResponseBody"].startswith("{")
+    assert delivery["lastStatusCode"] == 200
+    assert delivery["lastResponseBody"] is None  # a reply from a private address is never kept
 
     endpoint = api.get("/webhooks").json()["webhooks"][0]
     assert endpoint["lastSuccessAt"] is not None and endpoint["consecutiveFailures"] == 0
@@ -656,7 +658,7 @@ def test_webhook_deliveries_that_cannot_be_built_fail_alone(
         worker = FakeWorker(Database(db.url), clock)
         await worker.db.start()
         try:
-            sender = delivery.Sender(webhooks.Policy(retry_base=timedelta(seconds=10)))
+            sender = delivery.Sender(webhooks.Policy(retry_base=timedelta(seconds=10)), allow_private=True)
             done = await sender(worker)  # type: ignore[arg-type]
             await sender.wait_idle()
             return done

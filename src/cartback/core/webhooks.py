@@ -112,6 +112,8 @@ def check_url(url: str) -> str:
         raise errors.InvalidInput(f"url: {exc}") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise errors.InvalidInput("url must be an absolute http:// or https:// URL")
+    if "@" in parts.netloc:  # https://user:pass@host/ or the confusing https://trusted.example@10.0.0.1/
+        raise errors.InvalidInput("url must not carry a user name or password")
     if len(url) > 2000 or any(c.isspace() or ord(c) < 32 for c in url):
         raise errors.InvalidInput("url must be at most 2000 characters with no spaces or control characters")
     return url

@@ -18,6 +18,7 @@ from cartback import errors
 from cartback.api import deps
 from cartback.core import suppressions, webhooks
 from cartback.dashboard import web
+from cartback.delivery import targets
 from cartback.store import suppressions as suppression_store
 from cartback.store import workspaces
 from cartback.store.db import Tx
@@ -179,6 +180,7 @@ async def create_webhook(request: Request, viewer: web.Viewer = Depends(web.view
     chosen = form.get("events") or None
     now = services.clock.now()
     try:
+        await targets.check_url(_one(form, "url"), allow_private=services.settings.webhook_allow_private)
         _, secret = await services.db.write(
             lambda tx: webhooks.create(
                 tx,

@@ -33,6 +33,7 @@ import httpx
 from cartback import __version__
 from cartback.core import webhooks
 from cartback.core.clock import Clock
+from cartback.delivery import targets
 from cartback.store import webhooks as store
 from cartback.store.db import Tx
 
@@ -155,8 +156,12 @@ class Sender:
         timeout: float = 10.0,
         max_in_flight: int = 32,
         transport: httpx.AsyncBaseTransport | None = None,
+        allow_private: bool = False,
     ) -> None:
+        """`allow_private`: CARTBACK_WEBHOOK_ALLOW_PRIVATE; otherwise every connection goes through
+        targets.GuardedBackend (public addresses only, checked and pinned per connection)."""
         self.policy = policy
+        self.allow_private = allow_private
         self.timeout = timeout
         self.max_in_flight = max_in_flight
         self.transport = transport
@@ -220,9 +225,16 @@ class Sender:
             # The lease runs out and the delivery is sent again: at least once.
             log.exception("could not record webhook delivery %s", job.delivery_id)
 
+    def _transport(self) -> httpx.AsyncBaseTransport | None:
+        if self.transport is not None:
+            return self.transport
+        return None if self.allow_private else targets.guarded_transport()
+
     async def post(self, job: Job, clock: Clock) -> webhooks.Outcome:
         """POST one delivery. Never raises for what a receiver or the network can do: those are outcomes.
-        No redirects are followed (a 3xx is a failure), and only the first 2 KB of the reply is kept."""
+        No redirects are followed (a 3xx is a failure). The first 2 KB of the reply is kept only when the
+        connection went to a public address: what an internal service answers (a target allowed by
+        CARTBACK_WEBHOOK_ALLOW_PRIVATE) is never read back through the attempts API."""
         sent_at = clock.now()
         sent_headers = headers(job.secrets, job.delivery_id, int(sent_at.timestamp()), job.body)
         started = time.monotonic()
@@ -233,17 +245,18 @@ class Sender:
             async with (
                 asyncio.timeout(self.timeout),
                 httpx.AsyncClient(
-                    timeout=self.timeout, follow_redirects=False, transport=self.transport, trust_env=False
+                    timeout=self.timeout, follow_redirects=False, transport=self._transport(), trust_env=False
                 ) as client,
                 client.stream("POST", job.url, content=job.body, headers=sent_headers) as response,
             ):
                 status = response.status_code
-                kept = b""
-                async for chunk in response.aiter_bytes():
-                    kept += chunk
-                    if len(kept) >= RESPONSE_BODY_LIMIT:
-                        break
-                text = kept[:RESPONSE_BODY_LIMIT].decode("utf-8", errors="replace")
+                if targets.peer_is_public(response.extensions):
+                    kept = b""
+                    async for chunk in response.aiter_bytes():
+                        kept += chunk
+                        if len(kept) >= RESPONSE_BODY_LIMIT:
+                            break
+                    text = kept[:RESPONSE_BODY_LIMIT].decode("utf-8", errors="replace")
         except TimeoutError:
             error = f"timed out after {self.timeout:g}s"
         except httpx.TimeoutException:

@@ -16,6 +16,7 @@ from pydantic import Field
 from cartback.api import deps
 from cartback.api.sequenzy import models, principal
 from cartback.core import webhooks
+from cartback.delivery import targets
 from cartback.store import webhooks as store
 
 router = APIRouter(tags=["webhooks"])
@@ -107,6 +108,8 @@ async def create_webhook(
     body: CreateWebhookRequest, who: Who = Depends(principal), svc: Svc = Depends(deps.services)
 ) -> dict[str, Any]:
     """A new enabled endpoint and its first signing secret, which this response shows once."""
+    # Resolved here, before the write: a name lookup must not hold the database writer.
+    await targets.check_url(body.url, allow_private=svc.settings.webhook_allow_private)
     now = svc.clock.now()
     view, secret = await svc.db.write(
         lambda tx: webhooks.create(
@@ -132,6 +135,8 @@ async def update_webhook(
 ) -> dict[str, Any]:
     """Change what is given (null means unchanged). Disabling cancels pending deliveries; enabling clears
     the failure state, including an automatic disable."""
+    if body.url is not None:
+        await targets.check_url(body.url, allow_private=svc.settings.webhook_allow_private)
     now = svc.clock.now()
     view = await svc.db.write(
         lambda tx: webhooks.update(
