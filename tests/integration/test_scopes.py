@@ -223,3 +223,69 @@ def test_scopes_klaviyo_events_need_events_write(http, new_key):
     assert refused.status_code == 403
     (error,) = refused.json()["errors"]
     assert error["code"] == "permission_denied" and "'events:write' scope" in error["detail"]
+
+
+PERSON = {
+    "email": "known@example.com",
+    "firstName": "Jane",
+    "lastName": "Private",
+    "phone": "+15555550100",
+    "tags": ["vip"],
+    "customAttributes": {"birthday": "1990-01-01"},
+}
+
+
+def test_scopes_events_write_answers_a_known_subscriber_with_ids_and_flags_only(http, new_key):
+    from sequenzy.subscribers.types.create_subscribers_response import CreateSubscribersResponse
+
+    admin = new_key("admin")
+    assert http.post("/api/v1/subscribers", json=PERSON, headers=auth(admin)).status_code == 200
+    key = new_key("events:write")
+    res = http.post("/api/v1/subscribers", json={"email": PERSON["email"]}, headers=auth(key))
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert set(body["subscriber"]) == {"id", "created", "updated", "skipped"}
+    assert body["subscriber"]["id"].startswith("sub_") and body["subscriber"]["skipped"] is True
+    for secret in ("Jane", "Private", "5555550100", "vip", "1990-01-01"):
+        assert secret not in res.text
+    parsed = CreateSubscribersResponse.model_validate(body)  # the official SDK's model takes it
+    assert parsed.subscriber is not None and parsed.subscriber.id == body["subscriber"]["id"]
+    # A key that may read gets the whole subscriber, as before.
+    full = http.post("/api/v1/subscribers", json={"email": PERSON["email"]}, headers=auth(admin)).json()
+    assert full["subscriber"]["firstName"] == "Jane" and full["subscriber"]["tags"] == ["vip"]
+    assert full["subscriber"]["customAttributes"] == {"birthday": "1990-01-01"}
+
+
+def test_scopes_events_write_profile_import_answers_the_id_only(http, new_key):
+    from openapi_client.models.post_profile_response import PostProfileResponse
+
+    admin, key = new_key("admin"), new_key("events:write")
+
+    def profile_import(secret: str, attributes: dict[str, object]) -> object:
+        return http.post(
+            "/api/profile-import",
+            json={"data": {"type": "profile", "attributes": attributes}},
+            headers={"Authorization": f"Klaviyo-API-Key {secret}", "revision": "2026-10-15"},
+        )
+
+    made = profile_import(
+        admin,
+        {
+            "email": "k@example.com",
+            "first_name": "Kim",
+            "phone_number": "+15555550111",
+            "properties": {"p": 1},
+        },
+    )
+    assert made.status_code == 201, made.text
+    again = profile_import(key, {"email": "k@example.com"})
+    assert again.status_code == 200, again.text
+    data = again.json()["data"]
+    assert data["id"] == made.json()["data"]["id"] and data["attributes"] == {}
+    for secret in ("Kim", "5555550111", '"p"'):
+        assert secret not in again.text
+    assert PostProfileResponse.from_dict(again.json()).data.id == data["id"]  # the official SDK's model
+    new = profile_import(key, {"email": "new@example.com", "first_name": "Nora"})
+    assert new.status_code == 201 and new.json()["data"]["attributes"] == {} and "Nora" not in new.text
+    full = profile_import(admin, {"email": "k@example.com"}).json()["data"]["attributes"]
+    assert full["first_name"] == "Kim" and full["properties"] == {"p": 1}

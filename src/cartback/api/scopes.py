@@ -51,6 +51,13 @@ def allows(granted: tuple[str, ...], needed: str) -> bool:
     return needed in granted or ADMIN in granted
 
 
+def reads_back(principal: deps.Principal) -> bool:
+    """Whether an answer may show this key stored data. An ingest route answers an `events:write`-only key
+    with ids and flags alone: a key that may write into a record must not read it back (docs/apikeys.md);
+    otherwise a leaked storefront key would read any shopper's profile by submitting their address."""
+    return allows(principal.scopes, READ)
+
+
 def check(request: Request, principal: deps.Principal) -> deps.Principal:
     """Return the principal if its key may call this route, else raise Forbidden naming the scope."""
     needed = required(request)

@@ -264,8 +264,14 @@ async def create_or_update_profile(
         )
     now = svc.clock.now()
 
+    full = scopes.reads_back(who)
+
     def write(tx: Tx) -> tuple[dict[str, Any], bool]:
         sub, created = profiles.upsert(tx, who.workspace_id, data, now, profile_id=profile_id)
+        if not full:
+            # The id and, by the status, whether it was new; the SDK's attributes are all optional.
+            url = f"{jsonapi.base_url(request)}/api/profiles/{sub.id}"
+            return jsonapi.resource("profile", sub.id, {}, url), created
         return profile_resource(request, sub, profiles.last_event_at(tx, who.workspace_id, sub.id)), created
 
     try:

@@ -78,13 +78,13 @@ async def create_subscriber(
     strategy = body.duplicate_strategy or subscribers.DEFAULT_DUPLICATE_STRATEGY
     now = svc.clock.now()
     saved = await svc.db.write(lambda tx: subscribers.create(tx, who.workspace_id, data, strategy, now))
-    return {
-        "success": True,
-        "subscriber": _with_flags(
-            saved.subscriber, created=saved.created, updated=saved.updated, skipped=saved.skipped
-        ),
-        "optIn": models.OPT_IN,
-    }
+    flags = {"created": saved.created, "updated": saved.updated, "skipped": saved.skipped}
+    shown = (
+        _with_flags(saved.subscriber, **flags)
+        if scopes.reads_back(who)
+        else {"id": saved.subscriber.id, **flags}  # every field of Sequenzy's model is optional
+    )
+    return {"success": True, "subscriber": shown, "optIn": models.OPT_IN}
 
 
 # -- list ------------------------------------------------------------------------------------------
