@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 
-from cartback.store.tables import metadata
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from tests.conftest import PG_URL
+
+from cartback.store import db as db_module
+from cartback.store.db import sqlalchemy_url
+from cartback.store.tables import metadata, orders, workspaces
 
 
 def test_migrations_match_tables(db):
@@ -18,3 +30,68 @@ def test_migrations_match_tables(db):
 def test_migrate_twice_is_a_no_op(db):
     db.migrate()
     db.migrate()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_url(request, tmp_path) -> Iterator[str]:
+    """An empty database of each kind, for migrating step by step."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'steps.db'}"
+        return
+    admin = sa.create_engine(sqlalchemy_url(PG_URL), isolation_level="AUTOCOMMIT")
+    name = f"cartback_steps_{secrets.token_hex(4)}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def _upgrade(engine: sa.Engine, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(Path(db_module.__file__).parent / "migrations"))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+
+
+def test_migration_0017_makes_refunds_an_amount(empty_url):
+    """A full refund used to be a refunded order without an amount: after 0017 it is the order's total,
+    an order never refunded has 0, and a partial refund keeps its amount."""
+    engine = sa.create_engine(sqlalchemy_url(empty_url))
+    try:
+        _upgrade(engine, "0016")
+        now = datetime(2026, 11, 1, tzinfo=UTC)
+        with engine.begin() as conn:
+            conn.execute(workspaces.insert().values(id="ws_1", name="one", secret="s", created_at=now))
+            for order_id, status, total, refund in [
+                ("full", "refunded", 10000, None),
+                ("partial", "refunded", 3000, 1000),
+                ("placed", "placed", 500, None),
+                ("over", "refunded", 400, 900),
+            ]:
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO orders (id, workspace_id, order_id, subscriber_id, status, currency,"
+                        " total_cents, refund_amount_cents, items, properties, ordered_at, created_at,"
+                        " updated_at) VALUES (:id, 'ws_1', :order_id, 'sub_1', :status, 'USD', :total,"
+                        " :refund, '[]', '{}', :now, :now, :now)"
+                    ),
+                    {
+                        "id": f"ord_{order_id}",
+                        "order_id": order_id,
+                        "status": status,
+                        "total": total,
+                        "refund": refund,
+                        "now": now,
+                    },
+                )
+        _upgrade(engine, "head")
+        with engine.connect() as conn:
+            found = dict(conn.execute(sa.select(orders.c.order_id, orders.c.refund_amount_cents)).all())
+        assert found == {"full": 10000, "partial": 1000, "placed": 0, "over": 400}
+    finally:
+        engine.dispose()

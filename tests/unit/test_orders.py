@@ -14,7 +14,7 @@ def make(
     *,
     status: str = "placed",
     currency: str = "USD",
-    refund: int | None = None,
+    refund: int = 0,
     day: int = 1,
 ) -> Order:
     at = T0.replace(day=day)

@@ -1,8 +1,20 @@
-"""Orders: one row per orderId holding its latest status, one event per status reached, and the
-subscriber's revenue attributes recomputed from their orders so refunds and cancellations stay right."""
+"""Orders: one row per orderId holding its latest status and what was refunded of it, one event per
+status reached (one per refund), and the figures every surface shows of a customer's orders.
+
+The one order-status rule, whichever API reports the change:
+
+* every order was placed, whatever status it is first seen in; its total is set when it is placed (or
+  when a Sequenzy push states it) and a later status change keeps it;
+* refunds accumulate: each refund event with its own id is kept as its own event and adds its amount
+  to the order's refunded amount, capped at the order's total; a refund without an amount refunds
+  the rest. A Sequenzy push states the refunded amount so far instead, and that amount is taken;
+* a cancellation (with an amount or without) voids the whole order;
+* every status change keeps the sender's time: the event occurs when the sender says it did.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -10,6 +22,7 @@ from typing import Any
 from cartback import ids
 from cartback.core import events, money, subscribers
 from cartback.store import checkouts as checkout_store
+from cartback.store import events as event_store
 from cartback.store import orders as store
 from cartback.store import subscribers as subscriber_store
 from cartback.store.db import Tx
@@ -28,16 +41,28 @@ class CustomerTotals:
 
 @dataclass(frozen=True)
 class OrderInput:
+    """One report of an order: it was placed, or it changed status.
+
+    `total_cents` is the order's total when the sender states it (a Sequenzy push, a placed order);
+    None keeps the known total. `amount_cents` is the amount a status event carries (Klaviyo's value,
+    Segment's total): for a refund the amount refunded, and the order's total when the order was never
+    seen before. `refund_amount_cents` is a Sequenzy push's statement of everything refunded so far.
+    `event_id` is the sender's own id of this event (Klaviyo's unique_id, Segment's messageId): each
+    refund with its own id is a refund of its own. `occurred_at` is when the change happened."""
+
     order_id: str
     customer: subscribers.Identity
-    currency: str
-    total_cents: int
+    currency: str | None
+    total_cents: int | None
     status: str = "placed"
     order_number: str | None = None
     items: list[dict[str, Any]] = field(default_factory=list)
     properties: dict[str, Any] = field(default_factory=dict)
     ordered_at: datetime | None = None
     refund_amount_cents: int | None = None
+    amount_cents: int | None = None
+    event_id: str | None = None
+    occurred_at: datetime | None = None
     customer_totals: CustomerTotals | None = None
     source: str = "sequenzy"
 
@@ -71,9 +96,75 @@ def event_properties(order: Order) -> dict[str, Any]:
     }
 
 
+def refund_properties(order: Order, refund_cents: int) -> dict[str, Any]:
+    """A refund event's properties: the order as it is after the refund, with this refund's own amount
+    as `refundCents` and as the `value` that metric aggregates sum."""
+    return {
+        **event_properties(order),
+        "refundCents": refund_cents,
+        "value": money.to_major(refund_cents, order.currency),
+    }
+
+
+def _event_key(order_id: str, status: str, refund_key: str | None) -> str:
+    if status != "refunded" or refund_key is None:
+        return f"order:{order_id}:{status}"
+    # Hashed: a sender's id may be long and the key column is not.
+    digest = hashlib.sha256(refund_key.encode()).hexdigest()[:32]
+    return f"order:{order_id}:refunded:{digest}"
+
+
+def _refund_key(data: OrderInput, refunded_after: int) -> str:
+    """What makes a refund this one: the sender's event id; for a Sequenzy push, which states the order
+    as it is, the refunded amount it reaches (the same push again is the same refund)."""
+    if data.event_id is not None:
+        return f"{data.source}:{data.event_id}"
+    return f"{data.source}:total:{refunded_after}"
+
+
+def _total(existing: Order | None, data: OrderInput) -> int:
+    if data.total_cents is not None:
+        return data.total_cents
+    if existing is not None:
+        return existing.total_cents
+    # First seen in a later status: what that event carries is all that is known of the order.
+    return data.amount_cents or 0
+
+
+def _refunded_after(existing: Order | None, data: OrderInput, total: int) -> int:
+    before = existing.refund_amount_cents if existing is not None else 0
+    if data.refund_amount_cents is not None:
+        stated = data.refund_amount_cents  # a Sequenzy push: everything refunded so far
+    elif data.status != "refunded":
+        stated = before
+    elif existing is None or data.amount_cents is None:
+        stated = total  # a refund without an amount, or of an order never seen: the whole order
+    else:
+        stated = before + data.amount_cents
+    return min(stated, total)
+
+
 def record_order(tx: Tx, workspace_id: str, data: OrderInput, now: datetime) -> OrderRecorded:
+    """Apply one order report by the rule above. A report already applied (the same status, the same
+    refund) changes nothing and comes back as a duplicate."""
     subscriber, _ = subscribers.upsert(tx, workspace_id, data.customer, now)
     existing = store.find(tx, workspace_id, data.order_id)
+    total = _total(existing, data)
+    refunded = _refunded_after(existing, data, total)
+    refund_key = _refund_key(data, refunded) if data.status == "refunded" else None
+    status_key = _event_key(data.order_id, data.status, refund_key)
+    if existing is not None and data.status == "refunded":
+        applied = event_store.find_by_key(tx, workspace_id, status_key)
+        if applied is not None:
+            # This very refund again (a retry): it was added once, and nothing changes now.
+            placed = event_store.find_by_key(tx, workspace_id, _event_key(data.order_id, "placed", None))
+            event_ids = [e.id for e in (placed, applied) if e is not None]
+            return OrderRecorded(existing.order_id, subscriber.id, existing.status, event_ids, True)
+    refund_cents = refunded - (existing.refund_amount_cents if existing is not None else 0)
+    ordered_at = data.ordered_at or (
+        data.occurred_at if data.status == "placed" or existing is None else None
+    )
+    currency = data.currency or (existing.currency if existing is not None else "USD")
     if existing is None:
         order = Order(
             id=ids.new_id("ord"),
@@ -83,12 +174,12 @@ def record_order(tx: Tx, workspace_id: str, data: OrderInput, now: datetime) -> 
             subscriber_id=subscriber.id,
             checkout_id=data.checkout_id,
             status=data.status,
-            currency=data.currency,
-            total_cents=data.total_cents,
-            refund_amount_cents=data.refund_amount_cents,
+            currency=currency,
+            total_cents=total,
+            refund_amount_cents=refunded,
             items=data.items,
             properties=data.properties,
-            ordered_at=data.ordered_at or now,
+            ordered_at=ordered_at or now,
             created_at=now,
             updated_at=now,
         )
@@ -99,12 +190,13 @@ def record_order(tx: Tx, workspace_id: str, data: OrderInput, now: datetime) -> 
             order_number=data.order_number or existing.order_number,
             checkout_id=data.checkout_id or existing.checkout_id,
             status=data.status,
-            currency=data.currency,
-            total_cents=data.total_cents,
-            refund_amount_cents=_refund_after(existing, data),
+            # A status change of a known order keeps its currency and total unless the sender states them.
+            currency=currency if data.total_cents is not None else existing.currency,
+            total_cents=total,
+            refund_amount_cents=refunded,
             items=data.items or existing.items,
             properties={**existing.properties, **data.properties},
-            ordered_at=data.ordered_at or existing.ordered_at,
+            ordered_at=ordered_at or existing.ordered_at,
         )
         if order != existing:
             order = replace(order, updated_at=now)
@@ -114,19 +206,23 @@ def record_order(tx: Tx, workspace_id: str, data: OrderInput, now: datetime) -> 
         checkout_store.link_order(tx, workspace_id, order.checkout_id, order.order_id, now)
 
     # Every order was placed, whatever status it is first seen in; then the status it is in now.
-    reached = ["placed"] if order.status == "placed" else ["placed", order.status]
+    reached = ["placed"] if data.status == "placed" else ["placed", data.status]
     event_ids, duplicate = [], True
     for status in reached:
+        if status == "refunded":
+            properties = refund_properties(order, max(refund_cents, 0))
+        else:
+            properties = event_properties(order)
         recorded = events.record(
             tx,
             workspace_id,
             name=events.ORDER_EVENTS[status],
             source=data.source,
             subscriber_id=subscriber.id,
-            properties=event_properties(order),
+            properties=properties,
             now=now,
-            occurred_at=order.ordered_at if status == "placed" else now,
-            idempotency_key=f"order:{order.order_id}:{status}",
+            occurred_at=order.ordered_at if status == "placed" else (data.occurred_at or now),
+            idempotency_key=_event_key(order.order_id, status, refund_key),
         )
         event_ids.append(recorded.event.id)
         duplicate = duplicate and recorded.duplicate
@@ -142,44 +238,65 @@ def record_order(tx: Tx, workspace_id: str, data: OrderInput, now: datetime) -> 
     )
 
 
-def _refund_after(existing: Order, data: OrderInput) -> int | None:
-    """Each push describes the order as it is now. A `refunded` push without an amount is a full refund
-    (None), even after an earlier partial one; other statuses keep the amount already known."""
-    if data.refund_amount_cents is not None or data.status == "refunded":
-        return data.refund_amount_cents
-    return existing.refund_amount_cents
-
-
 def net_cents(order: Order) -> int:
     """What the customer finally paid for this order."""
     return net_of(order.status, order.total_cents, order.refund_amount_cents)
 
 
-def net_of(status: str, total_cents: int, refund_amount_cents: int | None) -> int:
-    """Nothing for a cancelled or fully refunded order; the total less the refund otherwise."""
+def net_of(status: str, total_cents: int, refunded_cents: int) -> int:
+    """Nothing for a cancelled order; the total less what was refunded otherwise."""
     if status == "cancelled":
         return 0
-    if status == "refunded" and refund_amount_cents is None:
-        return 0
-    return max(total_cents - (refund_amount_cents or 0), 0)
+    return max(total_cents - refunded_cents, 0)
 
 
-def revenue_attributes(orders: list[Order], totals: CustomerTotals | None = None) -> dict[str, Any]:
-    """ordersCount, totalSpent, ltv, aov, lastOrderAt as Sequenzy shows them in customAttributes.
+@dataclass(frozen=True)
+class OrderTotals:
+    """A customer's orders in one currency, as every surface shows them: the orders that still count
+    (neither cancelled nor refunded in full), what they came to net of refunds, and what was refunded."""
 
-    Amounts are summed in one currency only, the one of the latest order; orders in other currencies
-    are left out rather than added to a meaningless total. Cancelled and fully refunded orders do not
-    count; a partial refund lowers the total. Totals sent by the shop (customerTotals) win, since the
-    shop knows orders placed before cartback was connected."""
+    currency: str
+    orders: int
+    spent_cents: int
+    refunded_cents: int
+
+
+def totals(orders: list[Order]) -> list[OrderTotals]:
+    """Per currency, in currency order. Amounts of different currencies are never added together."""
+    out: dict[str, OrderTotals] = {}
+    for order in orders:
+        net = net_cents(order)
+        refunded = 0 if order.status == "cancelled" else min(order.refund_amount_cents, order.total_cents)
+        was = out.get(order.currency, OrderTotals(order.currency, 0, 0, 0))
+        out[order.currency] = OrderTotals(
+            order.currency,
+            was.orders + (1 if net > 0 else 0),
+            was.spent_cents + net,
+            was.refunded_cents + refunded,
+        )
+    return [out[c] for c in sorted(out)]
+
+
+def totals_for(tx: Tx, workspace_id: str, subscriber_id: str) -> list[OrderTotals]:
+    """The customer's order totals per currency (the dashboard's person page)."""
+    return totals(store.for_subscriber(tx, workspace_id, subscriber_id))
+
+
+def revenue_attributes(orders: list[Order], customer: CustomerTotals | None = None) -> dict[str, Any]:
+    """ordersCount, totalSpent, ltv, aov, lastOrderAt as Sequenzy shows them in customAttributes (and
+    Klaviyo in the profile's properties).
+
+    The figures are `totals` of one currency, the one of the latest order: the same counts and amounts
+    the person page shows for it. Totals sent by the shop (customerTotals) win, since the shop knows
+    orders placed before cartback was connected."""
     if not orders:
         return {}
     currency = max(orders, key=lambda o: (o.ordered_at, o.created_at)).currency
-    counted = [o for o in orders if o.currency == currency and net_cents(o) > 0]
-    count = len(counted)
-    spent = sum(net_cents(o) for o in counted)
-    if totals is not None:
-        count = totals.orders_count if totals.orders_count is not None else count
-        spent = totals.total_spent_cents if totals.total_spent_cents is not None else spent
+    mine = next(t for t in totals(orders) if t.currency == currency)
+    count, spent = mine.orders, mine.spent_cents
+    if customer is not None:
+        count = customer.orders_count if customer.orders_count is not None else count
+        spent = customer.total_spent_cents if customer.total_spent_cents is not None else spent
     last = max((o.ordered_at for o in orders if o.status != "cancelled"), default=None)
     return {
         "ordersCount": count,

@@ -11,9 +11,9 @@ from starlette.responses import Response
 
 from cartback import errors
 from cartback.api import deps
-from cartback.core import automations
+from cartback.core import automations, orders
 from cartback.dashboard import steps, web
-from cartback.store import enrollments, events, messages, people, sequences, subscribers
+from cartback.store import enrollments, events, messages, sequences, subscribers
 from cartback.store.db import Tx
 
 router = APIRouter()
@@ -60,7 +60,8 @@ def _profile(tx: Tx, workspace_id: str, subscriber_id: str) -> dict[str, Any]:
     sent, _ = messages.listing(tx, workspace_id, subscriber_id=sub.id, limit=50)
     return {
         "person": sub,
-        "totals": people.order_totals(tx, workspace_id, sub.id),
+        # The same figures as the subscriber's ordersCount / totalSpent attributes (core/orders.py).
+        "totals": orders.totals_for(tx, workspace_id, sub.id),
         "timeline": events.list_for_subscriber(tx, workspace_id, sub.id, limit=100),
         "runs": [
             Run(

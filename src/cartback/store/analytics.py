@@ -44,7 +44,7 @@ class RecoveredOrder:
     currency: str
     status: str
     total_cents: int
-    refund_amount_cents: int | None
+    refund_amount_cents: int
 
 
 def emails(

@@ -23,7 +23,8 @@ class Order:
     status: str
     currency: str
     total_cents: int
-    refund_amount_cents: int | None
+    # Everything refunded of the order so far (0: nothing), never more than its total.
+    refund_amount_cents: int
     items: list[dict[str, Any]]
     properties: dict[str, Any]
     ordered_at: datetime

@@ -240,7 +240,8 @@ orders = Table(
     Column("status", String(20), nullable=False),
     Column("currency", String(3), nullable=False),
     Column("total_cents", BigInteger, nullable=False),
-    Column("refund_amount_cents", BigInteger),
+    # Everything refunded of the order so far, at most its total (core/orders.py accumulates refunds).
+    Column("refund_amount_cents", BigInteger, nullable=False, server_default="0"),
     Column("items", JSONType, nullable=False),
     Column("properties", JSONType, nullable=False),
     Column("ordered_at", UTCDateTime, nullable=False),

@@ -3,7 +3,8 @@
 The metric names of CONTRACT.md's event model become canonical events through the same core paths as
 Sequenzy's: "Started Checkout" is a checkout (`core.checkouts`, snapshot and one
 ecommerce.checkout_started), "Placed/Cancelled/Refunded/Fulfilled Order" are order statuses
-(`core.orders`). Any other metric is a custom event of that name. A 202 means the event is committed.
+(`core.orders`). Any other metric is a custom event of that name. The event becomes one core action
+(`core.ingest`), applied as Segment's calls are. A 202 means the event is committed.
 
 `unique_id` is the idempotency key, per profile and metric as Klaviyo has it; without one Klaviyo uses
 the event time to the second, and so does cartback. A checkout is identified by its `checkout_id` or
@@ -24,10 +25,8 @@ from starlette.responses import Response
 
 from cartback.api import deps, scopes
 from cartback.api.klaviyo import ecommerce, filters, jsonapi, limits, models, principal
-from cartback.core import checkouts, events, identities, metrics, orders, profiles
-from cartback.core.subscribers import Identity
+from cartback.core import checkouts, events, ingest, metrics, orders
 from cartback.store import events as event_store
-from cartback.store import orders as order_store
 from cartback.store import subscribers as subscriber_store
 from cartback.store.db import Tx
 
@@ -124,146 +123,113 @@ async def create_event(
     now = svc.clock.now()
     if attrs.time is not None:
         limits.check_time(attrs.time, now, f"{_ATTRS}/time")
-    plan = _plan(attrs, now)
-    await svc.db.write(lambda tx: plan.record(tx, who.workspace_id, now))
+    message = ingest.Message(to_action(attrs, now))
+    await svc.db.write(lambda tx: ingest.apply(tx, who.workspace_id, [message], now))
     return Response(status_code=202)
 
 
-class _Plan:
-    """What one accepted event will do, decided before the transaction (pure), run inside it."""
+def to_action(attrs: EventAttributes, now: datetime) -> ingest.Action:
+    """What one accepted event does, decided before the transaction: a checkout, an order status change
+    or a custom event (core/ingest.py applies it)."""
+    profile = attrs.profile.data
+    identity = profile.attributes.identity()
+    name = events.canonical_name(attrs.metric.data.attributes.name.strip())
+    when = attrs.time or now
+    unique_id = attrs.unique_id or when.astimezone(UTC).replace(microsecond=0).isoformat()
+    props = dict(attrs.properties)
+    currency = ecommerce.currency_of(attrs.value_currency, props, _ATTRS)
+    value = ecommerce.value_of(attrs.value, props)
+    commerce = name == events.CHECKOUT_STARTED or name in _ORDER_STATUSES
+    try:
+        total_cents = ecommerce.to_cents(value, currency, f"{_ATTRS}/value")
+        items = ecommerce.items(props, currency, f"{_ATTRS}/properties")
+    except jsonapi.Problem:
+        # A checkout or order needs amounts it can store; a custom event may carry any number (a
+        # negative value, say), and simply gets no normalised amount then.
+        if commerce:
+            raise
+        total_cents = None
+        items = ecommerce.items(props, None, f"{_ATTRS}/properties", prices=False)
 
-    def __init__(self, attrs: EventAttributes, now: datetime) -> None:
-        self.attrs = attrs
-        self.profile = attrs.profile.data
-        self.identity = self.profile.attributes.identity()
-        self.name = events.canonical_name(attrs.metric.data.attributes.name.strip())
-        self.occurred_at = attrs.time
-        when = attrs.time or now
-        self.unique_id = attrs.unique_id or when.astimezone(UTC).replace(microsecond=0).isoformat()
-        self.props = dict(attrs.properties)
-        self.currency = ecommerce.currency_of(attrs.value_currency, self.props, _ATTRS)
-        self.value = ecommerce.value_of(attrs.value, self.props)
-        commerce = self.name == events.CHECKOUT_STARTED or self.name in _ORDER_STATUSES
-        try:
-            self.total_cents = ecommerce.to_cents(self.value, self.currency, f"{_ATTRS}/value")
-            self.items = ecommerce.items(self.props, self.currency, f"{_ATTRS}/properties")
-        except jsonapi.Problem:
-            # A checkout or order needs amounts it can store; a custom event may carry any number (a
-            # negative value, say), and simply gets no normalised amount then.
-            if commerce:
-                raise
-            self.total_cents = None
-            self.items = ecommerce.items(self.props, None, f"{_ATTRS}/properties", prices=False)
+    def auto_id() -> str:
+        who = [profile.id, identity.email and identity.email.lower(), identity.external_id, identity.phone]
+        return ecommerce.auto_id([*who, identity.anonymous_id, name, unique_id])
 
-    def _identity(self, tx: Tx, workspace_id: str, now: datetime) -> Identity:
-        identity = profiles.complete(tx, workspace_id, self.identity, self.profile.id)
-        # An anonymous profile now named with an email or external_id becomes that person, as in Klaviyo.
-        return identities.link(tx, workspace_id, identity, now)
-
-    def _auto_id(self) -> str:
-        ident = self.identity
-        who = [self.profile.id, ident.email and ident.email.lower(), ident.external_id, ident.phone]
-        return ecommerce.auto_id([*who, ident.anonymous_id, self.name, self.unique_id])
-
-    def record(self, tx: Tx, workspace_id: str, now: datetime) -> None:
-        if self.name == events.CHECKOUT_STARTED:
-            self._checkout(tx, workspace_id, now)
-        elif self.name in _ORDER_STATUSES:
-            self._order(tx, workspace_id, now)
-        else:
-            self._custom(tx, workspace_id, now)
-
-    def _checkout(self, tx: Tx, workspace_id: str, now: datetime) -> None:
-        props = {k: v for k, v in self.props.items() if k not in ("items", "Items")}
-        if self.attrs.value is not None:
-            props["$value"] = self.attrs.value
+    if name == events.CHECKOUT_STARTED:
+        kept = {k: v for k, v in props.items() if k not in ("items", "Items")}
+        if attrs.value is not None:
+            kept["$value"] = attrs.value
         checkout_id = (
-            ecommerce.checkout_id(self.props)
-            or self.attrs.unique_id
-            or ecommerce.first(self.props, ("$event_id",))
-            or self._auto_id()
+            ecommerce.checkout_id(props)
+            or attrs.unique_id
+            or ecommerce.first(props, ("$event_id",))
+            or auto_id()
         )
-        data = checkouts.CheckoutInput(
+        started = checkouts.CheckoutInput(
             checkout_id=str(checkout_id)[:255],
-            customer=self._identity(tx, workspace_id, now),
-            currency=self.currency,
-            total_cents=self.total_cents,
-            checkout_url=ecommerce.checkout_url(self.props),
-            items=self.items,
-            properties=props,
-            source=SOURCE,
-            occurred_at=self.occurred_at,
-        )
-        checkouts.record_checkout(tx, workspace_id, data, now)
-
-    def _order(self, tx: Tx, workspace_id: str, now: datetime) -> None:
-        status = _ORDER_STATUSES[self.name]
-        order_id = str(ecommerce.order_id(self.props) or self.attrs.unique_id or self._auto_id())[:255]
-        existing = order_store.find(tx, workspace_id, order_id)
-        total, refund = self.total_cents, None
-        if existing is not None:
-            if status == "refunded":
-                # Klaviyo's Refunded Order carries the amount refunded; the order keeps its total.
-                total = existing.total_cents
-                if self.total_cents is not None and self.total_cents < existing.total_cents:
-                    refund = self.total_cents
-            elif total is None:
-                total = existing.total_cents
-        currency = self.currency or (existing.currency if existing is not None else None) or "USD"
-        props = {k: v for k, v in self.props.items() if k not in ("items", "Items")}
-        checkout = ecommerce.checkout_id(self.props)
-        if checkout is not None:
-            props["checkoutId"] = checkout
-        if self.attrs.value is not None:
-            props["$value"] = self.attrs.value
-        data = orders.OrderInput(
-            order_id=order_id,
-            customer=self._identity(tx, workspace_id, now),
+            customer=identity,
             currency=currency,
-            total_cents=total or 0,
+            total_cents=total_cents,
+            checkout_url=ecommerce.checkout_url(props),
+            items=items,
+            properties=kept,
+            source=SOURCE,
+            occurred_at=attrs.time,
+        )
+        return ingest.CheckoutStarted(started, profile_id=profile.id)
+
+    if name in _ORDER_STATUSES:
+        status = _ORDER_STATUSES[name]
+        kept = {k: v for k, v in props.items() if k not in ("items", "Items")}
+        order_checkout = ecommerce.checkout_id(props)
+        if order_checkout is not None:
+            kept["checkoutId"] = order_checkout
+        if attrs.value is not None:
+            kept["$value"] = attrs.value
+        order = orders.OrderInput(
+            order_id=str(ecommerce.order_id(props) or attrs.unique_id or auto_id())[:255],
+            customer=identity,
+            currency=currency,
+            # A placed order states its total; any other status carries an amount: Refunded Order's is
+            # the amount refunded (core/orders.py).
+            total_cents=total_cents if status == "placed" else None,
+            amount_cents=None if status == "placed" else total_cents,
             status=status,
-            items=self.items,
-            properties=props,
-            ordered_at=self.occurred_at if status == "placed" else None,
-            refund_amount_cents=refund,
+            items=items,
+            properties=kept,
+            event_id=unique_id,
+            occurred_at=attrs.time,
             source=SOURCE,
         )
-        orders.record_order(tx, workspace_id, data, now)
+        return ingest.OrderStatusChange(order, profile_id=profile.id)
 
-    def _custom(self, tx: Tx, workspace_id: str, now: datetime) -> None:
-        props = dict(self.props)
-        if self.attrs.value is not None:
-            props["$value"] = self.attrs.value
-            props.setdefault("value", self.attrs.value)
-        if self.attrs.value_currency:
-            props["$value_currency"] = self.currency
-        if self.items and isinstance(props.get("items"), list):
-            props["items"] = self.items
-        if self.total_cents is not None:
-            props.setdefault("totalCents", self.total_cents)
-        if self.currency is not None:
-            props.setdefault("currency", self.currency)
-        url = ecommerce.checkout_url(self.props)
-        if url is not None:
-            props.setdefault("checkoutUrl", url)
-        checkout = ecommerce.checkout_id(self.props)
-        if checkout is not None:
-            props.setdefault("checkoutId", checkout)
-        profiles.record_event(
-            tx,
-            workspace_id,
-            self._identity(tx, workspace_id, now),
-            name=self.name,
-            properties=props,
-            unique_id=self.unique_id,
-            occurred_at=self.occurred_at,
-            now=now,
-            source=SOURCE,
-        )
-
-
-def _plan(attrs: EventAttributes, now: datetime) -> _Plan:
-    return _Plan(attrs, now)
+    custom = dict(props)
+    if attrs.value is not None:
+        custom["$value"] = attrs.value
+        custom.setdefault("value", attrs.value)
+    if attrs.value_currency:
+        custom["$value_currency"] = currency
+    if items and isinstance(custom.get("items"), list):
+        custom["items"] = items
+    if total_cents is not None:
+        custom.setdefault("totalCents", total_cents)
+    if currency is not None:
+        custom.setdefault("currency", currency)
+    url = ecommerce.checkout_url(props)
+    if url is not None:
+        custom.setdefault("checkoutUrl", url)
+    checkout = ecommerce.checkout_id(props)
+    if checkout is not None:
+        custom.setdefault("checkoutId", checkout)
+    return ingest.CustomEvent(
+        identity=identity,
+        name=name,
+        properties=custom,
+        occurred_at=attrs.time,
+        unique_id=unique_id,
+        source=SOURCE,
+        profile_id=profile.id,
+    )
 
 
 # -- reading events --------------------------------------------------------------------------------

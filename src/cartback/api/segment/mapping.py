@@ -1,5 +1,6 @@
-"""Segment messages as cartback actions: the e-commerce spec events become canonical checkouts and
-orders, `products[]` becomes the same `items` shape every surface stores, traits become a subscriber."""
+"""Segment messages as core ingest actions (`core.ingest`, the path Klaviyo's events take too): the
+e-commerce spec events become canonical checkouts and order status changes, `products[]` becomes the
+same `items` shape every surface stores, traits become a subscriber."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from typing import Any
 
 from cartback import errors, ids
 from cartback.api.segment import models
-from cartback.core import checkouts, events, money, subscribers
-from cartback.core import segment_messages as applying
+from cartback.core import checkouts, events, ingest, money, orders, subscribers
 
+SOURCE = "segment"
 # Amounts are stored in minor units as 64-bit integers; the Sequenzy API caps them the same way.
 MAX_CENTS = 10**15
 NAME_MAX = 255
@@ -24,33 +25,31 @@ _STATUS_OF = {name: status for status, name in events.ORDER_EVENTS.items()}
 _VIEWED = {"page": events.PAGE_VIEWED, "screen": events.SCREEN_VIEWED}
 
 
-def to_message(
-    msg: models.Message, where: str, *, sent_at: datetime | None, now: datetime
-) -> applying.Message:
+def to_message(msg: models.Message, where: str, *, sent_at: datetime | None, now: datetime) -> ingest.Message:
     """`where` names the message in errors (`batch[3]`), so a refused batch says which one was wrong."""
     message_id = msg.messageId or ids.new_id("seg")  # no messageId: nothing to deduplicate by
     if msg.type == "identify":
-        action: applying.Action = applying.Identify(identity(msg, where))
+        action: ingest.Action = ingest.ProfileChange(identity(msg, where))
     elif msg.type == "track":
         action = _track(msg, where, message_id, occurred_at(msg, where, sent_at=sent_at, now=now))
     elif msg.type == "alias" and msg.previousId and msg.userId:
-        action = applying.Alias(previous_id=msg.previousId, user_id=msg.userId)
+        action = ingest.Alias(previous_id=msg.previousId, user_id=msg.userId)
     elif msg.type in _VIEWED:
         # What was viewed: the call's name and category beside its properties (path, url, title ...).
         named = {k: v for k, v in (("name", msg.name), ("category", msg.category)) if v is not None}
         props = {**(msg.properties or {}), **named}
         occurred = occurred_at(msg, where, sent_at=sent_at, now=now)
-        action = applying.Track(identity(msg, where), _VIEWED[msg.type], props, occurred)
+        action = _custom(identity(msg, where), _VIEWED[msg.type], props, occurred, message_id)
     elif msg.type == "group" and msg.groupId:
         # The traits describe the group, so they stay on the event; the person learns their groupId.
         who = identity(msg, where)
         who = replace(who, attributes={**who.attributes, "groupId": msg.groupId})
         props = {"groupId": msg.groupId, "traits": dict(msg.traits or {})}
         occurred = occurred_at(msg, where, sent_at=sent_at, now=now)
-        action = applying.Track(who, events.GROUP_JOINED, props, occurred)
+        action = _custom(who, events.GROUP_JOINED, props, occurred, message_id)
     else:
-        action = applying.Ignored()
-    return applying.Message(message_id, msg.type, action)
+        action = ingest.Ignored()
+    return ingest.Message(action, message_id=message_id, type=msg.type)
 
 
 def occurred_at(msg: models.Message, where: str, *, sent_at: datetime | None, now: datetime) -> datetime:
@@ -94,7 +93,7 @@ def identity(msg: models.Message, where: str) -> subscribers.Identity:
     )
 
 
-def _track(msg: models.Message, where: str, message_id: str, occurred: datetime) -> applying.Action:
+def _track(msg: models.Message, where: str, message_id: str, occurred: datetime) -> ingest.Action:
     name = events.canonical_name((msg.event or "").strip())
     props = dict(msg.properties or {})
     who = identity(msg, where)
@@ -115,7 +114,7 @@ def _track(msg: models.Message, where: str, message_id: str, occurred: datetime)
         url = props.get("checkout_url")
         if url is not None and (not isinstance(url, str) or len(url) > URL_MAX):
             raise errors.InvalidInput(f"{where}.properties.checkout_url must be a URL of at most {URL_MAX}")
-        return applying.Checkout(
+        return ingest.CheckoutStarted(
             checkouts.CheckoutInput(
                 checkout_id=checkout_id,
                 customer=who,
@@ -124,7 +123,7 @@ def _track(msg: models.Message, where: str, message_id: str, occurred: datetime)
                 checkout_url=url or None,
                 items=items,
                 properties=props,
-                source=applying.SOURCE,
+                source=SOURCE,
                 occurred_at=occurred,
             )
         )
@@ -141,15 +140,25 @@ def _track(msg: models.Message, where: str, message_id: str, occurred: datetime)
             # Some shops send the refunded amount as a negative total.
             amount = _first_amount(props, unit, f"{where}.properties", allow_negative=True)
             amount = abs(amount) if amount is not None else None
-        return applying.Order(
-            identity=who,
-            order_id=order_id,
-            status=status,
-            currency=currency,
-            total_cents=amount,
-            items=items,
-            properties=props,
-            occurred_at=occurred,
+        if amount is None and items:
+            amount = sum(int(i.get("priceCents") or 0) * int(i.get("quantity") or 0) for i in items)
+        # A placed order states its total; Order Refunded's `total` is the amount refunded, and any
+        # other status keeps the order's total (core/orders.py).
+        placed = status == "placed"
+        return ingest.OrderStatusChange(
+            orders.OrderInput(
+                order_id=order_id,
+                customer=who,
+                currency=currency,
+                total_cents=amount if placed else None,
+                amount_cents=None if placed else amount,
+                status=status,
+                items=items,
+                properties=props,
+                event_id=message_id,
+                occurred_at=occurred,
+                source=SOURCE,
+            )
         )
 
     if name == events.PRODUCT_ADDED and products is None:
@@ -157,7 +166,22 @@ def _track(msg: models.Message, where: str, message_id: str, occurred: datetime)
         items = [_item(props, unit, f"{where}.properties")]
     if items:
         props["items"] = items
-    return applying.Track(who, name, props, occurred)
+    return _custom(who, name, props, occurred, message_id)
+
+
+def _custom(
+    who: subscribers.Identity, name: str, props: dict[str, Any], occurred: datetime, message_id: str
+) -> ingest.CustomEvent:
+    """An event of that name, unique by its messageId across the workspace."""
+    return ingest.CustomEvent(
+        identity=who,
+        name=name,
+        properties=props,
+        occurred_at=occurred,
+        unique_id=message_id,
+        source=SOURCE,
+        global_id=True,
+    )
 
 
 def _item(product: Any, currency: str, where: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends
 
 from cartback.api import deps, scopes
 from cartback.api.segment import SegmentRoute, mapping, models, principal
-from cartback.core import segment_messages
+from cartback.core import ingest
 
 # The route class inflates gzip bodies; an including router's route_class does not reach these routes.
 router = APIRouter(tags=["segment"], route_class=SegmentRoute)
@@ -28,7 +28,7 @@ async def _apply(
     now = svc.clock.now()
     batch = [mapping.to_message(m, w, sent_at=sent_at, now=now) for m, w in zip(messages, where, strict=True)]
     if batch:
-        await svc.db.write(lambda tx: segment_messages.apply_batch(tx, who.workspace_id, batch, now))
+        await svc.db.write(lambda tx: ingest.apply(tx, who.workspace_id, batch, now))
     return models.Accepted()
 
 
