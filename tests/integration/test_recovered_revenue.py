@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from tests import klaviyo_spec
 
 from cartback.app import create_app
 from cartback.core import aggregates
@@ -379,3 +380,51 @@ def test_recovered_revenue_counts_orders_from_any_surface(shop: Shop) -> None:
     shop.wait("dispatch", shop.settled)
     totals = recovery(shop, t0 - timedelta(hours=1))["totals"]
     assert (totals["checkoutsRecovered"], revenue(totals)) == (1, {"USD": (1, 3000)})
+
+
+def test_klaviyo_events_include_attributions_names_the_email_that_earned_the_order(shop: Shop) -> None:
+    """`GET /api/events?include=attributions` (Klaviyo's spec and both SDKs list it): the attributed
+    order's event relates to an attribution naming the email.sent event of the email that got the
+    credit, its sequence (flow) and message (flow-message); other events relate to none."""
+    seq = shop.post("/sequences", SEQUENCE)["sequence"]
+    shop.post(f"/sequences/{seq['id']}/enable", {})
+    shop.checkout(1)
+    shop.wait("the run waiting out its delay", lambda: shop.delayed() == 1)
+    shop.clock.advance(hours=1, minutes=1)
+    shop.wait("the email sent", lambda: shop.sent() == 1)
+    shop.click(1)
+    shop.clock.advance(hours=2)
+    shop.order(1)
+    shop.wait("dispatch", shop.settled)
+
+    def one(column: Any, **where: Any) -> Any:
+        table = column.table
+        query = sa.select(column).where(table.c.workspace_id == shop.workspace_id)
+        for name, value in where.items():
+            query = query.where(table.c[name] == value)
+        return shop.db.read_sync(lambda tx: tx.execute(query).scalar_one())
+
+    sent_event = one(events.c.id, name="email.sent")
+    order_event = one(events.c.id, name="ecommerce.order_placed")
+    message_id = one(messages.c.id)
+    attribution_id = one(attributions.c.id)
+
+    klaviyo = {"Authorization": f"Klaviyo-API-Key {shop.key}", "revision": "2026-07-15"}
+    res = shop.http.get("/api/events", params={"include": "attributions"}, headers=klaviyo)
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert klaviyo_spec.problems("GET /api/events", body) == []
+    credited = {e["id"]: e["relationships"]["attributions"]["data"] for e in body["data"]}
+    assert credited.pop(order_event) == [{"type": "attribution", "id": attribution_id}]
+    assert set(map(len, credited.values())) == {0}
+    [included] = body["included"]
+    assert included["id"] == attribution_id
+    assert included["relationships"] == {
+        "event": {"data": {"type": "event", "id": order_event}},
+        "attributed-event": {"data": {"type": "event", "id": sent_event}},
+        "flow": {"data": {"type": "flow", "id": seq["id"]}},
+        "flow-message": {"data": {"type": "flow-message", "id": message_id}},
+    }
+    single = shop.http.get(f"/api/events/{order_event}", params={"include": "attributions"}, headers=klaviyo)
+    assert klaviyo_spec.problems("GET /api/events/{id}", single.json()) == []
+    assert single.json()["included"] == [included]

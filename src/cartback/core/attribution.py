@@ -30,6 +30,7 @@ from typing import Any
 from cartback import ids
 from cartback.core import events
 from cartback.store import attributions as store
+from cartback.store import events as event_store
 from cartback.store.db import Tx
 from cartback.store.events import Event
 
@@ -163,6 +164,26 @@ def attribute(tx: Tx, event: Event, now: datetime, rules: Rules = DEFAULT_RULES)
     )
     store.insert(tx, row)
     return row
+
+
+@dataclass(frozen=True)
+class Credit:
+    """An attributed order event and the log's `email.sent` event of the email that earned it (None
+    when that event is gone)."""
+
+    attribution: store.Attribution
+    sent_event_id: str | None
+
+
+def credits(tx: Tx, workspace_id: str, event_ids: list[str]) -> dict[str, list[Credit]]:
+    """The credit of each of these events that is an attributed order, by event id (Klaviyo's
+    `include=attributions`)."""
+    out: dict[str, list[Credit]] = {}
+    for row in store.for_order_events(tx, workspace_id, event_ids):
+        # The key the sender gives each message's email.sent event (delivery/sender.py).
+        sent = event_store.find_by_key(tx, workspace_id, f"email.sent:{row.message_id}")
+        out.setdefault(row.order_event_id, []).append(Credit(row, sent.id if sent else None))
+    return out
 
 
 def hook(rules: Rules = DEFAULT_RULES) -> Callable[[Tx, Event, datetime, dict[Any, Any]], None]:

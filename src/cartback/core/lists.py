@@ -19,7 +19,7 @@ from cartback.core import events
 from cartback.store import lists as store
 from cartback.store import subscribers as subscriber_store
 from cartback.store.db import Tx
-from cartback.store.lists import SubscriberList
+from cartback.store.lists import SubscriberList as SubscriberList  # re-exported for api/
 
 NAME_MAX = 255
 
@@ -102,6 +102,11 @@ def delete(tx: Tx, workspace_id: str, list_id: str) -> int:
 
 def list_all(tx: Tx, workspace_id: str) -> list[SubscriberList]:
     return store.list_all(tx, workspace_id)
+
+
+def current_lists(tx: Tx, workspace_id: str, subscriber_id: str) -> list[SubscriberList]:
+    """The lists the subscriber is on now (not those they left), oldest membership first."""
+    return [m.list for m in store.memberships(tx, workspace_id, subscriber_id) if m.unsubscribed_at is None]
 
 
 def join(tx: Tx, workspace_id: str, subscriber_id: str, item: SubscriberList, now: datetime) -> bool:

@@ -76,6 +76,18 @@ def for_order(tx: Tx, workspace_id: str, order_id: str) -> Attribution | None:
     return None if row is None else Attribution(**{n: getattr(row, n) for n in _COLUMNS})
 
 
+def for_order_events(tx: Tx, workspace_id: str, event_ids: list[str]) -> list[Attribution]:
+    """The attributions of these order events (at most one each), by the order_event_id index."""
+    if not event_ids:
+        return []
+    rows = tx.execute(
+        sa.select(attributions)
+        .where(attributions.c.workspace_id == workspace_id, attributions.c.order_event_id.in_(event_ids))
+        .order_by(attributions.c.id)
+    ).all()
+    return [Attribution(**{n: getattr(row, n) for n in _COLUMNS}) for row in rows]
+
+
 def touches(tx: Tx, workspace_id: str, subscriber_id: str, since: datetime, until: datetime) -> list[Touch]:
     """The subscriber's clicks, opens and receipts of sequence emails between `since` and `until`
     (inclusive): three small indexed reads (events by subscriber and time, their messages, their

@@ -24,8 +24,9 @@ from pydantic import Field, model_validator
 from starlette.responses import Response
 
 from cartback.api import deps, scopes
+from cartback.api.klaviyo import attributions as attribution_routes
 from cartback.api.klaviyo import ecommerce, filters, jsonapi, limits, models, principal
-from cartback.core import checkouts, events, ingest, metrics, orders
+from cartback.core import attribution, checkouts, events, ingest, metrics, orders
 from cartback.store import events as event_store
 from cartback.store import subscribers as subscriber_store
 from cartback.store.db import Tx
@@ -235,17 +236,23 @@ def to_action(attrs: EventAttributes, now: datetime) -> ingest.Action:
 # -- reading events --------------------------------------------------------------------------------
 
 _EVENT_SORTS = ("datetime", "-datetime", "timestamp", "-timestamp")
-_INCLUDES = ("metric", "profile")
+# What Klaviyo's spec lists for GET /api/events and /api/events/{id}.
+_INCLUDES = ("attributions", "metric", "profile")
 _ONE_MICROSECOND = timedelta(microseconds=1)
 
 
-def event_resource(request: Request, event: event_store.Event) -> dict[str, Any]:
+def event_resource(
+    request: Request, event: event_store.Event, credits: list[attribution.Credit] | None = None
+) -> dict[str, Any]:
+    """`credits`: the event's attributions, when they were asked for (`include=attributions`)."""
     base = jsonapi.base_url(request)
     relationships = {
         "metric": jsonapi.relationship("metric", metrics.metric_id(event.workspace_id, event.name))
     }
     if event.subscriber_id is not None:
         relationships["profile"] = jsonapi.relationship("profile", event.subscriber_id)
+    if credits is not None:
+        relationships["attributions"] = jsonapi.to_many("attribution", [c.attribution.id for c in credits])
     attributes = {
         "timestamp": int(event.occurred_at.timestamp()),
         "event_properties": event.properties,
@@ -291,14 +298,20 @@ def _window(tx: Tx, workspace_id: str, text: str | None) -> event_store.Window:
 _BOUNDS = ("greater-or-equal", "greater-than", "less-or-equal", "less-than")
 
 
-def _includes(include: str | None) -> list[str]:
-    wanted = [part.strip() for part in (include or "").split(",") if part.strip()]
-    unknown = [w for w in wanted if w not in _INCLUDES]
-    if unknown:
-        raise jsonapi.Problem(
-            400, f"Invalid include {', '.join(unknown)}: use {', '.join(_INCLUDES)}", parameter="include"
-        )
-    return wanted
+def _resources(
+    tx: Tx, request: Request, workspace_id: str, found: list[event_store.Event], wanted: list[str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """The events as resources, and what `include` asked for beside them (None: nothing was)."""
+    credits = (
+        attribution.credits(tx, workspace_id, [e.id for e in found]) if "attributions" in wanted else None
+    )
+    data = [event_resource(request, e, None if credits is None else credits.get(e.id, [])) for e in found]
+    if not wanted:
+        return data, None
+    included = _included(tx, request, workspace_id, found, wanted)
+    for event_credits in (credits or {}).values():
+        included.extend(attribution_routes.resource(request, c) for c in event_credits)
+    return data, included
 
 
 def _included(
@@ -335,32 +348,35 @@ async def get_events(
     fields_profile: str | None = Query(None, alias="fields[profile]", max_length=2000),
 ) -> dict[str, Any]:
     """Events of every surface, oldest first (`sort=-datetime`: newest first), `filter` by metric_id,
-    profile_id, datetime and timestamp, `page[size]` per page with a `links.next` cursor."""
+    profile_id, datetime and timestamp, `page[size]` per page with `links.next` and `links.prev` cursors;
+    `include` any of attributions, metric, profile."""
     if sort is not None and sort not in _EVENT_SORTS:
         raise jsonapi.Problem(400, f"Invalid sort {sort!r}: use {', '.join(_EVENT_SORTS)}", parameter="sort")
     descending = bool(sort and sort.startswith("-"))
-    wanted = _includes(include)
-    token = jsonapi.page_cursor(page_cursor)
+    wanted = jsonapi.includes(include, _INCLUDES)
+    cursor = jsonapi.read_cursor(page_cursor, 2)
     after = None
-    if token is not None:
-        at, last_id = jsonapi.decode_cursor(token, 2)
+    if cursor is not None:
+        at, last_id = cursor.key
         try:
             after = (filters.as_datetime(at), str(last_id))
         except filters.FilterError as exc:
             raise jsonapi.Problem(
                 400, "page[cursor] is not a valid cursor", parameter="page[cursor]"
             ) from exc
+    # A prev cursor reads the rows before it in the opposite order; paginate turns them back.
+    backward = cursor is not None and cursor.backward
 
     def read(tx: Tx) -> dict[str, Any]:
-        window = replace(_window(tx, who.workspace_id, filter), after=after, descending=descending)
-        found = event_store.page(tx, who.workspace_id, window, page_size + 1)
-        more = len(found) > page_size
-        found = found[:page_size]
-        cursor = None
-        if more and found:
-            cursor = jsonapi.encode_cursor([jsonapi.iso(found[-1].occurred_at), found[-1].id])
-        included = _included(tx, request, who.workspace_id, found, wanted) if wanted else None
-        return jsonapi.collection([event_resource(request, e) for e in found], request, cursor, included)
+        window = replace(
+            _window(tx, who.workspace_id, filter), after=after, descending=descending != backward
+        )
+        rows = event_store.page(tx, who.workspace_id, window, page_size + 1)
+        found, following, prev = jsonapi.paginate(
+            rows, page_size, cursor, lambda e: [jsonapi.iso(e.occurred_at), e.id]
+        )
+        data, included = _resources(tx, request, who.workspace_id, found, wanted)
+        return jsonapi.collection(data, request, following, included, prev)
 
     return await svc.db.read(read)
 
@@ -373,14 +389,14 @@ async def get_event(
     svc: deps.Services = Depends(deps.services),
     include: str | None = Query(None, max_length=200),
 ) -> dict[str, Any]:
-    wanted = _includes(include)
+    wanted = jsonapi.includes(include, _INCLUDES)
 
     def read(tx: Tx) -> dict[str, Any] | None:
         event = event_store.find_by_id(tx, who.workspace_id, event_id)
         if event is None:
             return None
-        included = _included(tx, request, who.workspace_id, [event], wanted) if wanted else None
-        return jsonapi.document(event_resource(request, event), request, included=included)
+        [data], included = _resources(tx, request, who.workspace_id, [event], wanted)
+        return jsonapi.document(data, request, included=included)
 
     found = await svc.db.read(read)
     if found is None:

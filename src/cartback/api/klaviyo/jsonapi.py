@@ -11,9 +11,10 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
@@ -23,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from cartback import errors
 
 MEDIA_TYPE = "application/vnd.api+json"
+T = TypeVar("T")
 
 
 class JsonApiResponse(JSONResponse):
@@ -198,19 +200,40 @@ def collection(
     request: Request,
     next_cursor: str | None,
     included: list[dict[str, Any]] | None = None,
+    prev_cursor: str | None = None,
 ) -> dict[str, Any]:
-    """A collection document. `links.next` repeats the request's query with the new `page[cursor]`."""
-    links: dict[str, Any] = {"self": str(request.url), "next": None, "prev": None}
-    if next_cursor is not None:
-        query = [
-            (k, v) for k, v in parse_qsl(request.url.query, keep_blank_values=True) if k != "page[cursor]"
-        ]
-        query.append(("page[cursor]", next_cursor))
-        links["next"] = f"{base_url(request)}{request.url.path}?{urlencode(query)}"
+    """A collection document. `links.next` and `links.prev` repeat the request's query with their
+    `page[cursor]`, and are left out, not null, where there is no such page: Klaviyo's spec types them as
+    strings (CollectionLinks), and the SDK takes either."""
+    links: dict[str, Any] = {"self": str(request.url)}
+    for name, cursor in (("next", next_cursor), ("prev", prev_cursor)):
+        if cursor is not None:
+            query = [
+                (k, v) for k, v in parse_qsl(request.url.query, keep_blank_values=True) if k != "page[cursor]"
+            ]
+            query.append(("page[cursor]", cursor))
+            links[name] = f"{base_url(request)}{request.url.path}?{urlencode(query)}"
     body: dict[str, Any] = {"data": data, "links": links}
     if included is not None:
         body["included"] = included
     return body
+
+
+def includes(raw: str | None, allowed: Sequence[str]) -> list[str]:
+    """The `include` list of a request. Every relationship Klaviyo lists for the endpoint is accepted (the
+    resources cartback has are included, the others are empty); anything else is Klaviyo's 400."""
+    wanted = list(dict.fromkeys(part.strip() for part in (raw or "").split(",") if part.strip()))
+    unknown = [w for w in wanted if w not in allowed]
+    if unknown:
+        raise Problem(
+            400, f"Invalid include {', '.join(unknown)}: use {', '.join(allowed)}", parameter="include"
+        )
+    return wanted
+
+
+def to_many(kind: str, idents: Sequence[str]) -> dict[str, Any]:
+    """A to-many relationship without links; empty where cartback has none of that kind."""
+    return {"data": [{"type": kind, "id": ident} for ident in idents]}
 
 
 # -- cursors ---------------------------------------------------------------------------------------
@@ -236,12 +259,56 @@ def page_cursor(raw: str | None) -> str | None:
     return raw.lstrip("=") or None
 
 
-def decode_cursor(token: str, length: int) -> list[Any]:
+@dataclass(frozen=True)
+class Cursor:
+    """A page's position: the sort key of the row it starts after (a `links.next` cursor), or of the row
+    it ends before (`links.prev`: the rows are read in reverse order, then turned back)."""
+
+    key: list[Any]
+    backward: bool = False
+
+
+_DIRECTIONS = {"next": False, "prev": True}
+
+
+def read_cursor(raw: str | None, length: int) -> Cursor | None:
+    """`page[cursor]` in any of the SDK's forms, for a sort key of `length` values. A cursor of the key
+    alone (as cartback wrote them before it had `links.prev`) reads forward."""
+    token = page_cursor(raw)
+    if token is None:
+        return None
+    values = decode_cursor(token, None)
+    if len(values) == length + 1 and values[0] in _DIRECTIONS:
+        return Cursor(values[1:], _DIRECTIONS[values[0]])
+    if len(values) == length:
+        return Cursor(values)
+    raise Problem(400, "page[cursor] is not a valid cursor", parameter="page[cursor]")
+
+
+def paginate(
+    rows: list[T], size: int, cursor: Cursor | None, key: Callable[[T], list[Any]]
+) -> tuple[list[T], str | None, str | None]:
+    """A page of `rows` (read from the cursor in its direction, `size` + 1 at most, so one more tells
+    whether the page has a successor there) with its next and prev cursors."""
+    more = len(rows) > size
+    rows = rows[:size]
+    if cursor is not None and cursor.backward:
+        rows.reverse()
+        prev = encode_cursor(["prev", *key(rows[0])]) if more and rows else None
+        following = encode_cursor(["next", *key(rows[-1])]) if rows else None
+    else:
+        following = encode_cursor(["next", *key(rows[-1])]) if more and rows else None
+        # A page reached by a cursor has rows before it: at least the one the cursor names.
+        prev = encode_cursor(["prev", *key(rows[0])]) if cursor is not None and rows else None
+    return rows, following, prev
+
+
+def decode_cursor(token: str, length: int | None) -> list[Any]:
     try:
         padded = token + "=" * (-len(token) % 4)
         values = orjson.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
     except (ValueError, binascii.Error, UnicodeEncodeError, orjson.JSONDecodeError):
         values = None
-    if not isinstance(values, list) or len(values) != length:
+    if not isinstance(values, list) or (length is not None and len(values) != length):
         raise Problem(400, "page[cursor] is not a valid cursor", parameter="page[cursor]")
     return values

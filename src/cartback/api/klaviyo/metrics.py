@@ -19,6 +19,17 @@ Svc = deps.Services
 
 INTEGRATION = {"object": "integration", "id": "cartback", "key": "api", "name": "API", "category": "API"}
 _INTEGRATION_FILTERS = {"integration.name": "name", "integration.category": "category"}
+# What Klaviyo's spec lists for the metric endpoints. A flow-trigger is a Klaviyo flow started by the
+# metric; cartback's sequences are not served as Klaviyo flows, so the relationship is always empty.
+_INCLUDES = ("flow-triggers",)
+
+
+def _with_includes(data: list[dict[str, Any]], wanted: list[str]) -> list[dict[str, Any]] | None:
+    if not wanted:
+        return None
+    for resource in data:
+        resource.setdefault("relationships", {})["flow-triggers"] = jsonapi.to_many("flow", [])
+    return []
 
 
 def metric_resource(request: Request, metric: metrics.Metric) -> dict[str, Any]:
@@ -61,15 +72,18 @@ async def get_metrics(
     filter: str | None = Query(None, max_length=2000),
     page_cursor: str | None = Query(None, alias="page[cursor]", max_length=4000),
     fields_metric: str | None = Query(None, alias="fields[metric]", max_length=2000),
+    include: str | None = Query(None, max_length=200),
 ) -> dict[str, Any]:
     """Every metric of this workspace, in one page."""
+    wanted = jsonapi.includes(include, _INCLUDES)
     if not _matches_integration(filter):
-        return jsonapi.collection([], request, None)
+        return jsonapi.collection([], request, None, _with_includes([], wanted))
 
     def read(tx: Tx) -> list[dict[str, Any]]:
         return [metric_resource(request, m) for m in metrics.list_metrics(tx, who.workspace_id)]
 
-    return jsonapi.collection(await svc.db.read(read), request, None)
+    data = await svc.db.read(read)
+    return jsonapi.collection(data, request, None, _with_includes(data, wanted))
 
 
 @router.get("/metrics/{metric_id}")
@@ -79,8 +93,11 @@ async def get_metric(
     who: Who = Depends(principal),
     svc: Svc = Depends(deps.services),
     fields_metric: str | None = Query(None, alias="fields[metric]", max_length=2000),
+    include: str | None = Query(None, max_length=200),
 ) -> dict[str, Any]:
+    wanted = jsonapi.includes(include, _INCLUDES)
     found = await svc.db.read(lambda tx: metrics.find(tx, who.workspace_id, metric_id))
     if found is None:
         raise jsonapi.Problem(404, f"No metric with id {metric_id!r}.", parameter="id")
-    return jsonapi.document(metric_resource(request, found), request)
+    data = metric_resource(request, found)
+    return jsonapi.document(data, request, included=_with_includes([data], wanted))

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from cartback.api import deps, scopes
 from cartback.api.klaviyo import filters, jsonapi, limits, models, principal
-from cartback.core import profiles
+from cartback.core import lists, profiles
 from cartback.store import subscribers as store
 from cartback.store.db import Tx
 from cartback.store.subscribers import Subscriber
@@ -35,6 +35,29 @@ _IDENTIFIER_FILTERS = {
     "anonymous_id": "anonymous_ids",
 }
 _SORTS = ("created", "updated", "email", "id")
+# What Klaviyo's spec lists for GET /api/profiles, and for GET /api/profiles/{id}. cartback has lists;
+# it has no segments, push tokens or conversations, so those relationships are always empty.
+_LIST_INCLUDES = ("conversations", "push-tokens")
+_ONE_INCLUDES = ("conversations", "lists", "push-tokens", "segments")
+_RESOURCE_TYPES = {
+    "conversations": "conversation",
+    "lists": "list",
+    "push-tokens": "push-token",
+    "segments": "segment",
+}
+# Klaviyo's profile location: every key present, null when unknown.
+_LOCATION_KEYS = (
+    "address1",
+    "address2",
+    "city",
+    "country",
+    "latitude",
+    "longitude",
+    "region",
+    "zip",
+    "timezone",
+    "ip",
+)
 
 
 def _text(value: Any) -> str | None:
@@ -42,10 +65,11 @@ def _text(value: Any) -> str | None:
     return None if value is None else value if isinstance(value, str) else str(value)
 
 
-def _location(value: Any) -> dict[str, Any] | None:
-    if not isinstance(value, dict):
-        return None
-    return {k: (v if k in _LOCATION_NUMBERS else _text(v)) for k, v in value.items() if v is not None}
+def _location(value: Any) -> dict[str, Any]:
+    """Always an object, as Klaviyo's spec has it (the profile's `location` is a ProfileLocation)."""
+    given = value if isinstance(value, dict) else {}
+    shown = {k: (v if k in _LOCATION_NUMBERS else _text(v)) for k, v in given.items() if v is not None}
+    return {**dict.fromkeys(_LOCATION_KEYS), **shown}
 
 
 def profile_resource(request: Request, sub: Subscriber, last_event: Any = None) -> dict[str, Any]:
@@ -73,6 +97,34 @@ def profile_resource(request: Request, sub: Subscriber, last_event: Any = None) 
 
 def resources(tx: Tx, request: Request, workspace_id: str, subs: list[Subscriber]) -> list[dict[str, Any]]:
     return [profile_resource(request, sub, profiles.last_event_at(tx, workspace_id, sub.id)) for sub in subs]
+
+
+def list_resource(request: Request, item: lists.SubscriberList) -> dict[str, Any]:
+    attributes = {
+        "name": item.name,
+        "created": jsonapi.iso(item.created_at),
+        "updated": jsonapi.iso(item.updated_at),
+        # cartback adds people to lists directly: there is no confirmation step.
+        "opt_in_process": "single_opt_in",
+    }
+    return jsonapi.resource("list", item.id, attributes, f"{jsonapi.base_url(request)}/api/lists/{item.id}")
+
+
+def _with_includes(
+    tx: Tx, request: Request, workspace_id: str, data: list[dict[str, Any]], wanted: list[str]
+) -> list[dict[str, Any]] | None:
+    """Each asked relationship on every profile, and the included resources (None: none was asked)."""
+    if not wanted:
+        return None
+    included: list[dict[str, Any]] = []
+    for resource in data:
+        relationships = resource.setdefault("relationships", {})
+        for name in wanted:
+            found = lists.current_lists(tx, workspace_id, resource["id"]) if name == "lists" else []
+            relationships[name] = jsonapi.to_many(_RESOURCE_TYPES[name], [item.id for item in found])
+            included.extend(list_resource(request, item) for item in found)
+    # A list on several profiles is included once.
+    return list({(r["type"], r["id"]): r for r in included}.values())
 
 
 def _filter_query(text: str | None) -> dict[str, Any]:
@@ -125,14 +177,17 @@ async def get_profiles(
     page_cursor: str | None = Query(None, alias="page[cursor]", max_length=4000),
     fields_profile: str | None = Query(None, alias="fields[profile]", max_length=2000),
     additional_fields: str | None = Query(None, alias="additional-fields[profile]", max_length=2000),
+    include: str | None = Query(None, max_length=200),
 ) -> dict[str, Any]:
-    """Profiles of this workspace, `filter=equals(email,"...")` and the like, `page_size` per page."""
+    """Profiles of this workspace, `filter=equals(email,"...")` and the like, `page_size` per page with
+    `links.next` and `links.prev` cursors."""
     given = _filter_query(filter)
     name, descending = _sort(sort)
-    token = jsonapi.page_cursor(page_cursor)
+    wanted = jsonapi.includes(include, _LIST_INCLUDES)
+    cursor = jsonapi.read_cursor(page_cursor, 2)
     after = None
-    if token is not None:
-        value, last_id = jsonapi.decode_cursor(token, 2)
+    if cursor is not None:
+        value, last_id = cursor.key
         if not isinstance(last_id, str):
             raise jsonapi.Problem(400, "page[cursor] is not a valid cursor", parameter="page[cursor]")
         if name in ("created", "updated"):
@@ -143,35 +198,46 @@ async def get_profiles(
                     400, "page[cursor] is not a valid cursor", parameter="page[cursor]"
                 ) from exc
         after = (value, last_id)
-    query = store.ProfileQuery(**given, sort=name, descending=descending, after=after)
+    # A prev cursor reads the rows before it in the opposite order; paginate turns them back.
+    backward = cursor is not None and cursor.backward
+    query = store.ProfileQuery(**given, sort=name, descending=descending != backward, after=after)
 
-    def read(tx: Tx) -> tuple[list[dict[str, Any]], str | None]:
-        subs = store.profile_page(tx, who.workspace_id, query, page_size + 1)
-        more = len(subs) > page_size
-        subs = subs[:page_size]
-        cursor = None
-        if more and subs:
-            last = store.sort_value(subs[-1], name)
-            last_value = jsonapi.iso(last) if name in ("created", "updated") else last
-            cursor = jsonapi.encode_cursor([last_value, subs[-1].id])
-        return resources(tx, request, who.workspace_id, subs), cursor
+    def key(sub: Subscriber) -> list[Any]:
+        value = store.sort_value(sub, name)
+        return [jsonapi.iso(value) if name in ("created", "updated") else value, sub.id]
 
-    data, cursor = await svc.db.read(read)
-    return jsonapi.collection(data, request, cursor)
+    def read(tx: Tx) -> dict[str, Any]:
+        rows = store.profile_page(tx, who.workspace_id, query, page_size + 1)
+        subs, following, prev = jsonapi.paginate(rows, page_size, cursor, key)
+        data = resources(tx, request, who.workspace_id, subs)
+        included = _with_includes(tx, request, who.workspace_id, data, wanted)
+        return jsonapi.collection(data, request, following, included, prev)
+
+    return await svc.db.read(read)
 
 
 @router.get("/profiles/{profile_id}")
 async def get_profile(
-    profile_id: str, request: Request, who: Who = Depends(principal), svc: Svc = Depends(deps.services)
+    profile_id: str,
+    request: Request,
+    who: Who = Depends(principal),
+    svc: Svc = Depends(deps.services),
+    include: str | None = Query(None, max_length=200),
 ) -> dict[str, Any]:
-    def read(tx: Tx) -> list[dict[str, Any]]:
+    wanted = jsonapi.includes(include, _ONE_INCLUDES)
+
+    def read(tx: Tx) -> dict[str, Any] | None:
         sub = store.find_by_id(tx, who.workspace_id, profile_id)
-        return [] if sub is None else resources(tx, request, who.workspace_id, [sub])
+        if sub is None:
+            return None
+        data = resources(tx, request, who.workspace_id, [sub])
+        included = _with_includes(tx, request, who.workspace_id, data, wanted)
+        return jsonapi.document(data[0], request, included=included)
 
     found = await svc.db.read(read)
-    if not found:
+    if found is None:
         raise jsonapi.Problem(404, f"No profile with id {profile_id!r}.", parameter="id")
-    return {"data": found[0], "links": {"self": str(request.url)}}
+    return found
 
 
 def _input(body: models.ProfileBody) -> profiles.ProfileInput:
