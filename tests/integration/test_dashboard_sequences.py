@@ -275,3 +275,24 @@ def test_dashboard_sequence_list_shows_status_and_step_figures(shop, db, clock):
     assert '<td class="num">1</td>' in row  # enrolled
     detail = client.get(f"/app/sequences/{seq.id}").text
     assert "1 enrolled" in detail and "1 running" in detail
+
+
+NESTED_LOOPS = "{% for i in (1..3000) %}{% for j in (1..3000) %}{% endfor %}{% endfor %}"
+
+
+def test_dashboard_editor_refuses_a_template_over_the_render_limits_naming_the_step(shop, db):
+    import time
+
+    client, tenant = shop
+    heavy = {**FORM, "step_html": ["<p>Hi</p>", "<p>one</p>\n" + NESTED_LOOPS]}
+    started = time.perf_counter()
+    reply = post_form(client, "/app/sequences/new", heavy, action="save")
+    assert reply.status_code == 400 and "Not saved" in reply.text
+    assert "Step 2 html: template exceeds the resource limits: more than 10,000 loop iterations" in reply.text
+    assert 'id="html1" name="step_html" rows="14" spellcheck="false" aria-invalid="true"' in reply.text
+    assert stored(db, tenant.id) == []
+    token = csrf_of(client.get("/app/sequences/new").text)
+    preview = client.post("/app/sequences/preview?step=1", data={**heavy, "csrf_token": token})
+    assert preview.status_code == 200 and "Cannot preview" in preview.text
+    assert "more than 10,000 loop iterations" in preview.text
+    assert time.perf_counter() - started < 5

@@ -185,3 +185,28 @@ def test_email_step_can_use_the_shipped_abandoned_cart_template(app_client):
     assert email["config"]["subject"] and "checkoutUrl" in email["config"]["html"]
     bad = app_client.post("/sequences", {**FLOW, "steps": [{"type": "email", "template": "nope"}]})
     assert bad.status_code == 400 and "unknown template" in bad.json()["error"]
+
+
+NESTED_LOOPS = "{% for i in (1..3000) %}{% for j in (1..3000) %}{% endfor %}{% endfor %}"
+
+
+def test_a_template_over_the_render_limits_is_refused_at_save_naming_the_step(app_client):
+    import time
+
+    steps = [FLOW["steps"][0], {**FLOW["steps"][1], "html": "<p>again</p>" + NESTED_LOOPS}]
+    started = time.perf_counter()
+    res = app_client.post("/sequences", {**FLOW, "steps": steps})
+    assert time.perf_counter() - started < 2
+    assert res.status_code == 400, res.text
+    error = res.json()["error"]
+    assert res.json()["success"] is False
+    assert "steps (" in error and ".html: template exceeds the resource limits" in error
+    assert "more than 10,000 loop iterations" in error and "line 1" in error
+    seq = create(app_client)
+    edit = app_client.http.put(
+        f"/api/v1/sequences/{seq['id']}", json={"steps": [{"nodeId": "node_2", "html": NESTED_LOOPS}]}
+    )
+    assert edit.status_code == 400 and "steps (node_2).html" in edit.json()["error"]
+    assert "loop iterations" in edit.json()["error"]
+    kept = app_client.get(f"/sequences/{seq['id']}").json()["sequence"]
+    assert {n["id"]: n for n in kept["nodes"]}["node_2"]["config"]["html"] == FLOW["steps"][0]["html"]

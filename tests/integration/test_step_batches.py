@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from cartback.core import checkouts, orders, sequences, subscribers
@@ -219,18 +220,29 @@ def test_a_failing_step_holds_up_no_other_in_its_batch(db, make_workspace):
     )
 
 
-def test_a_step_whose_template_cannot_render_fails_its_run_alone(db, make_workspace):
-    """Workspace A's stored step renders into an error (a template saved before save-time rendering, or
-    failing only on this run's data); its runs are claimed in one batch with workspace B's. B's messages
-    are queued in that same round, set-wise; A's run ends failed with the step and the reason, at once,
-    instead of being claimed again at every lease expiry."""
+@pytest.mark.parametrize(
+    ("html", "reason"),
+    [
+        ("<p>{{ 10 | divided_by: 0 }}</p>", "html: divided_by: can't divide by 0 at line 1, column 12"),
+        (
+            "<p>{% for i in (1..3000) %}{% for j in (1..3000) %}{% endfor %}{% endfor %}</p>",
+            "html: template exceeds the resource limits: more than 10,000 loop iterations"
+            " at line 1, column 7",
+        ),
+    ],
+    ids=["filter-error", "over-the-limits"],
+)
+def test_a_step_whose_template_cannot_render_fails_its_run_alone(db, make_workspace, html, reason):
+    """Workspace A's stored step renders into an error (a filter's impossible argument; a template over
+    the resource limits, saved before the check at save or over them only on this run's data); its runs
+    are claimed in one batch with workspace B's. B's messages are queued in that same round, set-wise;
+    A's run ends failed with the step and the reason, at once, instead of being claimed again at every
+    lease expiry."""
     a, b = make_workspace().id, make_workspace().id
     bad = _sequence(db, a, {**ABANDONED, "name": "bad"})
     _sequence(db, b, {**ABANDONED, "name": "good"})
     nodes = [
-        {**n, "config": {**n["config"], "html": "<p>{{ 10 | divided_by: 0 }}</p>"}}
-        if n["type"] == "email"
-        else n
+        {**n, "config": {**n["config"], "html": html}} if n["type"] == "email" else n
         for n in bad.definition["nodes"]
     ]
     db.write_sync(
@@ -258,9 +270,7 @@ def test_a_step_whose_template_cannot_render_fails_its_run_alone(db, make_worksp
     [failed] = _rows(db, enrollments, a)
     node = next(n["id"] for n in nodes if n["type"] == "email")
     assert failed.status == "failed" and failed.next_run_at is None and failed.lease_owner is None
-    assert failed.stop_reason == (
-        f"step {node}: the email cannot be rendered: html: divided_by: can't divide by 0 at line 1, column 12"
-    )
+    assert failed.stop_reason == f"step {node}: the email cannot be rendered: {reason}"
     history = db.read_sync(lambda tx: enrollment_store.history(tx, a, failed.id))
     assert ("failed", failed.stop_reason) in [(h.action, h.detail) for h in history]
     assert [r.status for r in _rows(db, enrollments, b)] == ["completed", "completed"]

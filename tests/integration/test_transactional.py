@@ -256,3 +256,49 @@ def test_transactional_send_applies_reply_to_and_custom_headers(app_client, db):
     (row,) = _messages(db, app_client.tenant.id)
     assert row.reply_to == '"Help, Desk" <help@shop.example.com>'
     assert row.headers == {"X-Campaign": "spring-sale", "X-Order-Ref": "A-1001"}
+
+
+NESTED_LOOPS = "{% for i in (1..3000) %}{% for j in (1..3000) %}{% endfor %}{% endfor %}"
+
+
+def test_transactional_templates_over_the_render_limits_are_refused_and_fail_their_send(app_client, db):
+    """Refused at save (create and update) and in a preview or send of direct content, each a quick 400
+    naming the field; a template stored over the limits anyway (written before the check) fails its own
+    send with the reason and stores nothing, while other sends go on."""
+    import time
+
+    from cartback.store.tables import transactional_templates
+
+    started = time.perf_counter()
+    created = app_client.post("/transactional", {"name": "Heavy", "subject": "Hi", "html": NESTED_LOOPS})
+    assert created.status_code == 400
+    assert created.json()["error"].startswith("html: template exceeds the resource limits")
+    ok = app_client.post("/transactional", {"name": "Light", "subject": "Hi", "html": "<p>ok</p>"})
+    assert ok.status_code == 200
+    patched = app_client.patch("/transactional/light", {"subject": NESTED_LOOPS})
+    assert patched.status_code == 400 and "subject: template exceeds" in patched.json()["error"]
+    for preview in (True, None):
+        sent = app_client.post(
+            "/transactional/send",
+            {"to": "p@example.com", "subject": "S", "body": "<p>x</p>" + NESTED_LOOPS, "preview": preview},
+        )
+        assert sent.status_code == 400 and "more than 10,000 loop iterations" in sent.json()["error"]
+    assert time.perf_counter() - started < 5
+
+    db.write_sync(
+        lambda tx: tx.execute(
+            transactional_templates.update()
+            .where(
+                transactional_templates.c.workspace_id == app_client.tenant.id,
+                transactional_templates.c.slug == "light",
+            )
+            .values(html="<p>stored</p>" + NESTED_LOOPS)
+        )
+    )
+    stored = app_client.post("/transactional/send", {"to": "p@example.com", "slug": "light"})
+    assert stored.status_code == 400, stored.text
+    assert "html: template exceeds the resource limits" in stored.json()["error"]
+    assert _messages(db, app_client.tenant.id) == []
+    fine = app_client.post("/transactional/send", {"to": "q@example.com", "subject": "S", "body": "<p>b</p>"})
+    assert fine.status_code == 200
+    assert [m.to_email for m in _messages(db, app_client.tenant.id)] == ["q@example.com"]

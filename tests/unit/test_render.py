@@ -315,3 +315,75 @@ def test_render_default_template_checks_clean() -> None:
     render.check("subject", content["subject"])
     render.check("previewText", content["previewText"])
     render.check("html", content["html"], html=True)
+
+
+# -- resource limits --------------------------------------------------------------------------------
+
+X120 = "x" * 120
+# Each exceeds one limit on any context, and each ran for seconds to minutes (or without end) unlimited.
+OVER_LIMITS = {
+    "nested loops": (
+        "{% for i in (1..3000) %}{% for j in (1..3000) %}{% endfor %}{% endfor %}",
+        "more than 10,000 loop iterations",
+    ),
+    "loops one after another": (
+        "{% for i in (1..9999) %}{% endfor %}" * 50,
+        "more than 10,000 loop iterations",
+    ),
+    "a reversed huge range": (
+        "{% for i in (1..100000000) reversed %}{% endfor %}",
+        "more than 10,000 loop iterations",
+    ),
+    "tablerows": (
+        "{% tablerow i in (1..3000) %}{% tablerow j in (1..3000) %}{% endtablerow %}{% endtablerow %}",
+        "more than 10,000 loop iterations",
+    ),
+    "a filter over a huge range": ("{{ (1..100000000) | join: ',' }}", "handed to filters"),
+    "filters over the largest string, in a loop": (
+        "{% capture s %}{% for i in (1..4000) %}" + X120 + "{% endfor %}{% endcapture %}"
+        "{% for i in (1..1000) %}{{ s | split: '' | sort | size }}{% endfor %}",
+        "more than 2,000,000 characters and items handed to filters",
+    ),
+    "a string doubled": (
+        "{% assign s = 'xxxxxxxxxx' %}{% for i in (1..100) %}{% assign s = s | append: s %}{% endfor %}",
+        "more than 500,000 bytes of assigned variables",
+    ),
+    "output": ("{% for i in (1..9000) %}" + X120 + "{% endfor %}", "more than 500,000 bytes of output"),
+}
+
+
+@pytest.mark.parametrize("name", list(OVER_LIMITS))
+def test_render_limits_refuse_at_check_and_at_render_quickly(name: str) -> None:
+    import time
+
+    source, reason = OVER_LIMITS[name]
+    started = time.perf_counter()
+    with pytest.raises(render.RenderError, match="template exceeds the resource limits") as at_save:
+        render.check("html", source, html=True)
+    assert reason in str(at_save.value) and str(at_save.value).startswith("html: ")
+    with pytest.raises(render.RenderError) as at_send:
+        render.render_email({"subject": "s", "html": source}, _context())
+    assert reason in str(at_send.value)
+    assert time.perf_counter() - started < 2
+
+
+def test_render_limits_leave_real_templates_alone() -> None:
+    """The shipped template, a loop over a cart and a few filters over a large body all render."""
+    render.check("html", render.default_template("abandoned_cart")["html"], html=True)
+    assert render.render_email({"template": "abandoned_cart"}, render.SAMPLE_CONTEXT).html
+    body = (
+        "{% capture s %}{% for i in (1..3000) %}"
+        + X120
+        + "{% endfor %}{% endcapture %}{{ s | upcase | size }}"
+    )
+    render.check("html", body, html=True)
+    assert "360000" in (render.render_email({"subject": "s", "html": body}, _context()).html or "")
+    limited = "{% for i in (1..100000000) limit: 3 %}{{ i }}{% endfor %}"
+    assert "123" in (render.render_email({"subject": "s", "html": limited}, _context()).html or "")
+
+
+def test_render_check_refuses_limits_only_not_what_sample_data_cannot_render() -> None:
+    """A template that fails on the sample data for another reason may be right for real data."""
+    render.check("html", "{{ 10 | divided_by: subscriber.attributes.count }}", html=True)
+    with pytest.raises(render.RenderError, match="divided_by"):
+        render.render_email({"subject": "s", "html": "{{ 10 | divided_by: 0 }}"}, _context())

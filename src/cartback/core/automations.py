@@ -1083,8 +1083,12 @@ def simulate(
             at = at + sequences.duration(node["config"])
         step["at"] = _iso(at)
         if node["type"] == "email":
-            rendered = render.render_email(node["config"], ctx)
-            step.update(subject=rendered.subject, html=rendered.html, text=rendered.text)
+            try:
+                rendered = render.render_email(node["config"], ctx)
+            except render.TemplateError as exc:  # what the step would do: fail the run with this reason
+                step["error"] = f"the email cannot be rendered: {exc}"
+            else:
+                step.update(subject=rendered.subject, html=rendered.html, text=rendered.text)
         path.append(step)
         node_id = node.get("next")
     return {

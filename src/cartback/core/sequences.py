@@ -677,7 +677,8 @@ def timeout(config: dict[str, Any]) -> timedelta:
 
 
 def check_templates(definition: Definition) -> None:
-    """Refuse, at save time, email content whose templates do not parse (with line and column)."""
+    """Refuse, at save time, email content whose templates do not parse (with line and column) or exceed the
+    resource limits on a sample context (render.check, docs/templates.md "Limits")."""
     from cartback.delivery import render
 
     for node in definition.data["nodes"]:

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from liquid import Environment
 from liquid.exceptions import LiquidError
 
 from cartback import errors, ids
@@ -56,7 +55,8 @@ def slugify(value: str) -> str:
 
 
 def check_content(subject: str | None, preview_text: str | None, html: str | None, text: str | None) -> None:
-    """Refuse content whose Liquid does not parse, naming the field, line and column."""
+    """Refuse content whose Liquid does not parse (naming the field, line and column) or exceeds the
+    resource limits on a sample context (render.check)."""
     try:
         render.check("subject", subject)
         render.check("previewText", preview_text)
@@ -66,7 +66,8 @@ def check_content(subject: str | None, preview_text: str | None, html: str | Non
         raise errors.InvalidInput(str(exc)) from exc
 
 
-_ANALYSIS = Environment()
+# Static analysis only (nothing is rendered with it), in the same limited environment as every template.
+_ANALYSIS = render.LimitedEnvironment()
 
 
 def variables_used(*sources: str | None) -> list[str]:

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.datastructures import FormData
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -196,29 +197,14 @@ def _preview_context(tx: Tx, workspace_id: str, form: editor.Form) -> tuple[dict
         )
     return (
         {
-            "subscriber": {"firstName": "Jane", "lastName": "Doe", "email": "jane@example.com"},
-            "event": SAMPLE_EVENT,
+            "subscriber": render.SAMPLE_SUBSCRIBER,
+            "event": render.SAMPLE_EVENT,
             "checkout": {},
             "workspace": {"id": workspace_id},
             "sequence": {"name": form.name},
         },
         "Rendered against a sample checkout (no matching event in this workspace yet).",
     )
-
-
-SAMPLE_EVENT: dict[str, Any] = {
-    "name": events.CHECKOUT_STARTED,
-    "checkoutId": "sample-checkout",
-    "checkoutUrl": "https://shop.example.com/checkout/sample",
-    "totalCents": 8850,
-    "currency": "USD",
-    "value": 88.5,
-    "items": [
-        {"title": "Protein Powder", "quantity": 1, "priceCents": 5900, "imageUrl": None},
-        {"title": "Shaker Bottle", "quantity": 2, "priceCents": 1475, "imageUrl": None},
-    ],
-    "properties": {},
-}
 
 
 @router.post("/sequences/preview")
@@ -235,10 +221,16 @@ async def preview(
     ctx, source = await deps.services_of(request).db.read(
         lambda tx: _preview_context(tx, viewer.workspace_id, form)
     )
-    try:
+
+    def checked_render() -> render.Rendered:
         for attribute, wire, html in _FIELDS:
             render.check(f"Step {step + 1} {wire}", getattr(form.steps[step], attribute), html=html)
-        rendered = render.render_email(content, ctx)
+        return render.render_email(content, ctx)
+
+    try:
+        # In a worker thread: rendering is bounded (docs/templates.md, "Limits") but still CPU, and the
+        # event loop serves every workspace.
+        rendered = await anyio.to_thread.run_sync(checked_render)
     except render.TemplateError as exc:
         return _preview_page("_preview_error.html", message=str(exc))
     except Exception as exc:
@@ -275,7 +267,9 @@ async def create(request: Request, viewer: web.Viewer = Depends(web.viewer)) -> 
     try:
         seq = await services.db.write(lambda tx: core_sequences.create(tx, viewer.workspace_id, body, now))
     except errors.InvalidInput as exc:
-        return _editor_page(request, form, seq=None, problem=locate(form, exc.message))
+        return _editor_page(
+            request, form, seq=None, problem=await anyio.to_thread.run_sync(locate, form, exc.message)
+        )
     return RedirectResponse(f"{web.PREFIX}/sequences/{seq.id}?saved=1", status_code=303)
 
 
@@ -328,7 +322,13 @@ async def save(request: Request, sequence_id: str, viewer: web.Viewer = Depends(
     try:
         await services.db.write(lambda tx: core_sequences.update(tx, viewer.workspace_id, seq.id, body, now))
     except errors.InvalidInput as exc:
-        return _editor_page(request, form, seq=seq, figures=figures, problem=locate(form, exc.message))
+        return _editor_page(
+            request,
+            form,
+            seq=seq,
+            figures=figures,
+            problem=await anyio.to_thread.run_sync(locate, form, exc.message),
+        )
     return RedirectResponse(f"{web.PREFIX}/sequences/{seq.id}?saved=1", status_code=303)
 
 

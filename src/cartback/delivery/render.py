@@ -2,8 +2,9 @@
 that is sent: CSS inlined, a hidden preheader, a text part when the step has none, click-tracked links and
 an open pixel.
 
-HTML output is auto-escaped; a variable that is missing renders empty; a template that does not parse is
-refused when it is saved, with its position. docs/templates.md describes what templates see.
+HTML output is auto-escaped; a variable that is missing renders empty; a template that does not parse, or
+that exceeds the resource limits on a sample context, is refused when it is saved, with its position.
+docs/templates.md describes what templates see and the limits.
 """
 
 from __future__ import annotations
@@ -19,8 +20,15 @@ from typing import Any
 
 import css_inline
 from babel import Locale, UnknownLocaleError, numbers
-from liquid import BoundTemplate, Environment, Undefined
-from liquid.exceptions import LiquidError
+from liquid import BoundTemplate, Environment, Token, Undefined
+from liquid.context import RenderContext
+from liquid.exceptions import (
+    LiquidError,
+    LocalNamespaceLimitError,
+    LoopIterationLimitError,
+    OutputStreamLimitError,
+    ResourceLimitError,
+)
 
 from cartback.core import money
 from cartback.delivery.links import LinkSigner
@@ -86,8 +94,91 @@ def _money(cents: Any, currency: Any = None, locale: Any = None) -> str:
     return _format_money(minor, code, where)
 
 
+# -- resource limits -----------------------------------------------------------------------------------
+#
+# Templates are written by tenants and rendered on a shared server, so one render must not be able to
+# take seconds of CPU or hundreds of MB: python-liquid's own limits, plus two it lacks. Each applies to one
+# render of one field (subject, preview text, HTML or text); the largest template within them renders in
+# well under a second. docs/templates.md ("Limits") lists them for template authors.
+
+# Loop iterations: python-liquid counts nested loops as the product of their lengths; _LimitedContext
+# also counts all the loops of a render together (fifty loops of 9,999 one after the other are 500,000
+# iterations) and refuses a range longer than this before a loop or a filter walks it.
+LOOP_ITERATION_LIMIT = 10_000
+# Bytes written by a render (the output, and every `capture`): an email over ~100 KB is clipped by Gmail.
+OUTPUT_LIMIT = 500_000
+# Bytes (sys.getsizeof) of the variables a template assigns or captures.
+LOCAL_NAMESPACE_LIMIT = 500_000
+# Nested render contexts (python-liquid's default; no `include`/`render` loader is configured anyway).
+CONTEXT_DEPTH_LIMIT = 30
+# Characters (of strings) and items (of arrays, hashes and ranges) handed to filters, summed over a
+# render: a filter costs about as much as what it is given, and a loop of filters over the largest
+# string the other limits allow would otherwise still take minutes.
+FILTER_WORK_LIMIT = 2_000_000
+
+
+class FilterWorkLimitError(ResourceLimitError):
+    """Filters were handed more than FILTER_WORK_LIMIT characters and items in one render."""
+
+
+def _size(value: object) -> int:
+    if isinstance(value, str | list | tuple | dict | range):
+        return len(value)
+    return 1
+
+
+class _LimitedContext(RenderContext):
+    """python-liquid's render context with the two limits it lacks (see LOOP_ITERATION_LIMIT and
+    FILTER_WORK_LIMIT), through the hooks it offers for them."""
+
+    __slots__ = ("filter_work", "iterations")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.iterations = 0
+        self.filter_work = 0
+
+    def raise_for_loop_limit(self, length: int = 1) -> None:
+        super().raise_for_loop_limit(length)
+        self.iterations += length
+        if self.iterations > LOOP_ITERATION_LIMIT:
+            raise LoopIterationLimitError("loop iteration limit reached", token=None)
+
+    def stopindex(self, key: str, index: int | None = None) -> int:
+        # Called with the end of a loop's slice before the loop reverses or skips into it: a range of a
+        # hundred million would be walked (or listed) before the loop limit is checked.
+        if index is not None and index > LOOP_ITERATION_LIMIT:
+            raise LoopIterationLimitError("loop iteration limit reached", token=None)
+        return super().stopindex(key, index)
+
+    def filter(self, name: str, token: Token | None) -> Any:
+        func = super().filter(name, token)
+
+        def limited(left: object, *args: object, **kwargs: object) -> object:
+            self.filter_work += _size(left) + sum(map(_size, args)) + sum(map(_size, kwargs.values()))
+            if self.filter_work > FILTER_WORK_LIMIT:
+                raise FilterWorkLimitError("filter work limit reached", token=None)
+            return func(left, *args, **kwargs)
+
+        return limited
+
+
+class _LimitedTemplate(BoundTemplate):
+    context_class = _LimitedContext
+
+
+class LimitedEnvironment(Environment):
+    """The Liquid environment of every template cartback parses or renders."""
+
+    loop_iteration_limit = LOOP_ITERATION_LIMIT
+    output_stream_limit = OUTPUT_LIMIT
+    local_namespace_limit = LOCAL_NAMESPACE_LIMIT
+    context_depth_limit = CONTEXT_DEPTH_LIMIT
+    template_class = _LimitedTemplate
+
+
 def _environment(autoescape: bool) -> Environment:
-    env = Environment(autoescape=autoescape)
+    env = LimitedEnvironment(autoescape=autoescape)
     env.filters["money"] = _money
     return env
 
@@ -157,16 +248,94 @@ def _failing_markup(source: str, html: bool) -> str:
     return _line_and_column(source, opened[-1][1]) if opened else ""
 
 
-def check(field: str, source: str | None, *, html: bool = False) -> None:
-    """Raise TemplateError if `source` does not parse."""
-    if not source:
-        return
+def _parsed(field: str, source: str, html: bool) -> BoundTemplate:
+    """The compiled template; TemplateError naming the field, line and column if it does not parse."""
     try:
-        _compiled(source, html)
+        return _compiled(source, html)
     except LiquidError as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         where = _position(exc) or _failing_markup(source, html)
         raise TemplateError(f"{field}: template error{where}: {message}") from exc
+
+
+def check(field: str, source: str | None, *, html: bool = False) -> None:
+    """Raise TemplateError if `source` does not parse, or RenderError if rendering it against a sample
+    context (SAMPLE_CONTEXT) exceeds the resource limits: refused at save, so that such a template is
+    not found out one message at a time. Other errors on the sample data are not refusals: a template
+    may well expect data the sample does not have."""
+    if not source:
+        return
+    _parsed(field, source, html)
+    limit = _trial(source, html)
+    if limit is not None:
+        raise RenderError(f"{field}: {limit}")
+
+
+@functools.lru_cache(maxsize=512)
+def _trial(source: str, html: bool) -> str | None:
+    """The resource limit rendering `source` against SAMPLE_CONTEXT exceeds, described, or None."""
+    try:
+        _compiled(source, html).render(**SAMPLE_CONTEXT)
+    except ResourceLimitError as exc:
+        return _limit_message(exc)
+    except LiquidError:
+        return None
+    return None
+
+
+def _limit_message(exc: LiquidError) -> str:
+    """Which limit, in the words of docs/templates.md, and where the template was when it hit it."""
+    if isinstance(exc, LoopIterationLimitError):
+        what = f"more than {LOOP_ITERATION_LIMIT:,} loop iterations"
+    elif isinstance(exc, OutputStreamLimitError):
+        what = f"more than {OUTPUT_LIMIT:,} bytes of output"
+    elif isinstance(exc, LocalNamespaceLimitError):
+        what = f"more than {LOCAL_NAMESPACE_LIMIT:,} bytes of assigned variables"
+    elif isinstance(exc, FilterWorkLimitError):
+        what = f"more than {FILTER_WORK_LIMIT:,} characters and items handed to filters"
+    else:
+        what = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"template exceeds the resource limits: {what}{_position(exc)}"
+
+
+# -- the sample context ----------------------------------------------------------------------------
+
+# A checkout as the preview shows it when a workspace has none yet, and what save-time checks render
+# against: every variable of docs/templates.md, with a two-item cart.
+SAMPLE_EVENT: dict[str, Any] = {
+    "name": "ecommerce.checkout_started",
+    "checkoutId": "sample-checkout",
+    "checkoutUrl": "https://shop.example.com/checkout/sample",
+    "totalCents": 8850,
+    "currency": "USD",
+    "value": 88.5,
+    "items": [
+        {"title": "Protein Powder", "quantity": 1, "priceCents": 5900, "imageUrl": None},
+        {"title": "Shaker Bottle", "quantity": 2, "priceCents": 1475, "imageUrl": None},
+    ],
+    "properties": {},
+    "occurredAt": "2026-11-23T10:00:00Z",
+}
+SAMPLE_SUBSCRIBER: dict[str, Any] = {
+    "email": "jane@example.com",
+    "firstName": "Jane",
+    "lastName": "Doe",
+    "status": "active",
+    "tags": [],
+    "attributes": {},
+}
+SAMPLE_CONTEXT: dict[str, Any] = {
+    "subscriber": SAMPLE_SUBSCRIBER,
+    "event": SAMPLE_EVENT,
+    "checkout": {k: v for k, v in SAMPLE_EVENT.items() if k not in ("name", "value", "occurredAt")},
+    "workspace": {"id": "ws_sample", "name": "Sample shop"},
+    "sequence": {"id": "seq_sample", "name": "Sample sequence"},
+    "unsubscribe_url": "https://shop.example.com/u/sample",
+    "unsubscribeUrl": "https://shop.example.com/u/sample",
+    "email": "jane@example.com",
+    "firstName": "Jane",
+    "lastName": "Doe",
+}
 
 
 # -- shipped templates -------------------------------------------------------------------------------
@@ -494,10 +663,12 @@ def inline_css(html: str) -> str:
 
 def _render(field: str, source: str, context: dict[str, Any], *, html: bool) -> str:
     """One field rendered; TemplateError when it does not parse, RenderError when it fails while
-    rendering, each naming the field."""
-    check(field, source, html=html)
+    rendering (a resource limit included), each naming the field."""
+    template = _parsed(field, source, html)
     try:
-        return _compiled(source, html).render(**context)
+        return template.render(**context)
+    except ResourceLimitError as exc:
+        raise RenderError(f"{field}: {_limit_message(exc)}") from exc
     except LiquidError as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise RenderError(f"{field}: {message}{_position(exc)}") from exc
