@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,9 +15,11 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from tests.conftest import PG_URL
 
+from cartback.core import orders as core_orders
+from cartback.core.subscribers import Identity
 from cartback.store import db as db_module
-from cartback.store.db import sqlalchemy_url
-from cartback.store.tables import metadata, orders, workspaces
+from cartback.store.db import Database, sqlalchemy_url
+from cartback.store.tables import events, metadata, orders, workspaces
 
 
 def test_migrations_match_tables(db):
@@ -89,9 +91,42 @@ def test_migration_0017_makes_refunds_an_amount(empty_url):
                         "now": now,
                     },
                 )
+            # The one refund event a Sequenzy push recorded before, under the key of those days.
+            conn.execute(
+                sa.text(
+                    "INSERT INTO events (id, workspace_id, subscriber_id, name, source, properties,"
+                    " occurred_at, received_at, idempotency_key, historical) VALUES ('evt_old', 'ws_1',"
+                    " 'sub_1', 'ecommerce.order_refunded', 'sequenzy', '{}', :now, :now,"
+                    " 'order:full:refunded', false)"
+                ),
+                {"now": now},
+            )
         _upgrade(engine, "head")
         with engine.connect() as conn:
             found = dict(conn.execute(sa.select(orders.c.order_id, orders.c.refund_amount_cents)).all())
         assert found == {"full": 10000, "partial": 1000, "placed": 0, "over": 400}
     finally:
         engine.dispose()
+
+    # The same push sent again after the upgrade is the refund already recorded, not a new one.
+    database = Database(empty_url)
+    try:
+        replay = core_orders.OrderInput(
+            order_id="full",
+            customer=Identity(email="jane@example.com"),
+            currency="USD",
+            total_cents=10000,
+            status="refunded",
+        )
+        recorded = database.write_sync(
+            lambda tx: core_orders.record_order(tx, "ws_1", replay, now + timedelta(days=1))
+        )
+        assert recorded.duplicate is True and "evt_old" in recorded.event_ids
+        refunds = database.read_sync(
+            lambda tx: tx.execute(
+                sa.select(sa.func.count()).where(events.c.name == "ecommerce.order_refunded")
+            ).scalar_one()
+        )
+        assert refunds == 1
+    finally:
+        database.close()

@@ -263,3 +263,12 @@ def test_order_figures_sequenzy_push_states_the_refunded_amount_so_far(shop):
     _agree(shop, 1, "$15.00", "$15.00")
     # Both at the frozen clock's time: compare the amounts as a set.
     assert sorted(p["refundCents"] for _, p in shop.refunds()) == [500, 1000]
+
+
+def test_order_figures_refund_keys_fit_the_longest_order_id(shop):
+    order_id = "o" * 255
+    shop.segment("Order Completed", {"order_id": order_id, "total": 30})
+    shop.segment("Order Refunded", {"order_id": order_id, "total": 10})
+    shop.klaviyo("Refunded Order", {"order_id": order_id}, value=5.0, unique_id="r" * 1000)
+    assert shop.order_row().refund_amount_cents == 1500
+    assert len(shop.refunds()) == 2

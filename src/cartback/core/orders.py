@@ -109,8 +109,9 @@ def refund_properties(order: Order, refund_cents: int) -> dict[str, Any]:
 def _event_key(order_id: str, status: str, refund_key: str | None) -> str:
     if status != "refunded" or refund_key is None:
         return f"order:{order_id}:{status}"
-    # Hashed: a sender's id may be long and the key column is not.
-    digest = hashlib.sha256(refund_key.encode()).hexdigest()[:32]
+    # Hashed: a sender's id may be long and the key column is not (300 characters: an order id of 255
+    # leaves room for 24 hex digits).
+    digest = hashlib.sha256(refund_key.encode()).hexdigest()[:24]
     return f"order:{order_id}:refunded:{digest}"
 
 
