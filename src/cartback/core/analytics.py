@@ -1,6 +1,8 @@
 """Recovery analytics per workspace, sequence and step, in total and over time: what the emails did
 (sent, delivered, opened, clicked, unsubscribed) and what they earned (checkouts recovered, revenue per
-currency, recovery rate). docs/analytics.md defines every figure.
+currency, recovery rate). docs/analytics.md defines every figure; cartback.statuses names the message
+statuses each email figure counts. This is the one read model of these figures: the API and the dashboard
+format what `report` gives and count nothing themselves.
 
 Emails count in the period they were created, and their opens, clicks and unsubscribes count with them
 (a cohort, so rates never pass 1); orders count in the period they were placed, at what they are worth
@@ -22,6 +24,14 @@ from cartback.store import analytics as store
 from cartback.store.db import Tx
 
 INTERVALS = ("hour", "day", "week", "month")
+# "All time": before any data cartback can hold.
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+# Events that name the email they came from, and the figure each counts in.
+_SUPPRESSION_FIGURES = {
+    "email.unsubscribed": "unsubscribed",
+    "email.bounced": "bounced",
+    "email.complained": "complained",
+}
 # Each bucket of a time series costs work; past this many, ask for a coarser interval.
 MAX_BUCKETS = 2000
 
@@ -195,7 +205,12 @@ def report(
     tz: ZoneInfo | None = None,
     sequence_id: str | None = None,
 ) -> Report:
-    """Every figure of the period, for the workspace (or one sequence), its sequences and their steps."""
+    """Every figure of the period, for the workspace (or one sequence), its sequences and their steps.
+
+    The one read model: the Sequenzy API (sequence stats, metrics and breakdown, the recovery report) and
+    the dashboard (overview, sequence list and page) read their figures here. The database
+    counts emails, checkouts and runs per interval and step, so a report over a million events reads a few
+    hundred rows; only attributed orders are read one by one."""
     if end <= start:
         raise errors.InvalidInput("the end must be after the start")
     cuts = buckets(start, end, interval, tz or ZoneInfo("UTC")) if interval else []
@@ -208,60 +223,46 @@ def report(
     per_sequence: dict[str, Slice] = defaultdict(new_slice)
     per_step: dict[tuple[str, str | None], Slice] = defaultdict(new_slice)
 
-    def index(moment: datetime) -> int | None:
-        return bisect.bisect_right(starts, moment) - 1 if cuts else None
+    def tallies(sequence: str, node: str | None, bucket: int | None) -> list[Tally]:
+        return [
+            *workspace.at(bucket),
+            *per_sequence[sequence].at(bucket),
+            *per_step[(sequence, node)].at(bucket),
+        ]
 
-    def tallies(
-        sequence: str | None, node: str | None, moment: datetime, *, step: bool = True
-    ) -> list[Tally]:
-        i = index(moment)
-        out = workspace.at(i)
-        if sequence is not None:
-            out = out + per_sequence[sequence].at(i)
-            if step:
-                out = out + per_step[(sequence, node)].at(i)
-        return out
+    def at(bucket: int) -> int | None:  # the database puts every row in bucket 0 when there are none
+        return bucket if cuts else None
 
-    emails = store.emails(tx, workspace_id, start, end, sequence_id)
-    by_message = {}
-    for email in emails:
-        by_message[email.message_id] = email
-        for t in tallies(email.sequence_id, email.node_id, email.created_at):
-            if email.status in ("sent", "failed", "unknown"):
-                t.sent += 1
-            if email.status == "sent":
-                t.delivered += 1
-            t.opened += email.opened_at is not None
-            t.clicked += email.clicked_at is not None
-    if emails:
-        names = {
-            "email.unsubscribed": "unsubscribed",
-            "email.bounced": "bounced",
-            "email.complained": "complained",
-        }
-        for name, message_id in store.message_events(tx, workspace_id, list(names), start):
-            about = by_message.get(message_id) if isinstance(message_id, str) else None
-            if about is None:
-                continue
-            for t in tallies(about.sequence_id, about.node_id, about.created_at):
-                setattr(t, names[name], getattr(t, names[name]) + 1)
+    for mail in store.mail_per_step(tx, workspace_id, start, end, starts, sequence_id):
+        for t in tallies(mail.sequence_id, mail.node_id, at(mail.bucket)):
+            t.sent += mail.sent
+            t.delivered += mail.delivered
+            t.opened += mail.opened
+            t.clicked += mail.clicked
+    for bucket, seq, node, name, count in store.message_events_per_step(
+        tx, workspace_id, list(_SUPPRESSION_FIGURES), start, end, starts, sequence_id
+    ):
+        figure = _SUPPRESSION_FIGURES[name]
+        for t in tallies(seq, node, at(bucket)):
+            setattr(t, figure, getattr(t, figure) + count)
 
     # Checkouts started: the workspace's checkouts; a sequence's are the runs it started.
     if sequence_id is None:
-        for moment in store.checkouts_started(tx, workspace_id, start, end):
-            for t in workspace.at(index(moment)):
-                t.checkouts_started += 1
-    for seq, moment in store.enrollments_started(tx, workspace_id, start, end, sequence_id):
-        i = index(moment)
+        for bucket, count in store.checkouts_per_interval(tx, workspace_id, start, end, starts).items():
+            for t in workspace.at(at(bucket)):
+                t.checkouts_started += count
+    for bucket, seq, count in store.runs_per_interval(tx, workspace_id, start, end, starts, sequence_id):
+        i = at(bucket)
         targets = per_sequence[seq].at(i) + (workspace.at(i) if sequence_id is not None else [])
         for t in targets:
-            t.checkouts_started += 1
+            t.checkouts_started += count
 
     for order in store.recovered_orders(tx, workspace_id, start, end, sequence_id):
         cents = net_cents(order)
         if cents <= 0:
             continue  # cancelled or fully refunded: nothing was recovered
-        for t in tallies(order.sequence_id, order.node_id, order.ordered_at):
+        i = bisect.bisect_right(starts, order.ordered_at) - 1 if cuts else None
+        for t in tallies(order.sequence_id, order.node_id, i):
             t.add_order(order.currency, cents)
 
     # A step's "checkouts started" is the emails it sent: its rate is orders per email.
@@ -279,6 +280,11 @@ def report(
         steps=dict(per_step),
         names=store.sequence_names(tx, workspace_id),
     )
+
+
+def all_time(tx: Tx, workspace_id: str, now: datetime, *, sequence_id: str | None = None) -> Report:
+    """The report from the first day cartback can hold data to now: what a page without a period shows."""
+    return report(tx, workspace_id, EPOCH, now + timedelta(seconds=1), sequence_id=sequence_id)
 
 
 def step_order(definition: dict[str, Any]) -> list[tuple[int, str, str | None]]:

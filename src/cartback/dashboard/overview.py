@@ -1,16 +1,12 @@
 """The overview: checkouts started, abandoned and recovered, recovered revenue per currency, emails sent,
 opened and clicked over a chosen range, as figures, SVG charts per interval, a funnel checkout -> email ->
-click -> order, and per sequence, by the definitions of core/analytics (the report behind
-GET /api/v1/analytics/recovery; docs/analytics.md), counted in the database (see `summary`)."""
+click -> order, and per sequence: the report of core/analytics, the very one behind
+GET /api/v1/analytics/recovery (docs/analytics.md)."""
 
 from __future__ import annotations
 
-import bisect
-from collections import defaultdict
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
@@ -19,7 +15,6 @@ from cartback import errors
 from cartback.api import deps
 from cartback.core import analytics
 from cartback.dashboard import charts, web
-from cartback.store import analytics as analytics_store
 from cartback.store import reports
 from cartback.store.db import Tx
 
@@ -60,48 +55,6 @@ def _interval(start: datetime, end: datetime) -> str:
     return "day" if span <= timedelta(days=62) else "week"
 
 
-@dataclass
-class Summary:
-    """The overview's figures: in total, per interval and per sequence."""
-
-    buckets: list[analytics.Bucket]
-    total: analytics.Tally
-    series: list[analytics.Tally]
-    sequences: dict[str, analytics.Tally]
-    names: dict[str, tuple[str, dict[str, Any]]]
-
-
-def summary(tx: Tx, workspace_id: str, start: datetime, end: datetime, interval: str) -> Summary:
-    """The figures core/analytics.report gives for the workspace and its sequences, by the same
-    definitions, but counted by the database per interval instead of row by row in Python: on a large
-    workspace the report reads every email, checkout and run of the range, which takes seconds. Recovered
-    orders and their revenue come from the report's own store query and `net_cents`.
-    tests/integration/test_dashboard_overview.py checks that both give the same figures."""
-    cuts = analytics.buckets(start, end, interval, ZoneInfo("UTC"))
-    starts = [b.start for b in cuts]
-    total, series = analytics.Tally(), [analytics.Tally() for _ in cuts]
-    per_sequence: dict[str, analytics.Tally] = defaultdict(analytics.Tally)
-    for index, count in reports.checkouts_per_interval(tx, workspace_id, start, end, starts).items():
-        total.checkouts_started += count
-        series[index].checkouts_started += count
-    for _, sequence_id, count in reports.runs_per_interval(tx, workspace_id, start, end, starts):
-        per_sequence[sequence_id].checkouts_started += count
-    for mail in reports.mail_per_interval(tx, workspace_id, start, end, starts):
-        for tally in (total, series[mail.bucket], per_sequence[mail.sequence_id]):
-            tally.sent += mail.sent
-            tally.delivered += mail.delivered
-            tally.opened += mail.opened
-            tally.clicked += mail.clicked
-    for order in analytics_store.recovered_orders(tx, workspace_id, start, end):
-        cents = analytics.net_cents(order)
-        if cents <= 0:
-            continue  # cancelled or fully refunded: nothing was recovered
-        index = bisect.bisect_right(starts, order.ordered_at) - 1
-        for tally in (total, series[index], per_sequence[order.sequence_id]):
-            tally.add_order(order.currency, cents)
-    return Summary(cuts, total, series, dict(per_sequence), analytics_store.sequence_names(tx, workspace_id))
-
-
 def _label(moment: datetime, interval: str) -> str:
     return moment.strftime("%H:%M") if interval == "hour" else moment.strftime("%b %d")
 
@@ -119,20 +72,20 @@ async def overview(
 
     def read(tx: Tx) -> dict[str, Any]:
         return {
-            "summary": summary(tx, viewer.workspace_id, begin, finish, interval),
+            "report": analytics.report(tx, viewer.workspace_id, begin, finish, interval=interval),
             "abandoned": reports.abandoned(tx, viewer.workspace_id, begin, finish),
             "funnel": reports.funnel(tx, viewer.workspace_id, begin, finish),
         }
 
     data = await deps.services_of(request).db.read(read)
-    figures: Summary = data["summary"]
-    total = figures.total
+    figures: analytics.Report = data["report"]
+    total = figures.workspace.total
     labels = [_label(b.label, interval) for b in figures.buckets]
-    series = figures.series
+    series = figures.workspace.series
     sequences = sorted(
         (
-            (figures.names.get(sequence_id, (sequence_id, {}))[0], sequence_id, tally)
-            for sequence_id, tally in figures.sequences.items()
+            (figures.names.get(sequence_id, (sequence_id, {}))[0], sequence_id, slot.total)
+            for sequence_id, slot in figures.sequences.items()
         ),
         key=lambda row: (-row[2].sent, row[0]),
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import anyio.to_thread
@@ -20,7 +21,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from cartback import errors
 from cartback.api import deps
-from cartback.core import context, events
+from cartback.core import analytics, context, events
 from cartback.core import sequences as core_sequences
 from cartback.dashboard import editor, messages, steps, web
 from cartback.delivery import render
@@ -50,15 +51,17 @@ class Row:
     seq: Sequence
     status: str
     enrollments: dict[str, int]
-    steps: list[tuple[str, reports.StepMail | None]]
+    steps: list[tuple[str, analytics.Tally | None]]
 
 
 @router.get("/sequences")
 async def listing(request: Request, viewer: web.Viewer = Depends(web.viewer)) -> Response:
+    now = web.now(request)
+
     def read(tx: Tx) -> list[Row]:
         found, _ = sequence_store.listing(tx, viewer.workspace_id, limit=200)
         ids = [s.id for s in found]
-        mail = reports.step_mail(tx, viewer.workspace_id, ids)
+        mail = analytics.all_time(tx, viewer.workspace_id, now).steps
         counts = reports.enrollment_counts(tx, viewer.workspace_id, ids)
         return [
             Row(
@@ -66,7 +69,7 @@ async def listing(request: Request, viewer: web.Viewer = Depends(web.viewer)) ->
                 effective_status(s),
                 counts.get(s.id, {}),
                 [
-                    (steps.describe(node), mail.get((s.id, node["id"])))
+                    (steps.describe(node), _total(mail.get((s.id, node["id"]))))
                     for node in s.definition.get("nodes") or []
                     if node.get("type") == "email"
                 ],
@@ -273,15 +276,20 @@ async def create(request: Request, viewer: web.Viewer = Depends(web.viewer)) -> 
     return RedirectResponse(f"{web.PREFIX}/sequences/{seq.id}?saved=1", status_code=303)
 
 
-def _figures(tx: Tx, workspace_id: str, seq: Sequence) -> dict[str, Any]:
-    mail = reports.step_mail(tx, workspace_id, [seq.id])
+def _total(slot: analytics.Slice | None) -> analytics.Tally | None:
+    return None if slot is None else slot.total
+
+
+def _figures(tx: Tx, workspace_id: str, seq: Sequence, now: datetime) -> dict[str, Any]:
+    """All-time figures of each step, from the read model the API's stats give (core/analytics)."""
+    mail = analytics.all_time(tx, workspace_id, now, sequence_id=seq.id).steps
     history = enrollment_store.history_counts(tx, workspace_id, seq.id)
     return {
         "enrollments": reports.enrollment_counts(tx, workspace_id, [seq.id]).get(seq.id, {}),
         "steps": [
             {
                 "label": steps.describe(node),
-                "mail": mail.get((seq.id, node["id"])),
+                "mail": _total(mail.get((seq.id, node["id"]))),
                 "skipped": history.get((node["id"], "skipped"), 0),
                 "type": node.get("type"),
             }
@@ -292,12 +300,13 @@ def _figures(tx: Tx, workspace_id: str, seq: Sequence) -> dict[str, Any]:
 
 async def _load(request: Request, viewer: web.Viewer, sequence_id: str) -> tuple[Sequence, dict[str, Any]]:
     sequence_id = web.object_id(sequence_id, "sequence")
+    now = web.now(request)
 
     def read(tx: Tx) -> tuple[Sequence, dict[str, Any]]:
         seq = sequence_store.get(tx, viewer.workspace_id, sequence_id)
         if seq is None:
             raise errors.NotFound(f"No sequence {sequence_id!r} in this workspace.")
-        return seq, _figures(tx, viewer.workspace_id, seq)
+        return seq, _figures(tx, viewer.workspace_id, seq, now)
 
     return await deps.services_of(request).db.read(read)
 

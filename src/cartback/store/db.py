@@ -107,12 +107,28 @@ def migrate(engine: Engine) -> None:
 
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            # Two nodes starting together must not both create the tables.
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727274)")
-        config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite's table rebuild (batch mode) drops the old table, and with foreign keys enforced that
+            # drop deletes every row referring to it (ON DELETE CASCADE). As SQLite's documented procedure
+            # asks, enforcement is off during migrations (the pragma only takes effect outside a
+            # transaction, hence on the driver's connection before BEGIN) and the keys are checked at the end.
+            conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+        try:
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    # Two nodes starting together must not both create the tables.
+                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727274)")
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise RuntimeError(f"the migration broke foreign keys: {broken[:5]}")
+        finally:
+            if sqlite:
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
 
 
 @dataclass

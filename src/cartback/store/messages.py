@@ -139,15 +139,6 @@ def listing(
     return [from_row(r) for r in rows], int(total)
 
 
-def count_for_sequence(tx: Tx, workspace_id: str, sequence_id: str) -> dict[str | None, int]:
-    rows = tx.execute(
-        sa.select(messages.c.node_id, sa.func.count())
-        .where(messages.c.workspace_id == workspace_id, messages.c.sequence_id == sequence_id)
-        .group_by(messages.c.node_id)
-    ).all()
-    return {node: int(n) for node, n in rows}
-
-
 def ref(tx: Tx, workspace_id: str, message_id: str) -> MessageRef | None:
     """The message a tracking link names, if it still exists in that workspace."""
     row = tx.execute(

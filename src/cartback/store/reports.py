@@ -1,5 +1,6 @@
-"""Read-only queries for the dashboard pages. Every query is scoped by workspace, and those over a period
-are bounded by it, so each runs on an index (workspace_id, time)."""
+"""Read-only queries for the dashboard pages that are not figures (those are core/analytics, from
+store/analytics). Every query is scoped by workspace, and those over a period are bounded by it, so each
+runs on an index (workspace_id, time)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from cartback import statuses
 from cartback.store import events as event_store
 from cartback.store.db import Tx
 from cartback.store.tables import (
@@ -78,36 +80,6 @@ def subscriber_id_by_email(tx: Tx, workspace_id: str, email: str) -> str | None:
     ).scalar_one_or_none()
 
 
-@dataclass(frozen=True)
-class StepMail:
-    sent: int
-    opened: int
-    clicked: int
-
-
-def step_mail(tx: Tx, workspace_id: str, sequence_ids: list[str]) -> dict[tuple[str, str], StepMail]:
-    """(sequence id, node id) -> emails sent, opened and clicked, for the given sequences."""
-    if not sequence_ids:
-        return {}
-    rows = tx.execute(
-        sa.select(
-            messages.c.sequence_id,
-            messages.c.node_id,
-            sa.func.count(),
-            sa.func.count(message_delivery.c.opened_at),
-            sa.func.count(message_delivery.c.clicked_at),
-        )
-        .select_from(messages.outerjoin(message_delivery, message_delivery.c.message_id == messages.c.id))
-        .where(
-            messages.c.workspace_id == workspace_id,
-            messages.c.sequence_id.in_(sorted(set(sequence_ids))),
-            messages.c.status == "sent",
-        )
-        .group_by(messages.c.sequence_id, messages.c.node_id)
-    ).all()
-    return {(r[0], r[1]): StepMail(int(r[2]), int(r[3]), int(r[4])) for r in rows}
-
-
 def enrollment_counts(tx: Tx, workspace_id: str, sequence_ids: list[str]) -> dict[str, dict[str, int]]:
     """sequence id -> enrollment status -> count."""
     if not sequence_ids:
@@ -144,7 +116,8 @@ class Funnel:
 
 
 def funnel(tx: Tx, workspace_id: str, start: datetime, end: datetime) -> Funnel:
-    """Runs (enrollments started in the range) that sent at least one email, and that had one clicked."""
+    """Runs (enrollments started in the range) that sent at least one email (handed to the transport: the
+    figure `sent`), and that had one clicked."""
     joined = enrollments.join(messages, messages.c.enrollment_id == enrollments.c.id).outerjoin(
         message_delivery, message_delivery.c.message_id == messages.c.id
     )
@@ -156,7 +129,7 @@ def funnel(tx: Tx, workspace_id: str, start: datetime, end: datetime) -> Funnel:
             enrollments.c.workspace_id == workspace_id,
             enrollments.c.created_at >= start,
             enrollments.c.created_at < end,
-            messages.c.status == "sent",
+            messages.c.status.in_(statuses.values(statuses.HANDED)),
         )
     ).one()
     return Funnel(int(row[0]), int(row[1]))
@@ -173,94 +146,3 @@ def abandoned(tx: Tx, workspace_id: str, start: datetime, end: datetime) -> int:
             checkouts.c.order_id.is_(None),
         ),
     )
-
-
-# -- overview counts, per interval, computed by the database ------------------------------------------
-
-
-def _bucket(column: Any, starts: list[datetime]) -> Any:
-    """The index of the interval holding `column`, given the intervals' start times (ascending), as a
-    CASE the database evaluates, so rows are counted where they are instead of being read out one by one.
-    The CASEs nest as a binary search: a row costs log2(intervals) comparisons, not one per interval."""
-
-    def within(low: int, high: int) -> Any:  # the index, known to be in [low, high)
-        if high - low <= 1:
-            return sa.literal(low)
-        middle = (low + high) // 2
-        return sa.case((column < starts[middle], within(low, middle)), else_=within(middle, high))
-
-    return within(0, max(len(starts), 1))
-
-
-def checkouts_per_interval(
-    tx: Tx, workspace_id: str, start: datetime, end: datetime, starts: list[datetime]
-) -> dict[int, int]:
-    bucket = _bucket(checkouts.c.created_at, starts).label("bucket")
-    rows = tx.execute(
-        sa.select(bucket, sa.func.count())
-        .where(
-            checkouts.c.workspace_id == workspace_id,
-            checkouts.c.created_at >= start,
-            checkouts.c.created_at < end,
-        )
-        .group_by(bucket)
-    ).all()
-    return {int(b): int(n) for b, n in rows}
-
-
-def runs_per_interval(
-    tx: Tx, workspace_id: str, start: datetime, end: datetime, starts: list[datetime]
-) -> list[tuple[int, str, int]]:
-    """(interval, sequence id, enrollments started)."""
-    bucket = _bucket(enrollments.c.created_at, starts).label("bucket")
-    rows = tx.execute(
-        sa.select(bucket, enrollments.c.sequence_id, sa.func.count())
-        .where(
-            enrollments.c.workspace_id == workspace_id,
-            enrollments.c.created_at >= start,
-            enrollments.c.created_at < end,
-        )
-        .group_by(bucket, enrollments.c.sequence_id)
-    ).all()
-    return [(int(b), str(s), int(n)) for b, s, n in rows]
-
-
-@dataclass(frozen=True)
-class MailCounts:
-    bucket: int
-    sequence_id: str
-    sent: int
-    delivered: int
-    opened: int
-    clicked: int
-
-
-def mail_per_interval(
-    tx: Tx, workspace_id: str, start: datetime, end: datetime, starts: list[datetime]
-) -> list[MailCounts]:
-    """Sequence emails created in each interval: handed to a transport (sent, failed or unknown),
-    delivered (sent), and opened or clicked at least once."""
-    bucket = _bucket(messages.c.created_at, starts).label("bucket")
-    handed = sa.func.sum(sa.case((messages.c.status.in_(("sent", "failed", "unknown")), 1), else_=0))
-    delivered = sa.func.sum(sa.case((messages.c.status == "sent", 1), else_=0))
-    rows = tx.execute(
-        sa.select(
-            bucket,
-            messages.c.sequence_id,
-            handed,
-            delivered,
-            sa.func.count(message_delivery.c.opened_at),
-            sa.func.count(message_delivery.c.clicked_at),
-        )
-        .select_from(messages.outerjoin(message_delivery, message_delivery.c.message_id == messages.c.id))
-        .where(
-            messages.c.workspace_id == workspace_id,
-            messages.c.created_at >= start,
-            messages.c.created_at < end,
-            messages.c.sequence_id.is_not(None),
-        )
-        .group_by(bucket, messages.c.sequence_id)
-    ).all()
-    return [
-        MailCounts(int(r[0]), str(r[1]), int(r[2] or 0), int(r[3] or 0), int(r[4]), int(r[5])) for r in rows
-    ]

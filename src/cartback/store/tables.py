@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     ForeignKey,
     Index,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from cartback import statuses
 from cartback.store.types import JSONType, UTCDateTime
 
 metadata = MetaData(
@@ -291,8 +293,8 @@ enrollments = Table(
     # one_time: the subscriber, kept forever; matching_field: subscriber + field value, cleared when
     # the enrollment ends; unlimited: NULL. The unique constraint makes the mode hold under races.
     Column("dedupe_key", String(400)),
-    # active (a step is due at next_run_at) | waiting (for an event, until next_run_at) |
-    # completed | stopped | cancelled | failed
+    # statuses.EnrollmentStatus: active (a step is due at next_run_at) | waiting (for an event, until
+    # next_run_at) | completed | stopped | cancelled | failed
     Column("status", String(20), nullable=False),
     Column("current_node_id", String(40)),
     Column("next_run_at", UTCDateTime),
@@ -303,6 +305,7 @@ enrollments = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime),
     UniqueConstraint("sequence_id", "dedupe_key"),
+    CheckConstraint(statuses.check("status", statuses.EnrollmentStatus), name="ck_enrollments_status"),
     Index(None, "next_run_at"),
     # The overview counts the runs each sequence started per interval of a range, from the index alone.
     Index(None, "workspace_id", "created_at", "sequence_id"),
@@ -342,7 +345,7 @@ messages = Table(
     Column("from_email", String(400), nullable=False),
     Column("subject", Text, nullable=False),
     Column("preheader", Text),
-    # queued | sending | deferred | sent | failed | suppressed | unknown (the process died mid-send)
+    # statuses.MessageStatus: queued | sending | deferred | sent | failed | suppressed | unknown
     Column("status", String(20), nullable=False),
     Column("error", Text),
     Column("created_at", UTCDateTime, nullable=False),
@@ -353,6 +356,7 @@ messages = Table(
     Column("headers", JSONType),
     # The invariant the engine leans on: one message per (enrollment, step), whatever crashes.
     UniqueConstraint("enrollment_id", "node_id"),
+    CheckConstraint(statuses.check("status", statuses.MessageStatus), name="ck_messages_status"),
     Index(None, "workspace_id", "subscriber_id", "created_at"),
     # Analytics per sequence and step.
     Index(None, "workspace_id", "sequence_id", "created_at"),

@@ -5,7 +5,7 @@ step, over time. The figures are defined in docs/analytics.md."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -29,7 +29,7 @@ PERIODS = {
 }
 Period = Literal["1h", "24h", "7d", "30d", "90d"]
 # "All time" when neither a period nor a start is given: before any data cartback can hold.
-EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+EPOCH = analytics.EPOCH
 
 
 def window(

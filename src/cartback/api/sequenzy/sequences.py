@@ -15,7 +15,6 @@ from cartback.api.sequenzy import models, principal
 from cartback.core import analytics, automations, filters, sequences
 from cartback.store import enrollments as enrollment_store
 from cartback.store import events as event_store
-from cartback.store import messages as message_store
 from cartback.store import sequences as store
 from cartback.store import subscribers as subscriber_store
 from cartback.store.db import Tx
@@ -463,7 +462,6 @@ async def sequence_stats(
             slot = by_node.setdefault(node_id, {"total": 0, "active": 0, "waiting": 0})
             slot["total"] += n
             slot[status] += n
-        sent = message_store.count_for_sequence(tx, who.workspace_id, seq.id)
         history = enrollment_store.history_counts(tx, who.workspace_id, seq.id)
         steps = []
         for i, node in enumerate(definition.data["nodes"], start=1):
@@ -473,10 +471,11 @@ async def sequence_stats(
                     "nodeId": node["id"],
                     "type": node["type"],
                     "subject": node["config"].get("subject"),
-                    "sent": sent.get(node["id"], 0),
+                    # The same figure as stats.sent: emails of the period handed to the transport.
+                    "sent": (step_stats.get(node["id"]) or {}).get("sent", 0),
                     "skipped": history.get((node["id"], "skipped"), 0),
                     "failedCount": history.get((node["id"], "failed"), 0),
-                    "stats": step_stats.get(node["id"]) or {"sent": sent.get(node["id"], 0)},
+                    "stats": step_stats.get(node["id"]) or {"sent": 0},
                 }
             )
         total = sum(counts.values())
