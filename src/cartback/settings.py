@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(60.0, gt=0)
     # Enrollments one worker claims (and events it dispatches) per round.
     worker_batch: int = Field(200, gt=0)
+    # Enrollments one cancel request cancels at most (one transaction); the answer says how many remain.
+    cancel_page_size: int = Field(10_000, gt=0)
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     # json: one JSON object per line; console: aligned text; auto: console on a terminal, else json.
     log_format: Literal["auto", "json", "console"] = "auto"

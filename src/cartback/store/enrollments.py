@@ -9,11 +9,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
-from cartback import ids
+from cartback import ids, statuses
 from cartback.store.db import Tx
 from cartback.store.tables import enrollment_history, enrollments
 
-LIVE = ("active", "waiting")
+LIVE = statuses.values(statuses.LIVE)
 
 
 @dataclass(frozen=True)
@@ -233,6 +233,42 @@ def listing(
         sa.select(enrollments).where(*where).order_by(order, enrollments.c.id).limit(limit).offset(offset)
     ).all()
     return [_from_row(r) for r in rows], int(total)
+
+
+def _live_in(workspace_id: str, sequence_id: str, subscriber_ids: list[str] | None) -> list[Any]:
+    where = [
+        enrollments.c.workspace_id == workspace_id,
+        enrollments.c.sequence_id == sequence_id,
+        enrollments.c.status.in_(LIVE),
+    ]
+    if subscriber_ids is not None:
+        where.append(enrollments.c.subscriber_id.in_(sorted(set(subscriber_ids))))
+    return where
+
+
+def live_page(
+    tx: Tx,
+    workspace_id: str,
+    sequence_id: str,
+    *,
+    subscriber_ids: list[str] | None = None,
+    after_id: str | None = None,
+    limit: int,
+) -> list[Enrollment]:
+    """Live enrollments of a sequence (of these subscribers, if given) in id order, after `after_id`:
+    pages that hold still while earlier pages are cancelled."""
+    where = _live_in(workspace_id, sequence_id, subscriber_ids)
+    if after_id is not None:
+        where.append(enrollments.c.id > after_id)
+    rows = tx.execute(sa.select(enrollments).where(*where).order_by(enrollments.c.id).limit(limit)).all()
+    return [_from_row(r) for r in rows]
+
+
+def count_live(
+    tx: Tx, workspace_id: str, sequence_id: str, *, subscriber_ids: list[str] | None = None
+) -> int:
+    where = _live_in(workspace_id, sequence_id, subscriber_ids)
+    return int(tx.execute(sa.select(sa.func.count()).select_from(enrollments).where(*where)).scalar_one())
 
 
 def counts_by_status(tx: Tx, workspace_id: str, sequence_id: str) -> dict[str, int]:

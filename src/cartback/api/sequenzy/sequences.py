@@ -12,7 +12,8 @@ from cartback import errors
 from cartback.api import deps
 from cartback.api.sequenzy import analytics as analytics_api
 from cartback.api.sequenzy import models, principal
-from cartback.core import analytics, automations, filters, sequences
+from cartback.core import analytics, automations, sequences
+from cartback.core import enrollments as core_enrollments
 from cartback.store import enrollments as enrollment_store
 from cartback.store import events as event_store
 from cartback.store import sequences as store
@@ -379,57 +380,42 @@ async def cancel_enrollments(
     who: deps.Principal = Depends(principal),
     svc: deps.Services = Depends(deps.services),
 ) -> dict[str, Any]:
-    """Cancel live enrollments by subscriber, by a field of the enrolling event, or all of them."""
-    targets = [*(body.subscriber_ids or []), *([body.subscriber_id] if body.subscriber_id else [])]
-    if not (targets or body.cancel_all or (body.field_path and body.field_values)):
-        raise errors.InvalidInput(
-            "say which enrollments: subscriberId(s), fieldPath + fieldValues, or cancelAll"
+    """Cancel live enrollments by subscriber, by a field of the enrolling event, or all of them: at most
+    CARTBACK_CANCEL_PAGE_SIZE per call; `remainingCount` says how many still match (call again while
+    `hasMore`)."""
+    request = core_enrollments.CancelRequest(
+        subscriber_ids=[*(body.subscriber_ids or []), *([body.subscriber_id] if body.subscriber_id else [])],
+        cancel_all=bool(body.cancel_all),
+        field_path=body.field_path,
+        field_values=body.field_values or [],
+        reason=body.reason,
+        dry_run=bool(body.dry_run),
+    )
+    now, page_size = svc.clock.now(), svc.settings.cancel_page_size
+    result = await svc.db.write(
+        lambda tx: core_enrollments.cancel(
+            tx, who.workspace_id, sequence_id, request, now, page_size=page_size
         )
-    now = svc.clock.now()
-
-    def cancel(tx: Tx) -> dict[str, Any]:
-        seq = sequences.require(tx, who.workspace_id, sequence_id)
-        live, _ = enrollment_store.listing(
-            tx, who.workspace_id, seq.id, status="active,waiting", limit=10_000
-        )
-        matched = []
-        for e in live:
-            if body.cancel_all or e.subscriber_id in targets:
-                matched.append(e)
-            elif body.field_path and body.field_values:
-                values = filters.resolve(e.context.get("event") or {}, body.field_path)
-                if any(str(v) in body.field_values for v in values):
-                    matched.append(e)
-        if not body.dry_run:
-            for e in matched:
-                automations.finish(tx, e, "cancelled", now, reason=body.reason or "cancelled through the API")
-        subs = {
-            s.id: s
-            for s in subscriber_store.find_many(
-                tx, who.workspace_id, subscriber_ids=[e.subscriber_id for e in matched]
-            )
-        }
-        return {
-            "success": True,
-            "sequenceId": seq.id,
-            "dryRun": bool(body.dry_run),
-            "matchedCount": len(matched),
-            "cancelledCount": 0 if body.dry_run else len(matched),
-            "remainingCount": 0,
-            "hasMore": False,
-            "enrollments": [
-                {
-                    "tokenId": e.id,
-                    "enrollmentKey": e.dedupe_key,
-                    "subscriberId": e.subscriber_id,
-                    "subscriberEmail": subs[e.subscriber_id].email if e.subscriber_id in subs else None,
-                    "status": e.status if body.dry_run else "cancelled",
-                }
-                for e in matched
-            ],
-        }
-
-    return await svc.db.write(cancel)
+    )
+    return {
+        "success": True,
+        "sequenceId": result.sequence_id,
+        "dryRun": result.dry_run,
+        "matchedCount": len(result.enrollments),
+        "cancelledCount": 0 if result.dry_run else len(result.enrollments),
+        "remainingCount": result.remaining,
+        "hasMore": result.has_more,
+        "enrollments": [
+            {
+                "tokenId": e.id,
+                "enrollmentKey": e.dedupe_key,
+                "subscriberId": e.subscriber_id,
+                "subscriberEmail": result.emails.get(e.subscriber_id),
+                "status": e.status if result.dry_run else "cancelled",
+            }
+            for e in result.enrollments
+        ],
+    }
 
 
 # -- stats, simulate, explain ---------------------------------------------------------------------
