@@ -5,56 +5,22 @@ The Sequenzy API (sequence stats, both fields; sequence metrics; the recovery re
 
 from __future__ import annotations
 
-import asyncio
 import re
 import sys
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from cartback import metrics
 from cartback.core import sequences
-from cartback.delivery import sender
 from cartback.delivery.transport import Result
-from cartback.store.db import Database
 from cartback.testing import FrozenClock, MemoryTransport, run_until_idle
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from dashboard_client import ABANDONED, checkout_body, make_user, open_app, sign_in
+from delivering import deliver
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
-
-
-@dataclass
-class SenderHost:
-    """What the sender duty uses of the worker."""
-
-    db: Database
-    clock: FrozenClock
-    owner: str = "worker-a"
-    lease: timedelta = timedelta(seconds=60)
-    batch_size: int = 200
-    duties: list[Any] = field(default_factory=list)
-    stopping: bool = False
-    metrics: metrics.Metrics = field(default_factory=metrics.Metrics)
-
-
-def deliver(url: str, clock: FrozenClock, transport: MemoryTransport) -> int:
-    """One round of the real sender duty over what is queued."""
-    duty = sender.Sender(transport, public_url="https://shop.example.com")
-
-    async def main() -> int:
-        host = SenderHost(Database(url), clock)
-        await host.db.start()
-        try:
-            return int(await duty.duty(host))
-        finally:
-            await host.db.stop()
-
-    return asyncio.run(main())
 
 
 def dashboard_list_sent(page: str, sequence_id: str) -> list[int]:

@@ -26,6 +26,7 @@ from cartback.store.db import Tx
 INTERVALS = ("hour", "day", "week", "month")
 # "All time": before any data cartback can hold.
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_MAIL_FIGURES = ("sent", "delivered", "opened", "clicked", "bounced", "complained", "unsubscribed")
 # Events that name the email they came from, and the figure each counts in.
 _SUPPRESSION_FIGURES = {
     "email.unsubscribed": "unsubscribed",
@@ -133,6 +134,10 @@ class Tally:
     # currency -> [orders, net cents]
     revenue: dict[str, list[int]] = field(default_factory=dict)
 
+    def add_mail(self, other: Tally) -> None:
+        for name in _MAIL_FIGURES:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
     def add_order(self, currency: str, cents: int) -> None:
         slot = self.revenue.setdefault(currency, [0, 0])
         slot[0] += 1
@@ -233,18 +238,11 @@ def report(
     def at(bucket: int) -> int | None:  # the database puts every row in bucket 0 when there are none
         return bucket if cuts else None
 
-    for mail in store.mail_per_step(tx, workspace_id, start, end, starts, sequence_id):
-        for t in tallies(mail.sequence_id, mail.node_id, at(mail.bucket)):
-            t.sent += mail.sent
-            t.delivered += mail.delivered
-            t.opened += mail.opened
-            t.clicked += mail.clicked
-    for bucket, seq, node, name, count in store.message_events_per_step(
-        tx, workspace_id, list(_SUPPRESSION_FIGURES), start, end, starts, sequence_id
-    ):
-        figure = _SUPPRESSION_FIGURES[name]
+    for (bucket, seq, node), mail in step_mail(
+        tx, workspace_id, start, end, starts=starts, sequence_id=sequence_id
+    ).items():
         for t in tallies(seq, node, at(bucket)):
-            setattr(t, figure, getattr(t, figure) + count)
+            t.add_mail(mail)
 
     # Checkouts started: the workspace's checkouts; a sequence's are the runs it started.
     if sequence_id is None:
@@ -282,9 +280,42 @@ def report(
     )
 
 
-def all_time(tx: Tx, workspace_id: str, now: datetime, *, sequence_id: str | None = None) -> Report:
-    """The report from the first day cartback can hold data to now: what a page without a period shows."""
-    return report(tx, workspace_id, EPOCH, now + timedelta(seconds=1), sequence_id=sequence_id)
+def step_mail(
+    tx: Tx,
+    workspace_id: str,
+    start: datetime,
+    end: datetime,
+    *,
+    starts: list[datetime] | None = None,
+    sequence_id: str | None = None,
+) -> dict[tuple[int, str, str | None], Tally]:
+    """The email figures (sent, delivered, opened, clicked, bounced, complained, unsubscribed) of the
+    sequence emails created in [start, end), per (interval, sequence, step): the part of `report` that a
+    page showing only emails needs. Without `starts`, everything is in interval 0."""
+    out: dict[tuple[int, str, str | None], Tally] = defaultdict(Tally)
+    cuts = starts or []
+    for mail in store.mail_per_step(tx, workspace_id, start, end, cuts, sequence_id):
+        t = out[(mail.bucket, mail.sequence_id, mail.node_id)]
+        t.sent += mail.sent
+        t.delivered += mail.delivered
+        t.opened += mail.opened
+        t.clicked += mail.clicked
+    for bucket, seq, node, name, count in store.message_events_per_step(
+        tx, workspace_id, list(_SUPPRESSION_FIGURES), start, end, cuts, sequence_id
+    ):
+        t = out[(bucket, seq, node)]
+        figure = _SUPPRESSION_FIGURES[name]
+        setattr(t, figure, getattr(t, figure) + count)
+    return dict(out)
+
+
+def steps_all_time(
+    tx: Tx, workspace_id: str, now: datetime, *, sequence_id: str | None = None
+) -> dict[tuple[str, str | None], Tally]:
+    """(sequence id, node id) -> the email figures of all time: what a page without a period shows, the
+    same as the API's sequence stats without a period."""
+    found = step_mail(tx, workspace_id, EPOCH, now + timedelta(seconds=1), sequence_id=sequence_id)
+    return {(seq, node): t for (_, seq, node), t in found.items()}
 
 
 def step_order(definition: dict[str, Any]) -> list[tuple[int, str, str | None]]:

@@ -61,7 +61,7 @@ async def listing(request: Request, viewer: web.Viewer = Depends(web.viewer)) ->
     def read(tx: Tx) -> list[Row]:
         found, _ = sequence_store.listing(tx, viewer.workspace_id, limit=200)
         ids = [s.id for s in found]
-        mail = analytics.all_time(tx, viewer.workspace_id, now).steps
+        mail = analytics.steps_all_time(tx, viewer.workspace_id, now)
         counts = reports.enrollment_counts(tx, viewer.workspace_id, ids)
         return [
             Row(
@@ -69,7 +69,7 @@ async def listing(request: Request, viewer: web.Viewer = Depends(web.viewer)) ->
                 effective_status(s),
                 counts.get(s.id, {}),
                 [
-                    (steps.describe(node), _total(mail.get((s.id, node["id"]))))
+                    (steps.describe(node), mail.get((s.id, node["id"])))
                     for node in s.definition.get("nodes") or []
                     if node.get("type") == "email"
                 ],
@@ -276,20 +276,16 @@ async def create(request: Request, viewer: web.Viewer = Depends(web.viewer)) -> 
     return RedirectResponse(f"{web.PREFIX}/sequences/{seq.id}?saved=1", status_code=303)
 
 
-def _total(slot: analytics.Slice | None) -> analytics.Tally | None:
-    return None if slot is None else slot.total
-
-
 def _figures(tx: Tx, workspace_id: str, seq: Sequence, now: datetime) -> dict[str, Any]:
     """All-time figures of each step, from the read model the API's stats give (core/analytics)."""
-    mail = analytics.all_time(tx, workspace_id, now, sequence_id=seq.id).steps
+    mail = analytics.steps_all_time(tx, workspace_id, now, sequence_id=seq.id)
     history = enrollment_store.history_counts(tx, workspace_id, seq.id)
     return {
         "enrollments": reports.enrollment_counts(tx, workspace_id, [seq.id]).get(seq.id, {}),
         "steps": [
             {
                 "label": steps.describe(node),
-                "mail": _total(mail.get((seq.id, node["id"]))),
+                "mail": mail.get((seq.id, node["id"])),
                 "skipped": history.get((node["id"], "skipped"), 0),
                 "type": node.get("type"),
             }
