@@ -11,8 +11,9 @@ from typing import Any
 from cartback import metrics
 from cartback.core.clock import Clock
 from cartback.delivery import sender
-from cartback.delivery.transport import Transport
+from cartback.delivery.transport import Result, Transport
 from cartback.store.db import Database
+from cartback.testing import MemoryTransport
 
 
 @dataclass
@@ -31,7 +32,8 @@ class SenderHost:
 
 def deliver(url: str, clock: Clock, transport: Transport) -> int:
     """One round of the sender over the database at `url`, in an event loop of its own; returns the
-    messages it handled. Connections the transport pooled are closed at the end."""
+    messages it handled (on a database other tests share, other workspaces' too). Connections the
+    transport pooled are closed at the end."""
     duty = sender.Sender(transport, public_url="https://shop.example.com")
 
     async def main() -> int:
@@ -44,3 +46,17 @@ def deliver(url: str, clock: Clock, transport: Transport) -> int:
             await host.db.stop()
 
     return asyncio.run(main())
+
+
+class Refusing(MemoryTransport):
+    """Accepts every message but those to the addresses given, which it refuses for good."""
+
+    def __init__(self, refused: set[str]) -> None:
+        super().__init__()
+        self.refused = refused
+
+    async def send(self, envelope_from: str, recipients: list[str], mime: bytes) -> Result:
+        if set(recipients) & self.refused:
+            self.calls += 1
+            return Result.permanent(554, "5.7.1 rejected by policy", "data")
+        return await super().send(envelope_from, recipients, mime)
