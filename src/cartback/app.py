@@ -19,7 +19,7 @@ from cartback import __version__, dashboard
 from cartback import metrics as metrics_module
 from cartback.api import access, deps, klaviyo, limits, public, ratelimits, segment, sequenzy
 from cartback.api import errors as api_errors
-from cartback.core import attribution, automations, signins, webhooks
+from cartback.core import attribution, mail, signins, webhooks
 from cartback.core import ratelimits as budgets
 from cartback.core.clock import Clock, system_clock
 from cartback.delivery import sender
@@ -33,8 +33,9 @@ from cartback.store.db import Database
 _SHUTDOWN_RESERVE_SECONDS = 1.0
 
 
-def engine_options(settings: Settings) -> automations.Options:
-    return automations.Options(
+def mail_options(settings: Settings) -> mail.Options:
+    """How every email is composed and queued (core/mail), for the API's sends and the worker's steps."""
+    return mail.Options(
         public_url=settings.public_url,
         default_from=settings.from_,
         transport="smtp" if settings.smtp_url else "outbox",
@@ -42,12 +43,17 @@ def engine_options(settings: Settings) -> automations.Options:
 
 
 def build_worker(
-    settings: Settings, db: Database, clock: Clock, metrics: metrics_module.Metrics | None = None
+    settings: Settings,
+    db: Database,
+    clock: Clock,
+    metrics: metrics_module.Metrics | None = None,
+    *,
+    options: mail.Options | None = None,
 ) -> Worker:
     worker = Worker(
         db,
         clock,
-        options=engine_options(settings),
+        options=options or mail_options(settings),
         tick_seconds=settings.tick_seconds,
         batch_size=settings.worker_batch,
         lease_seconds=settings.lease_seconds,
@@ -115,13 +121,14 @@ def create_app(
         batch_max=settings.commit_batch_max,
     )
     metrics = process_metrics(db)
+    options = mail_options(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if migrate:
             db.migrate()
         await db.start()
-        worker = build_worker(settings, db, clock, metrics) if run_worker else None
+        worker = build_worker(settings, db, clock, metrics, options=options) if run_worker else None
         if worker is not None:
             db.commit_listeners.append(worker.wake)
         task = asyncio.create_task(worker.run(), name="cartback-worker") if worker else None
@@ -153,7 +160,7 @@ def create_app(
         lifespan=lifespan,
     )
     keys = deps.KeyCache(db, clock)
-    app.state.services = deps.Services(settings=settings, db=db, clock=clock, keys=keys)
+    app.state.services = deps.Services(settings=settings, db=db, clock=clock, keys=keys, mail=options)
     app.state.metrics = metrics
     app.state.sign_ins = signins.Guard(
         signins.Attempts(

@@ -12,11 +12,14 @@ import pytest
 
 from cartback.core import sequences
 from cartback.core import suppressions as core_suppressions
+from cartback.delivery import smtp
 from cartback.store import workspaces
 from cartback.testing import FrozenClock, run_until_idle
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from dashboard_client import ABANDONED, checkout_body, make_user, open_app, sign_in
+from delivering import deliver
+from smtp_sink import SmtpSink
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
@@ -61,6 +64,35 @@ def test_dashboard_sender_identity_is_what_sequences_send_from(shop, db, clock):
     outbox = client.get("/api/v1/outbox", headers={"Authorization": f"Bearer {tenant.key}"}).json()
     froms = {m.get("from") or m.get("fromEmail") for m in outbox.get("messages", outbox.get("items", []))}
     assert froms == {"Fern & Co <hello@fern.example>"}, outbox
+
+
+def test_dashboard_sender_applies_to_transactional_sends_that_name_no_from(shop, db, clock):
+    """One composer for every email: the workspace's sender, set here, is what a transactional send that
+    names no `from` is sent from (it was CARTBACK_FROM); a `from` the send names still wins. Checked in the
+    mail an SMTP server received."""
+    client, tenant, token = shop
+    saved = client.post(
+        "/app/settings/sender",
+        data={"from_name": "Fern & Co", "from_email": "hello@fern.example", "csrf_token": token},
+        follow_redirects=False,
+    )
+    assert saved.status_code == 303
+    auth = {"Authorization": f"Bearer {tenant.key}"}
+    ann, bob = (f"{name}-{tenant.id.lower()}@example.com" for name in ("ann", "bob"))
+    sends = [
+        {"to": ann, "subject": "Your receipt", "body": "<p>Thanks</p>"},
+        {"to": bob, "subject": "Your receipt", "body": "<p>Thanks</p>", "from": "news@shop.example"},
+    ]
+    for body in sends:
+        reply = client.post("/api/v1/transactional/send", json=body, headers=auth)
+        assert reply.status_code == 200, reply.text
+    with SmtpSink() as sink:
+        # The database may hold other tests' queued mail, which goes to the sink too.
+        assert deliver(db.url, clock, smtp.SmtpTransport.from_url(sink.url)) >= 2
+        got = {r.rcpt_tos[0]: r for r in sink.wait_for(2)}
+    assert got[ann].message["From"] == "Fern & Co <hello@fern.example>"
+    assert got[ann].mail_from == "hello@fern.example"
+    assert got[bob].message["From"] == "news@shop.example"
 
 
 def test_dashboard_api_key_is_shown_once_works_and_can_be_revoked(shop):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from cartback import errors, logs
+from cartback.core import mail
 from cartback.core.clock import Clock
 from cartback.settings import Settings
 from cartback.store import workspaces
@@ -32,6 +33,8 @@ class Services:
     db: Database
     clock: Clock
     keys: KeyCache
+    # How mail is composed and queued: built once in create_app, the worker's too.
+    mail: mail.Options
 
 
 class KeyCache:

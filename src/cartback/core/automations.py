@@ -24,15 +24,15 @@ from cartback.core import (
     events,
     filters,
     lists,
+    mail,
     schedule,
     sequences,
     subscribers,
     suppressions,
     webhooks,
 )
-from cartback.delivery import links, render
+from cartback.delivery import render
 from cartback.store import checkouts as checkout_store
-from cartback.store import deliveries
 from cartback.store import enrollments as enrollment_store
 from cartback.store import events as event_store
 from cartback.store import lists as list_store
@@ -49,17 +49,9 @@ from cartback.store.subscribers import Subscriber
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Options:
-    """What the engine needs from the configuration."""
-
-    public_url: str = "http://127.0.0.1:8000"
-    default_from: str = "Shop <shop@example.com>"
-    # smtp when CARTBACK_SMTP_URL is set, else outbox (messages kept for the dashboard and the API).
-    transport: str = "outbox"
-
-
-DEFAULT_OPTIONS = Options()
+# What the engine needs from the configuration: how to compose and queue mail.
+Options = mail.Options
+DEFAULT_OPTIONS = mail.DEFAULT_OPTIONS
 
 SUPPRESSED = ("unsubscribed", "bounced", "complained")
 # A run that loops through this many instant nodes in one go is a definition bug, not work.
@@ -923,16 +915,12 @@ def _email(run: Run, node: dict[str, Any]) -> Outcome:
     if blocked:
         run.record("skipped", node, f"suppressed: {blocked}")
         return Outcome(next_node=node.get("next"))
-    message_id = ids.new_id("msg")
     workspace = (
         run.reads.workspace(run.sub.workspace_id)
         if run.reads is not None
         else workspace_store.get_workspace(run.tx, run.sub.workspace_id)
     )
-    signer = links.LinkSigner(run.options.public_url, workspace.secret, workspace.id, message_id)
     ctx = template_context(run)
-    ctx["unsubscribe_url"] = signer.unsubscribe_url(run.sub.email)
-    ctx["workspace"] = {"id": workspace.id, "name": workspace.name}
     checkout_id = (ctx["event"] or {}).get("checkoutId")
     if pre is not None:
         snapshot = pre.checkout
@@ -941,43 +929,30 @@ def _email(run: Run, node: dict[str, Any]) -> Outcome:
             checkout_store.find(run.tx, run.sub.workspace_id, str(checkout_id)) if checkout_id else None
         )
     ctx["checkout"] = context.checkout_data(snapshot) if snapshot else {}
+    explicit = mail.named(
+        config.get("fromEmail") or run.definition.data.get("fromEmail"),
+        config.get("fromName") or run.definition.data.get("fromName"),
+    )
     try:
-        rendered = render.render_message(config, ctx, signer)
+        draft = mail.compose(
+            run.options, workspace, config, ctx, to_email=run.sub.email, explicit_from=explicit
+        )
     except render.TemplateError as exc:
         # A stored template that cannot render for this run (saved before the checks at save, or failing
         # only on this subscriber's data): this run fails with the reason; its batch goes on.
         return Outcome(failure=f"step {node['id']}: the email cannot be rendered: {exc}")
-    from_email = config.get("fromEmail") or run.definition.data.get("fromEmail")
-    from_name = config.get("fromName") or run.definition.data.get("fromName")
-    sender = (
-        f"{from_name} <{from_email}>"
-        if from_name and from_email
-        else from_email or workspace.from_address or run.options.default_from
-    )
-    message = message_store.Message(
-        id=message_id,
+    message = draft.message(
         workspace_id=run.sub.workspace_id,
+        kind=kind,
+        now=run.now,
         subscriber_id=run.sub.id,
         sequence_id=run.seq.id,
         enrollment_id=run.enrollment.id,
         node_id=node["id"],
-        kind=kind,
-        to_email=run.sub.email,
-        from_email=sender,
-        subject=rendered.subject,
-        preheader=rendered.preheader,
-        html=rendered.html,
-        text=rendered.text,
-        status="queued",
-        error=None,
-        created_at=run.now,
-        updated_at=run.now,
-        sent_at=None,
     )
-    message_store.insert(run.tx, message)
-    deliveries.enqueue(run.tx, message, run.now, transport=run.options.transport)
+    mail.queue(run.tx, run.options, message, run.now)
     run.pre = None  # its steps_done no longer holds; should the run come back here, it reads afresh
-    run.record("sent", node, rendered.subject)
+    run.record("sent", node, draft.rendered.subject)
     return Outcome(next_node=node.get("next"))
 
 

@@ -21,11 +21,10 @@ from typing import Any
 from liquid.exceptions import LiquidError
 
 from cartback import errors, ids
-from cartback.core import context, suppressions
+from cartback.core import context, mail, suppressions
 from cartback.core import subscribers as subscriber_core
-from cartback.delivery import links, render
-from cartback.store import deliveries
-from cartback.store import messages as message_store
+from cartback.delivery import render
+from cartback.statuses import MessageStatus
 from cartback.store import subscribers as subscriber_store
 from cartback.store import transactional as store
 from cartback.store import workspaces as workspace_store
@@ -39,11 +38,8 @@ BUILTIN_VARIABLES = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class Options:
-    public_url: str = "http://127.0.0.1:8000"
-    default_from: str = "Shop <shop@example.com>"
-    transport: str = "outbox"
+# What sends need from the configuration: how to compose and queue mail.
+Options = mail.Options
 
 
 # -- templates --------------------------------------------------------------------------------------
@@ -277,58 +273,44 @@ def send(
             return replayed
     content, template = _content(tx, workspace_id, req)
     workspace = workspace_store.get_workspace(tx, workspace_id)
-    sender = req.sender or (template.from_email if template else None) or options.default_from
+    # The send's own from, else its template's; mail.sender falls back to the workspace's, then the default.
+    explicit = req.sender or (template.from_email if template else None)
     recipients = []
     for index, email in enumerate(req.to):
         sub = _find_or_link(tx, workspace_id, req, email, now, create=not preview)
         blocked = suppressions.blocking_reason(tx, workspace_id, email, req.email_type)
-        message_id = ids.new_id("msg")
-        signer = links.LinkSigner(options.public_url, workspace.secret, workspace.id, message_id)
-        ctx = _context(sub, email, req.variables)
-        ctx["unsubscribe_url"] = ctx["unsubscribeUrl"] = signer.unsubscribe_url(email)
-        ctx["workspace"] = {"id": workspace.id, "name": workspace.name}
         try:
-            rendered = render.render_message(content, ctx, signer)
+            ctx = _context(sub, email, req.variables)
+            draft = mail.compose(options, workspace, content, ctx, to_email=email, explicit_from=explicit)
         except (LiquidError, render.TemplateError) as exc:
             raise errors.InvalidInput(f"the template did not render: {exc}") from exc
         if preview:
-            recipients.append(Recipient(email, None, "preview", blocked, sub.id if sub else None, rendered))
+            recipients.append(
+                Recipient(email, None, "preview", blocked, sub.id if sub else None, draft.rendered)
+            )
             continue
-        message = message_store.Message(
-            id=message_id,
+        message = draft.message(
             workspace_id=workspace_id,
-            subscriber_id=sub.id if sub else None,
-            sequence_id=None,
-            enrollment_id=None,
-            node_id=None,
             kind=req.email_type,
-            to_email=email,
-            from_email=sender,
-            subject=rendered.subject,
-            preheader=rendered.preheader,
-            html=rendered.html,
-            text=rendered.text,
-            status="suppressed" if blocked else "queued",
+            now=now,
+            subscriber_id=sub.id if sub else None,
+            status=MessageStatus.SUPPRESSED if blocked else MessageStatus.QUEUED,
             error=f"suppressed: {blocked}" if blocked else None,
-            created_at=now,
-            updated_at=now,
-            sent_at=None,
             reply_to=req.reply_to,
             headers=req.headers or None,
         )
-        message_store.insert(tx, message)
         key = recipient_key(req.idempotency_key, index) if req.idempotency_key else None
         # A suppressed message gets no attempt, but keeps the send's idempotency key: a replay finds it.
-        deliveries.enqueue(
+        mail.queue(
             tx,
+            options,
             message,
             now,
-            transport=options.transport,
             idempotency_key=key,
             request_hash=req.request_hash,
             hold=bool(blocked),
         )
-        recipients.append(Recipient(email, message_id, message.status, blocked, message.subscriber_id))
+        recipients.append(Recipient(email, message.id, message.status, blocked, message.subscriber_id))
     return SendResult(recipients, template=template, diagnostics=diagnose(content, req.variables))
 
 

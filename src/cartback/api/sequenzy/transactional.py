@@ -252,11 +252,7 @@ async def send_transactional(
         reply_to=_reply_to(body),
         headers=applied,
     )
-    options = transactional.Options(
-        public_url=svc.settings.public_url,
-        default_from=svc.settings.from_,
-        transport="smtp" if svc.settings.smtp_url else "outbox",
-    )
+    options = svc.mail
     preview = body.preview is True
     now = svc.clock.now()
     if preview:

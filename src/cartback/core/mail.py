@@ -1,0 +1,145 @@
+"""The one mail composer: every email cartback writes (a sequence step, a transactional send) gets its
+sender, its links and its rendering here, by the same rules.
+
+- **Sender**: what the step (its `fromEmail`/`fromName`, else the sequence's), the send (`from`) or its
+  template names; else the workspace's sender set in the dashboard; else `CARTBACK_FROM`.
+- **Links**: the message's own signed unsubscribe link (`unsubscribe_url`, also `unsubscribeUrl`), and
+  its tracked clicks and open pixel, all under `CARTBACK_PUBLIC_URL`; the List-Unsubscribe headers follow
+  from the message's kind when it is sent (delivery/mime.py).
+- **Rendering**: delivery/render.render_message, with the workspace (`id`, `name`) in the context.
+- **Queueing**: on the configured transport.
+
+`Options` is built once from the settings (app.mail_options), for the API and for the worker alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cartback import ids
+from cartback.delivery import links, render
+from cartback.statuses import MessageStatus
+from cartback.store import deliveries
+from cartback.store import messages as message_store
+from cartback.store.db import Tx
+from cartback.store.workspaces import Workspace
+
+
+@dataclass(frozen=True)
+class Options:
+    """What composing and queueing mail needs from the configuration."""
+
+    public_url: str = "http://127.0.0.1:8000"
+    default_from: str = "Shop <shop@example.com>"
+    # smtp when CARTBACK_SMTP_URL is set, else outbox (messages kept for the dashboard and the API).
+    transport: str = "outbox"
+
+
+DEFAULT_OPTIONS = Options()
+
+
+def named(address: str | None, name: str | None) -> str | None:
+    """`Name <address>` when both are given, the address alone, or None when there is no address."""
+    if address and name:
+        return f"{name} <{address}>"
+    return address or None
+
+
+def sender(options: Options, workspace: Workspace, explicit: str | None) -> str:
+    """Who a message is from: what the step, the send or its template names, else the workspace's sender,
+    else the configured default."""
+    return explicit or workspace.from_address or options.default_from
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A composed email, not stored yet."""
+
+    message_id: str
+    to_email: str
+    from_email: str
+    rendered: render.Rendered
+
+    def message(
+        self,
+        *,
+        workspace_id: str,
+        kind: str,
+        now: datetime,
+        subscriber_id: str | None = None,
+        sequence_id: str | None = None,
+        enrollment_id: str | None = None,
+        node_id: str | None = None,
+        status: MessageStatus = MessageStatus.QUEUED,
+        error: str | None = None,
+        reply_to: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> message_store.Message:
+        return message_store.Message(
+            id=self.message_id,
+            workspace_id=workspace_id,
+            subscriber_id=subscriber_id,
+            sequence_id=sequence_id,
+            enrollment_id=enrollment_id,
+            node_id=node_id,
+            kind=kind,
+            to_email=self.to_email,
+            from_email=self.from_email,
+            subject=self.rendered.subject,
+            preheader=self.rendered.preheader,
+            html=self.rendered.html,
+            text=self.rendered.text,
+            status=status.value,
+            error=error,
+            created_at=now,
+            updated_at=now,
+            sent_at=None,
+            reply_to=reply_to,
+            headers=headers,
+        )
+
+
+def compose(
+    options: Options,
+    workspace: Workspace,
+    content: dict[str, Any],
+    context: dict[str, Any],
+    *,
+    to_email: str,
+    explicit_from: str | None = None,
+) -> Draft:
+    """Render `content` (`subject`, `previewText`, `html`, `text`, or a shipped `template`) for one
+    recipient, with the message's own links. Raises what rendering raises (render.TemplateError, Liquid
+    errors): each caller says what a broken template means for it."""
+    message_id = ids.new_id("msg")
+    signer = links.LinkSigner(options.public_url, workspace.secret, workspace.id, message_id)
+    ctx = {**context, "workspace": {"id": workspace.id, "name": workspace.name}}
+    ctx["unsubscribe_url"] = ctx["unsubscribeUrl"] = signer.unsubscribe_url(to_email)
+    rendered = render.render_message(content, ctx, signer)
+    return Draft(message_id, to_email, sender(options, workspace, explicit_from), rendered)
+
+
+def queue(
+    tx: Tx,
+    options: Options,
+    message: message_store.Message,
+    now: datetime,
+    *,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+    hold: bool = False,
+) -> None:
+    """Keep the message and queue it on the configured transport; with `hold`, keep it unsent (a
+    suppressed recipient), still holding its send's idempotency key."""
+    message_store.insert(tx, message)
+    deliveries.enqueue(
+        tx,
+        message,
+        now,
+        transport=options.transport,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        hold=hold,
+    )
