@@ -56,6 +56,10 @@ def test_dashboard_messages_list_and_detail_with_a_sandboxed_preview(shop):
     assert "<li>Wool socks</li>" in preview.text
     policy = preview.headers["content-security-policy"]
     assert "default-src 'none'" in policy and "sandbox" in policy and "script" not in policy
+    # No remote images: a shopper-supplied image URL would learn the operator's IP address.
+    directives = {d.split()[0]: d.split()[1:] for d in policy.split(";") if d.strip()}
+    assert directives["img-src"] == ["data:"]
+    assert "http:" not in policy and "https:" not in policy and "*" not in policy
     assert preview.headers["x-frame-options"] == "SAMEORIGIN"
     # Looking at a message must not count as opening it: the open pixel is not in the preview.
     assert "/t/o/" not in preview.text

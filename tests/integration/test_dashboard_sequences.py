@@ -242,6 +242,8 @@ def test_dashboard_preview_renders_a_sample_then_the_newest_real_event(shop, db,
     assert sample.status_code == 200
     assert "sample checkout" in sample.text and "<li>Protein Powder</li>" in sample.text
     assert "sandbox" in sample.headers["content-security-policy"]
+    assert "img-src data:;" in sample.headers["content-security-policy"]
+    assert "http" not in sample.headers["content-security-policy"]
 
     checkout = checkout_body("c1", title="Alpaca scarf")
     client.post("/api/v1/checkouts", json=checkout, headers={"Authorization": f"Bearer {tenant.key}"})
