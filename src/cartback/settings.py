@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     sign_in_window_seconds: int = Field(300, ge=1, le=86400)
     # Password hashes (scrypt: 32 MiB and ~0.1 s of a core each) running at once in one process; a sign-in
     # waits at most `sign_in_wait_seconds` for a turn, then gets 503.
-    sign_in_hashes: int = Field(2, ge=1, le=64)
+    sign_in_hashes: int = Field(1, ge=1, le=64)
     sign_in_wait_seconds: float = Field(5.0, gt=0, le=60)
 
     @field_validator("log_level", mode="before")

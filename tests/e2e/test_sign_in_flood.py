@@ -67,3 +67,13 @@ def test_sign_in_flood_beyond_the_wait_is_503_with_retry_after(start_server, db_
     assert "Too many sign-ins at once" in busy.text
     assert _metric(server.url, "cartback_password_hashes_peak") == 1
     assert _metric(server.url, "cartback_sign_in_busy_total") == statuses.count(503)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_sign_in_flood_on_one_address_never_checks_more_than_the_limit(start_server, db_url):
+    """All at once, so that none of the attempts has failed yet when the others are checked."""
+    server = start_server(
+        db_url, env={"CARTBACK_SIGN_IN_FAILURES_PER_ADDRESS": "5", "CARTBACK_SIGN_IN_WAIT_SECONDS": "60"}
+    )
+    statuses = [r.status_code for r in _flood(server.url, "victim@example.com", 16)]
+    assert statuses.count(401) == 5 and statuses.count(429) == 11, statuses

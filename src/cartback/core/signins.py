@@ -5,26 +5,33 @@ Failures are counted with the API rate limits' counter (core/ratelimits.py): in 
 per bucket shared by every node on PostgreSQL. A bucket counts failures in fixed windows of `window`
 seconds (the counter's "minute" is one window; its "second" a sixtieth of one, unlimited here). Once a
 bucket holds `limit` failures, every attempt on it is refused until its window ends, the right password
-included, without hashing anything: a guesser learns nothing and costs nothing. Successful sign-ins are
-not counted, so people who share an office's address are not locked out by signing in.
+included, without hashing anything: a guesser learns nothing and costs nothing. An attempt is counted
+before its password is checked and taken back when it succeeds, so successful sign-ins are not counted
+(people who share an office's address are not locked out by signing in) and attempts made all at once
+cannot overrun the limit.
 
 Each hash takes 32 MiB and about 0.1 s of a core (core/passwords.py), so a flood of attempts from many
 addresses would otherwise take as much memory and CPU as it has requests in flight. `HashGate` lets at
 most `slots` hashes run at once; a request waits at most `wait` seconds for a slot and is then refused as
 busy (503), so a flood costs at most `slots` x 32 MiB and `slots` cores, and waiting requests hold no
-more than their parsed form.
+more than their parsed form. The hash threads run at the lowest CPU priority, so on a busy machine the
+flood slows down rather than every other workspace's requests.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import math
+import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
 import anyio
-import anyio.to_thread
 
 from cartback import errors
 from cartback.core import ratelimits
@@ -77,23 +84,34 @@ class Attempts:
         windows = self.clock.now().timestamp() / self.limits.window
         return math.floor(windows * 60), windows
 
-    async def check(self, address: str, client: str) -> None:
-        """Raise Locked when this address or this client has used up its failures for the window."""
+    async def begin(self, address: str, client: str) -> None:
+        """Count this attempt as failed until it succeeds; raise Locked, counting nothing, when this
+        address or this client has used up its failures for the window. Counting before the password is
+        checked makes the check and the count one step: many attempts at once cannot all slip past a
+        limit that none of them has reached yet."""
         tick, windows = self._tick()
+        counted: list[tuple[str, int]] = []
         for bucket, limit in self._buckets(address, client):
             policy = ratelimits.Policy(burst=0, steady=limit)
-            got = await self.counter.take(bucket, 0, tick, 0, -1, policy)
-            if got.minute_used >= limit:
+            got = await self.counter.take(bucket, 1, tick, 0, -1, policy)
+            if got.granted == 0:
+                await self._refund(counted, tick)
                 wait = max(1, math.ceil((math.floor(windows) + 1 - windows) * self.limits.window))
                 what = "this address" if bucket.startswith("signin address") else "this network address"
                 raise Locked(
                     f"Too many failed sign-ins for {what}. Try again in {_duration(wait)}.", retry_after=wait
                 )
+            counted.append((bucket, limit))
 
-    async def failed(self, address: str, client: str) -> None:
+    async def take_back(self, address: str, client: str) -> None:
+        """Take back what `begin` counted: a successful sign-in, or one refused as busy, is no failure."""
         tick, _ = self._tick()
-        for bucket, limit in self._buckets(address, client):
-            await self.counter.take(bucket, 1, tick, 0, -1, ratelimits.Policy(burst=0, steady=limit))
+        await self._refund(self._buckets(address, client), tick)
+
+    async def _refund(self, buckets: list[tuple[str, int]], tick: int) -> None:
+        for bucket, limit in buckets:
+            policy = ratelimits.Policy(burst=0, steady=limit)
+            await self.counter.take(bucket, 0, tick, 1, tick // 60, policy)
 
 
 def _duration(seconds: int) -> str:
@@ -102,19 +120,29 @@ def _duration(seconds: int) -> str:
     return f"{math.ceil(seconds / 60)} minutes"
 
 
+def _lower_priority() -> None:
+    """Run this thread at the lowest CPU priority (Linux sets niceness per thread): when the CPU is short,
+    requests and the database writer go first and a flood of sign-ins waits, not the other way round."""
+    # Not Linux, or not allowed: hashes run at normal priority.
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
 class HashGate:
-    """At most `slots` password hashes at once; `running` and `peak` are exported as metrics."""
+    """At most `slots` password hashes at once, in threads of their own at the lowest CPU priority;
+    `running` and `peak` are exported as metrics."""
 
     def __init__(self, slots: int, wait: float) -> None:
         self.slots = slots
         self.wait = wait
         self._limiter = anyio.CapacityLimiter(slots)
+        self._threads = ThreadPoolExecutor(slots, "password-hash", initializer=_lower_priority)
         self.running = 0
         self.peak = 0
         self.refused = 0
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
-        """`fn(*args)` in a worker thread once a slot is free; Busy if none frees within `wait` seconds."""
+        """`fn(*args)` in a hash thread once a slot is free; Busy if none frees within `wait` seconds."""
         acquired = False
         with anyio.move_on_after(self.wait):
             await self._limiter.acquire()
@@ -125,7 +153,10 @@ class HashGate:
         try:
             self.running += 1
             self.peak = max(self.peak, self.running)
-            return await anyio.to_thread.run_sync(fn, *args)
+            # Shielded: a client that disconnects must not free the slot while its hash still runs.
+            with anyio.CancelScope(shield=True):
+                result = await asyncio.wrap_future(self._threads.submit(fn, *args))
+            return result
         finally:
             self.running -= 1
             self._limiter.release()

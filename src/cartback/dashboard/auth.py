@@ -45,8 +45,9 @@ async def login(
     client = request.client.host if request.client else "unknown"
     context = {"next": _safe_next(next), "email": email}
     try:
-        # Refused before any hashing: a locked address or client costs a counter lookup, not 32 MiB.
-        await guard.attempts.check(email, client)
+        # Counted (and refused when locked) before any hashing: a locked address or client costs a
+        # counter lookup, not 32 MiB and 0.1 s of a core.
+        await guard.attempts.begin(email, client)
         user = (
             await services.db.read(lambda tx: user_store.find_by_email(tx, email)) if email.strip() else None
         )
@@ -54,17 +55,19 @@ async def login(
         # never more than CARTBACK_SIGN_IN_HASHES at once.
         matched = await guard.gate.run(users.check_credentials, user, password)
         if not matched or user is None:
-            await guard.attempts.failed(email, client)
             return web.render(
                 request,
                 "login.html",
                 {**context, "error": "Wrong email address or password."},
                 status_code=401,
             )
+        await guard.attempts.take_back(email, client)
         new_hash = None
         if passwords.needs_rehash(user.password_hash):
             new_hash = await guard.gate.run(passwords.hash_password, password)
     except (signins.Locked, signins.Busy) as exc:
+        if isinstance(exc, signins.Busy):  # the password was never checked
+            await guard.attempts.take_back(email, client)
         response = web.render(
             request, "login.html", {**context, "error": exc.message}, status_code=exc.status_code
         )
