@@ -19,9 +19,8 @@ or per-client limit stops it: only the bound on concurrent password hashes does.
 every attempt for one address from one client, as a naive script would: the limits stop it.
 
 The template is `{% for i in (1..N) %}{% for j in (1..N) %}x{% endfor %}{% endfor %}`: with
-`--template-loop N` as given, else the largest N of 100, 300, 1000 the preview accepts (a template over the
-server's Liquid limits is refused; above 1000 one render takes tens of seconds, which would measure only
-that).
+`--template-loop N` as given, else the largest N up to 1000 the preview accepts (a template over the
+server's Liquid limits is refused; without limits 1000 is taken, and one render takes seconds).
 
 Printed: the victim's p50/p99/max and errors in each phase, the ratio of the attack p99 to the quiet p99
 (the goal is at most 2), what the attacker's requests got, and the server's RSS before, after each phase
@@ -167,15 +166,19 @@ def _preview(client: httpx.Client, n: int) -> httpx.Response:
 
 
 def _largest_template(base: str, key: str) -> int:
-    accepted = 0
+    """The largest N <= 1000 whose N x N loop the preview accepts (a binary search: the server's Liquid
+    limits refuse larger ones at once)."""
+    low, high = 0, 1000
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as client:
-        for n in (100, 300, 1000):
-            if _preview(client, n).status_code != 200:
-                break
-            accepted = n
-    if not accepted:
-        raise SystemExit("the preview refuses even a 100 x 100 loop; give --template-loop")
-    return accepted
+        while low < high:
+            n = (low + high + 1) // 2
+            if _preview(client, n).status_code == 200:
+                low = n
+            else:
+                high = n - 1
+    if not low:
+        raise SystemExit("the preview refuses even a 1 x 1 loop; give --template-loop")
+    return low
 
 
 def _attack(
