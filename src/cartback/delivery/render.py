@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import html as htmllib
 import re
+import time
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from html.parser import HTMLParser
@@ -97,9 +98,9 @@ def _money(cents: Any, currency: Any = None, locale: Any = None) -> str:
 # -- resource limits -----------------------------------------------------------------------------------
 #
 # Templates are written by tenants and rendered on a shared server, so one render must not be able to
-# take seconds of CPU or hundreds of MB: python-liquid's own limits, plus two it lacks. Each applies to one
-# render of one field (subject, preview text, HTML or text); the largest template within them renders in
-# well under a second. docs/templates.md ("Limits") lists them for template authors.
+# take seconds of CPU or hundreds of MB: python-liquid's own limits, plus three it lacks. Each applies to
+# one render of one field (subject, preview text, HTML or text). docs/templates.md ("Limits") lists them
+# for template authors.
 
 # Loop iterations: python-liquid counts nested loops as the product of their lengths; _LimitedContext
 # also counts all the loops of a render together (fifty loops of 9,999 one after the other are 500,000
@@ -115,10 +116,18 @@ CONTEXT_DEPTH_LIMIT = 30
 # render: a filter costs about as much as what it is given, and a loop of filters over the largest
 # string the other limits allow would otherwise still take minutes.
 FILTER_WORK_LIMIT = 2_000_000
+# CPU time of one render, for what the counts above do not weigh: a loop body of a hundred small filters
+# or assignments stays under every count and still takes seconds. Measured as the rendering thread's own
+# CPU time, so a busy machine does not make a template fail; a real email takes about a millisecond.
+RENDER_CPU_SECONDS = 0.25
 
 
 class FilterWorkLimitError(ResourceLimitError):
     """Filters were handed more than FILTER_WORK_LIMIT characters and items in one render."""
+
+
+class RenderTimeLimitError(ResourceLimitError):
+    """A render used more than RENDER_CPU_SECONDS of CPU time."""
 
 
 def _size(value: object) -> int:
@@ -131,18 +140,29 @@ class _LimitedContext(RenderContext):
     """python-liquid's render context with the two limits it lacks (see LOOP_ITERATION_LIMIT and
     FILTER_WORK_LIMIT), through the hooks it offers for them."""
 
-    __slots__ = ("filter_work", "iterations")
+    __slots__ = ("cpu_deadline", "filter_work", "iterations")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.iterations = 0
         self.filter_work = 0
+        self.cpu_deadline = time.thread_time() + RENDER_CPU_SECONDS
+
+    def _check_time(self) -> None:
+        # Checked at every loop, filter and assignment: whatever a template repeats goes through one.
+        if time.thread_time() > self.cpu_deadline:
+            raise RenderTimeLimitError("render time limit reached", token=None)
 
     def raise_for_loop_limit(self, length: int = 1) -> None:
         super().raise_for_loop_limit(length)
+        self._check_time()
         self.iterations += length
         if self.iterations > LOOP_ITERATION_LIMIT:
             raise LoopIterationLimitError("loop iteration limit reached", token=None)
+
+    def assign(self, key: str, val: Any) -> None:
+        self._check_time()
+        super().assign(key, val)
 
     def stopindex(self, key: str, index: int | None = None) -> int:
         # Called with the end of a loop's slice before the loop reverses or skips into it: a range of a
@@ -155,6 +175,7 @@ class _LimitedContext(RenderContext):
         func = super().filter(name, token)
 
         def limited(left: object, *args: object, **kwargs: object) -> object:
+            self._check_time()
             self.filter_work += _size(left) + sum(map(_size, args)) + sum(map(_size, kwargs.values()))
             if self.filter_work > FILTER_WORK_LIMIT:
                 raise FilterWorkLimitError("filter work limit reached", token=None)
@@ -293,6 +314,8 @@ def _limit_message(exc: LiquidError) -> str:
         what = f"more than {LOCAL_NAMESPACE_LIMIT:,} bytes of assigned variables"
     elif isinstance(exc, FilterWorkLimitError):
         what = f"more than {FILTER_WORK_LIMIT:,} characters and items handed to filters"
+    elif isinstance(exc, RenderTimeLimitError):
+        what = f"more than {RENDER_CPU_SECONDS:g} s of CPU time"
     else:
         what = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return f"template exceeds the resource limits: {what}{_position(exc)}"
