@@ -26,6 +26,10 @@ class ValidationFailed(errors.InvalidInput):
         self.problems = problems
 
 
+# The pydantic-style error type of a value refused by the storable-values rule (api/bodies.py); its `loc`
+# is the value's path in the body as sent, not a pydantic path with union branch names.
+UNSTORABLE = "unstorable_value"
+
 _renderers: list[tuple[str, Renderer]] = []
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from cartback import ids
+from cartback import ids, values
 from cartback.core import events
 from cartback.store import attributions as store
 from cartback.store import events as event_store
@@ -136,6 +136,10 @@ def attribute(tx: Tx, event: Event, now: datetime, rules: Rules = DEFAULT_RULES)
     constraint on (workspace, order) holds even if two transactions raced."""
     order = placed_order(event)
     if order is None or store.exists(tx, event.workspace_id, order.order_id):
+        return None
+    if order.ordered_at < values.EARLIEST:
+        # An old record dated before the API bounded times (year 1, say): no email precedes it, and its
+        # window would start before the first representable date.
         return None
     touches = store.touches(
         tx, event.workspace_id, order.subscriber_id, order.ordered_at - rules.lookback, order.ordered_at

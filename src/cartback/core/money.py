@@ -4,8 +4,13 @@ Currency codes are ISO 4217's, as Babel's copy of the CLDR lists them."""
 from __future__ import annotations
 
 import functools
+from decimal import ROUND_HALF_UP, Decimal
 
 from babel import numbers
+
+# The largest amount, in minor units, that an API accepts: far beyond any real order, and exact both in
+# a 64-bit integer column and in the float a template may compute with (below 2**53).
+MAX_MINOR_UNITS = 10**15
 
 # ISO 4217 currencies whose minor unit is not 1/100.
 _EXPONENTS = {
@@ -56,3 +61,21 @@ def currency_code(value: str) -> str | None:
     """The ISO 4217 code `value` names (`usd` is USD), or None when it names none (`XYZ`)."""
     code = value.strip().upper()
     return code if len(code) == 3 and code in _codes() else None
+
+
+def to_minor(amount: Decimal, currency: str | None, *, allow_negative: bool = False) -> int:
+    """Major units to minor units exactly, half up: 64.5 USD -> 6450, 6450 JPY -> 6450. ValueError
+    when not finite or beyond MAX_MINOR_UNITS; checked before scaling, so a huge amount such as 1e300
+    is refused rather than overflowing the decimal context."""
+    digits = exponent(currency)
+    low = -MAX_MINOR_UNITS if allow_negative else 0
+    if not amount.is_finite():
+        raise ValueError("is not a finite number")
+    out_of_range = ValueError(f"must be between {low} and {MAX_MINOR_UNITS} in minor units")
+    # Bounded before scaling: scaling or rounding 1e300 would overflow the decimal context.
+    if amount.copy_abs() > Decimal(MAX_MINOR_UNITS + 1).scaleb(-digits):
+        raise out_of_range
+    minor = int(amount.scaleb(digits).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    if not low <= minor <= MAX_MINOR_UNITS:
+        raise out_of_range
+    return minor

@@ -30,7 +30,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
-from cartback import errors
+from cartback import errors, values
 
 T = TypeVar("T")
 Tx = Connection  # what store functions take: a connection inside a transaction
@@ -55,6 +55,20 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def _loads(text: str | bytes) -> Any:
+    """A stored JSON document, with anything nested deeper than `values.READ_DEPTH` read as null: a
+    record stored before the API bounded nesting must not make every read of it fail when rendered."""
+    value = orjson.loads(text)
+    # Cheap first: a document with fewer brackets than the bound cannot nest deeper than it.
+    if isinstance(text, bytes):
+        brackets = text.count(b"{") + text.count(b"[")
+    else:
+        brackets = text.count("{") + text.count("[")
+    if brackets <= values.READ_DEPTH:
+        return value
+    return values.clip_depth(value)
+
+
 def create_engines(url: str, *, sqlite_synchronous: str = "FULL") -> tuple[Engine, Engine]:
     """Return (write engine, read engine). They are the same engine on PostgreSQL."""
     url = sqlalchemy_url(url)
@@ -62,7 +76,7 @@ def create_engines(url: str, *, sqlite_synchronous: str = "FULL") -> tuple[Engin
         engine = sa.create_engine(
             url,
             json_serializer=_dumps,
-            json_deserializer=orjson.loads,
+            json_deserializer=_loads,
             pool_size=10,
             max_overflow=20,
             pool_pre_ping=True,
@@ -92,7 +106,7 @@ def create_engines(url: str, *, sqlite_synchronous: str = "FULL") -> tuple[Engin
 
     kwargs: dict[str, Any] = {
         "json_serializer": _dumps,
-        "json_deserializer": orjson.loads,
+        "json_deserializer": _loads,
         "hide_parameters": True,
     }
     write = configure(sa.create_engine(url, **kwargs), writer=True)

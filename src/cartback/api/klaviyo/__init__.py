@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 
 from cartback import errors
-from cartback.api import deps, scopes
+from cartback.api import bodies, deps, scopes
 from cartback.api import errors as api_errors
 from cartback.api.klaviyo import jsonapi
 
@@ -80,7 +80,7 @@ def router() -> APIRouter:
 
     api = APIRouter(
         prefix=PREFIX,
-        dependencies=[Depends(principal), Depends(revision)],
+        dependencies=[Depends(principal), Depends(revision), Depends(bodies.storable)],
         default_response_class=jsonapi.JsonApiResponse,
         responses=_error_responses(),
     )

@@ -7,14 +7,11 @@ cents; the original keys stay beside the normalised ones so nothing a template u
 from __future__ import annotations
 
 import hashlib
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from cartback.api.klaviyo import jsonapi
 from cartback.core import money
-
-# The largest amount the stores hold (as the Sequenzy surface allows: 10^15 minor units).
-MAX_CENTS = 10**15
 
 _ITEM_KEYS = {
     "title": ("title", "ProductName", "Name", "name", "product_name"),
@@ -55,10 +52,10 @@ def to_cents(value: Any, currency: str | None, pointer: str) -> int | None:
     number = _number(value)
     if number is None:
         return None
-    cents = int(number.scaleb(money.exponent(currency)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-    if not 0 <= cents <= MAX_CENTS:
-        raise jsonapi.Problem(400, f"The amount {value} is out of range.", pointer=pointer)
-    return cents
+    try:
+        return money.to_minor(number, currency)
+    except ValueError as exc:
+        raise jsonapi.Problem(400, f"The amount {value} is out of range: {exc}.", pointer=pointer) from exc
 
 
 def currency_of(value_currency: str | None, props: dict[str, Any], attrs: str) -> str | None:

@@ -128,9 +128,16 @@ def render_error(exc: errors.CartbackError) -> Response:
     return JsonApiResponse({"errors": objects}, status_code=exc.status_code)
 
 
+def escape(key: str) -> str:
+    """One JSON Pointer (RFC 6901) segment, so a key with a slash still points at the right member."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
 def validation_problems(items: Sequence[dict[str, Any]]) -> list[Problem]:
     """pydantic's error list as Klaviyo error objects: body errors point at the member
     (`/data/attributes/metric/data/attributes/name`), query and header errors name the parameter."""
+    from cartback.api import errors as api_errors
+
     out = []
     for item in items:
         loc = [str(p) for p in item.get("loc", ())]
@@ -140,12 +147,13 @@ def validation_problems(items: Sequence[dict[str, Any]]) -> list[Problem]:
             out.append(Problem(400, detail, code="parse_error", title="Malformed request."))
             continue
         # pydantic names the branch of a union it tried ("function-after[...]", "str"); not the member.
-        path = [p for p in path if not p.startswith(("function-", "json-or-python")) and p != "str"]
+        if item.get("type") != api_errors.UNSTORABLE:
+            path = [p for p in path if not p.startswith(("function-", "json-or-python")) and p != "str"]
         if where in ("query", "header", "path", "cookie"):
             name = path[0] if path else where
             out.append(Problem(400, f"{name}: {item.get('msg')}", parameter=name))
             continue
-        pointer = "/" + "/".join(path) if path else DEFAULT_POINTER
+        pointer = "/" + "/".join(escape(p) for p in path) if path else DEFAULT_POINTER
         if item.get("type") == "missing":
             detail = f"'{path[-1]}' is a required field." if path else "A request body is required."
         else:

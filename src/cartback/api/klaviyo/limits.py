@@ -8,14 +8,15 @@ is stored and answered as Klaviyo does: a 400 error object whose `source.pointer
 | size of any field                       | 100 kB  |
 | items in an array                       | 4000    |
 | levels of nested objects                | 10      |
-| event timestamp                         | between 2000 and now + 1 year |
+| event timestamp                         | between 2000 and now + 1 year (`cartback.values`) |
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
+from cartback import values
 from cartback.api.klaviyo import jsonapi
 
 MAX_PAYLOAD_BYTES = 5 * 1024 * 1024
@@ -23,13 +24,6 @@ MAX_PROPERTIES = 300
 MAX_FIELD_BYTES = 100 * 1024
 MAX_ARRAY_ITEMS = 4000
 MAX_DEPTH = 10
-EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
-FUTURE = timedelta(days=365)
-
-
-def _escape(key: str) -> str:
-    # JSON Pointer (RFC 6901) escaping, so a key with a slash still points at the right member.
-    return key.replace("~", "~0").replace("/", "~1")
 
 
 def check_properties(properties: dict[str, Any], pointer: str, *, max_count: int = MAX_PROPERTIES) -> None:
@@ -48,7 +42,7 @@ def _walk(value: Any, pointer: str, depth: int) -> None:
                 400, f"Objects may be nested at most {MAX_DEPTH} levels deep.", pointer=pointer
             )
         for key, item in value.items():
-            here = f"{pointer}/{_escape(str(key))}"
+            here = f"{pointer}/{jsonapi.escape(str(key))}"
             _check_size(str(key), here)
             _walk(item, here, depth + 1)
     elif isinstance(value, list):
@@ -69,12 +63,10 @@ def _check_size(text: str, pointer: str) -> None:
 
 
 def check_time(value: datetime, now: datetime, pointer: str) -> None:
-    if value < EARLIEST:
-        raise jsonapi.Problem(400, "The event time must be in the year 2000 or later.", pointer=pointer)
-    if value - now > FUTURE:
-        raise jsonapi.Problem(
-            400, "The event time must not be more than a year in the future.", pointer=pointer
-        )
+    try:
+        values.check_time(value, now)
+    except ValueError as exc:
+        raise jsonapi.Problem(400, f"The event time {exc}.", pointer=pointer) from exc
 
 
 def check_payload_size(content_length: str | None) -> None:

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from cartback import errors, ids
+from cartback import errors, ids, values
 from cartback.api.segment import models
 from cartback.core import checkouts, events, ingest, money, orders, subscribers
 
 SOURCE = "segment"
-# Amounts are stored in minor units as 64-bit integers; the Sequenzy API caps them the same way.
-MAX_CENTS = 10**15
 NAME_MAX = 255
 EMAIL_MAX = 320
 URL_MAX = 4000
@@ -57,16 +55,22 @@ def occurred_at(msg: models.Message, where: str, *, sent_at: datetime | None, no
     corrected for the sender's clock skew by `sentAt`; else now. Never later than now: a clock running
     ahead is not a reason to refuse an event."""
     if msg.timestamp is not None:
-        moment = msg.timestamp
+        moment, field = msg.timestamp, "timestamp"
     elif msg.originalTimestamp is not None:
         sent = msg.sentAt or sent_at
+        field = "originalTimestamp"
         try:
             moment = now - (sent - msg.originalTimestamp) if sent is not None else msg.originalTimestamp
         except OverflowError as exc:
             raise errors.InvalidInput(f"{where}: sentAt and originalTimestamp are too far apart") from exc
     else:
-        moment = now
-    return min(moment, now)
+        return now
+    moment = min(moment, now)
+    try:
+        values.check_time(moment, now)
+    except ValueError as exc:
+        raise errors.InvalidInput(f"{where}.{field}: {exc}") from exc
+    return moment
 
 
 def identity(msg: models.Message, where: str) -> subscribers.Identity:
@@ -232,11 +236,10 @@ def _cents(value: Any, currency: str, where: str, *, allow_negative: bool = Fals
         raise errors.InvalidInput(f"{where} must be a number") from exc
     if not amount.is_finite():
         raise errors.InvalidInput(f"{where} must be a number")
-    cents = amount.scaleb(money.exponent(currency)).quantize(Decimal(1), rounding=ROUND_HALF_UP)
-    low = -MAX_CENTS if allow_negative else 0
-    if not low <= cents <= MAX_CENTS:
-        raise errors.InvalidInput(f"{where} must be between {low} and {MAX_CENTS} in minor units")
-    return int(cents)
+    try:
+        return money.to_minor(amount, currency, allow_negative=allow_negative)
+    except ValueError as exc:
+        raise errors.InvalidInput(f"{where} {exc}") from exc
 
 
 def _currency(value: Any, where: str) -> str | None:

@@ -114,6 +114,7 @@ async def push_order(
     if data.ordered_at is not None and data.ordered_at.tzinfo is None:
         data = replace(data, ordered_at=data.ordered_at.replace(tzinfo=UTC))
     now = svc.clock.now()
+    models.check_time(data.ordered_at, now, "orderedAt")
     result = await svc.db.write(lambda tx: orders.record_order(tx, who.workspace_id, data, now))
     return PushOrderResponse(
         orderId=result.order_id,

@@ -50,6 +50,7 @@ async def trigger_event(
         properties=body.properties or {},
     )
     identity, now = body.identity(), svc.clock.now()
+    models.check_time(body.occurred_at, now, "occurredAt")
     result = await svc.db.write(lambda tx: subscribers.trigger(tx, who.workspace_id, identity, [item], now))
     done = result.events[0]
     answer: dict[str, Any] = {
@@ -91,6 +92,8 @@ async def trigger_events_bulk(
         for e in body.events
     ]
     identity, now = body.identity(), svc.clock.now()
+    for i, e in enumerate(body.events):
+        models.check_time(e.occurred_at, now, f"events.{i}.occurredAt")
     result = await svc.db.write(lambda tx: subscribers.trigger(tx, who.workspace_id, identity, items, now))
     duplicates = sum(e.duplicate for e in result.events)
     return {

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from cartback import errors, values
 from cartback.core import money
 from cartback.core.subscribers import Identity
 from cartback.store.subscribers import Subscriber
@@ -42,13 +43,24 @@ def _timezone(value: str) -> str:
     return value
 
 
+def check_time(value: datetime | None, now: datetime, field: str) -> None:
+    """An event's (or a subscriber's creation) time within the bounds every surface keeps
+    (`values.check_time`): the 400 names the field as the SDK sent it."""
+    if value is None:
+        return
+    try:
+        values.check_time(value, now)
+    except ValueError as exc:
+        raise errors.InvalidInput(f"{field}: {exc}") from exc
+
+
 Email = Annotated[str, AfterValidator(check_email)]
 UtcDateTime = Annotated[datetime, AfterValidator(_utc)]
 TimeZone = Annotated[str, Field(max_length=64), AfterValidator(_timezone)]
 Name = Annotated[str, Field(max_length=255)]
 Currency = Annotated[str, AfterValidator(_currency)]
 # Strict: "8850" or true is a client bug to report, not an amount to guess at.
-Cents = Annotated[int, Field(strict=True, ge=0, le=10**15)]
+Cents = Annotated[int, Field(strict=True, ge=0, le=money.MAX_MINOR_UNITS)]
 NonEmpty = Annotated[str, Field(min_length=1, max_length=255)]
 
 

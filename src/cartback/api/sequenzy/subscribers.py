@@ -77,6 +77,7 @@ async def create_subscriber(
     data = body.as_input()
     strategy = body.duplicate_strategy or subscribers.DEFAULT_DUPLICATE_STRATEGY
     now = svc.clock.now()
+    models.check_time(body.created_at, now, "createdAt")
     saved = await svc.db.write(lambda tx: subscribers.create(tx, who.workspace_id, data, strategy, now))
     flags = {"created": saved.created, "updated": saved.updated, "skipped": saved.skipped}
     shown = (
