@@ -95,11 +95,24 @@ def test_klaviyo_reads_follow_the_published_spec_with_every_listed_include(kl, a
     assert profile["data"]["relationships"]["lists"] == {"data": [{"type": "list", "id": vip["id"]}]}
     assert profile["data"]["relationships"]["segments"] == {"data": []}
 
+    # A live sequence triggered by an event is a flow its metric triggers.
+    thanks = {
+        "name": "Thank you",
+        "trigger": "event_received",
+        "eventName": "ecommerce.order_placed",
+        "steps": [{"type": "email", "subject": "Thanks", "html": "<p>Thanks</p>"}],
+    }
+    seq = app_client.post("/sequences", thanks).json()["sequence"]
+    assert app_client.post(f"/sequences/{seq['id']}/enable", {}).status_code == 200
     metrics = answer(kl, "GET /api/metrics", "/api/metrics", params={"include": "flow-triggers"})
-    assert metrics["included"] == []
-    mid = metrics["data"][0]["id"]
+    [flow] = metrics["included"]
+    assert (flow["type"], flow["id"], flow["attributes"]["name"]) == ("flow", seq["id"], "Thank you")
+    triggers = {m["attributes"]["name"]: m["relationships"]["flow-triggers"]["data"] for m in metrics["data"]}
+    assert triggers.pop("Placed Order") == [{"type": "flow", "id": seq["id"]}]
+    assert set(map(len, triggers.values())) == {0}
+    mid = next(m["id"] for m in metrics["data"] if m["attributes"]["name"] == "Placed Order")
     metric = answer(kl, "GET /api/metrics/{id}", f"/api/metrics/{mid}", params={"include": "flow-triggers"})
-    assert metric["data"]["relationships"]["flow-triggers"] == {"data": []}
+    assert metric["included"] == [flow]
 
     # Paging links are left out where there is no page, never null; both directions follow the spec.
     first = answer(kl, "GET /api/events", "/api/events", params={"page[size]": "2"})

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from cartback.core import events
 from cartback.store import events as event_store
+from cartback.store import sequences as sequence_store
 from cartback.store.db import Tx
 
 # Klaviyo's names for cartback's own events; any other event name is its own metric name.
@@ -68,6 +69,12 @@ def list_metrics(tx: Tx, workspace_id: str) -> list[Metric]:
     """Every metric of the workspace, by name."""
     found = [_metric(tx, workspace_id, name) for name in event_store.distinct_names(tx, workspace_id)]
     return sorted((m for m in found if m is not None), key=lambda m: (m.name, m.event_name))
+
+
+def flows_triggered(tx: Tx, workspace_id: str, event_name: str) -> list[sequence_store.Sequence]:
+    """The sequences this metric's event starts now (live and taking enrollments): Klaviyo's
+    flow-triggers of a metric."""
+    return sequence_store.triggered_by(tx, workspace_id, event_name)
 
 
 def event_name_of(tx: Tx, workspace_id: str, ident: str) -> str | None:

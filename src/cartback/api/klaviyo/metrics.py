@@ -19,17 +19,37 @@ Svc = deps.Services
 
 INTEGRATION = {"object": "integration", "id": "cartback", "key": "api", "name": "API", "category": "API"}
 _INTEGRATION_FILTERS = {"integration.name": "name", "integration.category": "category"}
-# What Klaviyo's spec lists for the metric endpoints. A flow-trigger is a Klaviyo flow started by the
-# metric; cartback's sequences are not served as Klaviyo flows, so the relationship is always empty.
+# What Klaviyo's spec lists for the metric endpoints: the flows the metric triggers, which in cartback
+# are the live sequences triggered by the metric's event.
 _INCLUDES = ("flow-triggers",)
 
 
-def _with_includes(data: list[dict[str, Any]], wanted: list[str]) -> list[dict[str, Any]] | None:
+def flow_resource(request: Request, seq: Any) -> dict[str, Any]:
+    attributes = {
+        "name": seq.name,
+        # Only live sequences trigger; Klaviyo calls a running flow "live".
+        "status": "live",
+        "archived": False,
+        "created": jsonapi.iso(seq.created_at),
+        "updated": jsonapi.iso(seq.updated_at),
+        "trigger_type": "Metric",
+    }
+    return jsonapi.resource("flow", seq.id, attributes, f"{jsonapi.base_url(request)}/api/flows/{seq.id}")
+
+
+def _with_includes(
+    tx: Tx, request: Request, workspace_id: str, found: list[metrics.Metric], wanted: list[str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """The metrics as resources, with their flow-triggers when asked (None: nothing was)."""
+    data = [metric_resource(request, m) for m in found]
     if not wanted:
-        return None
-    for resource in data:
-        resource.setdefault("relationships", {})["flow-triggers"] = jsonapi.to_many("flow", [])
-    return []
+        return data, None
+    included: dict[str, dict[str, Any]] = {}
+    for metric, resource in zip(found, data, strict=True):
+        flows = metrics.flows_triggered(tx, workspace_id, metric.event_name)
+        resource["relationships"] = {"flow-triggers": jsonapi.to_many("flow", [f.id for f in flows])}
+        included.update((f.id, flow_resource(request, f)) for f in flows)
+    return data, list(included.values())
 
 
 def metric_resource(request: Request, metric: metrics.Metric) -> dict[str, Any]:
@@ -77,13 +97,14 @@ async def get_metrics(
     """Every metric of this workspace, in one page."""
     wanted = jsonapi.includes(include, _INCLUDES)
     if not _matches_integration(filter):
-        return jsonapi.collection([], request, None, _with_includes([], wanted))
+        return jsonapi.collection([], request, None, [] if wanted else None)
 
-    def read(tx: Tx) -> list[dict[str, Any]]:
-        return [metric_resource(request, m) for m in metrics.list_metrics(tx, who.workspace_id)]
+    def read(tx: Tx) -> dict[str, Any]:
+        found = metrics.list_metrics(tx, who.workspace_id)
+        data, included = _with_includes(tx, request, who.workspace_id, found, wanted)
+        return jsonapi.collection(data, request, None, included)
 
-    data = await svc.db.read(read)
-    return jsonapi.collection(data, request, None, _with_includes(data, wanted))
+    return await svc.db.read(read)
 
 
 @router.get("/metrics/{metric_id}")
@@ -96,8 +117,15 @@ async def get_metric(
     include: str | None = Query(None, max_length=200),
 ) -> dict[str, Any]:
     wanted = jsonapi.includes(include, _INCLUDES)
-    found = await svc.db.read(lambda tx: metrics.find(tx, who.workspace_id, metric_id))
-    if found is None:
+
+    def read(tx: Tx) -> dict[str, Any] | None:
+        found = metrics.find(tx, who.workspace_id, metric_id)
+        if found is None:
+            return None
+        [data], included = _with_includes(tx, request, who.workspace_id, [found], wanted)
+        return jsonapi.document(data, request, included=included)
+
+    answer = await svc.db.read(read)
+    if answer is None:
         raise jsonapi.Problem(404, f"No metric with id {metric_id!r}.", parameter="id")
-    data = metric_resource(request, found)
-    return jsonapi.document(data, request, included=_with_includes([data], wanted))
+    return answer
