@@ -17,20 +17,20 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from cartback import errors, metrics
+from cartback import errors, testing
 from cartback.core import attribution, checkouts, events, orders, sequences, subscribers, users
 from cartback.core.clock import FrozenClock
 from cartback.delivery import sender
 from cartback.delivery.outbox import OutboxTransport
+from cartback.scheduler.worker import Worker
 from cartback.settings import Settings
 from cartback.store import deliveries, workspaces
 from cartback.store import enrollments as enrollment_store
 from cartback.store import messages as message_store
 from cartback.store import subscribers as subscriber_store
 from cartback.store.db import Database, Tx
-from cartback.testing import run_until_idle
 
 WORKSPACE = "demo"
 DAYS = 7
@@ -97,19 +97,6 @@ class _Action:
     at: datetime
     order: int
     run: Callable[[Tx, datetime], None] = field(compare=False)
-
-
-@dataclass
-class _Duty:
-    """What the sender's duty uses of a worker: the database, the clock, a lease."""
-
-    db: Database
-    clock: FrozenClock
-    owner: str = "cartback-demo"
-    lease: timedelta = timedelta(minutes=5)
-    batch_size: int = 500
-    stopping: bool = False
-    metrics: metrics.Metrics = field(default_factory=metrics.Metrics)
 
 
 class _Shop:
@@ -276,24 +263,30 @@ def run(
     workspace_id, key = _setup(db, clock.now(), email, password)
     shop = _Shop(workspace_id, start, end, rng)
     shop.plan(checkouts_count)
-    hooks = [attribution.hook()]
     outbox = sender.Sender(OutboxTransport(), public_url=settings.public_url)
 
     async def replay() -> int:
-        await db.start()
-        duty = cast(Any, _Duty(db, clock))  # the part of a Worker the duty uses
         sent = 0
+
+        async def send(worker: Worker) -> int:
+            nonlocal sent
+            batch = await outbox.duty(worker)
+            sent += batch
+            return batch
+
+        # The scheduler's own worker, on the walking clock, with the sender as its duty as in `serve`.
+        worker = testing.worker(db, clock, owner="cartback-demo", hooks=[attribution.hook()])
+        worker.duties.append(send)
+        await db.start()
         try:
             total = len(shop.actions) + 1
             for done, action in enumerate([*shop.actions, None], start=1):
                 clock.set(action.at if action else end)
                 # What was due by now runs first: delays end, emails are written and sent.
-                run_until_idle(db, clock, owner="cartback-demo", hooks=hooks)
-                while (batch := await outbox.duty(duty)) > 0:
-                    sent += batch
+                await testing.until_idle(worker)
                 if action is not None:
                     db.write_sync(functools.partial(_apply, action=action, now=clock.now()))
-                    run_until_idle(db, clock, owner="cartback-demo", hooks=hooks)
+                    await testing.until_idle(worker)
                 if progress is not None:
                     progress(done, total)
         finally:

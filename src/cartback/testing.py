@@ -2,16 +2,46 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
 
-from cartback.core import automations
 from cartback.core.clock import Clock, FrozenClock
 from cartback.delivery.transport import Result
-from cartback.scheduler import worker
-from cartback.store import timers
-from cartback.store.db import Database, Tx
+from cartback.scheduler import worker as worker_module
+from cartback.scheduler.worker import Worker
+from cartback.store.db import Database
 
-__all__ = ["FrozenClock", "MemoryTransport", "run_until_idle"]
+__all__ = ["FrozenClock", "MemoryTransport", "run_until_idle", "until_idle", "worker"]
+
+# As many as the scheduler may do in one round (more than any test makes due at once).
+BATCH = 500
+
+
+def worker(
+    db: Database,
+    clock: Clock,
+    *,
+    owner: str = "test-worker",
+    hooks: list[worker_module.EventHook] | None = None,
+    connections: int = 1,
+) -> Worker:
+    """The scheduler's own `Worker` on `clock`, with a fixed owner name and a five-minute lease; add its
+    duties (`worker.duties`) as `serve` does. One connection by default, so that a test sees the order
+    SQLite's single writer gives."""
+    w = Worker(db, clock, batch_size=BATCH, lease_seconds=300, connections=connections, owner=owner)
+    w.event_hooks.extend(hooks or [])
+    return w
+
+
+async def until_idle(w: Worker, *, rounds: int = 100) -> int:
+    """Run `w`'s rounds (`Worker.run_round`: dispatch events, run due steps, run each duty) until one finds
+    nothing to do at the clock's time; return the number of steps run. A step that fails is handled as the
+    worker handles it (logged, kept in the run's history, retried after a backoff). Needs the database's
+    writer started."""
+    steps = w.steps_run
+    for _ in range(rounds):
+        if not any(await w.run_round()):
+            return w.steps_run - steps
+    raise RuntimeError("the scheduler did not become idle")
 
 
 def run_until_idle(
@@ -20,42 +50,19 @@ def run_until_idle(
     *,
     owner: str = "test-worker",
     rounds: int = 100,
-    hooks: list[worker.EventHook] | None = None,
+    hooks: list[worker_module.EventHook] | None = None,
 ) -> int:
-    """Dispatch every pending event (running `hooks` on each, as a worker runs its event hooks) and run
-    every step due at `clock.now()`, synchronously, until nothing is left to do now. Returns the number of
-    steps run."""
+    """From synchronous code: start the database's writer, run a `worker` (no duties) `until_idle`, and
+    stop the writer again. Returns the number of steps run."""
 
-    def dispatch(tx: Tx) -> int:
-        return worker.dispatch_batch(tx, clock.now(), 500, hooks)
+    async def run() -> int:
+        await db.start()
+        try:
+            return await until_idle(worker(db, clock, owner=owner, hooks=hooks), rounds=rounds)
+        finally:
+            await db.stop()
 
-    def claim(tx: Tx) -> list[str]:
-        return timers.claim_due(tx, owner, clock.now(), lease=timedelta(minutes=5), limit=500)
-
-    steps = 0
-    for _ in range(rounds):
-        dispatched = db.write_sync(dispatch)
-        claimed = db.write_sync(claim)
-        if claimed:
-            # As the worker runs them: the claimed batch set-wise in one transaction, and one by one
-            # only if that fails.
-            try:
-
-                def advance_all(tx: Tx, c: list[str] = claimed) -> list[str]:
-                    return automations.advance_batch(tx, c, owner, clock.now())
-
-                db.write_sync(advance_all)
-            except Exception:
-                for enrollment_id in claimed:
-
-                    def advance(tx: Tx, e: str = enrollment_id) -> str:
-                        return automations.advance(tx, e, owner, clock.now())
-
-                    db.write_sync(advance)
-        steps += len(claimed)
-        if not dispatched and not claimed:
-            return steps
-    raise RuntimeError("the scheduler did not become idle")
+    return asyncio.run(run())
 
 
 class MemoryTransport:

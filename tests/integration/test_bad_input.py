@@ -297,7 +297,7 @@ def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('bad_input') / 'cartback.db'}"
     else:
-        url = str(request.getfixturevalue("pg_database"))
+        url = str(request.getfixturevalue("pg_module_database"))
     db = Database(url)
     db.migrate()
 

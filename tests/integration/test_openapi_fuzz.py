@@ -103,8 +103,8 @@ def sqlite_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def postgres_api(pg_database: str) -> Iterator[Any]:
-    yield from _client(pg_database)
+def postgres_api(pg_module_database: str) -> Iterator[Any]:
+    yield from _client(pg_module_database)
 
 
 def check(case: Any, api: Any, *, segment: bool = False, klaviyo: bool = False) -> None:

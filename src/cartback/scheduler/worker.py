@@ -54,6 +54,7 @@ class Worker:
         connections: int = 4,
         options: automations.Options = automations.DEFAULT_OPTIONS,
         metrics: metrics_module.Metrics | None = None,
+        owner: str | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -67,7 +68,7 @@ class Worker:
         # Awaited once the loop has stopped and before the leases are given back (sends still in flight).
         self.on_stop: list[Callable[[], Awaitable[None]]] = []
         self.metrics = metrics if metrics is not None else metrics_module.Metrics()
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.steps_run = 0
@@ -133,12 +134,15 @@ class Worker:
 
     async def run_once(self) -> bool:
         """One round of work; True if there may be more right away."""
-        dispatched = await self.dispatch_events()
-        ran = await self.run_due_steps()
-        busy = dispatched >= self.batch_size or ran >= self.batch_size
+        return max(await self.run_round()) >= self.batch_size
+
+    async def run_round(self) -> list[int]:
+        """Dispatch events, run due steps, then run each duty once: how much each of them did (a full
+        batch means there may be more; all zero means there was nothing to do at the clock's time)."""
+        done = [await self.dispatch_events(), await self.run_due_steps()]
         for duty in self.duties:
-            busy = await duty(self) >= self.batch_size or busy
-        return busy
+            done.append(await duty(self))
+        return done
 
     async def dispatch_events(self) -> int:
         now = self.clock.now()

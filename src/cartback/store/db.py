@@ -189,8 +189,7 @@ class Database:
         self.stats = WriterStats()
         self._queue: asyncio.Queue[_Job | None] | None = None
         self._task: asyncio.Task[None] | None = None
-        # One thread, so the writer's connection is always used from the thread that opened it.
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cartback-writer")
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         # Called after a commit that included a notifying job: the in-process scheduler listens here so a
         # new event is dispatched at once instead of at the next tick.
         self.commit_listeners: list[Callable[[], None]] = []
@@ -203,6 +202,9 @@ class Database:
         migrate(self.write_engine)
 
     async def start(self) -> None:
+        """Start the writer (again, after a stop: tests and the demo start and stop it around each run)."""
+        # One thread, so the writer's connection is always used from the thread that opened it.
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cartback-writer")
         self._queue = asyncio.Queue()
         self._task = asyncio.create_task(self._writer_loop(), name="cartback-writer")
 
@@ -218,7 +220,9 @@ class Database:
                     job.future.set_exception(errors.Unavailable("the server is shutting down"))
             if self.stats.batches:
                 log.info(self.stats.summary())
-        self._executor.shutdown(wait=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
         self.close()
 
     def close(self) -> None:
@@ -261,7 +265,8 @@ class Database:
     # -- the writer --------------------------------------------------------------------------------
 
     async def _writer_loop(self) -> None:
-        assert self._queue is not None
+        assert self._queue is not None and self._executor is not None
+        executor = self._executor
         loop = asyncio.get_running_loop()
         stopping = False
         while not stopping:
@@ -276,7 +281,7 @@ class Database:
                     stopping = True
                     break
                 batch.append(nxt)
-            outcomes = await loop.run_in_executor(self._executor, self._commit_batch, batch)
+            outcomes = await loop.run_in_executor(executor, self._commit_batch, batch)
             self.stats.add(len(batch))
             for observe in self.batch_observers:
                 observe(len(batch))
