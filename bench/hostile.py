@@ -1,17 +1,21 @@
 """One workspace attacks, another ingests: does the other notice?
 
-    .venv/bin/python bench/hostile.py [--db sqlite|postgres] [--quiet 20] [--attack 20] [--rate 40]
-                                      [--sign-in-clients 32] [--template-clients 2] [--template-loop N]
-                                      [--flood distributed|single] [--set CARTBACK_X=V ...] [--json PATH]
+    .venv/bin/python bench/hostile.py [--db sqlite|postgres] [--quiet 20] [--attack 20] [--rounds 4]
+                                      [--rate 40] [--sign-in-clients 32] [--template-clients 2]
+                                      [--template-loop N] [--flood distributed|single]
+                                      [--set CARTBACK_X=V ...] [--json PATH]
 
 A fresh database with two workspaces: the attacker's (a dashboard user and an API key) and the victim's
 (an API key). One `cartback serve` with its default settings. The victim ingests checkouts at a steady
 `--rate` per second (paced, from a process of its own) while latency is recorded per request:
 
-1. **quiet**: the victim alone for `--quiet` seconds;
+1. **quiet**: the victim alone, `--quiet` seconds in all;
 2. **attack**: the same, while the attacker floods the sign-in page with wrong passwords from
    `--sign-in-clients` threads and renders its largest template through the transactional preview
-   (`preview: true`) from `--template-clients` threads, for `--attack` seconds.
+   (`preview: true`) from `--template-clients` threads, `--attack` seconds in all.
+
+The two alternate in `--rounds` windows each, so a shared machine's load drifting during the run weighs on
+both phases alike.
 
 `--flood distributed` (the default) gives every sign-in attempt a made-up address and a client address of
 its own (`X-Forwarded-For`, which the server trusts from 127.0.0.1 as from a local proxy), so no per-address
@@ -138,15 +142,22 @@ def _measure(base: str, key: str, rate: float, seconds: float) -> dict[str, Any]
     results: Any = multiprocessing.Queue()
     proc = multiprocessing.Process(target=_victim, args=(base, key, rate, seconds, results))
     proc.start()
-    got = results.get()
+    got: dict[str, Any] = results.get()
     proc.join()
-    lat = sorted(got["latencies"])
+    return got
+
+
+def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    lat = sorted(x for run in runs for x in run["latencies"])
+    failures: Counter[str] = Counter()
+    for run in runs:
+        failures.update(run["failures"])
     return {
         "requests": len(lat),
         "p50_ms": statistics.median(lat),
         "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
         "max_ms": lat[-1],
-        "failures": got["failures"],
+        "failures": dict(failures),
     }
 
 
@@ -250,6 +261,7 @@ def main() -> None:
     parser.add_argument("--quiet", type=float, default=20.0, help="seconds of the victim alone")
     parser.add_argument("--attack", type=float, default=20.0, help="seconds of the victim under attack")
     parser.add_argument("--rate", type=float, default=40.0, help="the victim's checkouts per second")
+    parser.add_argument("--rounds", type=int, default=4, help="quiet/attack windows, alternating")
     parser.add_argument("--sign-in-clients", type=int, default=32)
     parser.add_argument("--template-clients", type=int, default=2)
     parser.add_argument("--template-loop", type=int, default=0, help="N of the N x N loop; 0: probe")
@@ -286,34 +298,44 @@ def main() -> None:
         _measure(base, made["victim_key"], args.rate, 3)  # warm-up
         loop = args.template_loop or _largest_template(base, made["attacker_key"])
         rss_start = _rss(server.pid)
-        quiet = _measure(base, made["victim_key"], args.rate, args.quiet)
-        rss_quiet = _rss(server.pid)
-
-        stop_at = multiprocessing.Event()
-        results: Any = multiprocessing.Queue()
-        attacker = multiprocessing.Process(
-            target=_attacker_process,
-            args=(
-                (
-                    base,
-                    made["attacker_key"],
-                    made["owner"],
-                    args.sign_in_clients,
-                    args.template_clients,
-                    loop,
-                    args.flood,
-                    stop_at,
+        quiet_runs: list[dict[str, Any]] = []
+        attack_runs: list[dict[str, Any]] = []
+        attack: dict[str, Counter[str]] = {"sign-in": Counter(), "template": Counter()}
+        rss_attack: dict[str, float] = {}
+        # Quiet and attacked windows alternate, so the load of a shared machine drifting during the run
+        # falls on both alike.
+        for _ in range(args.rounds):
+            quiet_runs.append(_measure(base, made["victim_key"], args.rate, args.quiet / args.rounds))
+            rss_quiet = _rss(server.pid)
+            stop_at = multiprocessing.Event()
+            results: Any = multiprocessing.Queue()
+            attacker = multiprocessing.Process(
+                target=_attacker_process,
+                args=(
+                    (
+                        base,
+                        made["attacker_key"],
+                        made["owner"],
+                        args.sign_in_clients,
+                        args.template_clients,
+                        loop,
+                        args.flood,
+                        stop_at,
+                    ),
+                    results,
                 ),
-                results,
-            ),
-        )
-        attacker.start()
-        time.sleep(1.0)  # the flood is under way before the victim's clock starts
-        attacked = _measure(base, made["victim_key"], args.rate, args.attack)
-        rss_attack = _rss(server.pid)
-        stop_at.set()
-        attack = results.get()
-        attacker.join()
+            )
+            attacker.start()
+            time.sleep(1.0)  # the flood is under way before the victim's clock starts
+            attack_runs.append(_measure(base, made["victim_key"], args.rate, args.attack / args.rounds))
+            rss_now = _rss(server.pid)
+            rss_attack = {k: max(v, rss_attack.get(k, 0.0)) for k, v in rss_now.items()}
+            stop_at.set()
+            for kind, counts in results.get().items():
+                attack[kind].update(counts)
+            attacker.join()
+            time.sleep(1.0)  # what the flood left queued drains before the next quiet window
+        quiet, attacked = _summary(quiet_runs), _summary(attack_runs)
         rss_end = _rss(server.pid)
     finally:
         stop(server)
@@ -327,7 +349,7 @@ def main() -> None:
         "quiet": quiet,
         "attack": attacked,
         "p99_ratio": attacked["p99_ms"] / quiet["p99_ms"],
-        "attacker": attack,
+        "attacker": {kind: dict(counts) for kind, counts in attack.items()},
         "rss_mib": {"start": rss_start, "after_quiet": rss_quiet, "under_attack": rss_attack, "end": rss_end},
     }
     print(f"database {args.db}; flood {args.flood}; template {loop} x {loop} loop; victim {args.rate:g}/s")
@@ -337,10 +359,11 @@ def main() -> None:
             f"p99 {phase['p99_ms']:.1f} ms, max {phase['max_ms']:.1f} ms, failures {phase['failures'] or 0}"
         )
     print(f"  p99 under attack / quiet: {figures['p99_ratio']:.2f} (goal: at most 2)")
-    print(f"  attacker's sign-ins: {attack['sign-in']}; template previews: {attack['template']}")
+    print(f"  attacker's sign-ins: {dict(attack['sign-in'])}; template previews: {dict(attack['template'])}")
     print(
         f"  server RSS MiB: start {rss_start['VmRSS']:.0f}, after quiet {rss_quiet['VmRSS']:.0f}, "
-        f"under attack {rss_attack['VmRSS']:.0f}, end {rss_end['VmRSS']:.0f}, peak {rss_end['VmHWM']:.0f}"
+        f"under attack (most) {rss_attack['VmRSS']:.0f}, end {rss_end['VmRSS']:.0f}, "
+        f"peak {rss_end['VmHWM']:.0f}"
     )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
