@@ -9,7 +9,9 @@
     ├── PayloadTooLarge      413
     ├── UnsupportedMediaType 415
     ├── RateLimited          429: the key spent its request budget; retry after the window resets
-    └── Unavailable          503: the store could not commit; the client may retry
+    ├── Unavailable          503: the store could not commit; the client may retry
+    ├── IntegrityViolation   500: a write broke a constraint that no race explains (a bug): named, not retried
+    └── LeaseLost            another worker took the work over; the worker drops it (never an answer)
 
 Each API module turns these into its vendor's error envelope; routes never build error bodies.
 """
@@ -89,3 +91,22 @@ class Unavailable(CartbackError):
 
     status_code = 503
     code = "unavailable"
+
+
+class IntegrityViolation(CartbackError):
+    """A write broke a database constraint."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, constraint: str) -> None:
+        self.constraint = constraint
+        super().__init__(f"a write broke the database constraint {constraint}")
+
+
+class LeaseLost(CartbackError):
+    """Another worker took this work over; this worker's writes for it must be rolled back."""
+
+    def __init__(self, item_id: str) -> None:
+        self.item_id = item_id
+        super().__init__(f"the lease on {item_id} was lost")

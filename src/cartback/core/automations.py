@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from cartback import ids
+from cartback import errors, ids
 from cartback.core import (
     batch_reads,
     context,
@@ -448,20 +448,24 @@ def finish(
         updated_at=now,
         finished_at=now,
     )
-    if enrollment_store.update(tx, done, owner=owner):
-        enrollment_store.record(
-            tx, done, status, now, node_id=enrollment.current_node_id, detail=reason, into=history
-        )
-        # sequence.finished / sequence.failed, for webhooks and for flows that start when another ends.
-        webhooks.enrollment_finished(tx, done, status, now)
+    if not enrollment_store.update(tx, done, owner=owner):
+        if owner is not None:
+            # Another worker took the run over: what this step wrote (its message) must not commit.
+            raise LeaseLost(enrollment.id)
+        return done
+    enrollment_store.record(
+        tx, done, status, now, node_id=enrollment.current_node_id, detail=reason, into=history
+    )
+    # sequence.finished / sequence.failed, for webhooks and for flows that start when another ends.
+    webhooks.enrollment_finished(tx, done, status, now)
     return done
 
 
 # -- running steps ----------------------------------------------------------------------------------
 
 
-class LeaseLost(Exception):
-    """Another worker took this enrollment over; this worker's work must be rolled back."""
+# Raised when another worker took an enrollment over; the worker drops that enrollment (scheduler/worker.py).
+LeaseLost = errors.LeaseLost
 
 
 @dataclass

@@ -22,6 +22,7 @@ from typing import Any
 
 import anyio.to_thread
 
+from cartback import errors
 from cartback import metrics as metrics_module
 from cartback.core import automations
 from cartback.core.clock import Clock
@@ -219,29 +220,43 @@ class Worker:
 
     async def _advance_chunk(self, claimed: list[str]) -> list[tuple[str, Any]]:
         """Run claimed enrollments as one set-wise job on the writer; if any of them fails, again one job
-        each, so that one failure holds up no other. Returns the failures."""
-        try:
-            await self.db.write(_advance_batch_job(claimed, self.owner, self.clock, self.options))
-            return []
-        except Exception as exc:
-            # Which step failed, and why, is logged below when it fails again alone.
-            log.warning("a batch of %d steps failed (%r); running them one by one", len(claimed), exc)
+        each, so that one failure holds up no other. Returns the failures. An enrollment whose lease was
+        lost (another worker took it over after this one's lease expired) is dropped quietly and the rest
+        of the batch runs again set-wise without it: a race, not a failure."""
+        batch = list(claimed)
+        while batch:
+            try:
+                await self.db.write(_advance_batch_job(batch, self.owner, self.clock, self.options))
+                return []
+            except errors.LeaseLost as lost:
+                if lost.item_id not in batch:
+                    break
+                batch = _drop_lost(batch, lost)
+            except Exception as exc:
+                # Which step failed, and why, is logged below when it fails again alone.
+                log.warning("a batch of %d steps failed (%r); running them one by one", len(batch), exc)
+                break
         results = await asyncio.gather(
-            *(self.db.write(_advance_job(e, self.owner, self.clock, self.options)) for e in claimed),
+            *(self.db.write(_advance_job(e, self.owner, self.clock, self.options)) for e in batch),
             return_exceptions=True,
         )
-        return [(e, r) for e, r in zip(claimed, results, strict=True) if isinstance(r, BaseException)]
+        return _failures(batch, [(not isinstance(r, BaseException), r) for r in results])
 
     async def _advance_chunk_pg(self, chunk: list[str]) -> list[tuple[str, Any]]:
         """The same on a connection of its own beside the writer (PostgreSQL)."""
-        job = _advance_batch_job(chunk, self.owner, self.clock, self.options)
-        [(ok, _)] = await anyio.to_thread.run_sync(self.db.run_jobs_sync, [job])
-        if ok:
-            return []
+        batch = list(chunk)
+        while batch:
+            job = _advance_batch_job(batch, self.owner, self.clock, self.options)
+            [(ok, value)] = await anyio.to_thread.run_sync(self.db.run_jobs_sync, [job])
+            if ok:
+                return []
+            if not isinstance(value, errors.LeaseLost) or value.item_id not in batch:
+                break
+            batch = _drop_lost(batch, value)
         outcomes = await anyio.to_thread.run_sync(
-            self.db.run_jobs_sync, [_advance_job(e, self.owner, self.clock, self.options) for e in chunk]
+            self.db.run_jobs_sync, [_advance_job(e, self.owner, self.clock, self.options) for e in batch]
         )
-        return [(e, value) for e, (ok, value) in zip(chunk, outcomes, strict=True) if not ok]
+        return _failures(batch, outcomes)
 
     async def _sleep(self) -> None:
         # Clear first: a wake that lands while we look up the next due time must not be lost.
@@ -255,6 +270,20 @@ class Worker:
             # Woken by an ingest commit: let the commits of the next few milliseconds join this round,
             # so a burst of requests costs one dispatch, not one each.
             await asyncio.sleep(min(WAKE_COALESCE_SECONDS, self.tick_seconds))
+
+
+def _drop_lost(batch: list[str], lost: errors.LeaseLost) -> list[str]:
+    log.info("enrollment %s was taken over by another worker; dropped from this batch", lost.item_id)
+    return [e for e in batch if e != lost.item_id]
+
+
+def _failures(batch: list[str], outcomes: list[tuple[bool, Any]]) -> list[tuple[str, Any]]:
+    """The enrollments that failed alone, with their errors; a lost lease is no failure."""
+    return [
+        (e, value)
+        for e, (ok, value) in zip(batch, outcomes, strict=True)
+        if not ok and not isinstance(value, errors.LeaseLost)
+    ]
 
 
 def _advance_job(  # type: ignore[no-untyped-def]
