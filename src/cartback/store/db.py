@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from cartback import errors, values
+from cartback.store import tables
 
 T = TypeVar("T")
 Tx = Connection  # what store functions take: a connection inside a transaction
@@ -333,9 +334,13 @@ def _attempt(conn: Connection, fn: Callable[[Connection], Any]) -> tuple[bool, A
         savepoint = conn.begin_nested()
         try:
             value = fn(conn)
-        except IntegrityError:
+        except IntegrityError as exc:
             savepoint.rollback()
-            continue
+            constraint = constraint_of(exc)
+            if constraint in tables.RACE_CONSTRAINTS:
+                continue
+            log.exception("a write broke the constraint %s", constraint)
+            return False, errors.IntegrityViolation(constraint)
         except errors.CartbackError as exc:
             savepoint.rollback()
             return False, exc
@@ -362,6 +367,23 @@ def _run_job(conn: Connection, fn: Callable[[Connection], T]) -> T:
     if not ok:
         raise value
     return value  # type: ignore[no-any-return]
+
+
+def constraint_of(exc: IntegrityError) -> str:
+    """The name of the constraint `exc` broke (tables.py names them all). PostgreSQL reports it; SQLite
+    reports a unique key's columns, a CHECK's name, and for a foreign key or NOT NULL only the kind."""
+    name = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+    if name:
+        return str(name)
+    text = _first_line(exc.orig)
+    kind, _, detail = text.partition(" constraint failed: ")
+    if kind == "UNIQUE" and detail:
+        columns = [c.strip().partition(".") for c in detail.split(",")]
+        key = (columns[0][0], tuple(c[2] for c in columns))
+        return tables.SQLITE_KEYS.get(key, text)
+    if kind == "CHECK" and detail:
+        return detail
+    return text
 
 
 def _first_line(error: BaseException | None) -> str:

@@ -624,3 +624,49 @@ rate_limits = Table(
     # What the last lease granted: RETURNING sees only new values, so the grant is stored to be returned.
     Column("granted", BigInteger, nullable=False),
 )
+
+# The constraints two honest writers can break by racing: both looked for a row by its natural key, found
+# none and inserted it. The writer re-runs a job that broke one of these (store/db.py), and the re-run finds
+# the other's row. Breaking any other constraint (a foreign key, a CHECK, NOT NULL, a generated id's key)
+# is a bug: a 500 that names it, never retried.
+RACE_CONSTRAINTS = frozenset(
+    {
+        "pk_app_settings",
+        "pk_frequency_caps",
+        "pk_list_members",
+        "pk_rate_limits",
+        "pk_segment_messages",
+        "pk_subscriber_tags",
+        "uq_api_keys_key_hash",
+        "uq_attributions_workspace_id_order_id",
+        "uq_checkouts_workspace_id_checkout_id",
+        "uq_enrollments_sequence_id_dedupe_key",
+        "uq_events_workspace_id_idempotency_key",
+        "uq_lists_workspace_id_name",
+        "uq_message_delivery_workspace_id_idempotency_key",
+        "uq_messages_enrollment_id_node_id",
+        "uq_orders_workspace_id_order_id",
+        "uq_subscribers_workspace_id_anonymous_id",
+        "uq_subscribers_workspace_id_email_key",
+        "uq_subscribers_workspace_id_external_id",
+        "uq_suppressions_workspace_id_email_key_reason",
+        "uq_tags_workspace_id_name",
+        "uq_transactional_templates_workspace_id_slug",
+        "uq_users_email_key",
+        "uq_webhook_deliveries_endpoint_id_event_id",
+        "uq_workspaces_name",
+    }
+)
+
+
+def _sqlite_keys() -> dict[tuple[str, tuple[str, ...]], str]:
+    """SQLite names the columns of a broken unique key, not its constraint: the constraint of each."""
+    keys: dict[tuple[str, tuple[str, ...]], str] = {}
+    for table in metadata.tables.values():
+        for constraint in table.constraints:
+            if isinstance(constraint, sa.UniqueConstraint | sa.PrimaryKeyConstraint) and constraint.name:
+                keys[(table.name, tuple(c.name for c in constraint.columns))] = str(constraint.name)
+    return keys
+
+
+SQLITE_KEYS = _sqlite_keys()
