@@ -6,6 +6,7 @@ import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -13,11 +14,13 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from tests.conftest import PG_URL
 
 from cartback.core import orders as core_orders
 from cartback.core.subscribers import Identity
 from cartback.store import db as db_module
+from cartback.store import tables
 from cartback.store.db import Database, sqlalchemy_url
 from cartback.store.tables import events, metadata, orders, workspaces
 
@@ -52,9 +55,14 @@ def empty_url(request, tmp_path) -> Iterator[str]:
         admin.dispose()
 
 
-def _upgrade(engine: sa.Engine, revision: str) -> None:
+def _config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(Path(db_module.__file__).parent / "migrations"))
+    return config
+
+
+def _upgrade(engine: sa.Engine, revision: str) -> None:
+    config = _config()
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
@@ -130,3 +138,87 @@ def test_migration_0017_makes_refunds_an_amount(empty_url):
         assert refunds == 1
     finally:
         database.close()
+
+
+def test_migration_0018_keeps_every_row_of_the_tables_it_rebuilds(empty_url):
+    """Seed real rows at 0017 (the revision before the latest), upgrade to head and find them all. 0018
+    rebuilds messages and enrollments on SQLite; with foreign keys enforced, that rebuild would delete every
+    row referring to them (bodies, deliveries, an enrollment's history) by ON DELETE CASCADE."""
+    db = Database(empty_url)
+    # As `serve` migrates (store/db.py: foreign keys off on SQLite while tables are rebuilt), to 0017 only.
+    db_module.migrate(db.write_engine, "0017")
+    now = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    rows: dict[sa.Table, dict[str, Any]] = {
+        tables.workspaces: {"id": "ws_1", "name": "shop", "secret": "s" * 32, "created_at": now},
+        tables.subscribers: {
+            "id": "sub_1",
+            "workspace_id": "ws_1",
+            "email": "jane@example.com",
+            "email_key": "jane@example.com",
+            "attributes": {"firstName": "Jane"},
+            "created_at": now,
+            "updated_at": now,
+        },
+        tables.sequences: {
+            "id": "seq_1",
+            "workspace_id": "ws_1",
+            "name": "Abandoned",
+            "status": "active",
+            "trigger": "event_received",
+            "definition": {"nodes": []},
+            "created_at": now,
+            "updated_at": now,
+        },
+        tables.enrollments: {
+            "id": "enr_1",
+            "workspace_id": "ws_1",
+            "sequence_id": "seq_1",
+            "subscriber_id": "sub_1",
+            "trigger_received_at": now,
+            "context": {"event": {"checkoutId": "c1"}},
+            "status": "completed",
+            "created_at": now,
+            "updated_at": now,
+        },
+        tables.enrollment_history: {
+            "id": "eh_1",
+            "workspace_id": "ws_1",
+            "enrollment_id": "enr_1",
+            "sequence_id": "seq_1",
+            "action": "completed",
+            "at": now,
+        },
+        tables.messages: {
+            "id": "msg_1",
+            "workspace_id": "ws_1",
+            "subscriber_id": "sub_1",
+            "sequence_id": "seq_1",
+            "enrollment_id": "enr_1",
+            "node_id": "n1",
+            "kind": "sequence",
+            "to_email": "jane@example.com",
+            "from_email": "shop@example.com",
+            "subject": "Still there?",
+            "status": "sent",
+            "created_at": now,
+            "updated_at": now,
+        },
+        tables.message_bodies: {"message_id": "msg_1", "workspace_id": "ws_1", "html": "<p>Hi</p>"},
+        tables.message_delivery: {
+            "message_id": "msg_1",
+            "workspace_id": "ws_1",
+            "rfc_message_id": "<msg_1@example.com>",
+            "transport": "smtp",
+        },
+    }
+    with db.write_engine.begin() as conn:
+        for table, row in rows.items():
+            conn.execute(table.insert(), row)
+    db.migrate()
+    with db.read_engine.connect() as conn:
+        head = ScriptDirectory.from_config(_config()).get_current_head()
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == head
+        for table, row in rows.items():
+            [found] = conn.execute(sa.select(*(table.c[n] for n in row))).mappings().all()
+            assert dict(found) == row, table.name
+    db.close()

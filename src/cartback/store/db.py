@@ -115,8 +115,9 @@ def create_engines(url: str, *, sqlite_synchronous: str = "FULL") -> tuple[Engin
     return write, read
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision. Safe to call from several processes at once."""
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to the newest revision (or to `revision`, for tests of a migration). Safe to call
+    from several processes at once."""
     from alembic import command
     from alembic.config import Config
 
@@ -136,7 +137,7 @@ def migrate(engine: Engine) -> None:
                     # Two nodes starting together must not both create the tables.
                     conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727274)")
                 config.attributes["connection"] = conn
-                command.upgrade(config, "head")
+                command.upgrade(config, revision)
                 if sqlite:
                     broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
                     if broken:
