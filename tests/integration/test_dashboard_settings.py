@@ -157,7 +157,8 @@ def test_dashboard_suppressions_add_and_lift_with_reason(shop, db):
         },
     )
     page = client.get("/app/settings", params={"q": "pat"}).text
-    assert "Pat@Example.com" in page and "asked by phone" in page and ">complained<" in page
+    # Kept in the normal form: the domain lowercased.
+    assert "Pat@example.com" in page and "asked by phone" in page and ">complained<" in page
     blocked = db.read_sync(
         lambda tx: core_suppressions.blocking_reason(tx, tenant.id, "pat@example.com", "transactional")
     )

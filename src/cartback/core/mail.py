@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from cartback import ids
+from cartback.core import headers
 from cartback.delivery import links, render
 from cartback.statuses import MessageStatus
 from cartback.store import deliveries
@@ -43,7 +44,10 @@ DEFAULT_OPTIONS = Options()
 def named(address: str | None, name: str | None) -> str | None:
     """`Name <address>` when both are given, the address alone, or None when there is no address."""
     if address and name:
-        return f"{name} <{address}>"
+        try:  # the name quoted when it has commas or other specials, so the From stays one address
+            return headers.named(name, address)
+        except ValueError:  # saved before sender fields were checked: as it was built then
+            return f"{name} <{address}>"
     return address or None
 
 

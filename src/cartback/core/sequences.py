@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cartback import errors, ids
-from cartback.core import events, filters, schedule
+from cartback.core import addresses, events, filters, headers, schedule
 from cartback.store import sequences as sequence_store
 from cartback.store.db import Tx
 from cartback.store.sequences import Sequence
@@ -128,6 +128,30 @@ def _require(condition: bool, message: str) -> None:
         raise DefinitionError(message)
 
 
+def _sender_fields(config: dict[str, Any], where: str) -> None:
+    """fromEmail/replyTo as one mailbox each (stored in normal form), fromName/replyToName and the subject
+    as one line a mail header can carry: a 400 at save time, not a message that cannot be built."""
+    for key in ("fromEmail", "replyTo"):
+        if config.get(key) is not None:
+            _require(isinstance(config[key], str), f"{where}{key} must be a string")
+            try:
+                config[key] = addresses.normalise(config[key])
+            except addresses.InvalidAddress as exc:
+                raise DefinitionError(f"{where}{key}: {exc}") from None
+    for key, check in (("fromName", headers.check_name), ("replyToName", headers.check_name)):
+        if config.get(key) is not None:
+            _require(isinstance(config[key], str), f"{where}{key} must be a string")
+            try:
+                check(config[key])
+            except headers.InvalidHeader as exc:
+                raise DefinitionError(f"{where}{key}: {exc}") from None
+    if isinstance(config.get("subject"), str):
+        try:
+            headers.check_text(config["subject"])
+        except headers.InvalidHeader as exc:
+            raise DefinitionError(f"{where}subject: {exc}") from None
+
+
 def _text(value: Any, message: str) -> str:
     """`value` as a non-blank string, else DefinitionError(message)."""
     if not isinstance(value, str) or not value.strip():
@@ -188,6 +212,7 @@ def parse(body: dict[str, Any], *, previous: Definition | None = None) -> Defini
         if key in body and body[key] is not None:
             data[key] = copy.deepcopy(body[key])
 
+    _sender_fields(data, "")
     trigger = data["trigger"]
     _require(trigger in TRIGGERS + UNSUPPORTED_TRIGGERS, f"trigger: unknown trigger {trigger!r}")
     _require(trigger not in UNSUPPORTED_TRIGGERS, f"trigger: {trigger!r} is not supported by cartback yet")
@@ -507,6 +532,8 @@ def _compile_step(data: dict[str, Any], step: dict[str, Any], where: str) -> lis
             }
         subject = step.get("subject")
         _require(isinstance(subject, str) and bool(subject.strip()), f"{where}.subject is required")
+        step = dict(step)
+        _sender_fields(step, f"{where}.")
         html, text = step.get("html"), step.get("text") or step.get("body")
         _require(bool(html) or bool(text), f"{where}: an email needs html or text")
         nodes.append(

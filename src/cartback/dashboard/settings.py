@@ -8,7 +8,6 @@ A secret is shown in the response to the POST that made it, never in a URL, and 
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -16,7 +15,7 @@ from starlette.responses import RedirectResponse, Response
 
 from cartback import errors
 from cartback.api import deps
-from cartback.core import suppressions, webhooks
+from cartback.core import addresses, headers, suppressions, webhooks
 from cartback.dashboard import web
 from cartback.delivery import targets
 from cartback.store import suppressions as suppression_store
@@ -26,7 +25,6 @@ from cartback.store.db import Tx
 router = APIRouter()
 NAV = ("/app/settings", "Settings")
 
-_EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 _NOTICES = {
     "sender": "Sender saved.",
     "revoked": "Key revoked. Requests with it are refused within a few seconds on every node.",
@@ -39,10 +37,10 @@ _NOTICES = {
 
 
 def _check_email(value: str) -> str:
-    value = value.strip()
-    if not _EMAIL.match(value) or len(value) > 320:
-        raise errors.InvalidInput(f"{value!r} is not an email address.")
-    return value
+    try:
+        return addresses.normalise(value)
+    except addresses.InvalidAddress as exc:
+        raise errors.InvalidInput(f"{exc}.") from None
 
 
 def _sender(name: str, address: str) -> str | None:
@@ -51,9 +49,12 @@ def _sender(name: str, address: str) -> str | None:
     if not name and not address:
         return None
     address = _check_email(address)
-    if any(c in name for c in '<>"\r\n') or len(name) > 70:
+    if '"' in name or len(name) > 70:
         raise errors.InvalidInput("The sender name must be at most 70 characters, without <, > or quotes.")
-    return f"{name} <{address}>" if name else address
+    try:
+        return headers.named(name, address)
+    except headers.InvalidHeader as exc:
+        raise errors.InvalidInput(f"The sender name {exc}.") from None
 
 
 async def _page(

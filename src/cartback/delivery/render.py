@@ -31,7 +31,7 @@ from liquid.exceptions import (
     ResourceLimitError,
 )
 
-from cartback.core import money
+from cartback.core import money, urls
 from cartback.delivery.links import LinkSigner
 
 
@@ -498,8 +498,8 @@ class _Walker(HTMLParser):
     # -- tags
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a" and self._signer is not None:
-            self._track(attrs)
+        if tag in ("a", "area"):
+            self._rewrite(tag, attrs)
         elif tag == "body" and self.body_open is None:
             line, column = self.getpos()
             self.body_open = (line, column + len(self.get_starttag_text() or ""))
@@ -598,17 +598,23 @@ class _Walker(HTMLParser):
             and not url.startswith(self._own)
         )
 
-    def _track(self, attrs: list[tuple[str, str | None]]) -> None:
-        assert self._signer is not None
-        rewritten, changed = [], False
+    def _rewrite(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        """A link's start tag as sent: an href that is not http(s), mailto, tel or relative (`javascript:`,
+        `data:`, ...) is dropped, so its text stays but is no link; with a signer, the first http(s) href
+        goes through the click tracker."""
+        rewritten, changed, tracked = [], False, False
         for name, value in attrs:
-            if name == "href" and value is not None and not changed and self._tracked(value.strip()):
-                value, changed = self._signer.click_url(value.strip()), True
+            if name == "href" and value is not None:
+                if not urls.is_safe_link(value):
+                    changed = True
+                    continue
+                if self._signer is not None and not tracked and self._tracked(value.strip()):
+                    value, changed, tracked = self._signer.click_url(value.strip()), True, True
             rewritten.append((name, value))
         if changed:
             raw = self.get_starttag_text() or ""
             closing = "/>" if raw.endswith("/>") else ">"
-            new = "<a" + "".join(_attribute(n, v) for n, v in rewritten) + closing
+            new = f"<{tag}" + "".join(_attribute(n, v) for n, v in rewritten) + closing
             line, column = self.getpos()
             self.edits.append((line, column, len(raw), new))
 
@@ -660,12 +666,14 @@ def decorate(
     html: str, *, preheader: str | None, signer: LinkSigner | None, unsubscribe_url: str | None = None
 ) -> tuple[str, str]:
     """(HTML, its text): the hidden preheader put first in the body; with a signer, every http(s) link but
-    the unsubscribe link routed through the click tracker and the open pixel put last in the body. The
-    text is read from the HTML as it was given (original URLs, no preheader)."""
+    the unsubscribe link routed through the click tracker and the open pixel put last in the body. A link
+    whose href is not http(s), mailto, tel or relative (`javascript:`, `data:`, ...) loses its href, with
+    or without a signer: its text stays, as no link. The text is read from the HTML as it was given
+    (original URLs, no preheader)."""
     walker = _Walker(signer, unsubscribe_url)
     walker.feed(html)
     walker.close()
-    if preheader or signer is not None:
+    if preheader or signer is not None or walker.edits:
         html = _apply(html, walker, preheader, signer)
     return html, walker.text()
 

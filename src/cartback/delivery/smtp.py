@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
+from cartback.core import addresses
 from cartback.delivery.transport import Result
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,10 @@ class SmtpTransport:
                     self.observe(time.perf_counter() - started)
 
     async def _send(self, envelope_from: str, recipients: list[str], mime: bytes) -> Result:
+        envelope = _envelope(envelope_from, recipients)
+        if isinstance(envelope, Result):
+            return envelope
+        envelope_from, recipients = envelope
         conn = await self._take()
         if isinstance(conn, Result):
             return conn
@@ -230,6 +235,22 @@ class SmtpTransport:
     async def close(self) -> None:
         while self._idle:
             await _quit(self._idle.pop().client)
+
+
+def _envelope(envelope_from: str, recipients: list[str]) -> tuple[str, list[str]] | Result:
+    """The envelope addresses in their normal form (`core.addresses`), or a permanent failure, before
+    any connection, when one is not exactly one ASCII mailbox. The edges let no other address in; this
+    catches rows stored before they checked (aiosmtplib would send RCPT to the first address it finds in
+    `a@x.example;b@y.example`, one the suppression check never saw) and non-ASCII local parts, which
+    would need SMTPUTF8 (cartback does not send such mail)."""
+    try:
+        sender = addresses.normalise(envelope_from)
+    except addresses.InvalidAddress as exc:
+        return Result.permanent(None, f"not sent, sender: {exc}", "mail")
+    try:
+        return sender, [addresses.normalise(r) for r in recipients]
+    except addresses.InvalidAddress as exc:
+        return Result.permanent(None, f"not sent, recipient: {exc}", "rcpt")
 
 
 def _by_code(code: int, text: str, stage: str) -> Result:

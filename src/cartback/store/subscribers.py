@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
 from cartback import ids
+from cartback.core import addresses
 from cartback.store.db import Tx
 from cartback.store.tables import events, list_members, subscriber_tags, subscribers, tags
 
@@ -51,7 +52,8 @@ _FIND_BY_EMAIL_KEY = sa.select(subscribers).where(
 
 
 def email_key(email: str) -> str:
-    return email.strip().lower()
+    """The key subscribers and suppressions are unique and looked up by (`addresses.key`)."""
+    return addresses.key(email)
 
 
 def _from_row(row: Row[Any]) -> Subscriber:

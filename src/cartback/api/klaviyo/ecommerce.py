@@ -11,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from cartback.api.klaviyo import jsonapi
-from cartback.core import money
+from cartback.core import money, urls
 
 _ITEM_KEYS = {
     "title": ("title", "ProductName", "Name", "name", "product_name"),
@@ -82,9 +82,24 @@ def value_of(value: float | None, props: dict[str, Any]) -> Any:
     return value if value is not None else first(props, _VALUE_KEYS)
 
 
-def checkout_url(props: dict[str, Any]) -> str | None:
-    found = first(props, _CHECKOUT_URL_KEYS)
-    return str(found) if found is not None else None
+def _first_key(props: dict[str, Any], keys: tuple[str, ...]) -> str | None:
+    return next((key for key in keys if props.get(key) not in (None, "")), None)
+
+
+def _web_url(value: Any, pointer: str) -> str:
+    """A URL that goes into email: absolute http(s), else a 400 at its pointer."""
+    try:
+        if not isinstance(value, str):
+            raise urls.InvalidUrl("must be an absolute http(s) URL string")
+        return urls.check_web_url(value)
+    except urls.InvalidUrl as exc:
+        raise jsonapi.Problem(400, f"Invalid URL: {exc}.", pointer=pointer) from None
+
+
+def checkout_url(props: dict[str, Any], pointer: str) -> str | None:
+    """The checkout link (`checkout_url` and its spellings), checked: it is put in the email."""
+    key = _first_key(props, _CHECKOUT_URL_KEYS)
+    return _web_url(props[key], f"{pointer}/{key}") if key is not None else None
 
 
 def checkout_id(props: dict[str, Any]) -> str | None:
@@ -110,9 +125,13 @@ def item(raw: Any, currency: str | None, pointer: str, *, prices: bool = True) -
         return {"title": str(raw)} if raw not in (None, "") else {}
     out = dict(raw)
     for target, keys in _ITEM_KEYS.items():
-        found = first(raw, keys)
-        if found is not None:
-            out[target] = str(found) if target == "productId" else found
+        key = _first_key(raw, keys)
+        if key is None:
+            continue
+        found = raw[key]
+        if target in ("imageUrl", "url"):
+            found = _web_url(found, f"{pointer}/{key}")
+        out[target] = str(found) if target == "productId" else found
     quantity = _quantity(first(raw, ("quantity", "Quantity")))
     if quantity is not None:
         out["quantity"] = quantity

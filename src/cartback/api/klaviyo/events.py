@@ -140,6 +140,7 @@ def to_action(attrs: EventAttributes, now: datetime) -> ingest.Action:
     props = dict(attrs.properties)
     currency = ecommerce.currency_of(attrs.value_currency, props, _ATTRS)
     value = ecommerce.value_of(attrs.value, props)
+    checkout_url = ecommerce.checkout_url(props, f"{_ATTRS}/properties")
     commerce = name == events.CHECKOUT_STARTED or name in _ORDER_STATUSES
     try:
         total_cents = ecommerce.to_cents(value, currency, f"{_ATTRS}/value")
@@ -171,7 +172,7 @@ def to_action(attrs: EventAttributes, now: datetime) -> ingest.Action:
             customer=identity,
             currency=currency,
             total_cents=total_cents,
-            checkout_url=ecommerce.checkout_url(props),
+            checkout_url=checkout_url,
             items=items,
             properties=kept,
             source=SOURCE,
@@ -216,7 +217,7 @@ def to_action(attrs: EventAttributes, now: datetime) -> ingest.Action:
         custom.setdefault("totalCents", total_cents)
     if currency is not None:
         custom.setdefault("currency", currency)
-    url = ecommerce.checkout_url(props)
+    url = checkout_url
     if url is not None:
         custom.setdefault("checkoutUrl", url)
     checkout = ecommerce.checkout_id(props)

@@ -9,17 +9,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from cartback.core import addresses
 from cartback.core.subscribers import Identity
 
 _PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
 def _email(value: str) -> str:
-    value = value.strip()
-    local, at, domain = value.rpartition("@")
-    if not at or not local or "." not in domain or any(c.isspace() for c in value):
-        raise ValueError(f"Invalid email address: {value!r}")
-    return value
+    # One mailbox, in the normal form cartback stores and sends to; anything else is a 400 at its pointer.
+    return addresses.normalise(value)
 
 
 def _phone(value: str) -> str:

@@ -11,12 +11,10 @@ from typing import Any
 
 from cartback import errors, ids, values
 from cartback.api.segment import models
-from cartback.core import checkouts, events, ingest, money, orders, subscribers
+from cartback.core import addresses, checkouts, events, ingest, money, orders, subscribers, urls
 
 SOURCE = "segment"
 NAME_MAX = 255
-EMAIL_MAX = 320
-URL_MAX = 4000
 # Traits that become the subscriber's own fields rather than attributes.
 _PROFILE_TRAITS = ("email", "firstName", "first_name", "lastName", "last_name")
 _STATUS_OF = {name: status for status, name in events.ORDER_EVENTS.items()}
@@ -115,9 +113,7 @@ def _track(msg: models.Message, where: str, message_id: str, occurred: datetime)
             or _id(props.get("cart_id"), f"{where}.properties.cart_id")
             or message_id
         )
-        url = props.get("checkout_url")
-        if url is not None and (not isinstance(url, str) or len(url) > URL_MAX):
-            raise errors.InvalidInput(f"{where}.properties.checkout_url must be a URL of at most {URL_MAX}")
+        url = _url(props.get("checkout_url"), f"{where}.properties.checkout_url")
         return ingest.CheckoutStarted(
             checkouts.CheckoutInput(
                 checkout_id=checkout_id,
@@ -206,8 +202,8 @@ def _item(product: Any, currency: str, where: str) -> dict[str, Any]:
         "title": _text(product.get("name"), f"{where}.name", limit=1000),
         "quantity": quantity,
         "priceCents": _cents(product.get("price"), currency, f"{where}.price"),
-        "imageUrl": _text(product.get("image_url"), f"{where}.image_url", limit=URL_MAX),
-        "url": _text(product.get("url"), f"{where}.url", limit=URL_MAX),
+        "imageUrl": _url(product.get("image_url"), f"{where}.image_url"),
+        "url": _url(product.get("url"), f"{where}.url"),
         "sku": _id(product.get("sku"), f"{where}.sku"),
         "variantTitle": _text(product.get("variant"), f"{where}.variant"),
     }
@@ -274,13 +270,24 @@ def _text(value: Any, where: str, *, limit: int = NAME_MAX) -> str | None:
     return value or None
 
 
+def _url(value: Any, where: str) -> str | None:
+    """A URL that goes into email: absolute http(s), else a 400 naming it."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise errors.InvalidInput(f"{where} must be a URL string")
+    try:
+        return urls.check_web_url(value)
+    except urls.InvalidUrl as exc:
+        raise errors.InvalidInput(f"{where} {exc}") from None
+
+
 def _email(value: Any, where: str) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
         raise errors.InvalidInput(f"{where} must be a string")
-    email = value.strip()
-    local, at, domain = email.rpartition("@")
-    if not at or not local or "." not in domain or any(c.isspace() for c in email) or len(email) > EMAIL_MAX:
-        raise errors.InvalidInput(f"{where}: {email[:100]!r} is not a valid email address")
-    return email
+    try:
+        return addresses.normalise(value)
+    except addresses.InvalidAddress as exc:
+        raise errors.InvalidInput(f"{where}: {exc}") from None

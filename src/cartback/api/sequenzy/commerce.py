@@ -21,7 +21,7 @@ class TrackCheckoutRequest(models.WireModel):
     customer: models.CommerceCustomer
     total_cents: models.Cents | None = None
     currency: models.Currency | None = None
-    checkout_url: str | None = Field(None, max_length=4000)
+    checkout_url: models.WebUrl | None = None
     items: list[models.CommerceOrderItem] | None = Field(None, max_length=1000)
     properties: dict[str, Any] | None = None
 

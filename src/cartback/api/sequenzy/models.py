@@ -10,17 +10,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from cartback import errors, values
-from cartback.core import money
+from cartback.core import addresses, headers, money, urls
 from cartback.core.subscribers import Identity
 from cartback.store.subscribers import Subscriber
 
 
 def check_email(value: str) -> str:
-    value = value.strip()
-    local, at, domain = value.rpartition("@")
-    if not at or not local or "." not in domain or any(c.isspace() for c in value) or len(value) > 320:
-        raise ValueError(f"{value!r} is not a valid email address")
-    return value
+    """One mailbox, in the normal form cartback stores and sends to (`core.addresses`)."""
+    return addresses.normalise(value)
 
 
 def _currency(value: str) -> str:
@@ -55,6 +52,11 @@ def check_time(value: datetime | None, now: datetime, field: str) -> None:
 
 
 Email = Annotated[str, AfterValidator(check_email)]
+# Values that become mail headers: one line the message builder can encode (`core.headers`).
+HeaderText = Annotated[str, AfterValidator(headers.check_text)]
+Mailbox = Annotated[str, AfterValidator(headers.mailbox)]
+# A link or image put in email: an absolute http(s) URL (`core.urls`).
+WebUrl = Annotated[str, Field(max_length=urls.MAX_LENGTH), AfterValidator(urls.check_web_url)]
 UtcDateTime = Annotated[datetime, AfterValidator(_utc)]
 TimeZone = Annotated[str, Field(max_length=64), AfterValidator(_timezone)]
 Name = Annotated[str, Field(max_length=255)]
@@ -95,8 +97,8 @@ class CommerceOrderItem(WireModel):
     variant_title: str | None = None
     sku: str | None = None
     price_cents: Cents | None = None
-    image_url: str | None = None
-    url: str | None = None
+    image_url: WebUrl | None = None
+    url: WebUrl | None = None
 
     def as_event_item(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, exclude_none=True)

@@ -12,7 +12,8 @@ template by `slug` (or its alias `templateId`) or inline `subject` + `body` (ali
   sending anything and returns the rendered messages.
 * `replyTo` (with `replyToName`) becomes the message's Reply-To. Custom `headers` are added to the
   message, except those the message builder owns or that are malformed: `ignoredHeaders` lists each of
-  those with its reason, as Sequenzy does.
+  those with its reason, as Sequenzy does. A header value with a line break or another control character
+  is a 400, like one in `from`, `replyTo`, their names or `subject` (core/headers.py).
 * `cc`, `bcc`, `attachments`, `senderProfileId` and `replyProfileId` are refused with a 400 rather than
   dropped.
 """
@@ -21,9 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from email.errors import HeaderParseError
-from email.headerregistry import Address
-from email.utils import parseaddr
+from collections.abc import Callable
 from typing import Any, Literal
 
 import orjson
@@ -33,6 +32,7 @@ from pydantic import Field
 from cartback import errors
 from cartback.api import deps
 from cartback.api.sequenzy import models, principal
+from cartback.core import headers as mail_headers
 from cartback.core import transactional
 from cartback.store import transactional as transactional_store
 from cartback.store.transactional import Template
@@ -49,7 +49,7 @@ class SendTransactionalRequest(models.WireModel):
     to: models.Email | list[models.Email] = Field(..., max_length=transactional.MAX_RECIPIENTS)
     slug: str | None = Field(None, max_length=200)
     template_id: str | None = Field(None, max_length=200)
-    subject: str | None = Field(None, max_length=2000)
+    subject: models.HeaderText | None = Field(None, max_length=2000)
     body: str | None = Field(None, max_length=2_000_000)
     html: str | None = Field(None, max_length=2_000_000)
     preview: str | bool | None = None
@@ -83,22 +83,20 @@ def _sender(body: SendTransactionalRequest) -> str | None:
     if body.from_name and not body.from_email:
         raise errors.InvalidInput("`fromName` needs `fromEmail`")
     if body.from_:
-        _, address = parseaddr(body.from_)
-        _check_address("from", address or body.from_)
-        return body.from_.strip()
+        return _header("from", mail_headers.mailbox, body.from_)
     if body.from_email:
-        _check_address("fromEmail", body.from_email)
-        return _named("fromName", body.from_name, body.from_email) if body.from_name else body.from_email
+        if body.from_name:
+            _header("fromName", mail_headers.check_name, body.from_name)
+        return _header("fromEmail", lambda v: mail_headers.named(body.from_name, v), body.from_email)
     return None
 
 
-def _check_address(field: str, value: str) -> None:
+def _header(field: str, check: Callable[[str], str], value: str) -> str:
+    """`check(value)`, a 400 naming the field when the value cannot be that mail header."""
     try:
-        models.check_email(value)
-        # What the message builder will parse it as: one plain address, or it is refused here.
-        Address(addr_spec=value.strip())
-    except (ValueError, HeaderParseError) as exc:
-        raise errors.InvalidInput(f"`{field}`: {value!r} is not a valid email address ({exc})") from None
+        return check(value)
+    except ValueError as exc:
+        raise errors.InvalidInput(f"`{field}`: {exc}") from None
 
 
 def _reply_to(body: SendTransactionalRequest) -> str | None:
@@ -106,17 +104,9 @@ def _reply_to(body: SendTransactionalRequest) -> str | None:
         raise errors.InvalidInput("`replyToName` needs `replyTo`")
     if not body.reply_to:
         return None
-    _check_address("replyTo", body.reply_to)
-    address = body.reply_to.strip()
-    return _named("replyToName", body.reply_to_name, address) if body.reply_to_name else address
-
-
-def _named(field: str, name: str, address: str) -> str:
-    """`Name <address>`, the name quoted when it has commas or other specials (so it stays one address);
-    non-ASCII is kept as it is, and encoded when the message is built."""
-    if not name.isprintable():
-        raise errors.InvalidInput(f"`{field}` must be one line of printable text")
-    return str(Address(display_name=name, addr_spec=address))
+    if body.reply_to_name:
+        _header("replyToName", mail_headers.check_name, body.reply_to_name)
+    return _header("replyTo", lambda v: mail_headers.named(body.reply_to_name, v), body.reply_to)
 
 
 def _refuse_unsupported(body: SendTransactionalRequest) -> None:
@@ -149,6 +139,8 @@ def sort_headers(headers: dict[str, str], email_type: str) -> tuple[dict[str, st
     seen: set[str] = set()
     for count, (name, value) in enumerate(headers.items()):
         low = name.lower()
+        # A line break would add a header of the caller's choosing: refused outright, not ignored.
+        _header(f"headers.{name}", mail_headers.check_text, value)
         if count >= MAX_HEADERS:
             reason = "too_many_headers"
         elif not _HEADER_NAME.match(name):
@@ -319,11 +311,11 @@ def template_json(template: Template) -> dict[str, Any]:
 
 
 class _TemplateFields(models.WireModel):
-    subject: str | None = Field(None, max_length=2000)
+    subject: models.HeaderText | None = Field(None, max_length=2000)
     preview_text: str | None = Field(None, max_length=2000)
     html: str | None = Field(None, max_length=2_000_000)
     text: str | None = Field(None, max_length=2_000_000)
-    from_email: str | None = Field(None, max_length=400)
+    from_email: models.Mailbox | None = Field(None, max_length=400)
     enabled: bool | None = None
     labels: list[str] | None = None
     blocks: list[dict[str, Any]] | None = None

@@ -1,0 +1,54 @@
+"""URLs that end up in email: the checkout link, product links and product images a store sends with its
+events, and the links of a template.
+
+A link in an email is something the shopper is invited to click, shown by the store's name: it must
+open a web page. `javascript:`, `data:`, `vbscript:`, `file:` and relative URLs are refused where they
+come in (a 400 naming the field); a template's links other than http(s), `mailto:`, `tel:` and in-page
+or relative ones are not emitted as links when the message is built (`delivery/render.py`).
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+MAX_LENGTH = 4000
+# Browsers drop ASCII tab and newlines inside a URL and trim controls and spaces around it, so
+# `java\tscript:` is `javascript:`; the scheme is read as they would read it.
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+_LINK_SCHEMES = frozenset({"http", "https", "mailto", "tel"})
+
+
+class InvalidUrl(ValueError):
+    """Not an absolute http(s) URL."""
+
+
+def check_web_url(value: str) -> str:
+    """`value` (trimmed) if it is an absolute http or https URL with a host, else InvalidUrl."""
+    text = value.strip()
+    if len(text) > MAX_LENGTH:
+        raise InvalidUrl(f"must be a URL of at most {MAX_LENGTH} characters")
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        raise InvalidUrl("must be an absolute http(s) URL, without spaces or control characters")
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        raise InvalidUrl(f"must be an absolute http(s) URL, not {text[:60]!r}")
+    return text
+
+
+def link_scheme(href: str) -> str | None:
+    """The scheme a browser would see in an href, lowercased; None for a relative or in-page link."""
+    # Dropping every control and space is stricter than a browser, never looser.
+    cleaned = "".join(c for c in href if ord(c) > 0x20)
+    found = _SCHEME.match(cleaned)
+    return found.group(1).lower() if found else None
+
+
+def is_safe_link(href: str) -> bool:
+    """Whether a template's href may stay a link: http(s), mailto, tel, or relative/in-page."""
+    scheme = link_scheme(href)
+    return scheme is None or scheme in _LINK_SCHEMES
