@@ -1,10 +1,10 @@
-"""core.addresses: one mailbox in one normal form, and the key suppressions and subscribers are found by."""
+"""cartback.addresses: one mailbox in one normal form, and the key subscribers and suppressions use."""
 
 from __future__ import annotations
 
 import pytest
 
-from cartback.core import addresses
+from cartback import addresses
 
 
 @pytest.mark.parametrize(

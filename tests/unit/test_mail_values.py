@@ -1,10 +1,10 @@
-"""core.headers and core.urls, and the renderer's handling of links that are not web links."""
+"""cartback.headers and cartback.urls, and the renderer's handling of links that are not web links."""
 
 from __future__ import annotations
 
 import pytest
 
-from cartback.core import headers, urls
+from cartback import headers, urls
 from cartback.delivery import render
 from cartback.delivery.links import LinkSigner
 

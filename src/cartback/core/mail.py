@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cartback import ids
-from cartback.core import headers
+from cartback import headers, ids
 from cartback.delivery import links, render
 from cartback.statuses import MessageStatus
 from cartback.store import deliveries

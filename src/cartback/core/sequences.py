@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from cartback import errors, ids
-from cartback.core import addresses, events, filters, headers, schedule
+from cartback import addresses, errors, headers, ids
+from cartback.core import events, filters, schedule
 from cartback.store import sequences as sequence_store
 from cartback.store.db import Tx
 from cartback.store.sequences import Sequence

@@ -13,9 +13,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import RedirectResponse, Response
 
-from cartback import errors
+from cartback import addresses, errors, headers
 from cartback.api import deps
-from cartback.core import addresses, headers, suppressions, webhooks
+from cartback.core import suppressions, webhooks
 from cartback.dashboard import web
 from cartback.delivery import targets
 from cartback.store import suppressions as suppression_store

@@ -31,7 +31,8 @@ from liquid.exceptions import (
     ResourceLimitError,
 )
 
-from cartback.core import money, urls
+from cartback import urls
+from cartback.core import money
 from cartback.delivery.links import LinkSigner
 
 

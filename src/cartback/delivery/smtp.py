@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
-from cartback.core import addresses
+from cartback import addresses
 from cartback.delivery.transport import Result
 
 log = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ class SmtpTransport:
 
 
 def _envelope(envelope_from: str, recipients: list[str]) -> tuple[str, list[str]] | Result:
-    """The envelope addresses in their normal form (`core.addresses`), or a permanent failure, before
+    """The envelope addresses in their normal form (`cartback.addresses`), or a permanent failure, before
     any connection, when one is not exactly one ASCII mailbox. The edges let no other address in; this
     catches rows stored before they checked (aiosmtplib would send RCPT to the first address it finds in
     `a@x.example;b@y.example`, one the suppression check never saw) and non-ASCII local parts, which

@@ -10,8 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
-from cartback import ids
-from cartback.core import addresses
+from cartback import addresses, ids
 from cartback.store.db import Tx
 from cartback.store.tables import events, list_members, subscriber_tags, subscribers, tags
 

@@ -10,8 +10,9 @@ import hashlib
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from cartback import urls
 from cartback.api.klaviyo import jsonapi
-from cartback.core import money, urls
+from cartback.core import money
 
 _ITEM_KEYS = {
     "title": ("title", "ProductName", "Name", "name", "product_name"),

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from cartback.core import addresses
+from cartback import addresses
 from cartback.core.subscribers import Identity
 
 _PHONE = re.compile(r"^\+[1-9]\d{6,14}$")

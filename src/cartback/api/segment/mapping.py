@@ -9,9 +9,9 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from cartback import errors, ids, values
+from cartback import addresses, errors, ids, urls, values
 from cartback.api.segment import models
-from cartback.core import addresses, checkouts, events, ingest, money, orders, subscribers, urls
+from cartback.core import checkouts, events, ingest, money, orders, subscribers
 
 SOURCE = "segment"
 NAME_MAX = 255

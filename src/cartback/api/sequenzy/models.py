@@ -9,14 +9,14 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from cartback import errors, values
-from cartback.core import addresses, headers, money, urls
+from cartback import addresses, errors, headers, urls, values
+from cartback.core import money
 from cartback.core.subscribers import Identity
 from cartback.store.subscribers import Subscriber
 
 
 def check_email(value: str) -> str:
-    """One mailbox, in the normal form cartback stores and sends to (`core.addresses`)."""
+    """One mailbox, in the normal form cartback stores and sends to (`cartback.addresses`)."""
     return addresses.normalise(value)
 
 
@@ -52,10 +52,10 @@ def check_time(value: datetime | None, now: datetime, field: str) -> None:
 
 
 Email = Annotated[str, AfterValidator(check_email)]
-# Values that become mail headers: one line the message builder can encode (`core.headers`).
+# Values that become mail headers: one line the message builder can encode (`cartback.headers`).
 HeaderText = Annotated[str, AfterValidator(headers.check_text)]
 Mailbox = Annotated[str, AfterValidator(headers.mailbox)]
-# A link or image put in email: an absolute http(s) URL (`core.urls`).
+# A link or image put in email: an absolute http(s) URL (`cartback.urls`).
 WebUrl = Annotated[str, Field(max_length=urls.MAX_LENGTH), AfterValidator(urls.check_web_url)]
 UtcDateTime = Annotated[datetime, AfterValidator(_utc)]
 TimeZone = Annotated[str, Field(max_length=64), AfterValidator(_timezone)]

@@ -13,7 +13,7 @@ template by `slug` (or its alias `templateId`) or inline `subject` + `body` (ali
 * `replyTo` (with `replyToName`) becomes the message's Reply-To. Custom `headers` are added to the
   message, except those the message builder owns or that are malformed: `ignoredHeaders` lists each of
   those with its reason, as Sequenzy does. A header value with a line break or another control character
-  is a 400, like one in `from`, `replyTo`, their names or `subject` (core/headers.py).
+  is a 400, like one in `from`, `replyTo`, their names or `subject` (headers.py).
 * `cc`, `bcc`, `attachments`, `senderProfileId` and `replyProfileId` are refused with a 400 rather than
   dropped.
 """
@@ -30,9 +30,9 @@ from fastapi import APIRouter, Depends, Header, Query
 from pydantic import Field
 
 from cartback import errors
+from cartback import headers as mail_headers
 from cartback.api import deps
 from cartback.api.sequenzy import models, principal
-from cartback.core import headers as mail_headers
 from cartback.core import transactional
 from cartback.store import transactional as transactional_store
 from cartback.store.transactional import Template

@@ -26,7 +26,7 @@ depends_on = None
 
 
 def _key(address: str) -> str:
-    """The new lookup key (as core/addresses.py computes it, frozen here for this migration)."""
+    """The new lookup key (as addresses.py computes it, frozen here for this migration)."""
     text = address.strip()
     local, at, domain = text.rpartition("@")
     if text.isascii() or not at:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from email.headerregistry import Address
 
-from cartback.core import addresses
+from cartback import addresses
 
 # C0 controls but TAB, DEL, C1 controls, and the Unicode line and paragraph separators.
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
@@ -46,7 +46,7 @@ def check_name(value: str) -> str:
 
 def mailbox(value: str) -> str:
     """A From or Reply-To value, `Name <address>` or a bare address, in the form the message is built
-    with: the address in its normal form (`core.addresses`), the name quoted when it needs to be. Anything
+    with: the address in its normal form (`cartback.addresses`), the name quoted when it needs to be. Anything
     else (a second address, text after the address, a line break) is InvalidHeader."""
     text = check_text(value).strip()
     named = _NAMED.fullmatch(text)
