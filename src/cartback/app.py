@@ -22,6 +22,7 @@ from cartback.api import errors as api_errors
 from cartback.core import attribution, mail, signins, webhooks
 from cartback.core import ratelimits as budgets
 from cartback.core.clock import Clock, system_clock
+from cartback.core.units import Transactions
 from cartback.delivery import sender
 from cartback.delivery import webhooks as webhook_sender
 from cartback.scheduler.worker import Worker
@@ -102,7 +103,7 @@ def webhook_policy(settings: Settings) -> webhooks.Policy:
     )
 
 
-def secret_key(settings: Settings, db: Database) -> str:
+def secret_key(settings: Settings, db: Transactions) -> str:
     """The configured secret, else the one generated on first start and kept in the database."""
     if settings.secret_key:
         return settings.secret_key

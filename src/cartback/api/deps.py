@@ -10,9 +10,9 @@ from fastapi import Request
 from cartback import errors, logs
 from cartback.core import mail
 from cartback.core.clock import Clock
+from cartback.core.units import Transactions
 from cartback.settings import Settings
 from cartback.store import workspaces
-from cartback.store.db import Database
 
 # A revoked key keeps working on a node for at most this long; the cache spares a query per request.
 KEY_CACHE_SECONDS = 5.0
@@ -30,7 +30,7 @@ class Principal:
 @dataclass
 class Services:
     settings: Settings
-    db: Database
+    db: Transactions
     clock: Clock
     keys: KeyCache
     # How mail is composed and queued: built once in create_app, the worker's too.
@@ -38,7 +38,7 @@ class Services:
 
 
 class KeyCache:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Transactions, clock: Clock) -> None:
         self._db = db
         self._clock = clock
         # Unknown secrets are cached too (as None): the rate limiter and the route both authenticate, and a
