@@ -298,3 +298,17 @@ def test_dashboard_editor_refuses_a_template_over_the_render_limits_naming_the_s
     assert preview.status_code == 200 and "Cannot preview" in preview.text
     assert "more than 10,000 loop iterations" in preview.text
     assert time.perf_counter() - started < 5
+
+
+def test_dashboard_editor_stop_rule_is_the_stored_one(shop, db):
+    """"Never stop early" saves a sequence that never stops on orders (the API's default for a checkout
+    trigger would have been stopOnOrder); "any order" saves stopOnOrder and shows it back."""
+    client, tenant = shop
+    for stop, on_order in (("none", False), ("any_order", True)):
+        reply = post_form(client, "/app/sequences/new", {**FORM, "name": stop, "stop": stop}, action="save")
+        assert reply.status_code == 303, reply.text
+        [seq] = [s for s in stored(db, tenant.id) if s.name == stop]
+        assert seq.definition["stopOnOrder"] is on_order
+        assert not seq.definition.get("stopCondition")
+        page = client.get(f"/app/sequences/{seq.id}").text
+        assert f'<option value="{stop}" selected>' in page

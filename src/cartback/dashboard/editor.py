@@ -33,6 +33,7 @@ MODES = (
 STOPS = (
     ("none", "Never stop early"),
     ("order_same_checkout", "The order of the same checkout is placed"),
+    ("any_order", "The person places any order"),
     ("event_received", "This event is received"),
     ("has_tag", "The person gets this tag"),
     ("does_not_have_tag", "The person loses this tag"),
@@ -88,6 +89,8 @@ class Form:
     stop_value: str = ""
     # The stored stop condition the form cannot show, kept as is while `stop` is "keep".
     kept_stop: dict[str, Any] | None = None
+    # `stopOnOrder` beside another stop condition: any order of the person also ends the run.
+    stop_on_order: bool = False
     window_enabled: bool = False
     window_days: list[str] = field(default_factory=lambda: list(DAYS))
     window_start: str = "09:00"
@@ -134,6 +137,9 @@ class Form:
             body["stopCondition"] = self.kept_stop
         else:
             body["stopCondition"] = {"type": "none"}
+        # Always explicit: left out, the API would default it to true for a checkout trigger, and a
+        # sequence saved as "Never stop early" would stop on orders all the same.
+        body["stopOnOrder"] = self.stop == "any_order" or self.stop_on_order
         if self.steps_editable:
             body["steps"] = [_step_wire(s) for s in self.steps]
         return body
@@ -254,8 +260,9 @@ def from_definition(name: str, description: str | None, data: Mapping[str, Any])
         enrollment_field_path=str(data.get("enrollmentFieldPath") or ""),
     )
     stop = data.get("stopCondition")
+    on_order = bool(data.get("stopOnOrder"))
     if not stop:
-        form.stop = "none"
+        form.stop = "any_order" if on_order else "none"
     elif stop == ORDER_OF_SAME_CHECKOUT:
         form.stop = "order_same_checkout"
     elif stop.get("type") in ("event_received", "has_tag", "does_not_have_tag") and not stop.get(
@@ -264,6 +271,7 @@ def from_definition(name: str, description: str | None, data: Mapping[str, Any])
         form.stop, form.stop_value = str(stop["type"]), str(stop.get("value") or "")
     else:
         form.stop, form.kept_stop = "keep", dict(stop)
+    form.stop_on_order = on_order and bool(stop)
     window = data.get("sendingWindow")
     if window:
         form.window_enabled = True
@@ -330,6 +338,7 @@ def from_submission(values: Mapping[str, Any], lists: Mapping[str, Sequence[str]
         stop=_one(values, "stop", "none"),
         stop_value=_one(values, "stop_value"),
         kept_stop=kept_stop if isinstance(kept_stop, dict) else None,
+        stop_on_order=_one(values, "stop_on_order") == "on",
         window_enabled=_one(values, "window_enabled") == "on",
         window_days=[d for d in lists.get("window_days") or [] if d in DAYS],
         window_start=_one(values, "window_start", "09:00"),

@@ -1,0 +1,47 @@
+"""What a store owner sees in real headless Chromium, in one session to keep it quick: the editor shows the
+stop rule a sequence made through the API really has."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_dashboard_flow import setup_shop, sign_in
+
+# Made through the API: stops on any order of the person (stopOnOrder), no other stop condition.
+SEQUENCE = {
+    "name": "Two reminders",
+    "trigger": "event_received",
+    "eventName": "ecommerce.checkout_started",
+    "enrollmentMode": "matching_field",
+    "enrollmentFieldPath": "checkoutId",
+    "stopOnOrder": True,
+    "steps": [
+        {"type": "email", "subject": "First reminder", "html": "<p>First body</p>", "delay": {"hours": 1}},
+        {"type": "email", "subject": "Second reminder", "html": "<p>Second body</p>", "delay": {"days": 1}},
+    ],
+}
+
+
+def test_browser_owner_pages(tmp_path, start_server, chromium, screenshots):
+    url, key, user = setup_shop(tmp_path)
+    server = start_server(url)
+    made = httpx.post(server.api + "/sequences", json=SEQUENCE, headers={"Authorization": f"Bearer {key}"})
+    assert made.status_code == 200, made.text
+    sequence_id = made.json()["sequence"]["id"]
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    sign_in(page, server, user)
+
+    # The editor names the stop rule the sequence has (stopOnOrder), not "Never stop early".
+    page.goto(f"{server.url}/app/sequences/{sequence_id}")
+    stop = page.get_by_label("Stop", exact=True)
+    assert stop.locator("option:checked").inner_text() == "The person places any order"
+
+    assert problems == []
+    context.close()
