@@ -301,8 +301,8 @@ def test_dashboard_editor_refuses_a_template_over_the_render_limits_naming_the_s
 
 
 def test_dashboard_editor_stop_rule_is_the_stored_one(shop, db):
-    """"Never stop early" saves a sequence that never stops on orders (the API's default for a checkout
-    trigger would have been stopOnOrder); "any order" saves stopOnOrder and shows it back."""
+    """The editor's "Never stop early" saves a sequence that never stops on orders (the API's default
+    for a checkout trigger would have been stopOnOrder); "any order" saves stopOnOrder and shows it."""
     client, tenant = shop
     for stop, on_order in (("none", False), ("any_order", True)):
         reply = post_form(client, "/app/sequences/new", {**FORM, "name": stop, "stop": stop}, action="save")
