@@ -10,6 +10,8 @@ from cartback.core import passwords
 from cartback.store import users as user_store
 from cartback.store import workspaces
 from cartback.store.db import Tx
+from cartback.store.users import User as User
+from cartback.store.workspaces import Workspace as Workspace
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -37,6 +39,20 @@ def check_credentials(user: user_store.User | None, password: str) -> bool:
         passwords.burn_time(password)
         return False
     return passwords.verify(password, user.password_hash)
+
+
+def find_for_sign_in(tx: Tx, email: str) -> User | None:
+    """The user an address signs in as; a blank address names no one."""
+    return user_store.find_by_email(tx, email) if email.strip() else None
+
+
+def session_user(tx: Tx, user_id: str, session_version: int) -> tuple[User, Workspace] | None:
+    """The signed-in user and their workspace, or None when the session is over: the user is gone, or
+    signed out (or changed their password) since the session began."""
+    user = user_store.get(tx, user_id)
+    if user is None or user.session_version != session_version:
+        return None
+    return user, workspaces.get_workspace(tx, user.workspace_id)
 
 
 def record_sign_in(tx: Tx, user: user_store.User, now: datetime, new_hash: str | None) -> None:

@@ -10,7 +10,6 @@ from starlette.responses import RedirectResponse, Response
 from cartback.api import deps
 from cartback.core import passwords, signins, users
 from cartback.dashboard import sessions, web
-from cartback.store import users as user_store
 
 router = APIRouter()
 
@@ -48,9 +47,7 @@ async def login(
         # Counted (and refused when locked) before any hashing: a locked address or client costs a
         # counter lookup, not 32 MiB and 0.1 s of a core.
         await guard.attempts.begin(email, client)
-        user = (
-            await services.db.read(lambda tx: user_store.find_by_email(tx, email)) if email.strip() else None
-        )
+        user = await services.db.read(lambda tx: users.find_for_sign_in(tx, email))
         # scrypt takes a core for ~0.1 s: off the event loop, outside the shared database writer, and
         # never more than CARTBACK_SIGN_IN_HASHES at once.
         matched = await guard.gate.run(users.check_credentials, user, password)

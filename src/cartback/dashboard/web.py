@@ -8,10 +8,11 @@ user and their workspace; every page reads only through `viewer.workspace_id`.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio.to_thread
 from fastapi import Depends, Request
@@ -20,9 +21,9 @@ from starlette.responses import Response
 
 from cartback import errors
 from cartback.api import deps
+from cartback.core import users
+from cartback.core.units import Tx
 from cartback.dashboard import formats, sessions
-from cartback.store import users as user_store
-from cartback.store import workspaces
 
 PREFIX = "/app"
 HERE = Path(__file__).parent
@@ -45,8 +46,8 @@ SECURITY_HEADERS = {
 
 @dataclass(frozen=True)
 class Viewer:
-    user: user_store.User
-    workspace: workspaces.Workspace
+    user: users.User
+    workspace: users.Workspace
 
     @property
     def workspace_id(self) -> str:
@@ -86,20 +87,12 @@ async def viewer(request: Request, _: None = Depends(guard)) -> Viewer:
     session: sessions.Session | None = request.state.session
     if session is None or session.user_id is None:
         raise errors.Unauthorized("Please sign in.")
-    user_id = session.user_id
-
-    def load(tx: workspaces.Tx) -> Viewer | None:
-        user = user_store.get(tx, user_id)
-        # A session from before the user's last sign-out or password change is over.
-        if user is None or user.session_version != session.version:
-            return None
-        return Viewer(user, workspaces.get_workspace(tx, user.workspace_id))
-
-    found = await deps.services_of(request).db.read(load)
+    user_id, version = session.user_id, session.version
+    found = await deps.services_of(request).db.read(lambda tx: users.session_user(tx, user_id, version))
     if found is None:
         raise errors.Unauthorized("Please sign in.")
-    request.state.viewer = found
-    return found
+    signed_in = request.state.viewer = Viewer(*found)
+    return signed_in
 
 
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -115,6 +108,26 @@ def object_id(value: str, what: str) -> str:
 
 def now(request: Request) -> datetime:
     return deps.services_of(request).clock.now().astimezone(UTC)
+
+
+In = TypeVar("In")
+T = TypeVar("T")
+# A core use case: fn(tx, workspace_id, input, now) -> result.
+UseCase = Callable[[Tx, str, In, datetime], T]
+
+
+async def read(request: Request, viewer: Viewer, use_case: UseCase[In, T], given: In) -> T:
+    """Run one core use case for the viewer's workspace, as one read: a page parses, calls this once and
+    renders what it returns."""
+    at = now(request)
+    return await deps.services_of(request).db.read(lambda tx: use_case(tx, viewer.workspace_id, given, at))
+
+
+async def write(request: Request, viewer: Viewer, use_case: UseCase[In, T], given: In) -> T:
+    """Run one core use case for the viewer's workspace as one unit of work (the group-commit writer)."""
+    services = deps.services_of(request)
+    at = services.clock.now()
+    return await services.db.write(lambda tx: use_case(tx, viewer.workspace_id, given, at))
 
 
 def render(
