@@ -1,5 +1,5 @@
 """What a store owner sees in real headless Chromium, in one session to keep it quick: the editor shows the
-stop rule a sequence made through the API really has."""
+stop rule a sequence made through the API really has and loads every step's preview."""
 
 from __future__ import annotations
 
@@ -42,6 +42,9 @@ def test_browser_owner_pages(tmp_path, start_server, chromium, screenshots):
     page.goto(f"{server.url}/app/sequences/{sequence_id}")
     stop = page.get_by_label("Stop", exact=True)
     assert stop.locator("option:checked").inner_text() == "The person places any order"
+    # Every step's preview loads on page load, not only the last one's.
+    for index, body in enumerate(("First body", "Second body")):
+        page.frame_locator(f"iframe[name=preview-{index}]").get_by_text(body).wait_for(timeout=10_000)
 
     assert problems == []
     context.close()
