@@ -1,5 +1,6 @@
 """What a store owner sees in real headless Chromium, in one session to keep it quick: the editor shows the
-stop rule a sequence made through the API really has and loads every step's preview."""
+stop rule a sequence made through the API really has and loads every step's preview;
+the event log's refresh adds new rows and leaves open ones open."""
 
 from __future__ import annotations
 
@@ -45,6 +46,26 @@ def test_browser_owner_pages(tmp_path, start_server, chromium, screenshots):
     # Every step's preview loads on page load, not only the last one's.
     for index, body in enumerate(("First body", "Second body")):
         page.frame_locator(f"iframe[name=preview-{index}]").get_by_text(body).wait_for(timeout=10_000)
+
+    # The event log keeps a row opened to read while its refresh adds the new events on top.
+    def checkout(number):
+        body = {"checkoutId": f"owner-cart-{number}", "totalCents": 1900, "currency": "EUR",
+                "customer": {"email": f"shopper{number}@example.com"}}  # fmt: skip
+        sent = httpx.post(server.api + "/checkouts", json=body, headers={"Authorization": f"Bearer {key}"})
+        assert sent.status_code == 200, sent.text
+
+    checkout(1)
+    page.goto(server.url + "/app/events")
+    shown = page.locator("tr", has_text="shopper1@example.com")
+    before = shown.count()
+    first = shown.first
+    first.locator("summary").click()
+    checkout(2)
+    page.locator("tr", has_text="shopper2@example.com").first.wait_for(timeout=15_000)
+    page.wait_for_timeout(2500)  # one more refresh with nothing new
+    assert first.locator("details").get_attribute("open") is not None
+    assert shown.count() == before
+    assert page.locator("tr[data-empty]").is_hidden()
 
     assert problems == []
     context.close()

@@ -30,7 +30,9 @@ KNOWN_NAMES = (
 )
 
 
-async def _rows(request: Request, viewer: web.Viewer, name: str, source: str, person: str) -> dict[str, Any]:
+async def _rows(
+    request: Request, viewer: web.Viewer, name: str, source: str, person: str, after: str = ""
+) -> dict[str, Any]:
     def read(tx: Tx) -> dict[str, Any]:
         subscriber_id = None
         if person.strip():
@@ -43,6 +45,7 @@ async def _rows(request: Request, viewer: web.Viewer, name: str, source: str, pe
             name=name.strip() or None,
             source=source if source in SOURCES else None,
             subscriber_id=subscriber_id,
+            after=after or None,
             limit=LIMIT,
         )
         people = subscribers.find_many(
@@ -80,7 +83,10 @@ async def event_rows(
     name: str = Query("", max_length=255),
     source: str = Query("", max_length=20),
     person: str = Query("", max_length=320),
+    after: str = Query("", max_length=64),
     viewer: web.Viewer = Depends(web.viewer),
 ) -> Response:
-    """The table body alone: what the page's htmx poll swaps in."""
-    return web.render(request, "_event_rows.html", await _rows(request, viewer, name, source, person))
+    """The rows stored after `after` (the newest row the page shows), newest first: what the page's htmx
+    poll puts above the rows it has, which stay as they are (a row opened to read stays open)."""
+    data = await _rows(request, viewer, name, source, person, after)
+    return web.render(request, "_event_rows.html", {**data, "only_rows": True})

@@ -34,11 +34,15 @@ def event_log(
     name: str | None = None,
     source: str | None = None,
     subscriber_id: str | None = None,
+    after: str | None = None,
     limit: int = 100,
 ) -> list[event_store.Event]:
     """The newest events first: by id, which is creation order (ids are time-sortable), on the
-    (workspace_id, id) index, so no sort over the workspace's whole log is needed."""
+    (workspace_id, id) index, so no sort over the workspace's whole log is needed. With `after`, only
+    events stored after that one (the rows a live page does not show yet)."""
     where = [events.c.workspace_id == workspace_id]
+    if after:
+        where.append(events.c.id > after)
     if name:
         where.append(events.c.name == name)
     if source:
