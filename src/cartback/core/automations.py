@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from cartback import errors, ids
+from cartback import ids
 from cartback.core import (
     batch_reads,
     context,
@@ -448,10 +448,10 @@ def finish(
         updated_at=now,
         finished_at=now,
     )
-    if not enrollment_store.update(tx, done, owner=owner):
-        if owner is not None:
-            # Another worker took the run over: what this step wrote (its message) must not commit.
-            raise LeaseLost(enrollment.id)
+    if owner is not None:
+        # LeaseLost if another worker took the run over: what this step wrote (its message) must not commit.
+        enrollment_store.update_held(tx, done, owner)
+    elif not enrollment_store.update(tx, done):
         return done
     enrollment_store.record(
         tx, done, status, now, node_id=enrollment.current_node_id, detail=reason, into=history
@@ -462,10 +462,6 @@ def finish(
 
 
 # -- running steps ----------------------------------------------------------------------------------
-
-
-# Raised when another worker took an enrollment over; the worker drops that enrollment (scheduler/worker.py).
-LeaseLost = errors.LeaseLost
 
 
 @dataclass
@@ -673,8 +669,7 @@ def record_failure(tx: Tx, enrollment_id: str, owner: str, now: datetime, error:
 
 
 def _save(tx: Tx, enrollment: Enrollment, owner: str) -> None:
-    if not enrollment_store.update(tx, enrollment, owner=owner):
-        raise LeaseLost(enrollment.id)
+    enrollment_store.update_held(tx, enrollment, owner)
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,8 @@ from cartback import errors
 from cartback import metrics as metrics_module
 from cartback.core import automations
 from cartback.core.clock import Clock
-from cartback.store import deliveries, timers
 from cartback.store import enrollments as enrollment_store
-from cartback.store import webhooks as webhook_store
+from cartback.store import leases, timers
 from cartback.store.db import Database, Tx
 from cartback.store.events import Event
 
@@ -306,9 +305,8 @@ def _advance_batch_job(  # type: ignore[no-untyped-def]
 
 def release_all(tx: Tx, owner: str) -> None:
     """Give back `owner`'s leases on enrollments, messages and webhook deliveries."""
-    timers.release(tx, owner)
-    deliveries.release(tx, owner)
-    webhook_store.release(tx, owner)
+    for kind in leases.KINDS:
+        leases.release(tx, kind, owner)
 
 
 def dispatch_batch(

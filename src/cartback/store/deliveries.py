@@ -1,8 +1,7 @@
 """Delivery state: claiming due messages, attempts, outcomes, and the outbox listing.
 
 A message is waiting for delivery while `message_delivery.next_attempt_at` is set; every final state
-(sent, failed, suppressed, unknown) clears it. Claims take a lease like enrollments do (store/timers.py):
-PostgreSQL lets several workers claim at once with SKIP LOCKED; SQLite's single writer serialises claims.
+(sent, failed, suppressed, unknown) clears it. Claims take a lease like enrollments do (store/leases.py).
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
+from cartback.store import leases
 from cartback.store.db import Tx
 from cartback.store.messages import MESSAGE_COLUMNS, WITH_BODY, Message, from_row
 from cartback.store.tables import ID, delivery_attempts, message_delivery, message_mime, messages
@@ -85,25 +85,7 @@ def claim_due(tx: Tx, owner: str, now: datetime, *, lease: timedelta, limit: int
     """Lease up to `limit` messages due for an attempt to `owner`, oldest due first. An expired lease (its
     worker died, perhaps mid-send) is fair game: the sender then finds the open attempt and does not
     send again."""
-    due = (
-        sa.select(message_delivery.c.message_id)
-        .where(
-            message_delivery.c.next_attempt_at <= now,
-            sa.or_(message_delivery.c.lease_until.is_(None), message_delivery.c.lease_until < now),
-        )
-        .order_by(message_delivery.c.next_attempt_at)
-        .limit(limit)
-    )
-    if tx.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    found = list(tx.execute(due).scalars())
-    if found:
-        tx.execute(
-            message_delivery.update()
-            .where(message_delivery.c.message_id.in_(found))
-            .values(lease_owner=owner, lease_until=now + lease)
-        )
-    return found
+    return leases.claim(tx, leases.MESSAGES, owner, now, lease=lease, limit=limit)
 
 
 @dataclass(frozen=True)
@@ -136,7 +118,7 @@ _HOLD = (
     message_delivery.update()
     .where(
         message_delivery.c.message_id.in_(sa.bindparam("ids", expanding=True)),
-        message_delivery.c.lease_owner == sa.bindparam("owner"),
+        leases.held_by(leases.MESSAGES, sa.bindparam("owner")),
         message_delivery.c.next_attempt_at.is_not(None),
     )
     .values(lease_until=sa.bindparam("until"))
@@ -286,7 +268,7 @@ _MESSAGE_STATUS = (
 _NEXT_ATTEMPT = (
     message_delivery.update()
     .where(message_delivery.c.message_id == sa.bindparam("b_id"))
-    .values(next_attempt_at=sa.bindparam("b_next"), lease_owner=None, lease_until=None)
+    .values(next_attempt_at=sa.bindparam("b_next"), **leases.RELEASED)
 )
 
 
@@ -349,18 +331,8 @@ def finish(tx: Tx, message_id: str) -> None:
     tx.execute(
         message_delivery.update()
         .where(message_delivery.c.message_id == message_id)
-        .values(next_attempt_at=None, lease_owner=None, lease_until=None)
+        .values(next_attempt_at=None, **leases.RELEASED)
     )
-
-
-def release(tx: Tx, owner: str) -> int:
-    """Give back the leases `owner` holds on messages it has not started (graceful shutdown)."""
-    result = tx.execute(
-        message_delivery.update()
-        .where(message_delivery.c.lease_owner == owner)
-        .values(lease_owner=None, lease_until=None)
-    )
-    return result.rowcount
 
 
 def count_by_status(tx: Tx, workspace_id: str | None = None) -> dict[str, int]:

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
 from cartback import ids, statuses
+from cartback.store import leases
 from cartback.store.db import Tx
 from cartback.store.tables import enrollment_history, enrollments
 
@@ -55,7 +56,7 @@ _MUTABLE = [n for n in _COLUMNS if n not in ("id", "workspace_id", "created_at")
 _INSERT = enrollments.insert()
 _INSERT_HISTORY = enrollment_history.insert()
 _GET_LEASED = sa.select(enrollments).where(
-    enrollments.c.id == sa.bindparam("id"), enrollments.c.lease_owner == sa.bindparam("owner")
+    enrollments.c.id == sa.bindparam("id"), leases.held_by(leases.ENROLLMENTS, sa.bindparam("owner"))
 )
 _UPDATE = (
     enrollments.update()
@@ -64,10 +65,10 @@ _UPDATE = (
     )
     .values({n: sa.bindparam(n) for n in _MUTABLE})
 )
-_UPDATE_LEASED = _UPDATE.where(enrollments.c.lease_owner == sa.bindparam("b_owner"))
+_UPDATE_LEASED = _UPDATE.where(leases.held_by(leases.ENROLLMENTS, sa.bindparam("b_owner")))
 _GET_LEASED_MANY = sa.select(enrollments).where(
     enrollments.c.id.in_(sa.bindparam("ids", expanding=True)),
-    enrollments.c.lease_owner == sa.bindparam("owner"),
+    leases.held_by(leases.ENROLLMENTS, sa.bindparam("owner")),
 )
 
 
@@ -146,15 +147,22 @@ def for_subscriber(
     return [_from_row(r) for r in tx.execute(query.order_by(enrollments.c.created_at)).all()]
 
 
-def update(tx: Tx, enrollment: Enrollment, *, owner: str | None = None) -> bool:
-    """Write the enrollment's state back. With `owner`, only while that owner holds the lease: a worker
-    that lost its lease must not overwrite the work of the one that took over."""
+def _params(enrollment: Enrollment) -> dict[str, Any]:
     params = {n: getattr(enrollment, n) for n in _MUTABLE}
     params.update(b_workspace_id=enrollment.workspace_id, b_id=enrollment.id)
-    if owner is not None:
-        params["b_owner"] = owner
-        return tx.execute(_UPDATE_LEASED, params).rowcount > 0
-    return tx.execute(_UPDATE, params).rowcount > 0
+    return params
+
+
+def update(tx: Tx, enrollment: Enrollment) -> bool:
+    """Write the enrollment's state back (outside the worker: no lease to check)."""
+    return tx.execute(_UPDATE, _params(enrollment)).rowcount > 0
+
+
+def update_held(tx: Tx, enrollment: Enrollment, owner: str) -> None:
+    """Write the enrollment's state back while `owner` holds its lease, else `errors.LeaseLost`: a worker
+    that lost its lease must not overwrite the work of the one that took over, nor commit what its step
+    wrote."""
+    leases.write_held(tx, _UPDATE_LEASED, {**_params(enrollment), "b_owner": owner}, enrollment.id)
 
 
 def record(

@@ -1,6 +1,5 @@
-"""Claiming due work: enrollments whose next step is due, and events the dispatcher has not seen yet.
-The dialect differences live here: PostgreSQL lets several workers claim at once with SKIP LOCKED;
-SQLite has one writer at a time (BEGIN IMMEDIATE), which serialises claims by itself."""
+"""Claiming due work: enrollments whose next step is due (leased like every kind of work, store/leases.py),
+and events the dispatcher has not seen yet (taken by subscriber partition on PostgreSQL, below)."""
 
 from __future__ import annotations
 
@@ -10,8 +9,8 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from cartback.store import events as event_store
+from cartback.store import leases
 from cartback.store.db import Tx
-from cartback.store.enrollments import LIVE
 from cartback.store.tables import enrollments, events
 
 # PostgreSQL: undispatched events fall into DISPATCH_PARTITIONS partitions by a hash of their subscriber,
@@ -35,26 +34,7 @@ _LOCK_PARTITIONS = sa.text(
 def claim_due(tx: Tx, owner: str, now: datetime, *, lease: timedelta, limit: int) -> list[str]:
     """Lease up to `limit` due enrollments to `owner`; return their ids, earliest due first. An expired lease
     (its worker died) is fair game again."""
-    due = (
-        sa.select(enrollments.c.id)
-        .where(
-            enrollments.c.status.in_(LIVE),
-            enrollments.c.next_run_at <= now,
-            sa.or_(enrollments.c.lease_until.is_(None), enrollments.c.lease_until < now),
-        )
-        .order_by(enrollments.c.next_run_at)
-        .limit(limit)
-    )
-    if tx.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    ids = list(tx.execute(due).scalars())
-    if ids:
-        tx.execute(
-            enrollments.update()
-            .where(enrollments.c.id.in_(ids))
-            .values(lease_owner=owner, lease_until=now + lease)
-        )
-    return ids
+    return leases.claim(tx, leases.ENROLLMENTS, owner, now, lease=lease, limit=limit)
 
 
 def due_times(tx: Tx, enrollment_ids: list[str]) -> list[datetime]:
@@ -70,24 +50,13 @@ def due_times(tx: Tx, enrollment_ids: list[str]) -> list[datetime]:
     ]
 
 
-def release(tx: Tx, owner: str) -> int:
-    """Give back every lease `owner` holds (graceful shutdown): another worker may take them at once."""
-    result = tx.execute(
-        enrollments.update()
-        .where(enrollments.c.lease_owner == owner)
-        .values(lease_owner=None, lease_until=None)
-    )
-    return result.rowcount
-
-
 def next_due(tx: Tx, now: datetime) -> datetime | None:
     """The earliest next_run_at this worker could claim: rows another worker holds a live lease on are left
     out, or a worker idling beside a busy one would see them as overdue and poll without pause. (A lease that
     expires is noticed within a tick, which the caller caps the sleep at.)"""
     value: datetime | None = tx.execute(
         sa.select(sa.func.min(enrollments.c.next_run_at)).where(
-            enrollments.c.status.in_(LIVE),
-            sa.or_(enrollments.c.lease_until.is_(None), enrollments.c.lease_until < now),
+            *leases.ENROLLMENTS.waiting, leases.free(leases.ENROLLMENTS, now)
         )
     ).scalar_one()
     if value is not None and value.tzinfo is None:  # SQLite aggregates bypass the column type

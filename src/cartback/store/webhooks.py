@@ -1,6 +1,5 @@
 """Outbound webhooks: endpoints, their signing secrets, one delivery per (endpoint, event) and each
-attempt to deliver it. Claiming due deliveries is the one dialect-dependent query: PostgreSQL lets several
-workers claim at once with SKIP LOCKED; SQLite's single writer serialises claims by itself."""
+attempt to deliver it. Due deliveries are claimed with a lease (store/leases.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
+from cartback.store import leases
 from cartback.store.db import Tx
 from cartback.store.tables import webhook_attempts, webhook_deliveries, webhook_endpoints, webhook_secrets
 
@@ -282,26 +282,9 @@ def cancel_pending(tx: Tx, endpoint_id: str, now: datetime) -> int:
 def claim_due(tx: Tx, owner: str, now: datetime, *, lease: timedelta, limit: int) -> list[Delivery]:
     """Lease up to `limit` due deliveries to `owner`, earliest due first. An expired lease (its worker died,
     perhaps after the POST and before recording it) is fair game again: delivery is at least once."""
-    due = (
-        sa.select(webhook_deliveries.c.id)
-        .where(
-            webhook_deliveries.c.status == "pending",
-            webhook_deliveries.c.next_attempt_at <= now,
-            sa.or_(webhook_deliveries.c.lease_until.is_(None), webhook_deliveries.c.lease_until < now),
-        )
-        .order_by(webhook_deliveries.c.next_attempt_at)
-        .limit(limit)
-    )
-    if tx.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    claimed = list(tx.execute(due).scalars())
+    claimed = leases.claim(tx, leases.WEBHOOKS, owner, now, lease=lease, limit=limit)
     if not claimed:
         return []
-    tx.execute(
-        webhook_deliveries.update()
-        .where(webhook_deliveries.c.id.in_(claimed))
-        .values(lease_owner=owner, lease_until=now + lease)
-    )
     rows = tx.execute(
         sa.select(webhook_deliveries)
         .where(webhook_deliveries.c.id.in_(claimed))
@@ -315,15 +298,6 @@ def save_outcome(tx: Tx, delivery: Delivery) -> None:
         n: getattr(delivery, n) for n in _DELIVERY_COLUMNS if n not in ("id", "workspace_id", "payload")
     }
     tx.execute(webhook_deliveries.update().where(webhook_deliveries.c.id == delivery.id).values(**values))
-
-
-def release(tx: Tx, owner: str) -> int:
-    """Give back every delivery lease `owner` holds."""
-    return tx.execute(
-        webhook_deliveries.update()
-        .where(webhook_deliveries.c.lease_owner == owner)
-        .values(lease_owner=None, lease_until=None)
-    ).rowcount
 
 
 # -- attempts ----------------------------------------------------------------------------------------
