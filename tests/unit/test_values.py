@@ -9,8 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from cartback import values
-from cartback.core import money
+from cartback import money, values
 
 
 def test_values_ordinary_bodies_pass():

@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cartback import errors
-from cartback.core import money, orders
+from cartback import errors, money
+from cartback.core import orders
 from cartback.store import analytics as store
 from cartback.store.db import Tx
 

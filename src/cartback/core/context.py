@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cartback.core import money
+from cartback import money
 from cartback.store.checkouts import Checkout
 from cartback.store.events import Event
 from cartback.store.subscribers import Subscriber

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from cartback import ids
-from cartback.core import money
+from cartback import ids, money
 from cartback.store import events as event_store
 from cartback.store.db import Tx
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from cartback import ids
-from cartback.core import events, money, subscribers
+from cartback import ids, money
+from cartback.core import events, subscribers
 from cartback.store import checkouts as checkout_store
 from cartback.store import events as event_store
 from cartback.store import orders as store

@@ -9,7 +9,7 @@ from typing import Any
 import jinja2
 from babel import numbers
 
-from cartback.core import money
+from cartback import money
 
 
 def when(value: datetime | None) -> str:

@@ -31,8 +31,7 @@ from liquid.exceptions import (
     ResourceLimitError,
 )
 
-from cartback import urls
-from cartback.core import money
+from cartback import money, urls
 from cartback.delivery.links import LinkSigner
 
 
@@ -61,7 +60,7 @@ def _locale(name: str) -> Locale:
 @functools.lru_cache(maxsize=4096)
 def _format_money(minor: int, currency: str, locale: str) -> str:
     # Babel's CLDR pattern gives the symbol, its side and the separators of the locale; the number of
-    # decimals comes from core/money.py (the unit amounts are stored in), not from CLDR, so 1234 IQD
+    # decimals comes from cartback/money.py (the unit amounts are stored in), not from CLDR, so 1234 IQD
     # minor units show as 1.234 and never round away. Cached: babel takes ~35 µs per call.
     digits = money.exponent(currency)
     loc = _locale(locale)

@@ -10,9 +10,8 @@ import hashlib
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from cartback import urls
+from cartback import money, urls
 from cartback.api.klaviyo import jsonapi
-from cartback.core import money
 
 _ITEM_KEYS = {
     "title": ("title", "ProductName", "Name", "name", "product_name"),

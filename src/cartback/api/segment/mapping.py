@@ -9,9 +9,9 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from cartback import addresses, errors, ids, urls, values
+from cartback import addresses, errors, ids, money, urls, values
 from cartback.api.segment import models
-from cartback.core import checkouts, events, ingest, money, orders, subscribers
+from cartback.core import checkouts, events, ingest, orders, subscribers
 
 SOURCE = "segment"
 NAME_MAX = 255

@@ -9,8 +9,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from cartback import addresses, errors, headers, urls, values
-from cartback.core import money
+from cartback import addresses, errors, headers, money, urls, values
 from cartback.core.subscribers import Identity
 from cartback.store.subscribers import Subscriber
 
