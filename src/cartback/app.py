@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 
 from cartback import __version__, dashboard
 from cartback import metrics as metrics_module
-from cartback.api import access, deps, klaviyo, limits, public, ratelimits, segment, sequenzy
+from cartback.api import access, deps, hooks, klaviyo, limits, public, ratelimits, segment, sequenzy
 from cartback.api import errors as api_errors
 from cartback.core import attribution, mail, signins, webhooks
 from cartback.core import ratelimits as budgets
@@ -181,6 +181,7 @@ def create_app(
     segment.install(app)
     klaviyo.install(app)
     public.install(app)
+    hooks.install(app)
     dashboard.install(app)
     app.add_middleware(limits.BodyLimits, max_bytes=settings.max_body_bytes)
     policy = budgets.Policy(burst=settings.rate_limit_burst, steady=settings.rate_limit_steady)

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from cartback import errors, logs
+from cartback.core import connectors
 from cartback.core.clock import system_clock
 from cartback.settings import Settings
 from cartback.store import workspaces
@@ -23,6 +24,10 @@ app.add_typer(workspace_app, name="workspace")
 user_app = typer.Typer(help="Dashboard users.", no_args_is_help=True)
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(user_app, name="user")
+connector_app = typer.Typer(
+    help="Store connectors: a platform's own webhooks (docs/connectors.md).", no_args_is_help=True
+)
+app.add_typer(connector_app, name="connector")
 
 err = Console(stderr=True)
 
@@ -350,6 +355,110 @@ def apikey_revoke(
     except errors.CartbackError as exc:
         _fail(exc)
     err.print(f"revoked API key {revoked.id} ({revoked.prefix}) of workspace {workspace!r}", highlight=False)
+
+
+def _sealer(settings: Settings, db: Database) -> connectors.Sealer:
+    from cartback.app import secret_key
+
+    return connectors.Sealer(secret_key(settings, db))
+
+
+def hook_url(settings: Settings, platform: str, connector_id: str) -> str:
+    return f"{settings.public_url.rstrip('/')}/hooks/{platform}/{connector_id}"
+
+
+@connector_app.command("add")
+def connector_add(
+    platform: Annotated[str, typer.Argument(help="shopify, stripe, woocommerce or bigcommerce.")],
+    workspace: Annotated[str, typer.Option(help="Workspace name.")],
+    secret: Annotated[
+        str | None,
+        typer.Option(
+            help="The secret the platform signs with (Shopify's, Stripe's whsec_...); when not given one is "
+            "made and printed once, for platforms where you choose it (WooCommerce, BigCommerce)."
+        ),
+    ] = None,
+    name: Annotated[str, typer.Option(help="A label to recognise the connector by.")] = "",
+) -> None:
+    """Add a connector. The webhook URL to give the platform (under CARTBACK_PUBLIC_URL) is printed alone on
+    the last line; the secret is stored encrypted and never shown again."""
+    settings = Settings()
+    db = _database(settings)
+    made = secret is None
+    chosen = secret if secret is not None else connectors.new_secret()
+    try:
+        sealer = _sealer(settings, db)
+        added = db.write_sync(
+            lambda tx: connectors.add(tx, sealer, workspace, platform, chosen, name, system_clock.now())
+        )
+    except errors.CartbackError as exc:
+        _fail(exc)
+    err.print(f"{platform} connector {added.id} for workspace {workspace!r}.", highlight=False)
+    if made:
+        err.print("Its secret, shown only this once:", highlight=False)
+        print(chosen)
+    err.print("The webhook URL:", highlight=False)
+    print(hook_url(settings, added.platform, added.id))
+
+
+@connector_app.command("list")
+def connector_list(workspace: Annotated[str, typer.Option(help="Workspace name.")]) -> None:
+    """A workspace's connectors: id, platform, name, created, webhook URL. Secrets are never shown."""
+    settings = Settings()
+    db = _database(settings)
+    try:
+        found = db.read_sync(lambda tx: connectors.list_connectors(tx, workspace))
+    except errors.CartbackError as exc:
+        _fail(exc)
+    for c in found:
+        created = f"{c.created_at:%Y-%m-%d %H:%M}"
+        print("\t".join([c.id, c.platform, c.name or "-", created, hook_url(settings, c.platform, c.id)]))
+
+
+@connector_app.command("remove")
+def connector_remove(
+    connector: Annotated[str, typer.Argument(help="The connector's id (con_...).")],
+    workspace: Annotated[str, typer.Option(help="Workspace name.")],
+) -> None:
+    """Remove a connector: its webhooks get 404 from then on."""
+    db = _database(Settings())
+    try:
+        db.write_sync(lambda tx: connectors.remove(tx, workspace, connector))
+    except errors.CartbackError as exc:
+        _fail(exc)
+    err.print(f"removed connector {connector} of workspace {workspace!r}", highlight=False)
+
+
+@connector_app.command("rotate")
+def connector_rotate(
+    connector: Annotated[str, typer.Argument(help="The connector's id (con_...).")],
+    workspace: Annotated[str, typer.Option(help="Workspace name.")],
+    secret: Annotated[str, typer.Option(help="The new secret the platform signs with.")],
+    grace: Annotated[
+        str, typer.Option(help="How long the previous secret stays valid: 24h, 90m, 2d; 0m for not at all.")
+    ] = "24h",
+) -> None:
+    """Give a connector a new secret; the previous one stays valid for the grace period."""
+    settings = Settings()
+    db = _database(settings)
+    now = system_clock.now()
+    match = _DURATION.match(grace)
+    if match is None:
+        _fail(errors.InvalidInput(f"--grace {grace!r}: give a duration such as 24h, 90m, 2d"))
+        return
+    period = timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    try:
+        sealer = _sealer(settings, db)
+        rotated = db.write_sync(
+            lambda tx: connectors.rotate(tx, sealer, workspace, connector, secret, now, period)
+        )
+    except errors.CartbackError as exc:
+        _fail(exc)
+    until = rotated.previous_expires_at
+    kept = (
+        f"the previous secret is valid until {until.isoformat()}" if until else "the previous secret is void"
+    )
+    err.print(f"new secret for connector {rotated.id}; {kept}", highlight=False)
 
 
 @app.command()

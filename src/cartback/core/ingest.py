@@ -128,7 +128,15 @@ def _apply(tx: Tx, workspace_id: str, action: Action, now: datetime) -> None:
         who = _identity(tx, workspace_id, action.data.customer, action.profile_id, now)
         checkouts.record_checkout(tx, workspace_id, replace(action.data, customer=who), now)
     elif isinstance(action, OrderStatusChange):
-        who = _identity(tx, workspace_id, action.data.customer, action.profile_id, now)
+        customer = action.data.customer
+        if not customer.names_someone() and action.profile_id is None:
+            # A report naming only the order (a store platform's refund): the order's own customer; an
+            # order never seen has nobody to attach it to, and nothing is stored.
+            known = orders.known_customer(tx, workspace_id, action.data.order_id)
+            if known is None:
+                return
+            customer = known
+        who = _identity(tx, workspace_id, customer, action.profile_id, now)
         orders.record_order(tx, workspace_id, replace(action.data, customer=who), now)
     elif isinstance(action, CustomEvent):
         who = _identity(tx, workspace_id, action.identity, action.profile_id, now)

@@ -145,6 +145,18 @@ def _refunded_after(existing: Order | None, data: OrderInput, total: int) -> int
     return min(stated, total)
 
 
+def known_customer(tx: Tx, workspace_id: str, order_id: str) -> subscribers.Identity | None:
+    """The person a known order belongs to, for a report that names only the order (a store platform's
+    refund or status webhook); None when the order was never seen."""
+    order = store.find(tx, workspace_id, order_id)
+    if order is None:
+        return None
+    sub = subscriber_store.find_by_id(tx, workspace_id, order.subscriber_id)
+    if sub is None:
+        return None
+    return subscribers.Identity(email=sub.email, external_id=sub.external_id, anonymous_id=sub.anonymous_id)
+
+
 def record_order(tx: Tx, workspace_id: str, data: OrderInput, now: datetime) -> OrderRecorded:
     """Apply one order report by the rule above. A report already applied (the same status, the same
     refund) changes nothing and comes back as a duplicate."""

@@ -207,6 +207,36 @@ segment_messages = Table(
     PrimaryKeyConstraint("workspace_id", "message_id"),
 )
 
+# A store platform's webhooks into one workspace (core/connectors.py): the secret that signs them,
+# encrypted with a key derived from the server's secret key (verification needs it in the clear), and
+# during a rotation the previous one, still valid until previous_expires_at.
+connectors = Table(
+    "connectors",
+    metadata,
+    Column("id", ID, primary_key=True),
+    _workspace_id(),
+    # shopify | stripe | woocommerce | bigcommerce
+    Column("platform", String(20), nullable=False),
+    Column("name", String(200), nullable=False, server_default=""),
+    Column("secret", Text, nullable=False),
+    Column("previous_secret", Text),
+    Column("previous_expires_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# The webhooks a connector applied, by the platform's own id of the delivery (X-Shopify-Webhook-Id, the
+# Stripe event id...): one row each, written in the transaction that applies the webhook, so a replay
+# changes nothing.
+connector_webhooks = Table(
+    "connector_webhooks",
+    metadata,
+    Column("connector_id", ID, ForeignKey("connectors.id", ondelete="CASCADE"), nullable=False),
+    Column("webhook_id", String(255), nullable=False),
+    Column("topic", String(100), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("connector_id", "webhook_id"),
+)
+
 checkouts = Table(
     "checkouts",
     metadata,
@@ -632,6 +662,7 @@ rate_limits = Table(
 RACE_CONSTRAINTS = frozenset(
     {
         "pk_app_settings",
+        "pk_connector_webhooks",
         "pk_frequency_caps",
         "pk_list_members",
         "pk_rate_limits",

@@ -1,0 +1,40 @@
+"""Store platform webhooks as the platforms send them, for the connector tests: the documented payloads
+of tests/fixtures/connectors/, signed as each platform signs."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+FIXTURES = Path(__file__).parent / "fixtures" / "connectors"
+
+
+def payload(platform: str, name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((FIXTURES / platform / f"{name}.json").read_text())
+    return data
+
+
+def raw(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def base64_hmac(body: bytes, secret: str) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def shopify_headers(body: bytes, secret: str, topic: str, webhook_id: str | None = None) -> dict[str, str]:
+    """The headers Shopify sends with a webhook."""
+    return {
+        "Content-Type": "application/json",
+        "X-Shopify-Topic": topic,
+        "X-Shopify-Hmac-Sha256": base64_hmac(body, secret),
+        "X-Shopify-Webhook-Id": webhook_id or f"b54557e4-{secrets.token_hex(8)}",
+        "X-Shopify-Shop-Domain": "example.myshopify.com",
+        "X-Shopify-API-Version": "2025-01",
+        "X-Shopify-Triggered-At": "2026-12-01T10:00:00.000000Z",
+    }

@@ -1,0 +1,237 @@
+"""Store connectors in-process on real SQLite and PostgreSQL: the rules every platform's webhooks follow
+(signatures, replays, unknown topics, malformed bodies, secret rotation) and Shopify's mapping into the
+canonical checkouts, orders and subscribers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from tests.connector_hooks import payload, raw, shopify_headers
+
+from cartback.app import create_app
+from cartback.core import connectors
+from cartback.core.clock import system_clock
+from cartback.settings import Settings
+from cartback.store import tables
+from cartback.store.db import Database
+
+SERVER_SECRET = "connector-tests-server-secret"
+SHOP_SECRET = "shpss_0123456789abcdef"
+
+
+@dataclass
+class Hooks:
+    http: TestClient
+    db: Database
+    workspace_id: str
+    workspace_name: str
+    sealer: connectors.Sealer
+
+    def add(self, platform: str, secret: str) -> str:
+        made = self.db.write_sync(
+            lambda tx: connectors.add(
+                tx, self.sealer, self.workspace_name, platform, secret, "", system_clock.now()
+            )
+        )
+        return made.id
+
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> Any:
+        return self.http.post(path, content=body, headers=headers)
+
+    def count(self, table: sa.Table) -> int:
+        query = sa.select(sa.func.count()).select_from(table)
+        if "workspace_id" in table.c:
+            query = query.where(table.c.workspace_id == self.workspace_id)
+        return int(self.db.read_sync(lambda tx: tx.execute(query).scalar_one()))
+
+    def snapshot(self) -> dict[str, int]:
+        watched = (
+            tables.subscribers,
+            tables.events,
+            tables.checkouts,
+            tables.orders,
+            tables.connector_webhooks,
+        )
+        return {t.name: self.count(t) for t in watched}
+
+    def rows(self, table: sa.Table) -> list[Any]:
+        return self.db.read_sync(
+            lambda tx: tx.execute(sa.select(table).where(table.c.workspace_id == self.workspace_id)).all()
+        )
+
+
+@pytest.fixture
+def hooks(db_url: str, db: Database, make_workspace: Callable[[], Any]) -> Iterator[Hooks]:
+    tenant = make_workspace()
+    settings = Settings(
+        database_url=db_url, secret_key=SERVER_SECRET, rate_limit_burst=0, rate_limit_steady=0
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield Hooks(client, db, tenant.id, tenant.name, connectors.Sealer(SERVER_SECRET))
+
+
+@pytest.fixture
+def shop(hooks: Hooks) -> str:
+    """The webhook path of a Shopify connector."""
+    return f"/hooks/shopify/{hooks.add('shopify', SHOP_SECRET)}"
+
+
+def send(hooks: Hooks, path: str, name: str, topic: str, *, webhook_id: str | None = None) -> Any:
+    body = raw(payload("shopify", name))
+    return hooks.post(path, body, shopify_headers(body, SHOP_SECRET, topic, webhook_id))
+
+
+def test_connectors_shopify_checkout_becomes_the_canonical_checkout(hooks, shop):
+    res = send(hooks, shop, "checkouts_create", "checkouts/create")
+    assert res.status_code == 200, res.text
+    assert res.json() == {"ok": True, "applied": True, "replayed": False}
+    [checkout] = hooks.rows(tables.checkouts)
+    assert checkout.checkout_id == "123123123"
+    assert (checkout.currency, checkout.total_cents) == ("USD", 39800)
+    assert checkout.checkout_url.startswith("https://checkout.local/548380009/checkouts/123123123/recover")
+    assert [(i["title"], i["priceCents"], i["quantity"], i["sku"]) for i in checkout.items] == [
+        ("IPod Nano - 8GB", 19900, 1, "IPOD2008PINK"),
+        ("IPod Touch 8GB", 19900, 1, "IPOD2009BLACK"),
+    ]
+    [person] = hooks.rows(tables.subscribers)
+    assert (person.email, person.first_name, person.last_name) == ("example@email.com", "John", "Smith")
+    assert person.attributes["shopifyCustomerId"] == "603851970716743426"
+    [event] = [e for e in hooks.rows(tables.events) if e.name.startswith("ecommerce.")]
+    assert event.name == "ecommerce.checkout_started"
+    assert event.properties["checkoutUrl"] == checkout.checkout_url
+
+
+def test_connectors_shopify_order_links_its_checkout_and_refunds_accumulate(hooks, shop):
+    assert send(hooks, shop, "checkouts_create", "checkouts/create").status_code == 200
+    assert send(hooks, shop, "orders_create", "orders/create").status_code == 200
+    # orders/paid of the same order: placed once.
+    assert send(hooks, shop, "orders_create", "orders/paid").status_code == 200
+    [order] = hooks.rows(tables.orders)
+    assert (order.order_id, order.order_number, order.status) == ("820982911946154508", "#9999", "placed")
+    assert (order.checkout_id, order.total_cents, order.currency) == ("123123123", 39800, "USD")
+    [checkout] = hooks.rows(tables.checkouts)
+    assert checkout.order_id == "820982911946154508"
+
+    assert send(hooks, shop, "refunds_create", "refunds/create", webhook_id="refund-1").status_code == 200
+    # The same refund delivered again under another webhook id: the refund id keeps it one refund.
+    assert send(hooks, shop, "refunds_create", "refunds/create", webhook_id="refund-2").status_code == 200
+    [order] = hooks.rows(tables.orders)
+    assert (order.status, order.refund_amount_cents) == ("refunded", 19900)
+    second = payload("shopify", "refunds_create")
+    second["id"] = 890088186047892320
+    body = raw(second)
+    res = hooks.post(shop, body, shopify_headers(body, SHOP_SECRET, "refunds/create"))
+    assert res.status_code == 200
+    [order] = hooks.rows(tables.orders)
+    assert order.refund_amount_cents == 39800
+    names = sorted(e.name for e in hooks.rows(tables.events) if e.name.startswith("ecommerce."))
+    assert names == [
+        "ecommerce.checkout_started",
+        "ecommerce.order_placed",
+        "ecommerce.order_refunded",
+        "ecommerce.order_refunded",
+    ]
+
+
+def test_connectors_shopify_customer_with_marketing_consent(hooks, shop):
+    assert send(hooks, shop, "customers_create", "customers/create").status_code == 200
+    [person] = hooks.rows(tables.subscribers)
+    assert (person.email, person.first_name) == ("bob@biller.com", "Bob")
+    assert person.attributes["emailMarketingConsent"] == "subscribed"
+    assert person.attributes["acceptsMarketing"] is True
+
+
+@pytest.mark.parametrize("forgery", ["wrong secret", "missing", "tampered body", "empty"])
+def test_connectors_bad_signature_is_401_and_stores_nothing(hooks, shop, forgery):
+    body = raw(payload("shopify", "checkouts_create"))
+    headers = shopify_headers(body, SHOP_SECRET, "checkouts/create")
+    if forgery == "wrong secret":
+        headers = shopify_headers(body, "not-the-secret", "checkouts/create")
+    elif forgery == "missing":
+        del headers["X-Shopify-Hmac-Sha256"]
+    elif forgery == "tampered body":
+        body = body.replace(b"398.00", b"1.00")
+    else:
+        headers["X-Shopify-Hmac-Sha256"] = ""
+    before = hooks.snapshot()
+    res = hooks.post(shop, body, headers)
+    assert res.status_code == 401, res.text
+    assert res.json()["code"] == "unauthorized"
+    assert hooks.snapshot() == before
+
+
+def test_connectors_same_webhook_id_twice_is_one_event(hooks, shop):
+    first = send(hooks, shop, "checkouts_create", "checkouts/create", webhook_id="wh-1")
+    after_first = hooks.snapshot()
+    again = send(hooks, shop, "checkouts_create", "checkouts/create", webhook_id="wh-1")
+    assert first.json()["applied"] and again.json() == {"ok": True, "applied": False, "replayed": True}
+    assert hooks.snapshot() == after_first
+    assert after_first["checkouts"] == 1 and after_first["connector_webhooks"] == 1
+    started = [e for e in hooks.rows(tables.events) if e.name == "ecommerce.checkout_started"]
+    assert len(started) == 1
+
+
+def test_connectors_unknown_topic_is_200_and_malformed_body_400(hooks, shop):
+    before = hooks.snapshot()
+    body = b'{"id": 1, "title": "A product"}'
+    res = hooks.post(shop, body, shopify_headers(body, SHOP_SECRET, "products/create"))
+    assert res.status_code == 200 and res.json() == {"ok": True, "applied": False, "replayed": False}
+    for bad in (b"{not json", b"[1, 2]", b'{"token": {"a": 1}, "email": "x@example.com"}'):
+        res = hooks.post(shop, bad, shopify_headers(bad, SHOP_SECRET, "checkouts/create"))
+        assert res.status_code == 400, (bad, res.text)
+    assert hooks.snapshot() == before
+
+
+def test_connectors_unknown_or_other_platform_connector_is_404(hooks, shop):
+    body = raw(payload("shopify", "checkouts_create"))
+    headers = shopify_headers(body, SHOP_SECRET, "checkouts/create")
+    connector_id = shop.rsplit("/", 1)[1]
+    assert hooks.post("/hooks/shopify/con_nope", body, headers).status_code == 404
+    assert hooks.post(f"/hooks/woocommerce/{connector_id}", body, headers).status_code == 404
+
+
+def test_connectors_rotation_keeps_the_old_secret_for_the_grace_period(hooks, shop):
+    connector_id = shop.rsplit("/", 1)[1]
+    now = system_clock.now()
+
+    def rotate(secret: str, at: Any, grace: timedelta) -> None:
+        hooks.db.write_sync(
+            lambda tx: connectors.rotate(
+                tx, hooks.sealer, hooks.workspace_name, connector_id, secret, at, grace
+            )
+        )
+
+    def status(secret: str) -> int:
+        body = raw(payload("shopify", "customers_create"))
+        return int(hooks.post(shop, body, shopify_headers(body, secret, "customers/create")).status_code)
+
+    rotate("second-secret", now, timedelta(hours=24))
+    assert (status(SHOP_SECRET), status("second-secret")) == (200, 200)
+    # Rotated again two days ago with a day's grace: the previous secret is void now.
+    rotate("third-secret", now - timedelta(days=2), timedelta(hours=24))
+    assert (status("second-secret"), status("third-secret"), status(SHOP_SECRET)) == (401, 200, 401)
+
+
+def test_connectors_secret_is_stored_encrypted(hooks, shop):
+    [row] = hooks.db.read_sync(lambda tx: tx.execute(sa.select(tables.connectors)).all())
+    assert SHOP_SECRET not in row.secret and row.secret.startswith("v1:")
+    assert hooks.sealer.open(row.id, row.secret) == SHOP_SECRET
+    # Another server key cannot read it, nor can the ciphertext be moved to another connector.
+    with pytest.raises(Exception, match="rotate it"):
+        connectors.Sealer("another server key").open(row.id, row.secret)
+    with pytest.raises(Exception, match="rotate it"):
+        hooks.sealer.open("con_other", row.secret)
+
+
+def test_connectors_remove_drops_the_connector_and_its_ledger(hooks, shop):
+    assert send(hooks, shop, "checkouts_create", "checkouts/create").status_code == 200
+    connector_id = shop.rsplit("/", 1)[1]
+    hooks.db.write_sync(lambda tx: connectors.remove(tx, hooks.workspace_name, connector_id))
+    assert hooks.count(tables.connector_webhooks) == 0
+    assert send(hooks, shop, "checkouts_create", "checkouts/create").status_code == 404
