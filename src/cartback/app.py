@@ -24,7 +24,7 @@ from cartback.core import ratelimits as budgets
 from cartback.core.clock import Clock, system_clock
 from cartback.core.units import Transactions
 from cartback.delivery import sender
-from cartback.delivery import webhooks as webhook_sender
+from cartback.scheduler import webhook_sender
 from cartback.scheduler.worker import Worker
 from cartback.settings import Settings
 from cartback.store import enrollments, workspaces

@@ -23,7 +23,7 @@ from cartback import metrics
 from cartback.app import create_app
 from cartback.core import webhooks
 from cartback.delivery import targets
-from cartback.delivery import webhooks as delivery
+from cartback.scheduler import webhook_sender
 from cartback.settings import Settings
 from cartback.store import webhooks as store
 from cartback.store.db import Database
@@ -182,7 +182,7 @@ def _send_due(db: Database, *, allow_private: bool) -> None:
         worker = FakeWorker(Database(db.url), FrozenClock(T0 + timedelta(seconds=1)))
         await worker.db.start()
         try:
-            sender = delivery.Sender(allow_private=allow_private)
+            sender = webhook_sender.Sender(allow_private=allow_private)
             await sender(worker)  # type: ignore[arg-type]
             await sender.wait_idle()
         finally:

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from cartback import metrics
 from cartback.core import webhooks
-from cartback.delivery import webhooks as delivery
+from cartback.scheduler import webhook_sender
 from cartback.store import webhooks as store
 from cartback.store.db import Database
 from cartback.store.tables import webhook_deliveries, webhook_endpoints, webhook_secrets
@@ -658,7 +658,9 @@ def test_webhook_deliveries_that_cannot_be_built_fail_alone(
         worker = FakeWorker(Database(db.url), clock)
         await worker.db.start()
         try:
-            sender = delivery.Sender(webhooks.Policy(retry_base=timedelta(seconds=10)), allow_private=True)
+            sender = webhook_sender.Sender(
+                webhooks.Policy(retry_base=timedelta(seconds=10)), allow_private=True
+            )
             done = await sender(worker)  # type: ignore[arg-type]
             await sender.wait_idle()
             return done

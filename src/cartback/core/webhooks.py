@@ -2,7 +2,7 @@
 queueing one delivery per (endpoint, event), and what an attempt's outcome does to the delivery (retry
 with backoff for a week, then give up) and to the endpoint (auto-disabled after failing for days).
 
-Sending is in `delivery/webhooks.py`; nothing here does network I/O."""
+Sending is in `scheduler/webhook_sender.py`; nothing here does network I/O."""
 
 from __future__ import annotations
 

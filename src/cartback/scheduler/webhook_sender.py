@@ -26,7 +26,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 import httpx
 
@@ -34,11 +33,9 @@ from cartback import __version__
 from cartback.core import webhooks
 from cartback.core.clock import Clock
 from cartback.delivery import targets
+from cartback.scheduler.duty import Runner
 from cartback.store import webhooks as store
 from cartback.store.db import Tx
-
-if TYPE_CHECKING:
-    from cartback.scheduler.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +164,7 @@ class Sender:
         self.transport = transport
         self._in_flight: set[asyncio.Task[None]] = set()
 
-    async def __call__(self, worker: Worker) -> int:
+    async def __call__(self, worker: Runner) -> int:
         capacity = self.max_in_flight - len(self._in_flight)
         if capacity <= 0 or worker.stopping:  # stopping: finish what is in flight, claim nothing new
             return 0
@@ -187,7 +184,7 @@ class Sender:
             await self._fail(worker, broken)
         return len(jobs)
 
-    async def _fail(self, worker: Worker, broken: Unbuildable) -> None:
+    async def _fail(self, worker: Runner, broken: Unbuildable) -> None:
         """Record an unbuildable delivery as a failed attempt with the reason, and fail it."""
         now = worker.clock.now()
         outcome = webhooks.Outcome(None, broken.reason, None, 0, at=now)
@@ -207,7 +204,7 @@ class Sender:
         while self._in_flight:
             await asyncio.gather(*list(self._in_flight), return_exceptions=True)
 
-    async def _deliver(self, worker: Worker, job: Job) -> None:
+    async def _deliver(self, worker: Runner, job: Job) -> None:
         try:
             outcome = await self.post(job, worker.clock)
         except Exception as exc:  # a bug before the request went out: an attempt retried by the policy
