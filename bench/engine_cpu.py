@@ -42,7 +42,8 @@ from servers import drop_database, fresh_database
 from cartback import app as app_module
 from cartback.core import automations, checkouts, sequences, subscribers
 from cartback.core.clock import FrozenClock
-from cartback.delivery import mime, sender
+from cartback.delivery import mime
+from cartback.scheduler import mail_sender
 from cartback.scheduler import worker as worker_module
 from cartback.settings import Settings
 from cartback.store import workspaces
@@ -141,7 +142,7 @@ def main() -> None:
     timed(automations, "advance_batch", "step batches")
     timed(automations, "advance", "advance calls")  # inside the step batches where those exist
     timed(worker_module, "dispatch_batch", "dispatch")
-    timed(sender.Sender, "_deliver_atomically", "sender writes")
+    timed(mail_sender.Sender, "_deliver_atomically", "sender writes")
     timed(mime, "build", "MIME building")
     print(f"load average before: {os.getloadavg()[0]:.1f}", flush=True)
     runs = []

@@ -31,7 +31,8 @@ import sqlalchemy as sa
 
 from cartback import ids
 from cartback.core.clock import system_clock
-from cartback.delivery import mime, render, sender, smtp
+from cartback.delivery import mime, render, smtp
+from cartback.scheduler import mail_sender
 from cartback.scheduler.worker import Worker
 from cartback.store import deliveries, workspaces
 from cartback.store import messages as message_store
@@ -146,7 +147,7 @@ async def cartback_round(
     db.migrate()
     queue_messages(db, count)
     transport = smtp.SmtpTransport.from_url(f"smtp://127.0.0.1:{port}?starttls=0", concurrency=connections)
-    duty = sender.Sender(transport, public_url="https://shop.example.com")
+    duty = mail_sender.Sender(transport, public_url="https://shop.example.com")
     worker = Worker(db, system_clock, batch_size=200, lease_seconds=300)
     await db.start()
     start, cpu = time.perf_counter(), time.process_time()

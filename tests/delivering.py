@@ -10,8 +10,8 @@ from typing import Any
 
 from cartback import metrics
 from cartback.core.clock import Clock
-from cartback.delivery import sender
 from cartback.delivery.transport import Result, Transport
+from cartback.scheduler import mail_sender
 from cartback.store.db import Database
 from cartback.testing import MemoryTransport
 
@@ -34,7 +34,7 @@ def deliver(url: str, clock: Clock, transport: Transport) -> int:
     """One round of the sender over the database at `url`, in an event loop of its own; returns the
     messages it handled (on a database other tests share, other workspaces' too). Connections the
     transport pooled are closed at the end."""
-    duty = sender.Sender(transport, public_url="https://shop.example.com")
+    duty = mail_sender.Sender(transport, public_url="https://shop.example.com")
 
     async def main() -> int:
         host = SenderHost(Database(url), clock)

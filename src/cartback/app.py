@@ -23,8 +23,7 @@ from cartback.core import attribution, mail, signins, webhooks
 from cartback.core import ratelimits as budgets
 from cartback.core.clock import Clock, system_clock
 from cartback.core.units import Transactions
-from cartback.delivery import sender
-from cartback.scheduler import webhook_sender
+from cartback.scheduler import mail_sender, webhook_sender
 from cartback.scheduler.worker import Worker
 from cartback.settings import Settings
 from cartback.store import enrollments, workspaces
@@ -62,7 +61,7 @@ def build_worker(
     )
     worker.event_hooks.append(webhooks.queue_for_event)
     worker.event_hooks.append(attribution.hook(attribution_rules(settings)))
-    worker.duties.append(sender.duty_for(settings, worker.metrics))
+    worker.duties.append(mail_sender.duty_for(settings, worker.metrics))
     hooks = webhook_sender.Sender(
         webhook_policy(settings),
         timeout=settings.webhook_timeout_seconds,

@@ -22,9 +22,8 @@ from typing import Any
 from cartback import errors, testing
 from cartback.core import attribution, checkouts, events, orders, sequences, subscribers, users
 from cartback.core.clock import FrozenClock
-from cartback.delivery import sender
 from cartback.delivery.outbox import OutboxTransport
-from cartback.scheduler.worker import Worker
+from cartback.scheduler import duty, mail_sender
 from cartback.settings import Settings
 from cartback.store import deliveries, workspaces
 from cartback.store import enrollments as enrollment_store
@@ -263,12 +262,12 @@ def run(
     workspace_id, key = _setup(db, clock.now(), email, password)
     shop = _Shop(workspace_id, start, end, rng)
     shop.plan(checkouts_count)
-    outbox = sender.Sender(OutboxTransport(), public_url=settings.public_url)
+    outbox = mail_sender.Sender(OutboxTransport(), public_url=settings.public_url)
 
     async def replay() -> int:
         sent = 0
 
-        async def send(worker: Worker) -> int:
+        async def send(worker: duty.Runner) -> int:
             nonlocal sent
             batch = await outbox.duty(worker)
             sent += batch

@@ -20,9 +20,10 @@ import sqlalchemy as sa
 from cartback import ids, metrics
 from cartback.core import events as core_events
 from cartback.core import suppressions as core_suppressions
-from cartback.delivery import sender, smtp
+from cartback.delivery import smtp
 from cartback.delivery.outbox import OutboxTransport
 from cartback.delivery.transport import Result
+from cartback.scheduler import mail_sender
 from cartback.settings import Settings
 from cartback.store import deliveries, suppressions, workspaces
 from cartback.store import messages as message_store
@@ -157,7 +158,9 @@ def test_sender_smtp_sends_once_with_its_message_id_and_one_click_headers(db, wo
     message_id = queue_message(db, workspace_id, "ann@example.com")
     worker = FakeWorker(db, FrozenClock(T0))
     with SmtpSink() as sink:
-        duty = sender.Sender(smtp.SmtpTransport.from_url(sink.url), public_url="https://shop.example.com")
+        duty = mail_sender.Sender(
+            smtp.SmtpTransport.from_url(sink.url), public_url="https://shop.example.com"
+        )
         assert run_duty(db, duty.duty, worker) == 1
         assert run_duty(db, duty.duty, worker) == 0  # nothing left, nothing sent twice
         got = sink.wait_for(1)
@@ -184,7 +187,7 @@ def test_sender_smtp_sends_once_with_its_message_id_and_one_click_headers(db, wo
 def test_sender_outbox_stores_the_mime_in_the_same_write(db, workspace_id):
     message_id = queue_message(db, workspace_id, "bob@example.com", kind="transactional")
     worker = FakeWorker(db, FrozenClock(T0))
-    duty = sender.Sender(OutboxTransport(), public_url="https://shop.example.com")
+    duty = mail_sender.Sender(OutboxTransport(), public_url="https://shop.example.com")
     assert run_duty(db, duty.duty, worker) == 1
     msg, delivery, attempts = state(db, message_id)
     assert msg.status == "sent"
@@ -201,7 +204,9 @@ def test_sender_retries_temporary_failures_with_backoff_then_sends(db, workspace
     worker = FakeWorker(db, clock)
     later = Result.temporary(451, "4.3.0 try again later", "data")
     transport = MemoryTransport([later, later])
-    duty = sender.Sender(transport, public_url="https://x.test", policy=sender.Policy(base_seconds=10))
+    duty = mail_sender.Sender(
+        transport, public_url="https://x.test", policy=mail_sender.Policy(base_seconds=10)
+    )
     assert run_duty(db, duty.duty, worker) == 1
     msg, delivery, _ = state(db, message_id)
     assert msg.status == "deferred" and msg.error == "451 4.3.0 try again later"
@@ -230,8 +235,8 @@ def test_sender_gives_up_after_max_attempts(db, workspace_id):
     clock = FrozenClock(T0)
     worker = FakeWorker(db, clock)
     transport = MemoryTransport([Result.temporary(None, "connection refused", "connect")] * 5)
-    duty = sender.Sender(
-        transport, public_url="https://x.test", policy=sender.Policy(base_seconds=1, max_attempts=2)
+    duty = mail_sender.Sender(
+        transport, public_url="https://x.test", policy=mail_sender.Policy(base_seconds=1, max_attempts=2)
     )
     run_duty(db, duty.duty, worker)
     clock.advance(seconds=5)
@@ -246,7 +251,7 @@ def test_sender_unknown_mailbox_fails_and_suppresses_the_address(db, workspace_i
     first = queue_message(db, workspace_id, "Gone@example.com")
     worker = FakeWorker(db, FrozenClock(T0))
     transport = MemoryTransport([USER_UNKNOWN])
-    duty = sender.Sender(transport, public_url="https://x.test")
+    duty = mail_sender.Sender(transport, public_url="https://x.test")
     run_duty(db, duty.duty, worker)
     msg, _, attempts = state(db, first)
     assert msg.status == "failed" and attempts[0].smtp_code == 550
@@ -265,23 +270,23 @@ def test_sender_never_resends_a_message_whose_attempt_never_finished(db, workspa
     worker marks it unknown and does not send it, and sends a message claimed beside it as usual."""
     message_id = queue_message(db, workspace_id, "eve@example.com")
     clock = FrozenClock(T0)
-    dead = sender.Sender(MemoryTransport(), public_url="https://x.test")
+    dead = mail_sender.Sender(MemoryTransport(), public_url="https://x.test")
     db.write_sync(lambda tx: deliveries.claim_due(tx, "dead", T0, lease=timedelta(seconds=60), limit=10))
     [pending] = db.read_sync(lambda tx: deliveries.load_many(tx, [message_id]))
     [prepared] = db.write_sync(lambda tx: dead.start(tx, [(pending, RAW)], "dead", T0, timedelta(seconds=60)))
-    assert isinstance(prepared, sender.Prepared)
+    assert isinstance(prepared, mail_sender.Prepared)
     msg, _, attempts = state(db, message_id)
     assert msg.status == "sending" and [(a.outcome, a.finished_at) for a in attempts] == [("unknown", None)]
 
     worker = FakeWorker(db, clock, owner="restarted")
     transport = MemoryTransport()
-    duty = sender.Sender(transport, public_url="https://x.test")
+    duty = mail_sender.Sender(transport, public_url="https://x.test")
     assert run_duty(db, duty.duty, worker) == 0  # the dead worker's lease still holds
     fresh = queue_message(db, workspace_id, "fresh@example.com", at=T0 + timedelta(seconds=61))
     clock.advance(seconds=61)
     assert run_duty(db, duty.duty, worker) == 2
     msg, delivery, attempts = state(db, message_id)
-    assert msg.status == "unknown" and msg.error == sender.UNKNOWN_FATE
+    assert msg.status == "unknown" and msg.error == mail_sender.UNKNOWN_FATE
     assert delivery.next_attempt_at is None and duty.stats.unknown == 1
     assert [(a.outcome, a.finished_at) for a in attempts] == [("unknown", None)]
     assert state(db, fresh)[0].status == "sent" and duty.stats.sent == 1
@@ -298,11 +303,11 @@ def test_sender_leaves_a_message_another_worker_took_over(db, workspace_id):
         message_id
     ]
     [pending] = db.read_sync(lambda tx: deliveries.load_many(tx, [message_id]))
-    slow = sender.Sender(MemoryTransport(), public_url="https://x.test")
+    slow = mail_sender.Sender(MemoryTransport(), public_url="https://x.test")
     assert db.write_sync(lambda tx: slow.start(tx, [(pending, RAW)], "slow", later, lease)) == ["skipped"]
-    fast = sender.Sender(MemoryTransport(), public_url="https://x.test")
+    fast = mail_sender.Sender(MemoryTransport(), public_url="https://x.test")
     [prepared] = db.write_sync(lambda tx: fast.start(tx, [(pending, RAW)], "fast", later, lease))
-    assert isinstance(prepared, sender.Prepared)
+    assert isinstance(prepared, mail_sender.Prepared)
 
 
 def test_sender_connection_lost_during_data_is_unknown_not_retried(db, workspace_id):
@@ -310,7 +315,7 @@ def test_sender_connection_lost_during_data_is_unknown_not_retried(db, workspace
     clock = FrozenClock(T0)
     worker = FakeWorker(db, clock)
     transport = MemoryTransport([Result.unknown("connection lost during DATA: reset")])
-    duty = sender.Sender(transport, public_url="https://x.test")
+    duty = mail_sender.Sender(transport, public_url="https://x.test")
     run_duty(db, duty.duty, worker)
     clock.advance(hours=1)
     run_duty(db, duty.duty, worker)
@@ -351,11 +356,11 @@ def test_smtp_url_forms():
 
 
 def test_bounce_classification():
-    assert sender.is_bad_mailbox(USER_UNKNOWN)
-    assert sender.is_bad_mailbox(Result.permanent(550, "No such user here", "data"))
-    assert not sender.is_bad_mailbox(Result.permanent(550, "5.7.1 message rejected as spam", "data"))
-    assert not sender.is_bad_mailbox(Result.permanent(553, "5.1.8 sender address rejected", "mail"))
-    assert not sender.is_bad_mailbox(Result.temporary(450, "4.1.1 mailbox busy", "rcpt"))
+    assert mail_sender.is_bad_mailbox(USER_UNKNOWN)
+    assert mail_sender.is_bad_mailbox(Result.permanent(550, "No such user here", "data"))
+    assert not mail_sender.is_bad_mailbox(Result.permanent(550, "5.7.1 message rejected as spam", "data"))
+    assert not mail_sender.is_bad_mailbox(Result.permanent(553, "5.1.8 sender address rejected", "mail"))
+    assert not mail_sender.is_bad_mailbox(Result.temporary(450, "4.1.1 mailbox busy", "rcpt"))
 
 
 class RepliesByRecipient(MemoryTransport):
@@ -391,7 +396,7 @@ def test_sender_starts_and_records_a_window_in_one_write_each(db, workspace_id):
     }
     transport = RepliesByRecipient(replies, concurrency=4)
     worker = FakeWorker(db, FrozenClock(T0))
-    duty = sender.Sender(transport, public_url="https://x.test")
+    duty = mail_sender.Sender(transport, public_url="https://x.test")
     assert run_duty(db, duty.duty, worker) == 8
     # The claim, the write that starts all eight, the write that records the seven answers.
     assert worker.db.stats.jobs == 3
@@ -469,7 +474,7 @@ def test_sender_records_a_message_deleted_mid_send_as_gone(db, workspace_id):
     kept = [queue_message(db, workspace_id, f"k{i}@example.com") for i in range(3)]
     doomed = queue_message(db, workspace_id, "doomed@example.com")
     worker = FakeWorker(db, FrozenClock(T0))
-    duty = sender.Sender(
+    duty = mail_sender.Sender(
         DeletesWhileSending(db, "doomed@example.com", concurrency=4), public_url="https://x.test"
     )
     assert run_duty(db, duty.duty, worker) == 4
@@ -496,7 +501,9 @@ def test_sender_puts_reply_to_and_custom_headers_in_the_message(db, workspace_id
     transport = MemoryTransport()
     assert (
         run_duty(
-            db, sender.Sender(transport, public_url="https://x.test").duty, FakeWorker(db, FrozenClock(T0))
+            db,
+            mail_sender.Sender(transport, public_url="https://x.test").duty,
+            FakeWorker(db, FrozenClock(T0)),
         )
         == 1
     )
@@ -527,7 +534,9 @@ def test_sender_fails_a_message_that_cannot_be_built_alone_and_sends_the_rest_at
     clock = FrozenClock(T0 + timedelta(seconds=1))
     worker = FakeWorker(db, clock)
     with SmtpSink() as sink:
-        duty = sender.Sender(smtp.SmtpTransport.from_url(sink.url), public_url="https://shop.example.com")
+        duty = mail_sender.Sender(
+            smtp.SmtpTransport.from_url(sink.url), public_url="https://shop.example.com"
+        )
         assert run_duty(db, duty.duty, worker) == 5
         got = sink.wait_for(3)
         assert sorted(r.rcpt_tos[0] for r in got) == ["b1@example.com", "b2@example.com", "b3@example.com"]
@@ -550,7 +559,7 @@ def test_sender_fails_a_message_that_cannot_be_built_alone_and_sends_the_rest_at
     assert len(sent_events(db, other)) == 3 and sent_events(db, workspace_id) == []
 
 
-class RefusesOneRow(sender.Sender):
+class RefusesOneRow(mail_sender.Sender):
     """A sender whose database refuses one message's row when starting it (as a value the database cannot
     store would): every write that starts that message fails."""
 
@@ -579,7 +588,7 @@ def test_sender_defers_a_message_whose_write_fails_alone_and_sends_the_rest(db, 
         duty = RefusesOneRow(
             smtp.SmtpTransport.from_url(sink.url),
             public_url="https://x.test",
-            policy=sender.Policy(base_seconds=10, max_attempts=2),
+            policy=mail_sender.Policy(base_seconds=10, max_attempts=2),
             refused=bad,
         )
         assert run_duty(db, duty.duty, worker) == 3

@@ -184,7 +184,7 @@ def credits(tx: Tx, workspace_id: str, event_ids: list[str]) -> dict[str, list[C
     `include=attributions`)."""
     out: dict[str, list[Credit]] = {}
     for row in store.for_order_events(tx, workspace_id, event_ids):
-        # The key the sender gives each message's email.sent event (delivery/sender.py).
+        # The key the sender gives each message's email.sent event (scheduler/mail_sender.py).
         sent = event_store.find_by_key(tx, workspace_id, f"email.sent:{row.message_id}")
         out.setdefault(row.order_event_id, []).append(Credit(row, sent.id if sent else None))
     return out

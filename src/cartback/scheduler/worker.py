@@ -26,6 +26,7 @@ from cartback import errors
 from cartback import metrics as metrics_module
 from cartback.core import automations
 from cartback.core.clock import Clock
+from cartback.scheduler import duty
 from cartback.store import enrollments as enrollment_store
 from cartback.store import leases, timers
 from cartback.store.db import Database, Tx
@@ -38,8 +39,8 @@ WAKE_COALESCE_SECONDS = 0.05
 # Something else to do for every dispatched event, in the dispatcher's transaction (e.g. queue webhook
 # deliveries). `cache` lives for one dispatch batch.
 EventHook = Callable[[Tx, Event, datetime, dict[Any, Any]], None]
-# A duty run every round (e.g. send due mail); returns how much it did, so the loop knows if it is busy.
-Duty = Callable[["Worker"], Awaitable[int]]
+# A duty run every round (e.g. send due mail): scheduler/duty.py says what it may use of the worker.
+Duty = duty.Duty
 
 
 class Worker:
@@ -140,8 +141,8 @@ class Worker:
         """Dispatch events, run due steps, then run each duty once: how much each of them did (a full
         batch means there may be more; all zero means there was nothing to do at the clock's time)."""
         done = [await self.dispatch_events(), await self.run_due_steps()]
-        for duty in self.duties:
-            done.append(await duty(self))
+        for each in self.duties:
+            done.append(await each(self))
         return done
 
     async def dispatch_events(self) -> int:

@@ -33,7 +33,6 @@ import functools
 import logging
 import random
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -43,6 +42,7 @@ from cartback.core import events, suppressions
 from cartback.delivery import links, mime
 from cartback.delivery.outbox import OutboxTransport
 from cartback.delivery.transport import Result, Transport
+from cartback.scheduler.duty import Duty, Runner
 from cartback.store import deliveries
 from cartback.store import events as event_store
 from cartback.store import workspaces as workspace_store
@@ -51,7 +51,6 @@ from cartback.store.messages import Message
 
 if TYPE_CHECKING:
     from cartback.metrics import Metrics
-    from cartback.scheduler.worker import Worker
     from cartback.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -156,7 +155,7 @@ class Sender:
         self.window_per_connection = window_per_connection
         self.stats = Stats()
 
-    async def duty(self, worker: Worker) -> int:
+    async def duty(self, worker: Runner) -> int:
         now = worker.clock.now()
         claimed = await worker.db.write(
             lambda tx: deliveries.claim_due(
@@ -178,7 +177,7 @@ class Sender:
             )
         return len(claimed)
 
-    async def _deliver(self, worker: Worker, batch: list[deliveries.Pending], secrets: dict[str, str]) -> int:
+    async def _deliver(self, worker: Runner, batch: list[deliveries.Pending], secrets: dict[str, str]) -> int:
         """Deliver a claimed batch; return how many messages became `unknown`.
 
         A window of `window_per_connection` x the transport's concurrency: as many messages sending as the
@@ -263,7 +262,7 @@ class Sender:
         return unknown
 
     async def _apart(
-        self, worker: Worker, answered: list[Answer], items: list[Item], now: datetime
+        self, worker: Runner, answered: list[Answer], items: list[Item], now: datetime
     ) -> tuple[list[str], list[Prepared | str]]:
         """The write of a failed step again, one answer and one message at a time, so that what one row
         does to a write costs that message alone. An answer that still cannot be recorded leaves its
@@ -541,7 +540,7 @@ def transport_for(settings: Settings, metrics: Metrics | None = None) -> Transpo
     return OutboxTransport()
 
 
-def duty_for(settings: Settings, metrics: Metrics | None = None) -> Callable[[Worker], Awaitable[int]]:
+def duty_for(settings: Settings, metrics: Metrics | None = None) -> Duty:
     """The sender duty `build_worker` registers."""
     policy = Policy(base_seconds=settings.delivery_retry_seconds)
     return Sender(
