@@ -156,6 +156,18 @@ def test_dashboard_editor_refuses_what_the_api_refuses(shop, db):
     assert stored(db, tenant.id) == []
 
 
+def test_dashboard_editor_save_shows_the_warning_for_an_event_never_received(shop, db):
+    client, _tenant = shop
+    reply = post_form(client, "/app/sequences/new", {**FORM, "event_name": "checkout_started"}, action="save")
+    assert reply.status_code == 303, reply.text
+    page = client.get(reply.headers["location"])
+    assert "Check: eventName: no event named &#39;checkout_started&#39; has been received" in page.text
+    assert "did you mean &#34;ecommerce.checkout_started&#34;?" in page.text
+    # The canonical name saves without it.
+    reply = post_form(client, "/app/sequences/new", FORM, action="save")
+    assert "no event named" not in client.get(reply.headers["location"]).text
+
+
 def test_dashboard_editor_buttons_change_the_form_without_saving(shop, db):
     client, tenant = shop
     added = post_form(client, "/app/sequences/new", FORM, action="add_step")

@@ -210,3 +210,80 @@ def test_a_template_over_the_render_limits_is_refused_at_save_naming_the_step(ap
     assert "loop iterations" in edit.json()["error"]
     kept = app_client.get(f"/sequences/{seq['id']}").json()["sequence"]
     assert {n["id"]: n for n in kept["nodes"]}["node_2"]["config"]["html"] == FLOW["steps"][0]["html"]
+
+
+def _email(delay: object) -> dict:
+    return {"type": "email", "delay": delay, "subject": "Your cart", "text": "Come back"}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            {**FLOW, "steps": [_email({"hour": 1})]},
+            'steps[0].delay.hour: unknown key; did you mean "hours"?',
+        ),
+        (
+            {**FLOW, "steps": [_email({"mins": 30})]},
+            'steps[0].delay.mins: unknown key; did you mean "minutes"?',
+        ),
+        (
+            {**FLOW, "steps": [_email({"seconds": 30})]},
+            "steps[0].delay.seconds: unknown key; known keys: days,",
+        ),
+        ({**FLOW, "steps": [_email({})]}, "steps[0].delay: set days, hours or minutes"),
+        (
+            {**FLOW, "stopConditon": {"type": "none"}},
+            'stopConditon: unknown key; did you mean "stopCondition"?',
+        ),
+        (
+            {**FLOW, "stopCondition": {"type": "event_received", "value": "x", "matchConfig": {"mod": "x"}}},
+            'stopCondition.matchConfig.mod: unknown key; did you mean "mode"?',
+        ),
+        (
+            {**FLOW, "steps": [{**_email({"hours": 1}), "subjet": "x"}]},
+            'steps[0].subjet: unknown key; did you mean "subject"?',
+        ),
+    ],
+    ids=["hour", "mins", "seconds", "empty-delay", "top-level", "match-config", "step"],
+)
+def test_an_unknown_key_or_an_empty_delay_is_refused_by_path_and_nothing_is_stored(app_client, body, message):
+    res = app_client.post("/sequences", body)
+    assert res.status_code == 400, res.text
+    assert message in res.json()["error"]
+    assert app_client.get("/sequences").json()["pagination"]["total"] == 0
+
+
+def test_an_unknown_key_in_an_update_is_refused_and_the_definition_kept(app_client):
+    seq = create(app_client)
+    res = app_client.http.put(
+        f"/api/v1/sequences/{seq['id']}",
+        json={"steps": [{"type": "email", "delay": {"hour": 2}, "subject": "x", "text": "y"}]},
+    )
+    assert res.status_code == 400 and "steps[0].delay.hour" in res.json()["error"]
+    kept = app_client.get(f"/sequences/{seq['id']}").json()["sequence"]
+    assert (kept["graphRevision"], kept["nodes"][0]["config"]) == ("1", {"mode": "duration", "hours": 1})
+
+
+def test_an_event_name_never_received_is_accepted_with_a_warning(app_client):
+    res = app_client.post("/sequences", {**FLOW, "eventName": "checkout_started"})
+    assert res.status_code == 200, res.text
+    assert [w for w in res.json()["warnings"] if "checkout_started" in w] == [
+        "eventName: no event named 'checkout_started' has been received in this workspace yet; "
+        'did you mean "ecommerce.checkout_started"?'
+    ]
+    stop = {"type": "event_received", "value": "Payment Failed"}
+    assert any(
+        "stopCondition.value" in w
+        for w in app_client.post("/sequences", {**FLOW, "stopCondition": stop}).json()["warnings"]
+    )
+    # Canonical names and aliases never warn; a custom name does not once the workspace has received it.
+    assert not any("no event named" in w for w in app_client.post("/sequences", FLOW).json()["warnings"])
+    assert (
+        app_client.post(
+            "/subscribers/events", {"email": "a@example.com", "event": "Payment Failed"}
+        ).status_code
+        < 300
+    )
+    again = app_client.post("/sequences", {**FLOW, "stopCondition": stop}).json()["warnings"]
+    assert not any("no event named" in w for w in again)

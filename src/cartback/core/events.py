@@ -55,6 +55,36 @@ ALIASES = {
     "Product Added": PRODUCT_ADDED,
 }
 
+# The names cartback itself produces or maps to: a sequence may wait for any of them before one has been
+# seen. (A store's own custom names are known once the workspace has received one.)
+KNOWN_NAMES = frozenset(
+    {
+        CHECKOUT_STARTED,
+        *ORDER_EVENTS.values(),
+        PRODUCT_ADDED,
+        PAGE_VIEWED,
+        SCREEN_VIEWED,
+        GROUP_JOINED,
+        SUBSCRIBER_CREATED,
+        TAG_ADDED,
+        TAG_REMOVED,
+        LIST_ADDED,
+        LIST_REMOVED,
+        *(
+            f"email.{what}"
+            for what in (
+                "sent",
+                "opened",
+                "clicked",
+                "bounced",
+                "complained",
+                "unsubscribed",
+                "delivery_delayed",
+            )
+        ),
+    }
+)
+
 # An event that happened longer ago than this is history being imported: kept, but it starts no flow.
 HISTORICAL_AFTER = timedelta(hours=1)
 

@@ -9,12 +9,14 @@ become a chain: a step with a delay becomes a delay node followed by the step's 
 from __future__ import annotations
 
 import copy
+import difflib
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from cartback import addresses, errors, headers, ids
 from cartback.core import events, filters, schedule
+from cartback.store import events as event_store
 from cartback.store import sequences as sequence_store
 from cartback.store.db import Tx
 from cartback.store.sequences import Sequence
@@ -170,6 +172,7 @@ def _number(value: Any, where: str) -> float:
 def parse(body: dict[str, Any], *, previous: Definition | None = None) -> Definition:
     """Validate a Sequenzy create/update body (camelCase keys) into a Definition. On update, keys absent
     from `body` keep their previous value; `steps` replaces the graph."""
+    check_keys(body)
     data: dict[str, Any] = (
         copy.deepcopy(previous.data)
         if previous
@@ -278,6 +281,141 @@ _EMAIL_FIELDS = (
     "replyToName",
     "isTransactional",
 )
+
+
+# -- the keys a definition may carry ---------------------------------------------------------------
+# Every object of a definition is checked against the keys cartback reads, so a misspelt one (`hour` for
+# `hours`) is a 400 naming its path instead of a setting silently dropped. A value of None accepts any
+# value; a dict is a nested object; a one-item list is a list of such objects.
+
+_FILTER: dict[str, Any] = {"path": None, "operator": None, "value": None}
+_DURATION: dict[str, Any] = {"days": None, "hours": None, "minutes": None}
+_CONDITION_KEYS = (
+    "conditionType",
+    "tagName",
+    "listId",
+    "eventName",
+    "fieldName",
+    "fieldValue",
+    "activityScope",
+)
+_STEP_CONFIG: dict[str, Any] = {
+    **{f"delay{unit}": None for unit in ("Days", "Hours", "Minutes")},
+    **{f"timeout{unit}": None for unit in ("Days", "Hours", "Minutes")},
+    **{key: None for key in _CONDITION_KEYS},
+    "timeoutAction": None,
+    "propertyFilters": [_FILTER],
+    "listName": None,
+    "firstName": None,
+    "lastName": None,
+    "status": None,
+    "label": None,
+    "customAttributeUpdates": [{"name": None, "value": None, "valueType": None}],
+}
+_STEP: dict[str, Any] = {
+    "type": None,
+    "nodeType": None,
+    "template": None,
+    "config": _STEP_CONFIG,
+    "delay": {
+        **_DURATION,
+        "mode": None,
+        **{f"until{part}": None for part in ("Days", "StartTime", "EndTime", "Timezone", "TimezoneSource")},
+    },
+    "delayMs": None,
+    "waitUntilWeekday": {
+        "days": None,
+        "day": None,
+        "startTime": None,
+        "endTime": None,
+        "timezone": None,
+        "timezoneSource": None,
+        "minimumWait": _DURATION,
+    },
+    **{key: None for key in _EMAIL_FIELDS},
+    "body": None,
+    "label": None,
+    # An update's `steps` edit existing emails by id.
+    "emailId": None,
+    "nodeId": None,
+    "htmlContent": None,
+    **{key: None for key in _CONDITION_KEYS},
+}
+_DEFINITION: dict[str, Any] = {
+    "name": None,
+    "description": None,
+    "trigger": None,
+    "eventName": None,
+    "propertyFilters": [_FILTER],
+    "tagName": None,
+    "tagNames": None,
+    "listId": None,
+    "listIds": None,
+    "enrollmentMode": None,
+    "enrollmentFieldPath": None,
+    "activeSubscribersOnly": None,
+    "userCancellable": None,
+    "stopCondition": {
+        "type": None,
+        "value": None,
+        "matchConfig": {
+            "mode": None,
+            "rules": [{"entryFieldPath": None, "eventFieldPath": None}],
+            "propertyFilters": [_FILTER],
+            "operator": None,
+            "value": None,
+            "audience": None,
+        },
+    },
+    "stopOnOrder": None,
+    "sendingWindow": {"enabled": None, "days": None, "startTime": None, "endTime": None, "timezone": None},
+    "useSubscriberTimezone": None,
+    "frequencyCapEnabled": None,
+    "fromEmail": None,
+    "fromName": None,
+    "replyTo": None,
+    "replyToName": None,
+    "labels": None,
+    "steps": [_STEP],
+    "emails": [_STEP],
+    # Updates only (PUT): flags Sequenzy asks for before a live change, and the graph edits.
+    "enrollmentPaused": None,
+    "confirmLiveChange": None,
+    "confirmStructuralChange": None,
+    "nodeUpdates": [{"nodeId": None, "changes": None}],
+    "insertSteps": {"afterNodeId": None, "steps": [_STEP]},
+    "branch": {
+        "afterNodeId": None,
+        "branches": [
+            {**{key: None for key in _CONDITION_KEYS}, "label": None, "steps": [_STEP], "targetNodeId": None}
+        ],
+        "elseSteps": [_STEP],
+        "elseTargetNodeId": None,
+        "splitMode": None,
+        "label": None,
+        "allowEmptyPaths": None,
+    },
+    "graphEdit": {"action": None, "nodeId": None, "expectedRevision": None},
+}
+
+
+def check_keys(value: Any, schema: dict[str, Any] = _DEFINITION, where: str = "") -> None:
+    """Refuse a key the definition's schema does not have, naming its path and the likeliest key meant.
+    Values of the wrong type are left to the parser, which says what it expected."""
+    if not isinstance(value, dict):
+        return
+    for key, item in value.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in schema:
+            close = difflib.get_close_matches(str(key), list(schema), n=1)
+            hint = f'did you mean "{close[0]}"?' if close else "known keys: " + ", ".join(sorted(schema))
+            raise DefinitionError(f"{path}: unknown key; {hint}")
+        inner = schema[key]
+        if isinstance(inner, dict):
+            check_keys(item, inner, path)
+        elif isinstance(inner, list) and isinstance(item, list):
+            for i, element in enumerate(item):
+                check_keys(element, inner[0], f"{path}[{i}]")
 
 
 def _node(data: dict[str, Any], node_id: Any, where: str) -> dict[str, Any]:
@@ -647,6 +785,7 @@ def _delay_config(step: dict[str, Any], config: dict[str, Any], where: str) -> d
                 for k in ("days", "hours", "minutes")
                 if delay.get(k) is not None
             }
+            _require(bool(parts), f"{where}.delay: set days, hours or minutes (an empty delay sends at once)")
             return {"mode": "duration", **parts} if any(parts.values()) else None
         else:
             raise DefinitionError(f"{where}.delay.mode {mode!r} is not supported by cartback yet")
@@ -791,6 +930,38 @@ def set_status(tx: Tx, workspace_id: str, sequence_id: str, status: str, now: da
     updated = replace(seq, status=status, updated_at=now)
     sequence_store.save(tx, updated)
     return updated
+
+
+def event_names(definition: Definition) -> list[tuple[str, str]]:
+    """(where, name) of every event name the definition waits for: its trigger, its stop condition and its
+    wait-for-event and condition steps."""
+    data = definition.data
+    found = []
+    if data["trigger"] == "event_received" and data.get("eventName"):
+        found.append(("eventName", str(data["eventName"])))
+    stop = data.get("stopCondition") or {}
+    if stop.get("type") == "event_received" and stop.get("value"):
+        found.append(("stopCondition.value", str(stop["value"])))
+    for node in data["nodes"]:
+        name = node["config"].get("eventName")
+        if node["type"] in ("wait_for_event", "condition") and name:
+            found.append((f"steps ({node['id']}).eventName", str(name)))
+    return found
+
+
+def save_warnings(tx: Tx, workspace_id: str, seq: Sequence) -> list[str]:
+    """What a save should tell its author (the API's `warnings`, the editor's notice): `warnings` plus
+    every event name that is neither one cartback knows, an alias of one, nor one the workspace has ever
+    received, which is most often a misspelling (`checkout_started`) that would never fire."""
+    definition = Definition(seq.definition)
+    out = warnings(definition)
+    for where, name in event_names(definition):
+        if name in events.KNOWN_NAMES or event_store.name_seen(tx, workspace_id, name):
+            continue
+        close = difflib.get_close_matches(name, sorted(events.KNOWN_NAMES | set(events.ALIASES)), n=1)
+        hint = f'; did you mean "{events.canonical_name(close[0])}"?' if close else ""
+        out.append(f"{where}: no event named {name!r} has been received in this workspace yet{hint}")
+    return out
 
 
 def warnings(definition: Definition) -> list[str]:

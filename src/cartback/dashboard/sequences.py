@@ -155,6 +155,7 @@ def _editor_page(
     problem: Problem | None = None,
     figures: dict[str, Any] | None = None,
     saved: bool = False,
+    save_warnings: list[str] | None = None,
 ) -> Response:
     return web.render(
         request,
@@ -166,6 +167,9 @@ def _editor_page(
             "problem": problem,
             "figures": figures,
             "saved": saved,
+            # After a save: what the API's `warnings` would say (core/sequences.save_warnings), e.g. an
+            # event name never received in this workspace.
+            "save_warnings": save_warnings or [],
             "triggers": editor.TRIGGERS,
             "modes": editor.MODES,
             "stops": editor.STOPS,
@@ -313,7 +317,14 @@ async def detail(
 ) -> Response:
     seq, figures = await _load(request, viewer, sequence_id)
     form = editor.from_definition(seq.name, seq.description, seq.definition)
-    return _editor_page(request, form, seq=seq, figures=figures, saved=bool(saved))
+    notes = (
+        await deps.services_of(request).db.read(
+            lambda tx: core_sequences.save_warnings(tx, viewer.workspace_id, seq)
+        )
+        if saved
+        else []
+    )
+    return _editor_page(request, form, seq=seq, figures=figures, saved=bool(saved), save_warnings=notes)
 
 
 @router.post("/sequences/{sequence_id}")

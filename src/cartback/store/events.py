@@ -190,6 +190,14 @@ def distinct_names(tx: Tx, workspace_id: str) -> list[str]:
     return [row[0] for row in tx.execute(_DISTINCT_NAMES, {"workspace_id": workspace_id})]
 
 
+def name_seen(tx: Tx, workspace_id: str, name: str) -> bool:
+    """Whether the workspace has ever received an event of this name (one index probe)."""
+    query = (
+        sa.select(events.c.id).where(events.c.workspace_id == workspace_id, events.c.name == name).limit(1)
+    )
+    return tx.execute(query).first() is not None
+
+
 def name_span(tx: Tx, workspace_id: str, name: str) -> tuple[datetime | None, datetime | None]:
     """When the first and the latest event of this name occurred. Two queries: SQLite answers a lone
     MIN or MAX from the index, but scans the range when both are asked at once."""

@@ -139,13 +139,18 @@ async def create_sequence(
 ) -> dict[str, Any]:
     """Create a sequence as a draft; `POST /sequences/{id}/enable` makes it live."""
     now = svc.clock.now()
-    seq = await svc.db.write(lambda tx: sequences.create(tx, who.workspace_id, body.wire(), now))
+
+    def work(tx: Tx) -> tuple[Sequence, list[str]]:
+        seq = sequences.create(tx, who.workspace_id, body.wire(), now)
+        return seq, sequences.save_warnings(tx, who.workspace_id, seq)
+
+    seq, notes = await svc.db.write(work)
     definition = sequences.Definition(seq.definition)
     return {
         "success": True,
         "message": "sequence created as a draft; enable it to start enrolling",
         "sequence": serialize(seq),
-        "warnings": sequences.warnings(definition),
+        "warnings": notes,
         "requiredEvents": [definition.trigger_event] if definition.trigger == "event_received" else [],
     }
 
@@ -198,9 +203,13 @@ async def update_sequence(
     if it still exists, else they fail with that reason."""
     wire = body.wire()
     now = svc.clock.now()
-    seq = await svc.db.write(lambda tx: sequences.update(tx, who.workspace_id, sequence_id, wire, now))
-    definition = sequences.Definition(seq.definition)
-    return {"success": True, "sequence": serialize(seq), "warnings": sequences.warnings(definition)}
+
+    def work(tx: Tx) -> tuple[Sequence, list[str]]:
+        seq = sequences.update(tx, who.workspace_id, sequence_id, wire, now)
+        return seq, sequences.save_warnings(tx, who.workspace_id, seq)
+
+    seq, notes = await svc.db.write(work)
+    return {"success": True, "sequence": serialize(seq), "warnings": notes}
 
 
 async def _set_status(svc: deps.Services, who: deps.Principal, sequence_id: str, status: str) -> Sequence:
