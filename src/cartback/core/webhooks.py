@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from cartback import errors, ids
 from cartback.core import events
+from cartback.delivery import webhooks as requests
 from cartback.store import subscribers as subscriber_store
 from cartback.store import webhooks as store
 from cartback.store.db import Tx
@@ -69,7 +70,6 @@ _TYPES_OF: dict[str, tuple[str, ...]] = {
 }
 
 MAX_SECRETS = 10
-SECRET_PREFIX = "whsec_"
 
 
 def webhook_types(event_name: str) -> tuple[str, ...]:
@@ -149,7 +149,7 @@ class EndpointView:
 
 
 def _new_secret(workspace_id: str, endpoint_id: str, now: datetime) -> store.Secret:
-    value = SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+    value = requests.SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
     return store.Secret(
         id=ids.new_id("whs"),
         workspace_id=workspace_id,

@@ -9,30 +9,23 @@ A delivery whose request cannot be built from what is stored (a payload that is 
 endpoint URL that cannot be requested, a secret that is not base64) is failed alone with the reason; the
 rest of its batch is sent as usual (docs/delivery.md, "Poison isolation").
 
-The signature scheme (docs/webhooks.md): for each active secret
-`v1,` + base64(HMAC-SHA256(key, f"v1:{webhook-timestamp}:{body}")), where key is the base64 decoding of the
-secret after its `whsec_` prefix; the signatures are space-separated in one header.
+The request itself (body, signatures, the checks of URL and secrets) is built by `delivery/webhooks.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
-import json
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
 
-from cartback import __version__
 from cartback.core import webhooks
 from cartback.core.clock import Clock
 from cartback.delivery import targets
+from cartback.delivery import webhooks as requests
 from cartback.scheduler.duty import Runner
 from cartback.store import webhooks as store
 from cartback.store.db import Tx
@@ -40,60 +33,6 @@ from cartback.store.db import Tx
 log = logging.getLogger(__name__)
 
 RESPONSE_BODY_LIMIT = 2048
-USER_AGENT = f"cartback-webhooks/{__version__}"
-
-
-def _key(secret: str) -> bytes:
-    return base64.b64decode(secret.removeprefix(webhooks.SECRET_PREFIX))
-
-
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """One `v1,<base64>` signature of this request with this secret."""
-    key = _key(secret)
-    signed = f"v1:{timestamp}:".encode() + body
-    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-
-
-def headers(secrets: Sequence[str], webhook_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    """The request headers: one signature per active secret, so a receiver may rotate secrets."""
-    return {
-        "content-type": "application/json",
-        "user-agent": USER_AGENT,
-        "webhook-id": webhook_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": " ".join(sign(s, timestamp, body) for s in secrets),
-    }
-
-
-def body_of(payload: object) -> bytes:
-    """The request body. A ValueError (or UnicodeError) for a payload that is not a JSON object or does
-    not encode as UTF-8 (a lone surrogate)."""
-    if not isinstance(payload, dict):
-        raise ValueError("the payload is not a JSON object")
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def check_target(url: str) -> str:
-    """The endpoint URL as it will be requested: a ValueError when it cannot be (a row written before the
-    checks at save, or by other means)."""
-    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
-        raise ValueError("the URL has spaces or control characters")
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL as exc:
-        raise ValueError(f"the URL cannot be requested: {exc}") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ValueError("the URL is not an absolute http:// or https:// URL")
-    return url
-
-
-def check_secrets(secrets: Sequence[str]) -> list[str]:
-    for secret in secrets:
-        try:
-            base64.b64decode(secret.removeprefix(webhooks.SECRET_PREFIX), validate=True)
-        except ValueError:  # binascii.Error
-            raise ValueError("a signing secret is not valid base64") from None
-    return list(secrets)
 
 
 @dataclass(frozen=True)
@@ -130,9 +69,9 @@ def claim(tx: Tx, owner: str, now: datetime, *, lease: timedelta, limit: int) ->
         try:
             job = Job(
                 delivery.id,
-                check_target(endpoint.url),
-                check_secrets([s.secret for s in secrets.get(delivery.endpoint_id, [])]),
-                body_of(delivery.payload),
+                requests.check_target(endpoint.url),
+                requests.check_secrets([s.secret for s in secrets.get(delivery.endpoint_id, [])]),
+                requests.body_of(delivery.payload),
             )
         except ValueError as exc:
             log.warning("webhook delivery %s cannot be built: %s", delivery.id, exc)
@@ -233,7 +172,7 @@ class Sender:
         connection went to a public address: what an internal service answers (a target allowed by
         CARTBACK_WEBHOOK_ALLOW_PRIVATE) is never read back through the attempts API."""
         sent_at = clock.now()
-        sent_headers = headers(job.secrets, job.delivery_id, int(sent_at.timestamp()), job.body)
+        sent_headers = requests.headers(job.secrets, job.delivery_id, int(sent_at.timestamp()), job.body)
         started = time.monotonic()
         status: int | None = None
         error: str | None = None
