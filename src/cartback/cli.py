@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from cartback import errors, logs
-from cartback.core import connectors
+from cartback.core import connectors, shops
 from cartback.core.clock import system_clock
 from cartback.settings import Settings
 from cartback.store import workspaces
@@ -204,6 +204,40 @@ def workspace_create(name: Annotated[str, typer.Argument(help="A unique name.")]
     except errors.CartbackError as exc:
         _fail(exc)
     print(ws.id)
+
+
+@workspace_app.command("update")
+def workspace_update(
+    name: Annotated[str, typer.Argument(help="The workspace's name.")],
+    shop_name: Annotated[
+        str | None,
+        typer.Option(help="The shop's name in mail, previews and the unsubscribe page ('' resets)."),
+    ] = None,
+    shop_address: Annotated[
+        str | None, typer.Option(help="A postal address line for the footer of the emails ('' removes it).")
+    ] = None,
+) -> None:
+    """Set the shop's identity: the name customers see and an optional address line."""
+    db = _database(Settings())
+
+    def change(tx: workspaces.Tx) -> workspaces.Workspace:
+        ws = workspaces.get_workspace_by_name(tx, name)
+        return shops.update(
+            tx,
+            ws.id,
+            ws.shop_name if shop_name is None else shop_name,
+            ws.shop_address if shop_address is None else shop_address,
+        )
+
+    try:
+        ws = db.write_sync(change)
+    except errors.CartbackError as exc:
+        _fail(exc)
+    err.print(
+        f"Workspace {name!r}: mail is signed {ws.display_name!r}"
+        + (f", {ws.shop_address}" if ws.shop_address else "")
+        + "."
+    )
 
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")

@@ -3,14 +3,18 @@ and saves nothing; enable/disable; the live preview; sequences made through the 
 
 from __future__ import annotations
 
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
-from cartback.core import sequences
+from cartback.core import sequences, shops
+from cartback.delivery import render
 from cartback.store import sequences as sequence_store
+from cartback.store.tables import message_bodies
 from cartback.testing import FrozenClock, run_until_idle
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
@@ -324,3 +328,47 @@ def test_dashboard_editor_stop_rule_is_the_stored_one(shop, db):
         assert not seq.definition.get("stopCondition")
         page = client.get(f"/app/sequences/{seq.id}").text
         assert f'<option value="{stop}" selected>' in page
+
+
+def _without_links(html: str) -> str:
+    """A message's HTML with its per-message addresses (tracked links, unsubscribe, open pixel) blanked."""
+    html = re.sub(r"<img[^>]*/t/o/[^>]*>", "", html)
+    return re.sub(r">\s+<", "><", re.sub(r'(href|src)="[^"]*"', r'\1=""', html))
+
+
+def test_dashboard_preview_is_the_sent_mail_with_the_shops_name(shop, db, clock):
+    client, tenant = shop
+    db.write_sync(lambda tx: shops.update(tx, tenant.id, "Acme Outdoor", "1 Trail Road, Boulder"))
+    form = {
+        **FORM,
+        "stop": "none",
+        "window_enabled": "",
+        "step_delay_days": [""],
+        "step_delay_minutes": [""],
+        "step_delay_hours": [""],
+        "step_subject": ["You left something"],
+        "step_preview_text": [""],
+        "step_html": [render.default_template("abandoned_cart")["html"]],
+        "step_text": [""],
+    }
+    reply = post_form(client, "/app/sequences/new", form, action="save")
+    assert reply.status_code == 303, reply.text
+    [seq] = stored(db, tenant.id)
+    db.write_sync(lambda tx: sequences.set_status(tx, tenant.id, seq.id, "active", clock.now()))
+    checkout = checkout_body("c1", title="Alpaca scarf")
+    client.post("/api/v1/checkouts", json=checkout, headers={"Authorization": f"Bearer {tenant.key}"})
+    run_until_idle(db, clock)
+    [sent] = db.read_sync(
+        lambda tx: tx.execute(
+            sa.select(message_bodies.c.html).where(message_bodies.c.workspace_id == tenant.id)
+        ).all()
+    )
+    token = csrf_of(client.get("/app/sequences/new").text)
+    page = client.post("/app/sequences/preview?step=0", data={**form, "csrf_token": token}).text
+    # The preview is the document with the editor's caption after <body>.
+    caption = re.search(r"<body[^>]*>(.*?)<table", page, re.S)
+    assert caption is not None
+    preview = page.replace(caption.group(1), "", 1)
+    assert "Acme Outdoor" in sent.html and "1 Trail Road, Boulder" in sent.html
+    assert "OUR SHOP" not in preview.upper().replace("ACME OUTDOOR", "")
+    assert _without_links(preview) == _without_links(sent.html)

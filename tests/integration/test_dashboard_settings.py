@@ -37,6 +37,29 @@ def shop(db, db_url, make_workspace, clock):
         yield client, tenant, token
 
 
+def test_dashboard_shop_identity_is_saved_and_shown(shop, db):
+    client, tenant, token = shop
+    page = client.get("/app/settings").text
+    assert (
+        f"<strong data-shop>{tenant.name}</strong>" in page
+        and "the workspace\N{RIGHT SINGLE QUOTATION MARK}s name" in page
+    )
+    bad = client.post(
+        "/app/settings/shop", data={"shop_name": "A\nB", "shop_address": "", "csrf_token": token}
+    )
+    assert bad.status_code == 400 and "shop name" in bad.text
+    saved = client.post(
+        "/app/settings/shop",
+        data={"shop_name": " Acme Outdoor ", "shop_address": "1 Trail Rd", "csrf_token": token},
+        follow_redirects=False,
+    )
+    assert saved.status_code == 303
+    assert "<strong data-shop>Acme Outdoor</strong>." in client.get("/app/settings").text
+    ws = db.read_sync(lambda tx: workspaces.get_workspace(tx, tenant.id))
+    assert (ws.shop_name, ws.shop_address, ws.display_name) == ("Acme Outdoor", "1 Trail Rd", "Acme Outdoor")
+    assert client.post("/app/settings/shop", data={"shop_name": "x"}).status_code == 403
+
+
 def test_dashboard_sender_identity_is_what_sequences_send_from(shop, db, clock):
     client, tenant, token = shop
     bad = client.post(

@@ -181,7 +181,7 @@ async def unsubscribe_page(token: str, svc: deps.Services = Depends(deps.service
 
     link, blocked = await svc.db.read(look)
     email = html.escape(str(link.payload["e"]))
-    shop = html.escape(link.workspace.name)
+    shop = html.escape(link.workspace.display_name)
     if blocked:
         return _page(
             "You are unsubscribed", f"<p><strong>{email}</strong> gets no more emails from {shop}.</p>"
@@ -217,7 +217,7 @@ async def unsubscribe(token: str, request: Request, svc: deps.Services = Depends
             properties=link.properties(),
         )
     )
-    shop = html.escape(link.workspace.name)
+    shop = html.escape(link.workspace.display_name)
     return _page(
         "You are unsubscribed",
         f"<p><strong>{html.escape(email)}</strong> gets no more emails from {shop}.</p>",

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from cartback import headers, ids
+from cartback.core import shops
 from cartback.delivery import links, render
 from cartback.statuses import MessageStatus
 from cartback.store import deliveries
@@ -118,7 +119,11 @@ def compose(
     errors): each caller says what a broken template means for it."""
     message_id = ids.new_id("msg")
     signer = links.LinkSigner(options.public_url, workspace.secret, workspace.id, message_id)
-    ctx = {**context, "workspace": {"id": workspace.id, "name": workspace.name}}
+    ctx = {
+        **context,
+        "workspace": {"id": workspace.id, "name": workspace.name},
+        "shop": shops.context(workspace),
+    }
     ctx["unsubscribe_url"] = ctx["unsubscribeUrl"] = signer.unsubscribe_url(to_email)
     rendered = render.render_message(content, ctx, signer)
     return Draft(message_id, to_email, sender(options, workspace, explicit_from), rendered)

@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from cartback import errors
 from cartback.api import deps
-from cartback.core import analytics, context, events
+from cartback.core import analytics, context, events, shops
 from cartback.core import sequences as core_sequences
 from cartback.dashboard import editor, messages, steps, web
 from cartback.delivery import render
@@ -185,6 +185,12 @@ def _editor_page(
 def _preview_context(tx: Tx, workspace_id: str, form: editor.Form) -> tuple[dict[str, Any], str]:
     """What the preview renders against: the newest event of the trigger in this workspace and its
     person, else a sample checkout. Returns the template context and a line saying which it is."""
+    # Sent mail always has an unsubscribe link; the preview shows one too (each message signs its own).
+    identity = {
+        **shops.template_identity(tx, workspace_id),
+        "unsubscribe_url": render.SAMPLE_CONTEXT["unsubscribe_url"],
+        "unsubscribeUrl": render.SAMPLE_CONTEXT["unsubscribe_url"],
+    }
     trigger = form.event_name.strip() if form.trigger == "event_received" else ""
     event = reports.latest_event(tx, workspace_id, events.canonical_name(trigger)) if trigger else None
     if event is not None:
@@ -195,7 +201,7 @@ def _preview_context(tx: Tx, workspace_id: str, form: editor.Form) -> tuple[dict
                 "subscriber": context.subscriber_data(subscribers.with_tags(tx, sub)) if sub else {},
                 "event": data,
                 "checkout": {},
-                "workspace": {"id": workspace_id},
+                **identity,
                 "sequence": {"name": form.name},
             },
             f"Rendered against the newest {event.name} event ({event.id}"
@@ -207,7 +213,7 @@ def _preview_context(tx: Tx, workspace_id: str, form: editor.Form) -> tuple[dict
             "subscriber": render.SAMPLE_SUBSCRIBER,
             "event": render.SAMPLE_EVENT,
             "checkout": {},
-            "workspace": {"id": workspace_id},
+            **identity,
             "sequence": {"name": form.name},
         },
         "Rendered against a sample checkout (no matching event in this workspace yet).",

@@ -15,7 +15,7 @@ from starlette.responses import RedirectResponse, Response
 
 from cartback import addresses, errors, headers
 from cartback.api import deps
-from cartback.core import suppressions, webhooks
+from cartback.core import shops, suppressions, webhooks
 from cartback.dashboard import web
 from cartback.delivery import targets
 from cartback.store import suppressions as suppression_store
@@ -27,6 +27,7 @@ NAV = ("/app/settings", "Settings")
 
 _NOTICES = {
     "sender": "Sender saved.",
+    "shop": "Shop identity saved.",
     "revoked": "Key revoked. Requests with it are refused within a few seconds on every node.",
     "webhook-enabled": "Webhook enabled.",
     "webhook-disabled": "Webhook disabled; its pending deliveries are cancelled.",
@@ -144,6 +145,15 @@ async def save_sender(request: Request, viewer: web.Viewer = Depends(web.viewer)
         lambda tx: workspaces.set_from_address(tx, viewer.workspace_id, sender),
         "sender",
         "sender",
+    )
+
+
+@router.post("/settings/shop")
+async def save_shop(request: Request, viewer: web.Viewer = Depends(web.viewer)) -> Response:
+    form = await _form(request)
+    name, address = _one(form, "shop_name"), _one(form, "shop_address")
+    return await _attempt(
+        request, viewer, lambda tx: shops.update(tx, viewer.workspace_id, name, address), "shop", "shop"
     )
 
 

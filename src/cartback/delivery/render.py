@@ -356,6 +356,7 @@ SAMPLE_CONTEXT: dict[str, Any] = {
     "event": SAMPLE_EVENT,
     "checkout": {k: v for k, v in SAMPLE_EVENT.items() if k not in ("name", "value", "occurredAt")},
     "workspace": {"id": "ws_sample", "name": "Sample shop"},
+    "shop": {"name": "Sample shop", "address": "1 Sample Street, Springfield"},
     "sequence": {"id": "seq_sample", "name": "Sample sequence"},
     "unsubscribe_url": "https://shop.example.com/u/sample",
     "unsubscribeUrl": "https://shop.example.com/u/sample",

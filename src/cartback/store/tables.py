@@ -55,6 +55,10 @@ workspaces = Table(
     Column("created_at", UTCDateTime, nullable=False),
     # The sender of its emails ("Shop <shop@example.com>") when a step names none; NULL: CARTBACK_FROM.
     Column("from_address", String(400)),
+    # The shop as its customers know it, in mail and on the unsubscribe page; NULL: the workspace's name.
+    Column("shop_name", String(200)),
+    # An optional postal address line for the footer of its emails.
+    Column("shop_address", String(400)),
     UniqueConstraint("name"),
 )
 

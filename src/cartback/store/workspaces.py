@@ -29,6 +29,13 @@ class Workspace:
     created_at: datetime
     # The workspace's own sender, used when a step names none; None: CARTBACK_FROM.
     from_address: str | None = None
+    # The shop's name and footer address line as customers see them; None: the workspace's name, no address.
+    shop_name: str | None = None
+    shop_address: str | None = None
+
+    @property
+    def display_name(self) -> str:
+        return self.shop_name or self.name
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,7 @@ def get_workspace_by_name(tx: Tx, name: str) -> Workspace:
     row = tx.execute(sa.select(workspaces).where(workspaces.c.name == name)).first()
     if row is None:
         raise errors.NotFound(f"no workspace named {name!r}")
-    return Workspace(row.id, row.name, row.secret, row.created_at, row.from_address)
+    return _workspace(row)
 
 
 _GET_WORKSPACE = sa.select(workspaces).where(workspaces.c.id == sa.bindparam("id"))
@@ -69,7 +76,21 @@ def get_workspace(tx: Tx, workspace_id: str) -> Workspace:
     row = tx.execute(_GET_WORKSPACE, {"id": workspace_id}).first()
     if row is None:
         raise errors.NotFound("no such workspace")
-    return Workspace(row.id, row.name, row.secret, row.created_at, row.from_address)
+    return _workspace(row)
+
+
+def _workspace(row: Any) -> Workspace:
+    return Workspace(
+        row.id, row.name, row.secret, row.created_at, row.from_address, row.shop_name, row.shop_address
+    )
+
+
+def set_shop(tx: Tx, workspace_id: str, name: str | None, address: str | None) -> None:
+    tx.execute(
+        workspaces.update()
+        .where(workspaces.c.id == workspace_id)
+        .values(shop_name=name, shop_address=address)
+    )
 
 
 def set_from_address(tx: Tx, workspace_id: str, from_address: str | None) -> None:
