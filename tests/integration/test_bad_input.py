@@ -212,6 +212,9 @@ CASES = [
         json=mutate(ORDER, "customerTotals", {"ordersCount": -1}),
     ),
     bad_order("order-item-quantity-word", "items.0.quantity", "two"),
+    # Paging: a row offset beyond 64 bits was a 500 from the store (GET /subscribers?page=2**63-1).
+    bad("subscribers-page-beyond-64-bit-offset", "page", method="GET", path=f"/subscribers?page={2**63 - 1}"),
+    bad("subscribers-page-over-maximum", "page", method="GET", path="/subscribers?page=1000001"),
     # Size limits (CARTBACK_MAX_BODY_BYTES, 1 MiB by default).
     bad("oversized-body", "limit", 413, content=OVER_1_MIB, headers=JSON_TYPE),
     bad("oversized-chunked-body", "limit", 413, content=chunks(OVER_1_MIB), headers=JSON_TYPE),

@@ -475,6 +475,9 @@ def detail(tx: Tx, workspace_id: str, lookup: Lookup) -> Detail:
 DEFAULT_PAGE_SIZE = 50
 # Sequenzy documents 1000 as the most one page may hold (its full-audience export uses limit=1000).
 MAX_PAGE_SIZE = 1000
+# The highest page number a list request may ask for, as on the other paged lists of the API: its row
+# offset must fit the databases' 64-bit integers (a larger one failed at the store, a 500).
+MAX_PAGE = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -552,8 +555,8 @@ def search(tx: Tx, workspace_id: str, q: SearchQuery) -> Page:
     if q.cursor is not None:
         rows = store.search(tx, workspace_id, where, limit=q.limit + 1, after=decode_cursor(q.cursor))
     else:
-        if page < 1:
-            raise errors.InvalidInput("page starts at 1")
+        if not 1 <= page <= MAX_PAGE:
+            raise errors.InvalidInput(f"page must be between 1 and {MAX_PAGE}")
         rows = store.search(tx, workspace_id, where, limit=q.limit + 1, offset=(page - 1) * q.limit)
     has_more = len(rows) > q.limit
     rows = rows[: q.limit]

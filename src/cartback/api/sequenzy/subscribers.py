@@ -95,7 +95,7 @@ async def create_subscriber(
 async def list_subscribers(
     who: Who = Depends(principal),
     svc: Svc = Depends(deps.services),
-    page: int | None = Query(None, ge=1),
+    page: int | None = Query(None, ge=1, le=subscribers.MAX_PAGE),
     limit: int = Query(subscribers.DEFAULT_PAGE_SIZE, ge=1, le=subscribers.MAX_PAGE_SIZE),
     cursor: str | None = Query(None, max_length=500),
     include_total: str | None = Query(None, alias="includeTotal"),
