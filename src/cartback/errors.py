@@ -58,6 +58,13 @@ class NotFound(CartbackError):
     code = "not_found"
 
 
+class MethodNotAllowed(CartbackError):
+    """This path does not accept that method; the Allow header lists the ones it does."""
+
+    status_code = 405
+    code = "method_not_allowed"
+
+
 class Conflict(CartbackError):
     """The request conflicts with the stored state."""
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, routing
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.routing import compile_path
 
 from cartback import errors
 from cartback.api import scopes
@@ -85,6 +86,28 @@ _STATUS_ERRORS: dict[int, type[errors.CartbackError]] = {
     429: errors.RateLimited,
 }
 
+# The order an Allow header lists methods in.
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method some route of `app` answers at `path`, for a 405's Allow header (RFC 9110 15.5.6).
+    Starlette's names only the first route whose path matches, and several routes share a path here:
+    GET, PATCH and DELETE of /api/v1/subscribers/{email} are three. The table is built at the first 405."""
+    table: list[tuple[Any, frozenset[str]]] | None = getattr(app.state, "route_methods", None)
+    if table is None:
+        table = [
+            (compile_path(route.path)[0], frozenset(route.methods))
+            for route in routing.iter_route_contexts(app.routes)
+            if route.methods and route.path
+        ]
+        app.state.route_methods = table
+    found: set[str] = set()
+    for pattern, methods in table:
+        if pattern.match(path):
+            found |= methods
+    return sorted(found, key=lambda m: (_METHOD_ORDER.index(m) if m in _METHOD_ORDER else 99, m))
+
 
 # What the handlers below and the body-limit middleware can answer on any API operation, documented in
 # /openapi.json in place of FastAPI's 422, which this module turns into a 400 and so is never sent.
@@ -152,7 +175,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         cls = _STATUS_ERRORS.get(exc.status_code)
-        if cls is None:
+        allow = None
+        if exc.status_code == 405:
+            allow = ", ".join(allowed_methods(request.app, request.url.path))
+            message = f"Method not allowed: {request.method} {request.url.path} accepts {allow}"
+            err: errors.CartbackError = errors.MethodNotAllowed(message)
+        elif cls is None:
             err = errors.CartbackError(str(exc.detail))
             err.status_code = exc.status_code
             err.code = "http_error"
@@ -166,4 +194,6 @@ def install(app: FastAPI) -> None:
         response = render(request.url.path, err)
         if exc.headers:
             response.headers.update(exc.headers)
+        if allow is not None:
+            response.headers["Allow"] = allow
         return response
