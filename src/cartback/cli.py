@@ -57,7 +57,7 @@ def serve(
     from cartback import server
     from cartback.app import create_app
 
-    settings = Settings()
+    settings = Settings().listening_on(host, port)
     logs.configure(settings.log_format, settings.log_level)
     db = _database(settings)
     _first_start(db)
@@ -528,12 +528,17 @@ def demo(
             bar.stop()
             _fail(exc)
     url = settings.public_url.rstrip("/") + "/app/"
+    where = (
+        "Run `cartback serve`"
+        if "public_url" in settings.model_fields_set
+        else "Run `cartback serve` (port 8000; with `--port P`, use port P in the URL below)"
+    )
     out = Console(highlight=False)
     out.print(
         f"Demo workspace [bold]{result.workspace}[/bold]: {result.checkouts} checkouts, "
         f"{result.orders} orders, {result.emails} emails sent."
     )
-    out.print("Run `cartback serve`, then open the dashboard:")
+    out.print(f"{where}, then open the dashboard:")
     out.print(f"  URL:      {url}")
     out.print(f"  Email:    {result.email}")
     out.print(f"  Password: {result.password}")

@@ -12,6 +12,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CARTBACK_", env_file=".env", extra="ignore")
 
     database_url: str = "sqlite:///./cartback.db"
+    # Unset: the address `serve` listens on (listening_on); a worker alone, port 8000 on this machine.
     public_url: str = "http://127.0.0.1:8000"
     secret_key: str | None = None
     smtp_url: str | None = None
@@ -107,3 +108,16 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite:")
+
+    def listening_on(self, host: str, port: int) -> Settings:
+        """These settings for a server on host:port: unless CARTBACK_PUBLIC_URL is set, the links in mail
+        point at that address (any-address hosts become 127.0.0.1 / [::1], which a browser can open)."""
+        if "public_url" in self.model_fields_set:
+            return self
+        return self.model_copy(update={"public_url": listen_url(host, port)})
+
+
+def listen_url(host: str, port: int) -> str:
+    """The http URL a browser on this machine opens to reach a server bound to host:port."""
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host.strip("[]"), host.strip("[]"))
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"

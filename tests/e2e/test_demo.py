@@ -33,6 +33,7 @@ def test_demo_seeds_a_workspace_whose_overview_shows_recovered_revenue(tmp_path,
     password = re.search(r"Password:\s+(\S+)", out).group(1)
     api_key = re.search(r"API key:\s+(cb_\S+)", out).group(1)
     assert "URL:      http://127.0.0.1:8000/app/" in out
+    assert "with `--port P`, use port P in the URL below" in out
 
     server = start_server(url)
     with httpx.Client(base_url=server.url) as client:
