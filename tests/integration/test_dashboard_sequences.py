@@ -372,3 +372,20 @@ def test_dashboard_preview_is_the_sent_mail_with_the_shops_name(shop, db, clock)
     assert "Acme Outdoor" in sent.html and "1 Trail Road, Boulder" in sent.html
     assert "OUR SHOP" not in preview.upper().replace("ACME OUTDOOR", "")
     assert _without_links(preview) == _without_links(sent.html)
+
+
+def test_dashboard_and_api_number_email_steps_alike(shop):
+    """Email steps are numbered 1, 2 among themselves in the API's stats and on the sequence page, however
+    many waits stand between them (the API numbered them 2 and 4): stepNumber in the stats, step in the
+    metrics."""
+    client, tenant = shop
+    body = {**API_BODY, "stopCondition": None}
+    auth = {"Authorization": f"Bearer {tenant.key}"}
+    sequence_id = client.post("/api/v1/sequences", json=body, headers=auth).json()["sequence"]["id"]
+    stats = client.get(f"/api/v1/sequences/{sequence_id}/stats", headers=auth).json()
+    emails = [(s["stepNumber"], s["subject"]) for s in stats["steps"] if s["type"] == "email"]
+    assert emails == [(1, API_BODY["steps"][0]["subject"]), (2, "Still there?")]
+    metrics = client.get(f"/api/v1/metrics/sequences/{sequence_id}", headers=auth).json()
+    assert [s["step"] for s in metrics["steps"]] == [1, 2]
+    page = client.get(f"/app/sequences/{sequence_id}").text
+    assert "Step 1. Email: You left" in page and "Step 2. Email: Still there?" in page

@@ -319,10 +319,11 @@ def steps_all_time(
 
 
 def step_order(definition: dict[str, Any]) -> list[tuple[int, str, str | None]]:
-    """(1-based step number, node id, subject) of each email node, in the definition's order."""
-    out = []
-    for i, node in enumerate(definition.get("nodes") or [], start=1):
-        config = node.get("config") or {}
-        if node.get("type") == "email":
-            out.append((i, str(node.get("id")), config.get("subject")))
-    return out
+    """(step number, node id, subject) of each email node, in the definition's order. Email steps are
+    numbered 1, 2, ... among themselves (Sequenzy's `stepNumber`; waits and other nodes are not
+    counted), as the dashboard numbers them."""
+    emails = [node for node in definition.get("nodes") or [] if node.get("type") == "email"]
+    return [
+        (number, str(node.get("id")), (node.get("config") or {}).get("subject"))
+        for number, node in enumerate(emails, start=1)
+    ]

@@ -290,11 +290,13 @@ def _figures(tx: Tx, workspace_id: str, seq: Sequence, now: datetime) -> dict[st
     """All-time figures of each step, from the read model the API's stats give (core/analytics)."""
     mail = analytics.steps_all_time(tx, workspace_id, now, sequence_id=seq.id)
     history = enrollment_store.history_counts(tx, workspace_id, seq.id)
+    numbers = {node_id: number for number, node_id, _ in analytics.step_order(seq.definition)}
     return {
         "enrollments": reports.enrollment_counts(tx, workspace_id, [seq.id]).get(seq.id, {}),
         "steps": [
             {
-                "label": steps.describe(node),
+                "label": (f"Step {numbers[node['id']]}. " if node["id"] in numbers else "")
+                + steps.describe(node),
                 "mail": mail.get((seq.id, node["id"])),
                 "skipped": history.get((node["id"], "skipped"), 0),
                 "type": node.get("type"),

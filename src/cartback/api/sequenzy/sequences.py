@@ -459,10 +459,15 @@ async def sequence_stats(
             slot[status] += n
         history = enrollment_store.history_counts(tx, who.workspace_id, seq.id)
         steps = []
+        # Email steps by their own number (Sequenzy's stepNumber, as the dashboard shows them); `step`
+        # and structuralStepNumber are the node's place in the graph, waits included.
+        numbers = {node_id: number for number, node_id, _ in analytics.step_order(definition.data)}
         for i, node in enumerate(definition.data["nodes"], start=1):
             steps.append(
                 {
                     "step": i,
+                    "structuralStepNumber": i,
+                    "stepNumber": numbers.get(node["id"]),
                     "nodeId": node["id"],
                     "type": node["type"],
                     "subject": node["config"].get("subject"),
