@@ -140,6 +140,19 @@ def test_dashboard_api_key_is_shown_once_works_and_can_be_revoked(shop):
     assert odd.status_code == 400 and "unknown scope" in odd.text
 
 
+def test_dashboard_new_api_key_defaults_to_the_least_scope(shop):
+    """The form offers events:write alone, and a key made without choosing can only send events."""
+    client, _, token = shop
+    form = client.get("/app/settings").text
+    checked = re.findall(r'name="scopes" value="([^"]+)" checked', form)
+    assert checked == ["events:write"]
+    made = client.post("/app/settings/keys", data={"name": "plain", "csrf_token": token})
+    secret = re.search(r"data-new-key>([^<]+)<", made.text).group(1)
+    page = client.get("/app/settings").text
+    assert re.search(r"<td>plain</td><td[^>]*>[^<]*</td><td>events:write</td>", page)
+    assert client.get("/api/v1/sequences", headers={"Authorization": f"Bearer {secret}"}).status_code == 403
+
+
 def test_dashboard_webhooks_create_disable_enable_delete(shop):
     client, tenant, token = shop
     bad = client.post("/app/settings/webhooks", data={"name": "x", "url": "ftp://x", "csrf_token": token})

@@ -91,6 +91,7 @@ async def _page(
             "new_key": new_key,
             "new_webhook_secret": new_webhook_secret,
             "scopes": workspaces.ALL_SCOPES,
+            "least_scope": LEAST_SCOPE,
             "event_types": webhooks.EVENT_TYPES,
             "reasons": suppressions.REASONS,
             "default_from": deps.services_of(request).settings.from_,
@@ -157,11 +158,15 @@ async def save_shop(request: Request, viewer: web.Viewer = Depends(web.viewer)) 
     )
 
 
+LEAST_SCOPE = "events:write"
+
+
 @router.post("/settings/keys")
 async def create_key(request: Request, viewer: web.Viewer = Depends(web.viewer)) -> Response:
     form = await _form(request)
     services = deps.services_of(request)
-    scopes = tuple(form.get("scopes") or ()) or workspaces.ALL_SCOPES
+    # Least power by default: a key that can only send events (what a storefront needs).
+    scopes = tuple(form.get("scopes") or ()) or (LEAST_SCOPE,)
     name, now = _one(form, "name").strip()[:200], services.clock.now()
     try:
         _, secret = await services.db.write(
