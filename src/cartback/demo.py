@@ -225,14 +225,13 @@ def _apply(tx: Tx, *, action: _Action, now: datetime) -> None:
 
 def _setup(db: Database, now: datetime, email: str, password: str) -> tuple[str, str]:
     def create(tx: Tx) -> tuple[str, str]:
-        try:
-            workspaces.get_workspace_by_name(tx, WORKSPACE)
-        except errors.NotFound:
-            pass
-        else:
+        used = workspaces.holding_data(tx)
+        if used:
             raise errors.Conflict(
-                f"a workspace named {WORKSPACE!r} already exists: run the demo on a fresh database "
-                "(CARTBACK_DATABASE_URL)"
+                f"{db.display_url} already holds data (workspace {', '.join(map(repr, used))}): the demo "
+                "adds fake checkouts, a user and a key, so it runs only on a fresh database; point "
+                "CARTBACK_DATABASE_URL at a new one "
+                "(e.g. CARTBACK_DATABASE_URL=sqlite:///./demo.db cartback demo)"
             )
         ws = workspaces.create_workspace(tx, WORKSPACE, now)
         _, key = workspaces.create_api_key(tx, ws.id, now, name="demo")

@@ -58,4 +58,37 @@ def test_demo_refuses_to_run_twice_on_one_database(tmp_path):
     assert cartback(url, "demo", "--checkouts", "10", "--seed", "1").returncode == 0
     again = cartback(url, "demo", "--checkouts", "10")
     assert again.returncode == 1
-    assert "already exists" in again.stderr and "fresh database" in again.stderr
+    assert "already holds data (workspace 'demo')" in again.stderr.replace("\n", "")
+
+
+def test_demo_refuses_a_database_that_holds_data_naming_it(tmp_path):
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    # A first start's untouched `default` workspace (and its key) is no data: the demo runs beside it.
+    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+    assert cartback(fresh, "workspace", "create", "default").returncode == 0
+    assert cartback(fresh, "apikey", "create", "--workspace", "default").returncode == 0
+    assert cartback(fresh, "demo", "--checkouts", "10", "--seed", "1").returncode == 0
+    # Any other workspace, or a default one with a user, is a live shop's database.
+    assert cartback(url, "workspace", "create", "shop").returncode == 0
+    refused = cartback(url, "demo", "--checkouts", "10")
+    assert refused.returncode == 1
+    said = refused.stderr.replace("\n", "")
+    assert str(tmp_path / "shop.db") in said and "already holds data (workspace 'shop')" in said
+    used = f"sqlite:///{tmp_path / 'used.db'}"
+    assert cartback(used, "workspace", "create", "default").returncode == 0
+    made = cartback(
+        used,
+        "user",
+        "create",
+        "--workspace",
+        "default",
+        "--email",
+        "o@example.com",
+        "--password",
+        "pw-12345678",
+    )
+    assert made.returncode == 0, made.stderr
+    assert cartback(used, "demo", "--checkouts", "10").returncode == 1
+    # Nothing was written into the refused databases.
+    listed = cartback(url, "apikey", "list", "--workspace", "demo")
+    assert listed.returncode == 1 and "no workspace named 'demo'" in listed.stderr

@@ -200,6 +200,11 @@ class Database:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
+    @property
+    def display_url(self) -> str:
+        """The database's URL for messages: the password masked."""
+        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+
     def migrate(self) -> None:
         migrate(self.write_engine)
 

@@ -15,7 +15,7 @@ from cartback import errors, ids
 from cartback.store.db import Tx
 
 __all__ = ["Tx"]
-from cartback.store.tables import api_keys, app_settings, workspaces
+from cartback.store.tables import api_keys, app_settings, events, sequences, subscribers, users, workspaces
 
 KEY_PREFIX = "cb_"
 ALL_SCOPES = ("events:write", "read", "admin")
@@ -95,6 +95,20 @@ def set_shop(tx: Tx, workspace_id: str, name: str | None, address: str | None) -
 
 def set_from_address(tx: Tx, workspace_id: str, from_address: str | None) -> None:
     tx.execute(workspaces.update().where(workspaces.c.id == workspace_id).values(from_address=from_address))
+
+
+def holding_data(tx: Tx) -> list[str]:
+    """The names of the workspaces that hold anything beyond what a first start creates: every workspace
+    but a `default` one with no events, subscribers, sequences or dashboard users (API keys aside)."""
+    found = []
+    for row in tx.execute(sa.select(workspaces.c.id, workspaces.c.name).order_by(workspaces.c.name)):
+        used = row.name != "default" or any(
+            tx.execute(sa.select(table.c.workspace_id).where(table.c.workspace_id == row.id).limit(1)).first()
+            for table in (events, subscribers, sequences, users)
+        )
+        if used:
+            found.append(row.name)
+    return found
 
 
 def count_workspaces(tx: Tx) -> int:
