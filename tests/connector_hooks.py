@@ -38,3 +38,11 @@ def shopify_headers(body: bytes, secret: str, topic: str, webhook_id: str | None
         "X-Shopify-API-Version": "2025-01",
         "X-Shopify-Triggered-At": "2026-12-01T10:00:00.000000Z",
     }
+
+
+def stripe_headers(body: bytes, secret: str, timestamp: int | None = None) -> dict[str, str]:
+    """`Stripe-Signature` as Stripe computes it, by the official library."""
+    import stripe
+
+    header = stripe.WebhookSignature.generate_signature_header(body.decode(), secret, timestamp)
+    return {"Content-Type": "application/json; charset=utf-8", "Stripe-Signature": header}

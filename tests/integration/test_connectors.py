@@ -4,6 +4,7 @@ canonical checkouts, orders and subscribers."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
-from tests.connector_hooks import payload, raw, shopify_headers
+from tests.connector_hooks import payload, raw, shopify_headers, stripe_headers
 
 from cartback.app import create_app
 from cartback.core import connectors
@@ -235,3 +236,93 @@ def test_connectors_remove_drops_the_connector_and_its_ledger(hooks, shop):
     hooks.db.write_sync(lambda tx: connectors.remove(tx, hooks.workspace_name, connector_id))
     assert hooks.count(tables.connector_webhooks) == 0
     assert send(hooks, shop, "checkouts_create", "checkouts/create").status_code == 404
+
+
+# -- Stripe Checkout ------------------------------------------------------------------------------------
+
+STRIPE_SECRET = "whsec_test_0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture
+def stripe_hook(hooks: Hooks) -> str:
+    return f"/hooks/stripe/{hooks.add('stripe', STRIPE_SECRET)}"
+
+
+def send_stripe(hooks: Hooks, path: str, data: dict[str, Any], **kwargs: Any) -> Any:
+    body = raw(data)
+    return hooks.post(path, body, stripe_headers(body, STRIPE_SECRET, **kwargs))
+
+
+def test_connectors_stripe_expired_session_is_a_checkout_and_completed_its_order(hooks, stripe_hook):
+    res = send_stripe(hooks, stripe_hook, payload("stripe", "checkout_session_expired"))
+    assert res.status_code == 200 and res.json()["applied"], res.text
+    [checkout] = hooks.rows(tables.checkouts)
+    assert checkout.checkout_id == "cs_test_a1expiredB2c3D4e5F6g7H8i9J0"
+    assert (checkout.currency, checkout.total_cents) == ("EUR", 6450)
+    assert checkout.checkout_url == "https://buy.stripe.com/r/live_YWNjdF8xMDA1"
+    [person] = hooks.rows(tables.subscribers)
+    assert (person.email, person.first_name, person.last_name) == (
+        "jenny.rosen@example.com",
+        "Jenny",
+        "Rosen",
+    )
+
+    assert send_stripe(hooks, stripe_hook, payload("stripe", "checkout_session_completed")).status_code == 200
+    [order] = hooks.rows(tables.orders)
+    assert (order.order_id, order.checkout_id) == ("pi_3MtwBwLkdIwHu7ix28a3tqPa", checkout.checkout_id)
+    assert (order.total_cents, order.currency, order.status) == (6450, "EUR", "placed")
+
+    refund = payload("stripe", "charge_refunded")
+    assert send_stripe(hooks, stripe_hook, refund).status_code == 200
+    # Another event stating the same refunded amount so far: nothing more is refunded.
+    refund["id"] = "evt_3MtwBwLkdIwHu7ix0refund02"
+    assert send_stripe(hooks, stripe_hook, refund).status_code == 200
+    [order] = hooks.rows(tables.orders)
+    assert (order.status, order.refund_amount_cents) == ("refunded", 2000)
+    refund["id"], refund["data"]["object"]["amount_refunded"] = "evt_3MtwBwLkdIwHu7ix0refund03", 6450
+    assert send_stripe(hooks, stripe_hook, refund).status_code == 200
+    [order] = hooks.rows(tables.orders)
+    assert order.refund_amount_cents == 6450
+
+
+def test_connectors_stripe_refund_of_an_unknown_payment_stores_nothing(hooks, stripe_hook):
+    before = hooks.snapshot()
+    assert send_stripe(hooks, stripe_hook, payload("stripe", "charge_refunded")).status_code == 200
+    after = hooks.snapshot()
+    assert {k: v for k, v in after.items() if k != "connector_webhooks"} == {
+        k: v for k, v in before.items() if k != "connector_webhooks"
+    }
+
+
+@pytest.mark.parametrize("forgery", ["stale", "wrong secret", "missing", "tampered body", "garbled header"])
+def test_connectors_stripe_bad_signature_is_401_and_stores_nothing(hooks, stripe_hook, forgery):
+    body = raw(payload("stripe", "checkout_session_expired"))
+    headers = stripe_headers(body, STRIPE_SECRET)
+    if forgery == "stale":
+        headers = stripe_headers(body, STRIPE_SECRET, int(time.time()) - 301)
+    elif forgery == "wrong secret":
+        headers = stripe_headers(body, "whsec_other")
+    elif forgery == "missing":
+        del headers["Stripe-Signature"]
+    elif forgery == "tampered body":
+        body = body.replace(b"6450", b"1")
+    else:
+        headers["Stripe-Signature"] = "t=abc,v1="
+    before = hooks.snapshot()
+    res = hooks.post(stripe_hook, body, headers)
+    assert res.status_code == 401, res.text
+    assert hooks.snapshot() == before
+
+
+def test_connectors_stripe_any_of_several_signatures_and_one_event_per_id(hooks, stripe_hook):
+    body = raw(payload("stripe", "checkout_session_expired"))
+    good = stripe_headers(body, STRIPE_SECRET)["Stripe-Signature"]
+    stamp, signature = good.split(",")
+    headers = {"Stripe-Signature": f"{stamp},v1={'0' * 64},{signature},v0=ignored"}
+    assert hooks.post(stripe_hook, body, headers).json()["applied"]
+    again = hooks.post(stripe_hook, body, stripe_headers(body, STRIPE_SECRET))
+    assert again.json() == {"ok": True, "applied": False, "replayed": True}
+    assert len([e for e in hooks.rows(tables.events) if e.name == "ecommerce.checkout_started"]) == 1
+    unknown = raw({"id": "evt_x", "object": "event", "type": "customer.created", "data": {"object": {}}})
+    res = hooks.post(stripe_hook, unknown, stripe_headers(unknown, STRIPE_SECRET))
+    assert res.json() == {"ok": True, "applied": False, "replayed": False}

@@ -42,9 +42,9 @@ class Accepted(BaseModel):
 
 
 def _mappers() -> dict[str, Mapper]:
-    from cartback.api.hooks import shopify
+    from cartback.api.hooks import shopify, stripe
 
-    return {"shopify": shopify}
+    return {"shopify": shopify, "stripe": stripe}
 
 
 async def sealer_of(request: Request) -> connectors.Sealer:

@@ -1,0 +1,180 @@
+"""Store connectors end to end: a running `cartback serve` takes a platform's signed webhooks, sends the
+abandoned-checkout email to a real SMTP sink, and the platform's order stops the run and is attributed to
+the email that was clicked; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from tests.connector_hooks import payload, raw, shopify_headers, stripe_headers
+
+from cartback.core import connectors
+from cartback.core.clock import system_clock
+from cartback.store.tables import attributions, enrollments
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))
+from test_smtp_delivery import Api, env_for, wait
+
+from smtp_sink import SmtpSink
+
+pytestmark = pytest.mark.slow
+
+SERVER_SECRET = secrets.token_urlsafe(32)
+
+SEQUENCE = {
+    "trigger": "event_received",
+    "eventName": "ecommerce.checkout_started",
+    "enrollmentMode": "matching_field",
+    "enrollmentFieldPath": "checkoutId",
+    "stopCondition": {
+        "type": "event_received",
+        "value": "ecommerce.order_placed",
+        "matchConfig": {
+            "mode": "event_property",
+            "rules": [{"entryFieldPath": "checkoutId", "eventFieldPath": "checkoutId"}],
+        },
+    },
+    "steps": [
+        {
+            "type": "email",
+            "delay": {"minutes": 0.01},
+            "subject": "You left {{ event.items.size }} items behind",
+            "html": "<ul>{% for item in event.items %}<li>{{ item.title }} x{{ item.quantity }}</li>"
+            "{% endfor %}</ul><p>{{ event.checkoutUrl }}</p>"
+            "<a href='{{ event.checkoutUrl }}'>Back to your cart</a>",
+        },
+        {"type": "email", "delay": {"hours": 24}, "subject": "Still thinking?", "html": "<p>Last call</p>"},
+    ],
+}
+
+
+@dataclass
+class Platform:
+    name: str
+    secret: str
+    # (body, headers) of the abandoned checkout and of the order that follows
+    checkout: Callable[[str], tuple[bytes, dict[str, str]]]
+    order: Callable[[str], tuple[bytes, dict[str, str]]]
+    email: str
+    order_id: str
+    checkout_url: str
+    titles: tuple[str, ...]
+
+
+def _shopify(topic: str, name: str) -> Callable[[str], tuple[bytes, dict[str, str]]]:
+    def make(secret: str) -> tuple[bytes, dict[str, str]]:
+        body = raw(payload("shopify", name))
+        return body, shopify_headers(body, secret, topic)
+
+    return make
+
+
+def _stripe(name: str) -> Callable[[str], tuple[bytes, dict[str, str]]]:
+    def make(secret: str) -> tuple[bytes, dict[str, str]]:
+        body = raw(payload("stripe", name))
+        return body, stripe_headers(body, secret)
+
+    return make
+
+
+PLATFORMS = {
+    "shopify": Platform(
+        "shopify",
+        "shpss_e2e_secret",
+        _shopify("checkouts/create", "checkouts_create"),
+        _shopify("orders/create", "orders_create"),
+        "example@email.com",
+        "820982911946154508",
+        "https://checkout.local/548380009/checkouts/123123123/recover?key=example-secret-token",
+        ("IPod Nano - 8GB x1", "IPod Touch 8GB x1"),
+    ),
+    "stripe": Platform(
+        "stripe",
+        "whsec_e2e_secret",
+        _stripe("checkout_session_expired"),
+        _stripe("checkout_session_completed"),
+        "jenny.rosen@example.com",
+        "pi_3MtwBwLkdIwHu7ix28a3tqPa",
+        "https://buy.stripe.com/r/live_YWNjdF8xMDA1",
+        (),
+    ),
+}
+
+
+def _recover(platform: Platform, db: Any, db_url: str, start_server: Any, make_workspace: Any) -> None:
+    tenant = make_workspace()
+    sealer = connectors.Sealer(SERVER_SECRET)
+    made = db.write_sync(
+        lambda tx: connectors.add(
+            tx, sealer, tenant.name, platform.name, platform.secret, "", system_clock.now()
+        )
+    )
+    with SmtpSink() as sink:
+        server = start_server(db_url, env=env_for(sink, CARTBACK_SECRET_KEY=SERVER_SECRET))
+        api = Api(server, tenant.key)
+        api.active_sequence({**SEQUENCE, "name": f"{platform.name} abandoned checkout"})
+        api.http.close()
+        hook = f"{server.url}/hooks/{platform.name}/{made.id}"
+
+        body, headers = platform.checkout(platform.secret)
+        forged = httpx.post(hook, content=body, headers={**headers, **platform.checkout("forged")[1]})
+        assert forged.status_code == 401
+        res = httpx.post(hook, content=body, headers=headers)
+        assert res.status_code == 200 and res.json()["applied"], res.text
+
+        got = wait(lambda: [m for m in sink.received if m.rcpt_tos == [platform.email]], what="the email")
+        mail = got[0].message
+        text = mail.get_body(("plain",)).get_content()
+        html = mail.get_body(("html",)).get_content()
+        assert platform.checkout_url in text
+        for title in platform.titles:
+            assert title in text
+        # The shopper clicks through to the checkout: the tracked link redirects there.
+        href = re.search(r"href=['\"]([^'\"]*/t/c/[^'\"]+)['\"]", html)
+        assert href is not None, html
+        click = httpx.get(server.url + urlsplit(href.group(1)).path, follow_redirects=False)
+        assert click.status_code == 302 and click.headers["location"] == platform.checkout_url
+
+        body, headers = platform.order(platform.secret)
+        res = httpx.post(hook, content=body, headers=headers)
+        assert res.status_code == 200 and res.json()["applied"], res.text
+
+        def stopped() -> Any:
+            return db.read_sync(
+                lambda tx: (
+                    tx.execute(
+                        sa.select(enrollments.c.status).where(enrollments.c.workspace_id == tenant.id)
+                    ).scalar_one()
+                    == "stopped"
+                )
+            )
+
+        wait(stopped, what="the run stopped by the order")
+        attributed = wait(
+            lambda: db.read_sync(
+                lambda tx: tx.execute(
+                    sa.select(attributions.c.order_id).where(attributions.c.workspace_id == tenant.id)
+                ).all()
+            ),
+            what="the order attributed",
+        )
+        assert [a.order_id for a in attributed] == [platform.order_id]
+        assert len([m for m in sink.received if m.rcpt_tos == [platform.email]]) == 1
+
+
+@pytest.mark.parametrize("name", sorted(PLATFORMS))
+def test_connector_abandoned_checkout_is_emailed_and_its_order_stops_and_is_attributed(
+    name, db, db_url, start_server, make_workspace
+):
+    _recover(PLATFORMS[name], db, db_url, start_server, make_workspace)
