@@ -46,3 +46,27 @@ def stripe_headers(body: bytes, secret: str, timestamp: int | None = None) -> di
 
     header = stripe.WebhookSignature.generate_signature_header(body.decode(), secret, timestamp)
     return {"Content-Type": "application/json; charset=utf-8", "Stripe-Signature": header}
+
+
+def woo_headers(body: bytes, secret: str, topic: str, delivery_id: str | None = None) -> dict[str, str]:
+    """The headers WooCommerce sends with a webhook."""
+    resource, _, event = topic.partition(".")
+    return {
+        "Content-Type": "application/json",
+        "X-WC-Webhook-Source": "https://example.com/",
+        "X-WC-Webhook-Topic": topic,
+        "X-WC-Webhook-Resource": resource,
+        "X-WC-Webhook-Event": event,
+        "X-WC-Webhook-Signature": base64_hmac(body, secret),
+        "X-WC-Webhook-ID": "12",
+        "X-WC-Webhook-Delivery-ID": delivery_id or secrets.token_hex(16),
+    }
+
+
+def woo_order(status: str) -> dict[str, Any]:
+    """The documented order in another status (paid: no payment URL needed any more)."""
+    data = payload("woocommerce", "order_pending")
+    data["status"] = status
+    if status not in ("pending", "failed"):
+        data["needs_payment"] = False
+    return data

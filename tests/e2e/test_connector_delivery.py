@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import sqlalchemy as sa
-from tests.connector_hooks import payload, raw, shopify_headers, stripe_headers
+from tests.connector_hooks import payload, raw, shopify_headers, stripe_headers, woo_headers, woo_order
 
 from cartback.core import connectors
 from cartback.core.clock import system_clock
@@ -88,6 +88,14 @@ def _stripe(name: str) -> Callable[[str], tuple[bytes, dict[str, str]]]:
     return make
 
 
+def _woo(status: str, topic: str) -> Callable[[str], tuple[bytes, dict[str, str]]]:
+    def make(secret: str) -> tuple[bytes, dict[str, str]]:
+        body = raw(woo_order(status))
+        return body, woo_headers(body, secret, topic)
+
+    return make
+
+
 PLATFORMS = {
     "shopify": Platform(
         "shopify",
@@ -108,6 +116,16 @@ PLATFORMS = {
         "pi_3MtwBwLkdIwHu7ix28a3tqPa",
         "https://buy.stripe.com/r/live_YWNjdF8xMDA1",
         (),
+    ),
+    "woocommerce": Platform(
+        "woocommerce",
+        "woo-e2e-secret",
+        _woo("pending", "order.created"),
+        _woo("processing", "order.updated"),
+        "john.doe@example.com",
+        "727",
+        "https://example.com/checkout/order-pay/727/?pay_for_order=true&key=wc_order_58d2d042d1d",
+        ("Woo Single #1 x2",),
     ),
 }
 

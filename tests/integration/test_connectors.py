@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
-from tests.connector_hooks import payload, raw, shopify_headers, stripe_headers
+from tests.connector_hooks import payload, raw, shopify_headers, stripe_headers, woo_headers, woo_order
 
 from cartback.app import create_app
 from cartback.core import connectors
@@ -326,3 +326,61 @@ def test_connectors_stripe_any_of_several_signatures_and_one_event_per_id(hooks,
     unknown = raw({"id": "evt_x", "object": "event", "type": "customer.created", "data": {"object": {}}})
     res = hooks.post(stripe_hook, unknown, stripe_headers(unknown, STRIPE_SECRET))
     assert res.json() == {"ok": True, "applied": False, "replayed": False}
+
+
+# -- WooCommerce ----------------------------------------------------------------------------------------
+
+WOO_SECRET = "woo-webhook-secret"
+
+
+@pytest.fixture
+def woo(hooks: Hooks) -> str:
+    return f"/hooks/woocommerce/{hooks.add('woocommerce', WOO_SECRET)}"
+
+
+def send_woo(hooks: Hooks, path: str, data: dict[str, Any], topic: str = "order.updated") -> Any:
+    body = raw(data)
+    return hooks.post(path, body, woo_headers(body, WOO_SECRET, topic))
+
+
+def test_connectors_woocommerce_pending_order_is_a_checkout_and_processing_its_order(hooks, woo):
+    assert send_woo(hooks, woo, woo_order("pending"), "order.created").json()["applied"]
+    [checkout] = hooks.rows(tables.checkouts)
+    assert (checkout.checkout_id, checkout.total_cents, checkout.currency) == ("727", 2935, "USD")
+    assert checkout.checkout_url.startswith("https://example.com/checkout/order-pay/727/")
+    assert [(i["title"], i["quantity"], i["priceCents"]) for i in checkout.items] == [
+        ("Woo Single #1", 2, 300),
+        ("Ship Your Idea &ndash; Color: Black, Size: M Test", 1, 1200),
+    ]
+    assert send_woo(hooks, woo, woo_order("processing")).status_code == 200
+    [order] = hooks.rows(tables.orders)
+    assert (order.order_id, order.checkout_id, order.status, order.total_cents) == (
+        "727",
+        "727",
+        "placed",
+        2935,
+    )
+    refunded = woo_order("refunded")
+    refunded["refunds"] = [{"id": 726, "reason": "", "total": "-10.00"}]
+    assert send_woo(hooks, woo, refunded).status_code == 200
+    [order] = hooks.rows(tables.orders)
+    assert (order.status, order.refund_amount_cents) == ("refunded", 1000)
+    assert send_woo(hooks, woo, payload("woocommerce", "customer"), "customer.updated").status_code == 200
+    [person] = hooks.rows(tables.subscribers)
+    assert (person.email, person.attributes["wooCustomerId"]) == ("john.doe@example.com", "25")
+
+
+def test_connectors_woocommerce_ping_is_200_and_forgeries_401(hooks, woo):
+    before = hooks.snapshot()
+    ping = hooks.post(woo, b"webhook_id=12", {"Content-Type": "application/x-www-form-urlencoded"})
+    assert ping.status_code == 200 and not ping.json()["applied"]
+    body = raw(woo_order("pending"))
+    for headers in (
+        woo_headers(body, "other-secret", "order.created"),
+        {k: v for k, v in woo_headers(body, WOO_SECRET, "order.created").items() if "Signature" not in k},
+    ):
+        assert hooks.post(woo, body, headers).status_code == 401
+    # A form body with a topic is a webhook, and must be signed.
+    forged_ping = hooks.post(woo, b"webhook_id=12", {"X-WC-Webhook-Topic": "order.created"})
+    assert forged_ping.status_code == 401
+    assert hooks.snapshot() == before

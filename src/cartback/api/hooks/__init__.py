@@ -42,9 +42,9 @@ class Accepted(BaseModel):
 
 
 def _mappers() -> dict[str, Mapper]:
-    from cartback.api.hooks import shopify, stripe
+    from cartback.api.hooks import shopify, stripe, woocommerce
 
-    return {"shopify": shopify, "stripe": stripe}
+    return {"shopify": shopify, "stripe": stripe, "woocommerce": woocommerce}
 
 
 async def sealer_of(request: Request) -> connectors.Sealer:
