@@ -1,6 +1,8 @@
 """What a store owner sees in real headless Chromium, in one session to keep it quick: the editor shows the
 stop rule a sequence made through the API really has and loads every step's preview;
-the event log's refresh adds new rows and leaves open ones open."""
+the event log's refresh adds new rows and leaves open ones open; every page at desktop width and at
+390 px (screenshots under test-artifacts/screenshots/test_browser_owner_pages/) without horizontal
+scroll, with chart labels of 11 px or more."""
 
 from __future__ import annotations
 
@@ -67,5 +69,58 @@ def test_browser_owner_pages(tmp_path, start_server, chromium, screenshots):
     assert shown.count() == before
     assert page.locator("tr[data-empty]").is_hidden()
 
+    # Every page, at desktop width and at 390 px (a phone): a screenshot each, no horizontal scroll, and
+    # chart labels drawn at 11 px or more.
+    sent = httpx.post(
+        server.api + "/transactional/send",
+        json={"to": "shopper1@example.com", "subject": "Your receipt", "body": "<p>Thanks</p>",
+              "from": "shop@example.com"},
+        headers={"Authorization": f"Bearer {key}"},
+    )  # fmt: skip
+    assert sent.status_code == 200, sent.text
+    page.goto(server.url + "/app/messages")
+    message_url = page.locator("tbody tr a").first.get_attribute("href")
+    page.goto(server.url + "/app/people?q=shopper1")
+    person_url = page.get_by_role("link", name="shopper1@example.com").first.get_attribute("href")
+    pages = {
+        "overview": "/app/",
+        "sequences": "/app/sequences",
+        "sequence": f"/app/sequences/{sequence_id}",
+        "new-sequence": "/app/sequences/new",
+        "people": "/app/people",
+        "person": person_url,
+        "messages": "/app/messages",
+        "message": message_url,
+        "events": "/app/events",
+        "settings": "/app/settings",
+    }
+    too_wide, small_labels = [], []
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        for name, path in pages.items():
+            page.goto(server.url + path)
+            page.wait_for_load_state("networkidle")
+            screenshots(page, f"{name}-{'desktop' if width > 390 else '390px'}")
+            scroll = page.evaluate("document.documentElement.scrollWidth")
+            if scroll > width:
+                too_wide.append((name, width, scroll))
+            smallest = page.evaluate(SMALLEST_CHART_TEXT)
+            if smallest is not None and smallest < 11:
+                small_labels.append((name, width, round(smallest, 1)))
+    assert (too_wide, small_labels) == ([], [])
+
     assert problems == []
     context.close()
+
+
+# The smallest font size, in CSS pixels as drawn, of any text in an SVG chart on the page (None if none).
+SMALLEST_CHART_TEXT = """() => {
+  let smallest = null;
+  for (const text of document.querySelectorAll("svg text")) {
+    const svg = text.ownerSVGElement, box = svg.viewBox.baseVal;
+    const scale = box && box.width ? svg.getBoundingClientRect().width / box.width : 1;
+    const size = parseFloat(getComputedStyle(text).fontSize) * scale;
+    if (smallest === null || size < smallest) smallest = size;
+  }
+  return smallest;
+}"""
