@@ -142,6 +142,12 @@ FORM = b"checkoutId=chk-seed&customer.email=seed%40example.com"
 CASES = [
     # The body is not a JSON object.
     bad("malformed-json", "malformed JSON", content=b'{"checkoutId": "chk-seed", ', headers=JSON_TYPE),
+    bad(
+        "malformed-json-line-column",
+        "Expecting ',' delimiter at line 2, column 19",
+        content=b'{"checkoutId": "chk-seed",\n  "totalCents": 5 "x"}',
+        headers=JSON_TYPE,
+    ),
     bad("single-quoted-json", "malformed JSON", content=b"{'checkoutId': 'chk-seed'}", headers=JSON_TYPE),
     bad("invalid-utf8", "UTF-8", content=b'{"checkoutId": "\xff\xfe"}', headers=JSON_TYPE),
     bad("json-nested-100k-deep", "nested too deeply", content=DEEP_JSON, headers=JSON_TYPE),

@@ -136,6 +136,32 @@ def test_scopes_revoked_key_gets_401(http, new_key, db, workspace):
     assert res.json() == {"success": False, "error": "this API key has been revoked", "code": "unauthorized"}
 
 
+@pytest.mark.parametrize(
+    ("header", "error"),
+    [
+        (None, "missing API key: send 'Authorization: Bearer <key>'"),
+        (
+            "Basic dXNlcjpwdw==",
+            "wrong authorization scheme: got 'Basic'; send the API key as 'Authorization: Bearer <key>'",
+        ),
+        (
+            "KEY",
+            "wrong authorization scheme: got a single word (a bare key?); "
+            "send the API key as 'Authorization: Bearer <key>'",
+        ),
+        ("Bearer ", "missing API key after 'Bearer': send 'Authorization: Bearer <key>'"),
+    ],
+    ids=["none", "basic", "bare-key", "empty-bearer"],
+)
+def test_scopes_a_wrong_authorization_scheme_is_named(http, new_key, header, error):
+    key = new_key()
+    headers = {} if header is None else {"Authorization": header.replace("KEY", key)}
+    res = http.get("/api/v1/subscribers", headers=headers)
+    assert res.status_code == 401
+    assert res.json()["error"] == error
+    assert key not in res.text
+
+
 def test_scopes_key_expires_at_its_time(http, new_key, clock):
     key = new_key("events:write", expires_at=START + timedelta(days=30))
     assert http.post("/api/v1/checkouts", json=CHECKOUT, headers=auth(key)).status_code == 200

@@ -82,7 +82,16 @@ async def services(request: Request) -> Services:
 
 def bearer_token(request: Request) -> str:
     header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    scheme, _, token = header.strip().partition(" ")
+    if not header.strip():
         raise errors.Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    if scheme.lower() != "bearer":
+        # Say what arrived (the scheme only, never the credentials): `Basic`, `Klaviyo-API-Key` or a bare
+        # key are easy mistakes that "missing" would hide.
+        got = f"{scheme[:40]!r}" if token.strip() else "a single word (a bare key?)"
+        raise errors.Unauthorized(
+            f"wrong authorization scheme: got {got}; send the API key as 'Authorization: Bearer <key>'"
+        )
+    if not token.strip():
+        raise errors.Unauthorized("missing API key after 'Bearer': send 'Authorization: Bearer <key>'")
     return token.strip()
