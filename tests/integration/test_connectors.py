@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from tests.connector_hooks import payload, raw, shopify_headers, stripe_headers, woo_headers, woo_order
 
 from cartback.app import create_app
-from cartback.core import connectors
+from cartback.core import connectors, orders, subscribers
 from cartback.core.clock import system_clock
 from cartback.settings import Settings
 from cartback.store import tables
@@ -384,3 +384,37 @@ def test_connectors_woocommerce_ping_is_200_and_forgeries_401(hooks, woo):
     forged_ping = hooks.post(woo, b"webhook_id=12", {"X-WC-Webhook-Topic": "order.created"})
     assert forged_ping.status_code == 401
     assert hooks.snapshot() == before
+
+
+# -- BigCommerce ----------------------------------------------------------------------------------------
+
+BIG_SECRET = "bigcommerce-header-secret"
+
+
+def test_connectors_bigcommerce_status_of_a_known_order_and_ids_only_events(hooks):
+    path = f"/hooks/bigcommerce/{hooks.add('bigcommerce', BIG_SECRET)}"
+    known = orders.OrderInput(
+        order_id="250",
+        customer=subscribers.Identity(email="buyer@example.com"),
+        currency="USD",
+        total_cents=5000,
+    )
+    hooks.db.write_sync(lambda tx: orders.record_order(tx, hooks.workspace_id, known, system_clock.now()))
+    headers = {"Content-Type": "application/json", "X-Cartback-Secret": BIG_SECRET}
+    before = hooks.snapshot()
+    body = raw(payload("bigcommerce", "cart_abandoned"))
+    assert hooks.post(path, body, {**headers, "X-Cartback-Secret": "guess"}).status_code == 401
+    assert hooks.post(path, body, {"Content-Type": "application/json"}).status_code == 401
+    assert hooks.post(path, body, headers).status_code == 200
+    assert {k: v for k, v in hooks.snapshot().items() if k != "connector_webhooks"} == {
+        k: v for k, v in before.items() if k != "connector_webhooks"
+    }
+    body = raw(payload("bigcommerce", "order_status_updated"))
+    assert hooks.post(path, body, headers).json()["applied"]
+    assert hooks.post(path, body, headers).json()["replayed"]
+    [order] = hooks.rows(tables.orders)
+    assert (order.status, order.total_cents) == ("cancelled", 5000)
+    unknown = payload("bigcommerce", "order_status_updated")
+    unknown["data"]["id"], unknown["hash"] = 251, "0" * 40
+    assert hooks.post(path, raw(unknown), headers).status_code == 200
+    assert len(hooks.rows(tables.orders)) == 1

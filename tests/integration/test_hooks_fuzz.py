@@ -32,6 +32,7 @@ TOPICS = {
     ],
     "woocommerce": ["order.created", "order.updated", "customer.created"],
     "stripe": ["checkout.session.expired", "checkout.session.completed", "charge.refunded"],
+    "bigcommerce": ["store/order/statusUpdated", "store/cart/abandoned"],
 }
 
 BASES = {
@@ -50,6 +51,7 @@ BASES = {
         payload("stripe", name)
         for name in ("checkout_session_expired", "checkout_session_completed", "charge_refunded")
     ],
+    "bigcommerce": [payload("bigcommerce", "order_status_updated"), payload("bigcommerce", "cart_abandoned")],
 }
 
 
@@ -108,6 +110,8 @@ def _signed(platform: str, body: bytes, topic: str) -> dict[str, str]:
         return shopify_headers(body, SECRET, topic)
     if platform == "woocommerce":
         return woo_headers(body, SECRET, topic)
+    if platform == "bigcommerce":
+        return {"Content-Type": "application/json", "X-Cartback-Secret": SECRET}
     return stripe_headers(body, SECRET)
 
 

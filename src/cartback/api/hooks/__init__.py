@@ -42,9 +42,9 @@ class Accepted(BaseModel):
 
 
 def _mappers() -> dict[str, Mapper]:
-    from cartback.api.hooks import shopify, stripe, woocommerce
+    from cartback.api.hooks import bigcommerce, shopify, stripe, woocommerce
 
-    return {"shopify": shopify, "stripe": stripe, "woocommerce": woocommerce}
+    return {"shopify": shopify, "stripe": stripe, "woocommerce": woocommerce, "bigcommerce": bigcommerce}
 
 
 async def sealer_of(request: Request) -> connectors.Sealer:
@@ -82,9 +82,7 @@ async def receive(
     svc: deps.Services = Depends(deps.services),
 ) -> Accepted:
     """A platform's webhook, signed as the platform signs it; applied once per webhook id."""
-    mapper = _mappers().get(platform)
-    if mapper is None:
-        raise errors.NotFound(f"{platform} webhooks are not supported yet")
+    mapper = _mappers()[platform]
     body = await request.body()
     now = svc.clock.now()
     sealer = await sealer_of(request)
