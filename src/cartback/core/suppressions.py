@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
+from cartback import errors
 from cartback.core import events
 from cartback.store import subscribers as subscriber_store
 from cartback.store import suppressions as store
@@ -128,6 +129,22 @@ def unsuppress(
             if status == "active":
                 reactivated.append(sub.id)
     return Unsuppressed(removed, remaining, reactivated)
+
+
+@dataclass(frozen=True)
+class Lift:
+    email: str
+    reason: str
+
+
+def lift(tx: Tx, workspace_id: str, lifted: Lift, now: datetime) -> Unsuppressed:
+    """Lift one suppression the owner names: an address not suppressed for that reason is a 404."""
+    if lifted.reason not in REASONS:
+        raise errors.InvalidInput(f"The reason must be one of {', '.join(REASONS)}.")
+    result = unsuppress(tx, workspace_id, lifted.email, now, reasons=(lifted.reason,))
+    if not result.removed:
+        raise errors.NotFound(f"{lifted.email} is not suppressed for {lifted.reason} in this workspace.")
+    return result
 
 
 def bounce_detail(bounce_type: str | None, sub_type: str | None, diagnostic: str | None) -> str:

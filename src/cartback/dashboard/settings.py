@@ -8,6 +8,7 @@ A secret is shown in the response to the POST that made it, never in a URL, and 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -15,12 +16,9 @@ from starlette.responses import RedirectResponse, Response
 
 from cartback import addresses, errors, headers
 from cartback.api import deps
-from cartback.core import shops, suppressions, webhooks
+from cartback.core import shops, suppressions, webhooks, workspaces
 from cartback.dashboard import web
 from cartback.delivery import targets
-from cartback.store import suppressions as suppression_store
-from cartback.store import workspaces
-from cartback.store.db import Tx
 
 router = APIRouter()
 NAV = ("/app/settings", "Settings")
@@ -69,22 +67,12 @@ async def _page(
     new_webhook_secret: str | None = None,
     status_code: int = 200,
 ) -> Response:
-    def read(tx: Tx) -> dict[str, Any]:
-        found, total = suppression_store.listing(tx, viewer.workspace_id, search=q.strip() or None, limit=100)
-        return {
-            "workspace": workspaces.get_workspace(tx, viewer.workspace_id),
-            "keys": workspaces.list_api_keys(tx, viewer.workspace_id),
-            "webhooks": webhooks.list_all(tx, viewer.workspace_id),
-            "suppressions": found,
-            "suppression_total": total,
-        }
-
-    data = await deps.services_of(request).db.read(read)
+    data = await web.read(request, viewer, workspaces.settings, q.strip() or None)
     return web.render(
         request,
         "settings.html",
         {
-            **data,
+            **vars(data),
             "q": q,
             "notice": notice,
             "problem": problem,
@@ -124,10 +112,13 @@ def _one(form: dict[str, Any], key: str) -> str:
     return str(values[0])
 
 
-async def _attempt(request: Request, viewer: web.Viewer, change: Any, notice: str, anchor: str) -> Response:
-    """Run a write; a refusal re-renders the page with the message (status 400), nothing changed."""
+async def _attempt(
+    request: Request, viewer: web.Viewer, change: Awaitable[object], notice: str, anchor: str
+) -> Response:
+    """Await a write (one core use case); a refusal re-renders the page with the message (status 400),
+    nothing changed."""
     try:
-        await deps.services_of(request).db.write(change)
+        await change
     except errors.InvalidInput as exc:
         return await _page(request, viewer, problem=exc.message, status_code=400)
     return _done(notice, anchor)
@@ -140,22 +131,18 @@ async def save_sender(request: Request, viewer: web.Viewer = Depends(web.viewer)
         sender = _sender(_one(form, "from_name"), _one(form, "from_email"))
     except errors.InvalidInput as exc:
         return await _page(request, viewer, problem=exc.message, status_code=400)
-    return await _attempt(
-        request,
-        viewer,
-        lambda tx: workspaces.set_from_address(tx, viewer.workspace_id, sender),
-        "sender",
-        "sender",
-    )
+    change = web.write(request, viewer, workspaces.set_sender, sender)
+    return await _attempt(request, viewer, change, "sender", "sender")
 
 
 @router.post("/settings/shop")
 async def save_shop(request: Request, viewer: web.Viewer = Depends(web.viewer)) -> Response:
     form = await _form(request)
     name, address = _one(form, "shop_name"), _one(form, "shop_address")
-    return await _attempt(
-        request, viewer, lambda tx: shops.update(tx, viewer.workspace_id, name, address), "shop", "shop"
+    change = deps.services_of(request).db.write(
+        lambda tx: shops.update(tx, viewer.workspace_id, name, address)
     )
+    return await _attempt(request, viewer, change, "shop", "shop")
 
 
 LEAST_SCOPE = "events:write"
@@ -164,14 +151,12 @@ LEAST_SCOPE = "events:write"
 @router.post("/settings/keys")
 async def create_key(request: Request, viewer: web.Viewer = Depends(web.viewer)) -> Response:
     form = await _form(request)
-    services = deps.services_of(request)
     # Least power by default: a key that can only send events (what a storefront needs).
-    scopes = tuple(form.get("scopes") or ()) or (LEAST_SCOPE,)
-    name, now = _one(form, "name").strip()[:200], services.clock.now()
+    key = workspaces.NewKey(
+        _one(form, "name").strip()[:200], tuple(form.get("scopes") or ()) or (LEAST_SCOPE,)
+    )
     try:
-        _, secret = await services.db.write(
-            lambda tx: workspaces.create_api_key(tx, viewer.workspace_id, now, scopes=scopes, name=name)
-        )
+        _, secret = await web.write(request, viewer, workspaces.create_api_key, key)
     except errors.InvalidInput as exc:
         return await _page(request, viewer, problem=exc.message, status_code=400)
     return await _page(request, viewer, new_key=secret)
@@ -183,8 +168,7 @@ async def revoke_key(request: Request, key_id: str, viewer: web.Viewer = Depends
     services = deps.services_of(request)
     if not key_id.startswith("key_"):
         raise errors.NotFound(f"No API key {key_id!r} in this workspace.")
-    now = services.clock.now()
-    await services.db.write(lambda tx: workspaces.revoke_api_key(tx, viewer.workspace_id, key_id, now))
+    await web.write(request, viewer, workspaces.revoke_api_key, key_id)
     services.keys.forget()
     return _done("revoked", "keys")
 
@@ -220,22 +204,16 @@ async def change_webhook(
     action = _one(await _form(request), "action")
     now = deps.services_of(request).clock.now()
     if action == "delete":
-        return await _attempt(
-            request,
-            viewer,
-            lambda tx: webhooks.delete(tx, viewer.workspace_id, endpoint_id),
-            "webhook-deleted",
-            "webhooks",
+        deleted = deps.services_of(request).db.write(
+            lambda tx: webhooks.delete(tx, viewer.workspace_id, endpoint_id)
         )
+        return await _attempt(request, viewer, deleted, "webhook-deleted", "webhooks")
     if action not in ("enabled", "disabled"):
         raise errors.InvalidInput("action must be enabled, disabled or delete")
-    return await _attempt(
-        request,
-        viewer,
-        lambda tx: webhooks.update(tx, viewer.workspace_id, endpoint_id, now=now, status=action),
-        f"webhook-{action}",
-        "webhooks",
+    switched = deps.services_of(request).db.write(
+        lambda tx: webhooks.update(tx, viewer.workspace_id, endpoint_id, now=now, status=action)
     )
+    return await _attempt(request, viewer, switched, f"webhook-{action}", "webhooks")
 
 
 @router.post("/settings/suppressions")
@@ -249,29 +227,17 @@ async def add_suppression(request: Request, viewer: web.Viewer = Depends(web.vie
     except errors.InvalidInput as exc:
         return await _page(request, viewer, problem=exc.message, status_code=400)
     now = deps.services_of(request).clock.now()
-    return await _attempt(
-        request,
-        viewer,
+    change = deps.services_of(request).db.write(
         lambda tx: suppressions.suppress(
             tx, viewer.workspace_id, email, reason, "dashboard", now, detail=note
-        ),
-        "suppressed",
-        "suppressions",
+        )
     )
+    return await _attempt(request, viewer, change, "suppressed", "suppressions")
 
 
 @router.post("/settings/suppressions/lift")
 async def lift_suppression(request: Request, viewer: web.Viewer = Depends(web.viewer)) -> Response:
     form = await _form(request)
-    email, reason = _one(form, "email").strip(), _one(form, "reason")
-    if reason not in suppressions.REASONS:
-        raise errors.InvalidInput(f"The reason must be one of {', '.join(suppressions.REASONS)}.")
-    now = deps.services_of(request).clock.now()
-
-    def lift(tx: Tx) -> None:
-        result = suppressions.unsuppress(tx, viewer.workspace_id, email, now, reasons=(reason,))
-        if not result.removed:
-            raise errors.NotFound(f"{email} is not suppressed for {reason} in this workspace.")
-
-    await deps.services_of(request).db.write(lift)
+    lifted = suppressions.Lift(_one(form, "email").strip(), _one(form, "reason"))
+    await web.write(request, viewer, suppressions.lift, lifted)
     return _done("lifted", "suppressions")
