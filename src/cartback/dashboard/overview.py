@@ -6,17 +6,13 @@ GET /api/v1/analytics/recovery (docs/analytics.md)."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from cartback import errors
-from cartback.api import deps
-from cartback.core import analytics
+from cartback.core import analytics, reports
 from cartback.dashboard import charts, web
-from cartback.store import reports
-from cartback.store.db import Tx
 
 router = APIRouter()
 NAV = ("/app/", "Overview")
@@ -69,16 +65,8 @@ async def overview(
 ) -> Response:
     begin, finish, chosen = _period(web.now(request), range, start, end)
     interval = _interval(begin, finish)
-
-    def read(tx: Tx) -> dict[str, Any]:
-        return {
-            "report": analytics.report(tx, viewer.workspace_id, begin, finish, interval=interval),
-            "abandoned": reports.abandoned(tx, viewer.workspace_id, begin, finish),
-            "funnel": reports.funnel(tx, viewer.workspace_id, begin, finish),
-        }
-
-    data = await deps.services_of(request).db.read(read)
-    figures: analytics.Report = data["report"]
+    data = await web.read(request, viewer, reports.overview, reports.Period(begin, finish, interval))
+    figures = data.report
     total = figures.workspace.total
     labels = [_label(b.label, interval) for b in figures.buckets]
     series = figures.workspace.series
@@ -94,7 +82,7 @@ async def overview(
         "overview.html",
         {
             "total": total,
-            "abandoned": data["abandoned"],
+            "abandoned": data.abandoned,
             "ranges": RANGES,
             "range": chosen,
             "start": begin,
@@ -126,8 +114,8 @@ async def overview(
                 "From checkout to order",
                 [
                     ("Checkouts", total.checkouts_started),
-                    ("Emailed", data["funnel"].emailed),
-                    ("Clicked", data["funnel"].clicked),
+                    ("Emailed", data.funnel.emailed),
+                    ("Clicked", data.funnel.clicked),
                     ("Ordered", total.recovered),
                 ],
             ),
