@@ -12,16 +12,12 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import HTMLResponse, Response
 
-from cartback import errors
-from cartback.api import deps
+from cartback.core import reports
 from cartback.dashboard import web
-from cartback.store import deliveries, reports
-from cartback.store.db import Tx
 
 router = APIRouter()
 NAV = ("/app/messages", "Messages")
@@ -51,16 +47,8 @@ async def outbox(
     page: int = Query(1, ge=1, le=10_000),
     viewer: web.Viewer = Depends(web.viewer),
 ) -> Response:
-    items, total = await deps.services_of(request).db.read(
-        lambda tx: deliveries.outbox(
-            tx,
-            viewer.workspace_id,
-            status=status if status in STATUSES else None,
-            email=to or None,
-            limit=PAGE,
-            offset=(page - 1) * PAGE,
-        )
-    )
+    query = reports.OutboxQuery(status if status in STATUSES else None, to or None, PAGE, (page - 1) * PAGE)
+    items, total = await web.read(request, viewer, reports.outbox, query)
     return web.render(
         request,
         "messages.html",
@@ -76,13 +64,6 @@ async def outbox(
     )
 
 
-def _load(tx: Tx, workspace_id: str, message_id: str) -> deliveries.OutboxItem:
-    item = deliveries.outbox_item(tx, workspace_id, message_id)
-    if item is None:
-        raise errors.NotFound(f"No message {message_id!r} in this workspace.")
-    return item
-
-
 def _headers(mime: str | None) -> list[tuple[str, str]]:
     if not mime:
         return []
@@ -93,26 +74,13 @@ def _headers(mime: str | None) -> list[tuple[str, str]]:
 
 @router.get("/messages/{message_id}")
 async def message(request: Request, message_id: str, viewer: web.Viewer = Depends(web.viewer)) -> Response:
-    message_id = web.object_id(message_id, "message")
-
-    def read(tx: Tx) -> dict[str, Any]:
-        item = _load(tx, viewer.workspace_id, message_id)
-        return {
-            "item": item,
-            "headers": _headers(item.mime),
-            "attempts": deliveries.attempts_of(tx, item.message.id),
-            "tracking": reports.message_events(
-                tx, viewer.workspace_id, item.message.subscriber_id, message_id
-            ),
-        }
-
-    return web.render(request, "message.html", await deps.services_of(request).db.read(read))
+    found = await web.read(request, viewer, reports.message, web.object_id(message_id, "message"))
+    return web.render(request, "message.html", {**vars(found), "headers": _headers(found.item.mime)})
 
 
 @router.get("/messages/{message_id}/preview")
 async def preview(request: Request, message_id: str, viewer: web.Viewer = Depends(web.viewer)) -> Response:
-    message_id = web.object_id(message_id, "message")
-    item = await deps.services_of(request).db.read(lambda tx: _load(tx, viewer.workspace_id, message_id))
+    item = await web.read(request, viewer, reports.message_item, web.object_id(message_id, "message"))
     html = item.message.html
     if html is None:
         body = "<pre>" + (item.message.text or "").replace("&", "&amp;").replace("<", "&lt;") + "</pre>"
