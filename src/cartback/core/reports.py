@@ -5,18 +5,28 @@ from store/reports and the other stores, scoped to the workspace."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from cartback import errors
-from cartback.core import analytics
+from cartback.core import analytics, automations, orders, steps
 from cartback.store import deliveries
+from cartback.store import enrollments as enrollment_store
+from cartback.store import events as event_store
+from cartback.store import messages as message_store
 from cartback.store import reports as store
+from cartback.store import sequences as sequence_store
+from cartback.store import subscribers as subscriber_store
 from cartback.store.db import Tx
 from cartback.store.deliveries import OutboxItem as OutboxItem
+from cartback.store.enrollments import Enrollment as Enrollment
 from cartback.store.events import Event as Event
+from cartback.store.messages import Message as Message
 from cartback.store.reports import Funnel as Funnel
+from cartback.store.sequences import Sequence as Sequence
+from cartback.store.subscribers import Subscriber as Subscriber
 
 
 @dataclass(frozen=True)
@@ -83,3 +93,95 @@ def message(tx: Tx, workspace_id: str, message_id: str, now: datetime) -> Messag
         attempts=deliveries.attempts_of(tx, item.message.id),
         tracking=store.message_events(tx, workspace_id, item.message.subscriber_id, message_id),
     )
+
+
+@dataclass(frozen=True)
+class PeopleQuery:
+    # Matched against the address and name; empty for everyone (then not counted: the total is -1).
+    text: str
+    limit: int
+    offset: int
+
+
+def people(tx: Tx, workspace_id: str, query: PeopleQuery, now: datetime) -> tuple[list[Subscriber], int]:
+    where = subscriber_store.Filter(query=query.text or None)
+    found = subscriber_store.search(tx, workspace_id, where, limit=query.limit, offset=query.offset)
+    return found, subscriber_store.count(tx, workspace_id, where) if query.text else -1
+
+
+@dataclass(frozen=True)
+class Run:
+    enrollment: Enrollment
+    sequence_name: str
+    steps: list[steps.StepState]
+
+
+@dataclass(frozen=True)
+class Explained:
+    explained: dict[str, Any]
+    explained_sequence: Sequence
+
+
+@dataclass(frozen=True)
+class PersonQuery:
+    subscriber_id: str
+    # The sequence the explain panel answers for, if one is chosen.
+    sequence_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Person:
+    person: Subscriber
+    # The same figures as the subscriber's ordersCount / totalSpent attributes (core/orders.py).
+    totals: list[orders.OrderTotals]
+    timeline: list[Event]
+    runs: list[Run]
+    messages: list[Message]
+    sequences: list[Sequence]
+    explained: dict[str, Any] | None = None
+    explained_sequence: Sequence | None = None
+
+
+def person(tx: Tx, workspace_id: str, query: PersonQuery, now: datetime) -> Person:
+    """A person's profile: attributes and tags, order totals, events, each run with where it stands on
+    every step, their messages, and (for a chosen sequence) why they were or were not enrolled."""
+    sub = subscriber_store.find_by_id(tx, workspace_id, query.subscriber_id)
+    if sub is None:
+        raise errors.NotFound(f"No person {query.subscriber_id!r} in this workspace.")
+    sub = subscriber_store.with_tags(tx, sub)
+    runs = enrollment_store.for_subscriber(tx, workspace_id, sub.id)
+    seqs = sequence_store.by_ids(tx, workspace_id, sorted({r.sequence_id for r in runs}))
+    all_sequences, _ = sequence_store.listing(tx, workspace_id, limit=200)
+    sent, _ = message_store.listing(tx, workspace_id, subscriber_id=sub.id, limit=50)
+    found = Person(
+        person=sub,
+        totals=orders.totals_for(tx, workspace_id, sub.id),
+        timeline=event_store.list_for_subscriber(tx, workspace_id, sub.id, limit=100),
+        runs=[
+            Run(
+                r,
+                seqs[r.sequence_id].name if r.sequence_id in seqs else r.sequence_id,
+                steps.progress(
+                    seqs[r.sequence_id].definition if r.sequence_id in seqs else {},
+                    r,
+                    enrollment_store.history(tx, workspace_id, r.id),
+                ),
+            )
+            for r in reversed(runs)
+        ],
+        messages=sent,
+        sequences=all_sequences,
+    )
+    if query.sequence_id is None:
+        return found
+    why = explain(tx, workspace_id, query, now)
+    return dataclasses.replace(found, explained=why.explained, explained_sequence=why.explained_sequence)
+
+
+def explain(tx: Tx, workspace_id: str, query: PersonQuery, now: datetime) -> Explained:
+    """Why the person was or was not enrolled in the chosen sequence, and what happened to each run."""
+    seq = sequence_store.get(tx, workspace_id, query.sequence_id) if query.sequence_id else None
+    sub = subscriber_store.find_by_id(tx, workspace_id, query.subscriber_id)
+    if seq is None or sub is None:
+        raise errors.NotFound("No such person or sequence in this workspace.")
+    return Explained(automations.explain(tx, seq, sub), seq)

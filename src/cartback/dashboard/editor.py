@@ -243,7 +243,7 @@ def _linear_steps(data: Mapping[str, Any]) -> list[Step] | None:
 
 def from_definition(name: str, description: str | None, data: Mapping[str, Any]) -> Form:
     """The form showing a stored definition."""
-    from cartback.dashboard import steps as step_labels
+    from cartback.core import steps as step_labels
 
     form = Form(
         name=name,

@@ -21,9 +21,9 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from cartback import errors
 from cartback.api import deps
-from cartback.core import analytics, context, events, shops
+from cartback.core import analytics, context, events, shops, steps
 from cartback.core import sequences as core_sequences
-from cartback.dashboard import editor, messages, steps, web
+from cartback.dashboard import editor, messages, web
 from cartback.delivery import render
 from cartback.store import enrollments as enrollment_store
 from cartback.store import reports, subscribers
