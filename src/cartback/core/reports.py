@@ -11,7 +11,9 @@ from datetime import datetime
 from typing import Any
 
 from cartback import errors
-from cartback.core import analytics, automations, orders, steps
+from cartback.core import analytics, automations, context, events, orders, shops, steps
+from cartback.core import sequences as core_sequences
+from cartback.delivery import render
 from cartback.store import deliveries
 from cartback.store import enrollments as enrollment_store
 from cartback.store import events as event_store
@@ -185,3 +187,132 @@ def explain(tx: Tx, workspace_id: str, query: PersonQuery, now: datetime) -> Exp
     if seq is None or sub is None:
         raise errors.NotFound("No such person or sequence in this workspace.")
     return Explained(automations.explain(tx, seq, sub), seq)
+
+
+def effective_status(seq: Sequence) -> str:
+    """The status an owner reads: an active sequence whose enrollments are paused says so."""
+    if seq.status == "active":
+        return "paused for new enrollments" if seq.enrollment_paused else "live"
+    return seq.status
+
+
+@dataclass(frozen=True)
+class SequenceRow:
+    seq: Sequence
+    status: str
+    enrollments: dict[str, int]
+    # Each email step's label and its all-time figures (None before it sent anything).
+    steps: list[tuple[str, analytics.Tally | None]]
+
+
+def sequences(tx: Tx, workspace_id: str, _: None, now: datetime) -> list[SequenceRow]:
+    """The sequences with their runs per status and each email step's all-time figures, the same as the
+    API's sequence stats without a period."""
+    found, _count = sequence_store.listing(tx, workspace_id, limit=200)
+    mail = analytics.steps_all_time(tx, workspace_id, now)
+    counts = store.enrollment_counts(tx, workspace_id, [s.id for s in found])
+    return [
+        SequenceRow(
+            s,
+            effective_status(s),
+            counts.get(s.id, {}),
+            [
+                (steps.describe(node), mail.get((s.id, node["id"])))
+                for node in s.definition.get("nodes") or []
+                if node.get("type") == "email"
+            ],
+        )
+        for s in found
+    ]
+
+
+@dataclass(frozen=True)
+class SequenceQuery:
+    sequence_id: str
+    # With what a save should tell its author (core/sequences.save_warnings), as after a save.
+    warnings: bool = False
+
+
+@dataclass(frozen=True)
+class SequencePage:
+    seq: Sequence
+    # enrollments: status -> count; steps: each step's label, type, all-time email figures and skips.
+    figures: dict[str, Any]
+    warnings: list[str]
+
+
+def sequence(tx: Tx, workspace_id: str, query: SequenceQuery, now: datetime) -> SequencePage:
+    """One sequence and the all-time figures of each step, from the read model the API's stats give;
+    email steps are numbered as the API numbers them (core/analytics.step_order)."""
+    seq = sequence_store.get(tx, workspace_id, query.sequence_id)
+    if seq is None:
+        raise errors.NotFound(f"No sequence {query.sequence_id!r} in this workspace.")
+    mail = analytics.steps_all_time(tx, workspace_id, now, sequence_id=seq.id)
+    history = enrollment_store.history_counts(tx, workspace_id, seq.id)
+    numbers = {node_id: number for number, node_id, _ in analytics.step_order(seq.definition)}
+    figures = {
+        "enrollments": store.enrollment_counts(tx, workspace_id, [seq.id]).get(seq.id, {}),
+        "steps": [
+            {
+                "label": (f"Step {numbers[node['id']]}. " if node["id"] in numbers else "")
+                + steps.describe(node),
+                "mail": mail.get((seq.id, node["id"])),
+                "skipped": history.get((node["id"], "skipped"), 0),
+                "type": node.get("type"),
+            }
+            for node in seq.definition.get("nodes") or []
+        ],
+    }
+    return SequencePage(
+        seq, figures, core_sequences.save_warnings(tx, workspace_id, seq) if query.warnings else []
+    )
+
+
+@dataclass(frozen=True)
+class PreviewQuery:
+    # The event the sequence starts on ("" when it starts otherwise) and the sequence's name.
+    trigger_event: str
+    sequence_name: str
+
+
+def preview_context(
+    tx: Tx, workspace_id: str, query: PreviewQuery, now: datetime
+) -> tuple[dict[str, Any], str]:
+    """What the editor's preview renders a step against: the newest event of the trigger in this
+    workspace and its person, else a sample checkout. The template context and a line saying which."""
+    # Sent mail always has an unsubscribe link; the preview shows one too (each message signs its own).
+    identity = {
+        **shops.template_identity(tx, workspace_id),
+        "unsubscribe_url": render.SAMPLE_CONTEXT["unsubscribe_url"],
+        "unsubscribeUrl": render.SAMPLE_CONTEXT["unsubscribe_url"],
+    }
+    trigger = query.trigger_event.strip()
+    event = store.latest_event(tx, workspace_id, events.canonical_name(trigger)) if trigger else None
+    if event is not None:
+        sub = (
+            subscriber_store.find_by_id(tx, workspace_id, event.subscriber_id)
+            if event.subscriber_id
+            else None
+        )
+        return (
+            {
+                "subscriber": context.subscriber_data(subscriber_store.with_tags(tx, sub)) if sub else {},
+                "event": context.event_data(event),
+                "checkout": {},
+                **identity,
+                "sequence": {"name": query.sequence_name},
+            },
+            f"Rendered against the newest {event.name} event ({event.id}"
+            + (f", {sub.email}" if sub and sub.email else "")
+            + ").",
+        )
+    return (
+        {
+            "subscriber": render.SAMPLE_SUBSCRIBER,
+            "event": render.SAMPLE_EVENT,
+            "checkout": {},
+            **identity,
+            "sequence": {"name": query.sequence_name},
+        },
+        "Rendered against a sample checkout (no matching event in this workspace yet).",
+    )

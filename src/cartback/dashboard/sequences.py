@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import anyio.to_thread
@@ -21,15 +20,10 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from cartback import errors
 from cartback.api import deps
-from cartback.core import analytics, context, events, shops, steps
+from cartback.core import events, reports
 from cartback.core import sequences as core_sequences
 from cartback.dashboard import editor, messages, web
 from cartback.delivery import render
-from cartback.store import enrollments as enrollment_store
-from cartback.store import reports, subscribers
-from cartback.store import sequences as sequence_store
-from cartback.store.db import Tx
-from cartback.store.sequences import Sequence
 
 router = APIRouter()
 NAV = ("/app/sequences", "Sequences")
@@ -40,45 +34,11 @@ _FIELDS = (("subject", "subject", False), ("preview_text", "previewText", False)
            ("text", "text", False))  # fmt: skip
 
 
-def effective_status(seq: Sequence) -> str:
-    if seq.status == "active":
-        return "paused for new enrollments" if seq.enrollment_paused else "live"
-    return seq.status
-
-
-@dataclass(frozen=True)
-class Row:
-    seq: Sequence
-    status: str
-    enrollments: dict[str, int]
-    steps: list[tuple[str, analytics.Tally | None]]
-
-
 @router.get("/sequences")
 async def listing(request: Request, viewer: web.Viewer = Depends(web.viewer)) -> Response:
-    now = web.now(request)
-
-    def read(tx: Tx) -> list[Row]:
-        found, _ = sequence_store.listing(tx, viewer.workspace_id, limit=200)
-        ids = [s.id for s in found]
-        mail = analytics.steps_all_time(tx, viewer.workspace_id, now)
-        counts = reports.enrollment_counts(tx, viewer.workspace_id, ids)
-        return [
-            Row(
-                s,
-                effective_status(s),
-                counts.get(s.id, {}),
-                [
-                    (steps.describe(node), mail.get((s.id, node["id"])))
-                    for node in s.definition.get("nodes") or []
-                    if node.get("type") == "email"
-                ],
-            )
-            for s in found
-        ]
-
-    rows = await deps.services_of(request).db.read(read)
-    return web.render(request, "sequences.html", {"rows": rows})
+    return web.render(
+        request, "sequences.html", {"rows": await web.read(request, viewer, reports.sequences, None)}
+    )
 
 
 @dataclass
@@ -151,7 +111,7 @@ def _editor_page(
     request: Request,
     form: editor.Form,
     *,
-    seq: Sequence | None,
+    seq: reports.Sequence | None,
     problem: Problem | None = None,
     figures: dict[str, Any] | None = None,
     saved: bool = False,
@@ -163,7 +123,7 @@ def _editor_page(
         {
             "form": form,
             "seq": seq,
-            "status": effective_status(seq) if seq else "new",
+            "status": reports.effective_status(seq) if seq else "new",
             "problem": problem,
             "figures": figures,
             "saved": saved,
@@ -182,44 +142,6 @@ def _editor_page(
     )
 
 
-def _preview_context(tx: Tx, workspace_id: str, form: editor.Form) -> tuple[dict[str, Any], str]:
-    """What the preview renders against: the newest event of the trigger in this workspace and its
-    person, else a sample checkout. Returns the template context and a line saying which it is."""
-    # Sent mail always has an unsubscribe link; the preview shows one too (each message signs its own).
-    identity = {
-        **shops.template_identity(tx, workspace_id),
-        "unsubscribe_url": render.SAMPLE_CONTEXT["unsubscribe_url"],
-        "unsubscribeUrl": render.SAMPLE_CONTEXT["unsubscribe_url"],
-    }
-    trigger = form.event_name.strip() if form.trigger == "event_received" else ""
-    event = reports.latest_event(tx, workspace_id, events.canonical_name(trigger)) if trigger else None
-    if event is not None:
-        sub = subscribers.find_by_id(tx, workspace_id, event.subscriber_id) if event.subscriber_id else None
-        data = context.event_data(event)
-        return (
-            {
-                "subscriber": context.subscriber_data(subscribers.with_tags(tx, sub)) if sub else {},
-                "event": data,
-                "checkout": {},
-                **identity,
-                "sequence": {"name": form.name},
-            },
-            f"Rendered against the newest {event.name} event ({event.id}"
-            + (f", {sub.email}" if sub and sub.email else "")
-            + ").",
-        )
-    return (
-        {
-            "subscriber": render.SAMPLE_SUBSCRIBER,
-            "event": render.SAMPLE_EVENT,
-            "checkout": {},
-            **identity,
-            "sequence": {"name": form.name},
-        },
-        "Rendered against a sample checkout (no matching event in this workspace yet).",
-    )
-
-
 @router.post("/sequences/preview")
 async def preview(
     request: Request,
@@ -231,8 +153,9 @@ async def preview(
     if step >= len(form.steps):
         raise errors.NotFound("No such step in this form.")
     content = editor._step_wire(form.steps[step])
-    ctx, source = await deps.services_of(request).db.read(
-        lambda tx: _preview_context(tx, viewer.workspace_id, form)
+    trigger = form.event_name if form.trigger == "event_received" else ""
+    ctx, source = await web.read(
+        request, viewer, reports.preview_context, reports.PreviewQuery(trigger, form.name)
     )
 
     def checked_render() -> render.Rendered:
@@ -286,74 +209,48 @@ async def create(request: Request, viewer: web.Viewer = Depends(web.viewer)) -> 
     return RedirectResponse(f"{web.PREFIX}/sequences/{seq.id}?saved=1", status_code=303)
 
 
-def _figures(tx: Tx, workspace_id: str, seq: Sequence, now: datetime) -> dict[str, Any]:
-    """All-time figures of each step, from the read model the API's stats give (core/analytics)."""
-    mail = analytics.steps_all_time(tx, workspace_id, now, sequence_id=seq.id)
-    history = enrollment_store.history_counts(tx, workspace_id, seq.id)
-    numbers = {node_id: number for number, node_id, _ in analytics.step_order(seq.definition)}
-    return {
-        "enrollments": reports.enrollment_counts(tx, workspace_id, [seq.id]).get(seq.id, {}),
-        "steps": [
-            {
-                "label": (f"Step {numbers[node['id']]}. " if node["id"] in numbers else "")
-                + steps.describe(node),
-                "mail": mail.get((seq.id, node["id"])),
-                "skipped": history.get((node["id"], "skipped"), 0),
-                "type": node.get("type"),
-            }
-            for node in seq.definition.get("nodes") or []
-        ],
-    }
-
-
-async def _load(request: Request, viewer: web.Viewer, sequence_id: str) -> tuple[Sequence, dict[str, Any]]:
-    sequence_id = web.object_id(sequence_id, "sequence")
-    now = web.now(request)
-
-    def read(tx: Tx) -> tuple[Sequence, dict[str, Any]]:
-        seq = sequence_store.get(tx, viewer.workspace_id, sequence_id)
-        if seq is None:
-            raise errors.NotFound(f"No sequence {sequence_id!r} in this workspace.")
-        return seq, _figures(tx, viewer.workspace_id, seq, now)
-
-    return await deps.services_of(request).db.read(read)
+async def _load(
+    request: Request, viewer: web.Viewer, sequence_id: str, *, warnings: bool = False
+) -> reports.SequencePage:
+    return await web.read(request, viewer, reports.sequence, reports.SequenceQuery(sequence_id, warnings))
 
 
 @router.get("/sequences/{sequence_id}")
 async def detail(
     request: Request, sequence_id: str, saved: int = 0, viewer: web.Viewer = Depends(web.viewer)
 ) -> Response:
-    seq, figures = await _load(request, viewer, sequence_id)
-    form = editor.from_definition(seq.name, seq.description, seq.definition)
-    notes = (
-        await deps.services_of(request).db.read(
-            lambda tx: core_sequences.save_warnings(tx, viewer.workspace_id, seq)
-        )
-        if saved
-        else []
+    page = await _load(request, viewer, web.object_id(sequence_id, "sequence"), warnings=bool(saved))
+    form = editor.from_definition(page.seq.name, page.seq.description, page.seq.definition)
+    return _editor_page(
+        request, form, seq=page.seq, figures=page.figures, saved=bool(saved), save_warnings=page.warnings
     )
-    return _editor_page(request, form, seq=seq, figures=figures, saved=bool(saved), save_warnings=notes)
 
 
 @router.post("/sequences/{sequence_id}")
 async def save(request: Request, sequence_id: str, viewer: web.Viewer = Depends(web.viewer)) -> Response:
-    seq, figures = await _load(request, viewer, sequence_id)
+    sequence_id = web.object_id(sequence_id, "sequence")
     _, form, action = await _form_values(request)
     if _edit(form, action):
-        return _editor_page(request, form, seq=seq, figures=figures)
+        page = await _load(request, viewer, sequence_id)
+        return _editor_page(request, form, seq=page.seq, figures=page.figures)
     services = deps.services_of(request)
     body, now = form.to_body(), services.clock.now()
     try:
-        await services.db.write(lambda tx: core_sequences.update(tx, viewer.workspace_id, seq.id, body, now))
-    except errors.InvalidInput as exc:
+        await services.db.write(
+            lambda tx: core_sequences.update(tx, viewer.workspace_id, sequence_id, body, now)
+        )
+    except (errors.InvalidInput, errors.NotFound) as exc:
+        page = await _load(request, viewer, sequence_id)  # a sequence that is not there: this page's 404
+        if isinstance(exc, errors.NotFound):
+            raise
         return _editor_page(
             request,
             form,
-            seq=seq,
-            figures=figures,
+            seq=page.seq,
+            figures=page.figures,
             problem=await anyio.to_thread.run_sync(locate, form, exc.message),
         )
-    return RedirectResponse(f"{web.PREFIX}/sequences/{seq.id}?saved=1", status_code=303)
+    return RedirectResponse(f"{web.PREFIX}/sequences/{sequence_id}?saved=1", status_code=303)
 
 
 @router.post("/sequences/{sequence_id}/status")
@@ -361,17 +258,21 @@ async def set_status(
     request: Request, sequence_id: str, viewer: web.Viewer = Depends(web.viewer)
 ) -> Response:
     """Enable (active) or disable (paused), as POST /api/v1/sequences/{id}/enable|disable do."""
-    seq, figures = await _load(request, viewer, sequence_id)
+    sequence_id = web.object_id(sequence_id, "sequence")
     wanted = (await request.form()).get("status")
     if wanted not in ("active", "paused"):
+        await _load(request, viewer, sequence_id)  # a sequence that is not there is a 404 first
         raise errors.InvalidInput("status must be active or paused")
     services = deps.services_of(request)
     now = services.clock.now()
     try:
         await services.db.write(
-            lambda tx: core_sequences.set_status(tx, viewer.workspace_id, seq.id, str(wanted), now)
+            lambda tx: core_sequences.set_status(tx, viewer.workspace_id, sequence_id, str(wanted), now)
         )
-    except errors.InvalidInput as exc:
-        form = editor.from_definition(seq.name, seq.description, seq.definition)
-        return _editor_page(request, form, seq=seq, figures=figures, problem=Problem(exc.message))
-    return RedirectResponse(f"{web.PREFIX}/sequences/{seq.id}", status_code=303)
+    except (errors.InvalidInput, errors.NotFound) as exc:
+        page = await _load(request, viewer, sequence_id)  # a sequence that is not there: this page's 404
+        if isinstance(exc, errors.NotFound):
+            raise
+        form = editor.from_definition(page.seq.name, page.seq.description, page.seq.definition)
+        return _editor_page(request, form, seq=page.seq, figures=page.figures, problem=Problem(exc.message))
+    return RedirectResponse(f"{web.PREFIX}/sequences/{sequence_id}", status_code=303)
