@@ -316,3 +316,45 @@ def preview_context(
         },
         "Rendered against a sample checkout (no matching event in this workspace yet).",
     )
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    name: str | None
+    source: str | None
+    # The address of the person whose events are wanted; empty for everyone's.
+    person: str
+    limit: int
+    # Only events stored after this one (the rows a live page does not show yet).
+    after: str | None = None
+
+
+@dataclass(frozen=True)
+class EventLog:
+    events: list[Event]
+    # subscriber id -> address, for the people the events name
+    emails: dict[str, str | None]
+    # The query named a person this workspace does not know (and so nothing was read).
+    unknown_person: bool
+
+
+def event_log(tx: Tx, workspace_id: str, query: EventQuery, now: datetime) -> EventLog:
+    """The workspace's events, newest first, filtered by name, source or person."""
+    subscriber_id = None
+    if query.person.strip():
+        subscriber_id = store.subscriber_id_by_email(tx, workspace_id, query.person)
+        if subscriber_id is None:
+            return EventLog([], {}, unknown_person=True)
+    found = store.event_log(
+        tx,
+        workspace_id,
+        name=query.name,
+        source=query.source,
+        subscriber_id=subscriber_id,
+        after=query.after,
+        limit=query.limit,
+    )
+    people = subscriber_store.find_many(
+        tx, workspace_id, subscriber_ids=[e.subscriber_id for e in found if e.subscriber_id]
+    )
+    return EventLog(found, {p.id: p.email for p in people}, unknown_person=False)

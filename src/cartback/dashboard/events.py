@@ -8,11 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from cartback.api import deps
 from cartback.core import events as core_events
+from cartback.core import reports
 from cartback.dashboard import web
-from cartback.store import reports, subscribers
-from cartback.store.db import Tx
 
 router = APIRouter()
 NAV = ("/app/events", "Events")
@@ -33,30 +31,12 @@ KNOWN_NAMES = (
 async def _rows(
     request: Request, viewer: web.Viewer, name: str, source: str, person: str, after: str = ""
 ) -> dict[str, Any]:
-    def read(tx: Tx) -> dict[str, Any]:
-        subscriber_id = None
-        if person.strip():
-            subscriber_id = reports.subscriber_id_by_email(tx, viewer.workspace_id, person)
-            if subscriber_id is None:
-                return {"events": [], "emails": {}, "unknown_person": True}
-        found = reports.event_log(
-            tx,
-            viewer.workspace_id,
-            name=name.strip() or None,
-            source=source if source in SOURCES else None,
-            subscriber_id=subscriber_id,
-            after=after or None,
-            limit=LIMIT,
-        )
-        people = subscribers.find_many(
-            tx, viewer.workspace_id, subscriber_ids=[e.subscriber_id for e in found if e.subscriber_id]
-        )
-        emails = {p.id: p.email for p in people}
-        return {"events": found, "emails": emails, "unknown_person": False}
-
-    data = await deps.services_of(request).db.read(read)
+    query = reports.EventQuery(
+        name.strip() or None, source if source in SOURCES else None, person, LIMIT, after or None
+    )
+    data = await web.read(request, viewer, reports.event_log, query)
     return {
-        **data,
+        **vars(data),
         "name": name,
         "source": source,
         "person": person,
