@@ -6,11 +6,11 @@ was attributed to, see core/attribution.py). Amounts are summed as the events ca
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from cartback import errors
-from cartback.core import analytics, events
+from cartback.core import analytics, events, metrics
 from cartback.store import aggregates as store
 from cartback.store.db import Tx
 
@@ -87,3 +87,12 @@ def aggregate(tx: Tx, workspace_id: str, query: Query) -> Result:
         series = [_values(bucket.get(key, empty), query.measurements) for bucket in grouped]
         rows.append(Row([key], {m: [v[m] for v in series] for m in query.measurements}))
     return Result(dates, rows)
+
+
+def aggregate_metric(tx: Tx, workspace_id: str, query: Query) -> Result | None:
+    """`aggregate` for the metric whose id is `query.name` (Klaviyo asks by metric id); None when the
+    workspace has no such metric."""
+    name = metrics.event_name_of(tx, workspace_id, query.name)
+    if name is None:
+        return None
+    return aggregate(tx, workspace_id, replace(query, name=name))

@@ -16,6 +16,7 @@ from cartback.core import events
 from cartback.store import events as event_store
 from cartback.store import sequences as sequence_store
 from cartback.store.db import Tx
+from cartback.store.sequences import Sequence
 
 # Klaviyo's names for cartback's own events; any other event name is its own metric name.
 KLAVIYO_NAMES = {
@@ -71,7 +72,7 @@ def list_metrics(tx: Tx, workspace_id: str) -> list[Metric]:
     return sorted((m for m in found if m is not None), key=lambda m: (m.name, m.event_name))
 
 
-def flows_triggered(tx: Tx, workspace_id: str, event_name: str) -> list[sequence_store.Sequence]:
+def flows_triggered(tx: Tx, workspace_id: str, event_name: str) -> list[Sequence]:
     """The sequences this metric's event starts now (live and taking enrollments): Klaviyo's
     flow-triggers of a metric."""
     return sequence_store.triggered_by(tx, workspace_id, event_name)
@@ -88,3 +89,30 @@ def event_name_of(tx: Tx, workspace_id: str, ident: str) -> str | None:
 def find(tx: Tx, workspace_id: str, ident: str) -> Metric | None:
     name = event_name_of(tx, workspace_id, ident)
     return None if name is None else _metric(tx, workspace_id, name)
+
+
+def event_names(tx: Tx, workspace_id: str, metric_ids: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The event names that every one of these metric ids names (None: no id given, all names; an
+    unknown id or two different ones: none)."""
+    names: tuple[str, ...] | None = None
+    for ident in metric_ids:
+        name = event_name_of(tx, workspace_id, ident)
+        names = (name,) if name is not None and names in (None, (name,)) else ()
+    return names
+
+
+@dataclass(frozen=True)
+class MetricView:
+    metric: Metric
+    flows: list[Sequence] | None  # the flow-triggers, when asked for
+
+
+def read_metrics(tx: Tx, workspace_id: str, metric_id: str | None, *, flows: bool) -> list[MetricView]:
+    """Every metric of the workspace (`metric_id` None) or the one it names (none when unknown), each
+    with the sequences its event starts when `flows` asks for them."""
+    if metric_id is None:
+        found = list_metrics(tx, workspace_id)
+    else:
+        one = find(tx, workspace_id, metric_id)
+        found = [] if one is None else [one]
+    return [MetricView(m, flows_triggered(tx, workspace_id, m.event_name) if flows else None) for m in found]

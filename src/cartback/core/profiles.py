@@ -9,12 +9,14 @@ from datetime import datetime
 from typing import Any
 
 from cartback import errors
-from cartback.core import events, subscribers
+from cartback.core import events, lists, subscribers
 from cartback.core.subscribers import Identity
 from cartback.store import events as event_store
 from cartback.store import subscribers as store
 from cartback.store.db import Tx
-from cartback.store.subscribers import Subscriber
+from cartback.store.subscribers import ProfileQuery as ProfileQuery  # re-exported for api/
+from cartback.store.subscribers import Subscriber as Subscriber
+from cartback.store.subscribers import sort_value as sort_value
 
 
 def complete(tx: Tx, workspace_id: str, identity: Identity, profile_id: str | None) -> Identity:
@@ -80,6 +82,46 @@ def record_event(
 def last_event_at(tx: Tx, workspace_id: str, subscriber_id: str) -> datetime | None:
     latest = event_store.list_for_subscriber(tx, workspace_id, subscriber_id, limit=1)
     return latest[0].occurred_at if latest else None
+
+
+@dataclass(frozen=True)
+class ProfileView:
+    """A profile as it is read back: the subscriber, when their latest event occurred, and the lists
+    they are on when those were asked for (None: not asked)."""
+
+    subscriber: Subscriber
+    last_event_at: datetime | None
+    lists: list[lists.SubscriberList] | None = None
+
+
+def views(
+    tx: Tx, workspace_id: str, subs: list[Subscriber], *, with_lists: bool = False
+) -> list[ProfileView]:
+    return [
+        ProfileView(
+            sub,
+            last_event_at(tx, workspace_id, sub.id),
+            lists.current_lists(tx, workspace_id, sub.id) if with_lists else None,
+        )
+        for sub in subs
+    ]
+
+
+@dataclass(frozen=True)
+class ProfilePage:
+    profiles: list[ProfileView]
+    more: bool  # whether another profile follows in the query's order
+
+
+def read_page(tx: Tx, workspace_id: str, query: ProfileQuery, size: int, *, with_lists: bool) -> ProfilePage:
+    """One page of the workspace's profiles in the query's order, at most `size`."""
+    rows = store.profile_page(tx, workspace_id, query, size + 1)
+    return ProfilePage(views(tx, workspace_id, rows[:size], with_lists=with_lists), len(rows) > size)
+
+
+def read_profile(tx: Tx, workspace_id: str, profile_id: str, *, with_lists: bool) -> ProfileView | None:
+    sub = store.find_by_id(tx, workspace_id, profile_id)
+    return None if sub is None else views(tx, workspace_id, [sub], with_lists=with_lists)[0]
 
 
 def describe(sub: Subscriber) -> str:
@@ -208,6 +250,15 @@ def upsert(
         sub = sub.with_changes(**changes, updated_at=now)
         store.save(tx, sub)
     return sub, False
+
+
+def import_profile(
+    tx: Tx, workspace_id: str, data: ProfileInput, now: datetime, *, profile_id: str | None, read_back: bool
+) -> tuple[ProfileView, bool]:
+    """`upsert`, and the profile as it is now; its latest event only when `read_back` asks for it.
+    Returns (profile, created)."""
+    sub, created = upsert(tx, workspace_id, data, now, profile_id=profile_id)
+    return ProfileView(sub, last_event_at(tx, workspace_id, sub.id) if read_back else None), created
 
 
 def _patched(attributes: dict[str, Any], data: ProfileInput) -> dict[str, Any]:

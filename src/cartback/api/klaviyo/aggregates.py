@@ -19,8 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cartback.api import deps, scopes
 from cartback.api.klaviyo import filters, jsonapi, principal
-from cartback.core import aggregates, metrics
-from cartback.store.db import Tx
+from cartback.core import aggregates
 
 router = APIRouter(tags=["klaviyo metrics"])
 
@@ -107,24 +106,20 @@ async def query_metric_aggregates(
                 400, "page_cursor is not a valid cursor", pointer="/data/attributes/page_cursor"
             )
 
-    def read(tx: Tx) -> aggregates.Result:
-        name = metrics.event_name_of(tx, who.workspace_id, attrs.metric_id)
-        if name is None:
-            raise jsonapi.Problem(
-                404, f"No metric with id {attrs.metric_id!r}.", pointer="/data/attributes/metric_id"
-            )
-        query = aggregates.Query(
-            name=name,
-            measurements=tuple(dict.fromkeys(attrs.measurements)),
-            start=start,
-            end=end,
-            interval=attrs.interval,
-            timezone=attrs.timezone,
-            by=tuple(attrs.by or ()),
+    query = aggregates.Query(
+        name=attrs.metric_id,
+        measurements=tuple(dict.fromkeys(attrs.measurements)),
+        start=start,
+        end=end,
+        interval=attrs.interval,
+        timezone=attrs.timezone,
+        by=tuple(attrs.by or ()),
+    )
+    result = await svc.db.read(lambda tx: aggregates.aggregate_metric(tx, who.workspace_id, query))
+    if result is None:
+        raise jsonapi.Problem(
+            404, f"No metric with id {attrs.metric_id!r}.", pointer="/data/attributes/metric_id"
         )
-        return aggregates.aggregate(tx, who.workspace_id, query)
-
-    result = await svc.db.read(read)
     rows = result.rows[offset : offset + attrs.page_size]
     more = offset + attrs.page_size < len(result.rows)
     url = f"{jsonapi.base_url(request)}/api/metric-aggregates"

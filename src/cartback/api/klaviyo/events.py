@@ -26,10 +26,7 @@ from starlette.responses import Response
 from cartback.api import deps, scopes
 from cartback.api.klaviyo import attributions as attribution_routes
 from cartback.api.klaviyo import ecommerce, filters, jsonapi, limits, models, principal
-from cartback.core import attribution, checkouts, events, ingest, metrics, orders
-from cartback.store import events as event_store
-from cartback.store import subscribers as subscriber_store
-from cartback.store.db import Tx
+from cartback.core import attribution, checkouts, event_pages, events, ingest, metrics, orders
 
 router = APIRouter(tags=["klaviyo events"])
 
@@ -243,7 +240,7 @@ _ONE_MICROSECOND = timedelta(microseconds=1)
 
 
 def event_resource(
-    request: Request, event: event_store.Event, credits: list[attribution.Credit] | None = None
+    request: Request, event: event_pages.Event, credits: list[attribution.Credit] | None = None
 ) -> dict[str, Any]:
     """`credits`: the event's attributions, when they were asked for (`include=attributions`)."""
     base = jsonapi.base_url(request)
@@ -263,9 +260,10 @@ def event_resource(
     return jsonapi.resource("event", event.id, attributes, f"{base}/api/events/{event.id}", relationships)
 
 
-def _window(tx: Tx, workspace_id: str, text: str | None) -> event_store.Window:
-    """`filter` as an event window: metric_id and profile_id equals, datetime and timestamp bounds."""
-    names: tuple[str, ...] | None = None
+def _window(text: str | None) -> tuple[event_pages.Window, tuple[str, ...]]:
+    """`filter` as an event window (profile_id equals, datetime and timestamp bounds) and the metric ids
+    that metric_id equals names."""
+    metric_ids: list[str] = []
     subscriber_id = None
     since = until = None
     try:
@@ -276,8 +274,7 @@ def _window(tx: Tx, workspace_id: str, text: str | None) -> event_store.Window:
                 if not isinstance(cond.value, str):
                     raise filters.FilterError(f"{cond.field} takes a string")
                 if cond.field == "metric_id":
-                    name = metrics.event_name_of(tx, workspace_id, cond.value)
-                    names = (name,) if name is not None and names in (None, (name,)) else ()
+                    metric_ids.append(cond.value)
                 else:
                     subscriber_id = cond.value if subscriber_id in (None, cond.value) else "\x00none"
                 continue
@@ -293,45 +290,37 @@ def _window(tx: Tx, workspace_id: str, text: str | None) -> event_store.Window:
             raise filters.FilterError(f"filter {cond.op}({cond.field},...) is not supported on events")
     except filters.FilterError as exc:
         raise jsonapi.Problem(400, f"Invalid filter: {exc}", parameter="filter") from exc
-    return event_store.Window(names=names, subscriber_id=subscriber_id, since=since, until=until)
+    window = event_pages.Window(subscriber_id=subscriber_id, since=since, until=until)
+    return window, tuple(metric_ids)
 
 
 _BOUNDS = ("greater-or-equal", "greater-than", "less-or-equal", "less-than")
 
 
 def _resources(
-    tx: Tx, request: Request, workspace_id: str, found: list[event_store.Event], wanted: list[str]
+    request: Request, page: event_pages.EventPage, wanted: list[str]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
     """The events as resources, and what `include` asked for beside them (None: nothing was)."""
-    credits = (
-        attribution.credits(tx, workspace_id, [e.id for e in found]) if "attributions" in wanted else None
-    )
-    data = [event_resource(request, e, None if credits is None else credits.get(e.id, [])) for e in found]
+    from cartback.api.klaviyo import metrics as metric_routes
+    from cartback.api.klaviyo import profiles as profile_routes
+
+    credits = page.credits
+    data = [
+        event_resource(request, e, None if credits is None else credits.get(e.id, [])) for e in page.events
+    ]
     if not wanted:
         return data, None
-    included = _included(tx, request, workspace_id, found, wanted)
+    included = [metric_routes.metric_resource(request, m) for m in page.metrics]
+    included.extend(profile_routes.resources(request, page.profiles))
     for event_credits in (credits or {}).values():
         included.extend(attribution_routes.resource(request, c) for c in event_credits)
     return data, included
 
 
-def _included(
-    tx: Tx, request: Request, workspace_id: str, found: list[event_store.Event], wanted: list[str]
-) -> list[dict[str, Any]]:
-    from cartback.api.klaviyo import metrics as metric_routes
-    from cartback.api.klaviyo import profiles as profile_routes
-
-    out: list[dict[str, Any]] = []
-    if "metric" in wanted:
-        for name in sorted({e.name for e in found}):
-            metric = metrics.find(tx, workspace_id, metrics.metric_id(workspace_id, name))
-            if metric is not None:
-                out.append(metric_routes.metric_resource(request, metric))
-    if "profile" in wanted:
-        ids = sorted({e.subscriber_id for e in found if e.subscriber_id})
-        subs = [s for s in (subscriber_store.find_by_id(tx, workspace_id, i) for i in ids) if s is not None]
-        out.extend(profile_routes.resources(tx, request, workspace_id, subs))
-    return out
+def _includes(wanted: list[str]) -> event_pages.Includes:
+    return event_pages.Includes(
+        attributions="attributions" in wanted, metrics="metric" in wanted, profiles="profile" in wanted
+    )
 
 
 @router.get("/events")
@@ -368,18 +357,18 @@ async def get_events(
     # A prev cursor reads the rows before it in the opposite order; paginate turns them back.
     backward = cursor is not None and cursor.backward
 
-    def read(tx: Tx) -> dict[str, Any]:
-        window = replace(
-            _window(tx, who.workspace_id, filter), after=after, descending=descending != backward
+    window, metric_ids = _window(filter)
+    window = replace(window, after=after, descending=descending != backward)
+    page = await svc.db.read(
+        lambda tx: event_pages.read_page(
+            tx, who.workspace_id, window, metric_ids, page_size, _includes(wanted)
         )
-        rows = event_store.page(tx, who.workspace_id, window, page_size + 1)
-        found, following, prev = jsonapi.paginate(
-            rows, page_size, cursor, lambda e: [jsonapi.iso(e.occurred_at), e.id]
-        )
-        data, included = _resources(tx, request, who.workspace_id, found, wanted)
-        return jsonapi.collection(data, request, following, included, prev)
-
-    return await svc.db.read(read)
+    )
+    found, following, prev = jsonapi.paginate(
+        page.events, page.more, cursor, lambda e: [jsonapi.iso(e.occurred_at), e.id]
+    )
+    data, included = _resources(request, replace(page, events=found), wanted)
+    return jsonapi.collection(data, request, following, included, prev)
 
 
 @router.get("/events/{event_id}")
@@ -392,14 +381,10 @@ async def get_event(
 ) -> dict[str, Any]:
     wanted = jsonapi.includes(include, _INCLUDES)
 
-    def read(tx: Tx) -> dict[str, Any] | None:
-        event = event_store.find_by_id(tx, who.workspace_id, event_id)
-        if event is None:
-            return None
-        [data], included = _resources(tx, request, who.workspace_id, [event], wanted)
-        return jsonapi.document(data, request, included=included)
-
-    found = await svc.db.read(read)
-    if found is None:
+    page = await svc.db.read(
+        lambda tx: event_pages.read_event(tx, who.workspace_id, event_id, _includes(wanted))
+    )
+    if page is None:
         raise jsonapi.Problem(404, f"No event with id {event_id!r}.", parameter="id")
-    return found
+    [data], included = _resources(request, page, wanted)
+    return jsonapi.document(data, request, included=included)

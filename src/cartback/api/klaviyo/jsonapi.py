@@ -294,12 +294,11 @@ def read_cursor(raw: str | None, length: int) -> Cursor | None:
 
 
 def paginate(
-    rows: list[T], size: int, cursor: Cursor | None, key: Callable[[T], list[Any]]
+    rows: list[T], more: bool, cursor: Cursor | None, key: Callable[[T], list[Any]]
 ) -> tuple[list[T], str | None, str | None]:
-    """A page of `rows` (read from the cursor in its direction, `size` + 1 at most, so one more tells
-    whether the page has a successor there) with its next and prev cursors."""
-    more = len(rows) > size
-    rows = rows[:size]
+    """A page of `rows` (read from the cursor in its direction; `more`: whether the page has a
+    successor there) with its next and prev cursors."""
+    rows = list(rows)
     if cursor is not None and cursor.backward:
         rows.reverse()
         prev = encode_cursor(["prev", *key(rows[0])]) if more and rows else None

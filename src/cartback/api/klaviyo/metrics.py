@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, Query, Request
 from cartback.api import deps
 from cartback.api.klaviyo import filters, jsonapi, principal
 from cartback.core import metrics
-from cartback.store.db import Tx
 
 router = APIRouter(tags=["klaviyo metrics"])
 
@@ -38,15 +37,15 @@ def flow_resource(request: Request, seq: Any) -> dict[str, Any]:
 
 
 def _with_includes(
-    tx: Tx, request: Request, workspace_id: str, found: list[metrics.Metric], wanted: list[str]
+    request: Request, found: list[metrics.MetricView], wanted: list[str]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
     """The metrics as resources, with their flow-triggers when asked (None: nothing was)."""
-    data = [metric_resource(request, m) for m in found]
+    data = [metric_resource(request, m.metric) for m in found]
     if not wanted:
         return data, None
     included: dict[str, dict[str, Any]] = {}
-    for metric, resource in zip(found, data, strict=True):
-        flows = metrics.flows_triggered(tx, workspace_id, metric.event_name)
+    for view, resource in zip(found, data, strict=True):
+        flows = view.flows or []
         resource["relationships"] = {"flow-triggers": jsonapi.to_many("flow", [f.id for f in flows])}
         included.update((f.id, flow_resource(request, f)) for f in flows)
     return data, list(included.values())
@@ -99,12 +98,9 @@ async def get_metrics(
     if not _matches_integration(filter):
         return jsonapi.collection([], request, None, [] if wanted else None)
 
-    def read(tx: Tx) -> dict[str, Any]:
-        found = metrics.list_metrics(tx, who.workspace_id)
-        data, included = _with_includes(tx, request, who.workspace_id, found, wanted)
-        return jsonapi.collection(data, request, None, included)
-
-    return await svc.db.read(read)
+    found = await svc.db.read(lambda tx: metrics.read_metrics(tx, who.workspace_id, None, flows=bool(wanted)))
+    data, included = _with_includes(request, found, wanted)
+    return jsonapi.collection(data, request, None, included)
 
 
 @router.get("/metrics/{metric_id}")
@@ -118,14 +114,10 @@ async def get_metric(
 ) -> dict[str, Any]:
     wanted = jsonapi.includes(include, _INCLUDES)
 
-    def read(tx: Tx) -> dict[str, Any] | None:
-        found = metrics.find(tx, who.workspace_id, metric_id)
-        if found is None:
-            return None
-        [data], included = _with_includes(tx, request, who.workspace_id, [found], wanted)
-        return jsonapi.document(data, request, included=included)
-
-    answer = await svc.db.read(read)
-    if answer is None:
+    found = await svc.db.read(
+        lambda tx: metrics.read_metrics(tx, who.workspace_id, metric_id, flows=bool(wanted))
+    )
+    if not found:
         raise jsonapi.Problem(404, f"No metric with id {metric_id!r}.", parameter="id")
-    return answer
+    [data], included = _with_includes(request, found, wanted)
+    return jsonapi.document(data, request, included=included)

@@ -16,9 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from cartback.api import deps, scopes
 from cartback.api.klaviyo import filters, jsonapi, limits, models, principal
 from cartback.core import lists, profiles
-from cartback.store import subscribers as store
-from cartback.store.db import Tx
-from cartback.store.subscribers import Subscriber
+from cartback.core.profiles import Subscriber
 
 router = APIRouter(tags=["klaviyo profiles"])
 
@@ -95,8 +93,8 @@ def profile_resource(request: Request, sub: Subscriber, last_event: Any = None) 
     return jsonapi.resource("profile", sub.id, attributes, url)
 
 
-def resources(tx: Tx, request: Request, workspace_id: str, subs: list[Subscriber]) -> list[dict[str, Any]]:
-    return [profile_resource(request, sub, profiles.last_event_at(tx, workspace_id, sub.id)) for sub in subs]
+def resources(request: Request, found: list[profiles.ProfileView]) -> list[dict[str, Any]]:
+    return [profile_resource(request, view.subscriber, view.last_event_at) for view in found]
 
 
 def list_resource(request: Request, item: lists.SubscriberList) -> dict[str, Any]:
@@ -111,16 +109,16 @@ def list_resource(request: Request, item: lists.SubscriberList) -> dict[str, Any
 
 
 def _with_includes(
-    tx: Tx, request: Request, workspace_id: str, data: list[dict[str, Any]], wanted: list[str]
+    request: Request, views: list[profiles.ProfileView], data: list[dict[str, Any]], wanted: list[str]
 ) -> list[dict[str, Any]] | None:
     """Each asked relationship on every profile, and the included resources (None: none was asked)."""
     if not wanted:
         return None
     included: list[dict[str, Any]] = []
-    for resource in data:
+    for view, resource in zip(views, data, strict=True):
         relationships = resource.setdefault("relationships", {})
         for name in wanted:
-            found = lists.current_lists(tx, workspace_id, resource["id"]) if name == "lists" else []
+            found = (view.lists or []) if name == "lists" else []
             relationships[name] = jsonapi.to_many(_RESOURCE_TYPES[name], [item.id for item in found])
             included.extend(list_resource(request, item) for item in found)
     # A list on several profiles is included once.
@@ -128,7 +126,7 @@ def _with_includes(
 
 
 def _filter_query(text: str | None) -> dict[str, Any]:
-    """`filter` as store.ProfileQuery arguments; a field or operator Klaviyo does not allow is a 400."""
+    """`filter` as profiles.ProfileQuery arguments; a field or operator Klaviyo does not allow is a 400."""
     out: dict[str, Any] = {}
     if not text:
         return out
@@ -200,20 +198,20 @@ async def get_profiles(
         after = (value, last_id)
     # A prev cursor reads the rows before it in the opposite order; paginate turns them back.
     backward = cursor is not None and cursor.backward
-    query = store.ProfileQuery(**given, sort=name, descending=descending != backward, after=after)
+    query = profiles.ProfileQuery(**given, sort=name, descending=descending != backward, after=after)
 
     def key(sub: Subscriber) -> list[Any]:
-        value = store.sort_value(sub, name)
+        value = profiles.sort_value(sub, name)
         return [jsonapi.iso(value) if name in ("created", "updated") else value, sub.id]
 
-    def read(tx: Tx) -> dict[str, Any]:
-        rows = store.profile_page(tx, who.workspace_id, query, page_size + 1)
-        subs, following, prev = jsonapi.paginate(rows, page_size, cursor, key)
-        data = resources(tx, request, who.workspace_id, subs)
-        included = _with_includes(tx, request, who.workspace_id, data, wanted)
-        return jsonapi.collection(data, request, following, included, prev)
-
-    return await svc.db.read(read)
+    with_lists = "lists" in wanted
+    page = await svc.db.read(
+        lambda tx: profiles.read_page(tx, who.workspace_id, query, page_size, with_lists=with_lists)
+    )
+    found, following, prev = jsonapi.paginate(page.profiles, page.more, cursor, lambda v: key(v.subscriber))
+    data = resources(request, found)
+    included = _with_includes(request, found, data, wanted)
+    return jsonapi.collection(data, request, following, included, prev)
 
 
 @router.get("/profiles/{profile_id}")
@@ -226,18 +224,15 @@ async def get_profile(
 ) -> dict[str, Any]:
     wanted = jsonapi.includes(include, _ONE_INCLUDES)
 
-    def read(tx: Tx) -> dict[str, Any] | None:
-        sub = store.find_by_id(tx, who.workspace_id, profile_id)
-        if sub is None:
-            return None
-        data = resources(tx, request, who.workspace_id, [sub])
-        included = _with_includes(tx, request, who.workspace_id, data, wanted)
-        return jsonapi.document(data[0], request, included=included)
-
-    found = await svc.db.read(read)
-    if found is None:
+    with_lists = "lists" in wanted
+    view = await svc.db.read(
+        lambda tx: profiles.read_profile(tx, who.workspace_id, profile_id, with_lists=with_lists)
+    )
+    if view is None:
         raise jsonapi.Problem(404, f"No profile with id {profile_id!r}.", parameter="id")
-    return found
+    data = resources(request, [view])
+    included = _with_includes(request, [view], data, wanted)
+    return jsonapi.document(data[0], request, included=included)
 
 
 def _input(body: models.ProfileBody) -> profiles.ProfileInput:
@@ -296,14 +291,11 @@ async def create_profile(
         )
     now = svc.clock.now()
 
-    def write(tx: Tx) -> dict[str, Any]:
-        sub = profiles.create(tx, who.workspace_id, data, now)
-        return profile_resource(request, sub)
-
     try:
-        resource = await svc.db.write(lambda tx: write(tx))
+        sub = await svc.db.write(lambda tx: profiles.create(tx, who.workspace_id, data, now))
     except profiles.DuplicateProfile as exc:
         raise _duplicate(exc) from exc
+    resource = profile_resource(request, sub)
     return {"data": resource, "links": {"self": resource["links"]["self"]}}
 
 
@@ -332,18 +324,21 @@ async def create_or_update_profile(
 
     full = scopes.reads_back(who)
 
-    def write(tx: Tx) -> tuple[dict[str, Any], bool]:
-        sub, created = profiles.upsert(tx, who.workspace_id, data, now, profile_id=profile_id)
-        if not full:
-            # The id and, by the status, whether it was new; the SDK's attributes are all optional.
-            url = f"{jsonapi.base_url(request)}/api/profiles/{sub.id}"
-            return jsonapi.resource("profile", sub.id, {}, url), created
-        return profile_resource(request, sub, profiles.last_event_at(tx, who.workspace_id, sub.id)), created
-
     try:
-        resource, created = await svc.db.write(write)
+        view, created = await svc.db.write(
+            lambda tx: profiles.import_profile(
+                tx, who.workspace_id, data, now, profile_id=profile_id, read_back=full
+            )
+        )
     except profiles.DuplicateProfile as exc:
         raise _duplicate(exc) from exc
+    sub = view.subscriber
+    if full:
+        resource = profile_resource(request, sub, view.last_event_at)
+    else:
+        # The id and, by the status, whether it was new; the SDK's attributes are all optional.
+        url = f"{jsonapi.base_url(request)}/api/profiles/{sub.id}"
+        resource = jsonapi.resource("profile", sub.id, {}, url)
     return jsonapi.JsonApiResponse(
         {"data": resource, "links": {"self": resource["links"]["self"]}}, status_code=201 if created else 200
     )
