@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 
 import anyio.to_thread
 import prometheus_client
@@ -158,7 +159,11 @@ def create_app(
         version=__version__,
         summary="Abandoned-checkout recovery: Sequenzy-, Klaviyo- and Segment-compatible APIs.",
         lifespan=lifespan,
+        # /docs is served below from local assets; no page of cartback loads anything from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
+    _mount_docs(app)
     keys = deps.KeyCache(db, clock)
     app.state.services = deps.Services(settings=settings, db=db, clock=clock, keys=keys, mail=options)
     app.state.metrics = metrics
@@ -229,3 +234,25 @@ def create_app(
         return Response(body, media_type=prometheus_client.CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _mount_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs with its script and stylesheet from the fastapi-offline package's copy, so the
+    page works on a machine without internet access and tells no CDN who reads it."""
+    import fastapi_offline
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount("/docs/assets", StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="cartback API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon.png",
+        )
