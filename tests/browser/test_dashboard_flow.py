@@ -163,9 +163,10 @@ def test_browser_editor_checkout_enrollment_outbox_and_overview(
     eventually(recovered, what="the order to be attributed")
     assert figure(page, "checkouts_started") == "1"
     assert figure(page, "emails_sent") == "1"
-    assert figure(page, "abandoned") == "0"
+    assert figure(page, "abandoned") == "1"  # Shopify's sense: left, then won back by the email
+    assert figure(page, "recovery_rate") == "100.0%"
     assert page.locator("[data-revenue=EUR]").inner_text() == "€74.00"
-    assert page.get_by_role("img", name="From checkout to order").is_visible()
+    assert page.get_by_role("img", name="From email to order").is_visible()
     screenshots(page, "07-overview-after")
 
     # The event log refreshes by itself: a checkout started now shows up without a reload.

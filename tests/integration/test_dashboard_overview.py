@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from cartback.dashboard import charts, overview
-from cartback.store import reports, tables
+from cartback.store import tables
 from cartback.testing import FrozenClock
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
@@ -48,7 +48,7 @@ def test_dashboard_overview_counts_started_abandoned_and_charts(shop):
     assert figure(page, "recovered") == "0"  # an order no email led to is not a recovery
     assert 'data-revenue="none"' in page
     assert 'role="img" aria-label="Checkouts per day: 3 started, 0 recovered"' in page
-    assert 'aria-label="From checkout to order: Checkouts 3, Emailed 0, Clicked 0, Ordered 0"' in page
+    assert 'aria-label="From email to order: Emails sent 0, Clicked 0, Ordered 0"' in page
 
     # A range that ends before the checkouts sees none of them.
     before = client.get("/app/", params={"start": "2026-11-01", "end": "2026-11-22"}).text
@@ -57,6 +57,32 @@ def test_dashboard_overview_counts_started_abandoned_and_charts(shop):
     same_day = client.get("/app/", params={"start": "2026-11-23", "end": "2026-11-23"}).text
     assert figure(same_day, "checkouts_started") == "3" and "by hour" in same_day
     assert "by week" in client.get("/app/", params={"range": "90d"}).text
+
+
+def test_dashboard_overview_counts_a_checkout_by_its_own_time_and_defines_its_figures(shop):
+    """A checkout sent with a `time` last month counts last month, not in the range it arrived in; every
+    card carries its definition, the same words as docs/analytics.md."""
+    from cartback.core import analytics
+
+    client, tenant, clock = shop
+    headers = {"Authorization": f"Klaviyo-API-Key {tenant.key}", "revision": "2026-10-15"}
+    old = {"data": {"type": "event", "attributes": {
+        "properties": {"checkout_id": "old-1", "value": 19}, "time": "2026-10-01T12:00:00+00:00",
+        "metric": {"data": {"type": "metric", "attributes": {"name": "Started Checkout"}}},
+        "profile": {"data": {"type": "profile", "attributes": {"email": "old@example.com"}}}}}}  # fmt: skip
+    assert client.post("/api/events", json=old, headers=headers).status_code == 202
+    client.post(
+        "/api/v1/checkouts", json=checkout_body("new-1"), headers={"Authorization": f"Bearer {tenant.key}"}
+    )
+    clock.advance(minutes=5)
+    recent = client.get("/app/", params={"range": "7d"}).text
+    assert figure(recent, "checkouts_started") == "1"
+    october = client.get("/app/", params={"start": "2026-10-01", "end": "2026-10-31"}).text
+    assert figure(october, "checkouts_started") == "1" and figure(october, "abandoned") == "1"
+    docs = (Path(__file__).parents[2] / "docs" / "analytics.md").read_text()
+    for text in analytics.DEFINITIONS.values():
+        assert f'title="{text}"'.replace("'", "&#39;") in recent
+        assert text in docs
 
 
 def test_dashboard_overview_bad_dates_are_a_400_page(shop):
@@ -161,30 +187,40 @@ def test_overview_figures_equal_the_tables_counted_by_hand(tmp_path):
         assert sum(s.total.sent for s in report.sequences.values()) == total.sent
     assert report.workspace.total.sent > 0 and report.workspace.total.recovered > 0
 
-    # The funnel, counted by hand: runs started in the range with a sent email, and with a clicked one.
+    # The funnel, counted by hand: emails sent, clicked (the report's own figure), and clicked emails an
+    # order was attributed to; the recovery rate's abandoned checkouts: no order, or a recovered one.
     start, end = T0 - timedelta(days=8), T0
 
-    def funnel_by_hand(tx):
-        runs = {
-            r.id
+    def by_hand_funnel(tx):
+        t = tables
+        mail = {
+            r.id: r
             for r in tx.execute(
-                sa.select(tables.enrollments).where(tables.enrollments.c.workspace_id == workspace_id)
+                sa.select(t.messages.c.id, t.messages.c.created_at, t.message_delivery.c.clicked_at)
+                .join(t.message_delivery, t.message_delivery.c.message_id == t.messages.c.id)
+                .where(
+                    t.messages.c.workspace_id == workspace_id,
+                    t.messages.c.sequence_id.is_not(None),
+                    t.messages.c.status.in_(("sent", "failed", "unknown")),
+                )
             )
             if start <= r.created_at < end
         }
-        sent = tx.execute(
-            sa.select(tables.messages.c.enrollment_id, tables.message_delivery.c.clicked_at)
-            .join(tables.message_delivery, tables.message_delivery.c.message_id == tables.messages.c.id)
-            .where(
-                tables.messages.c.status.in_(("sent", "failed", "unknown")),
-                tables.messages.c.workspace_id == workspace_id,
-            )
-        ).all()
-        emailed = {e for e, _ in sent if e in runs}
-        clicked = {e for e, c in sent if e in runs and c is not None}
-        return len(emailed), len(clicked)
+        attributed = {r.message_id: r.order_id for r in tx.execute(sa.select(t.attributions))}
+        ordered = {m for m, r in mail.items() if r.clicked_at is not None and m in attributed}
+        mine = sa.select(t.checkouts).where(t.checkouts.c.workspace_id == workspace_id)
+        carts = [r for r in tx.execute(mine) if start <= r.created_at < end]
+        won = set(attributed.values())
+        abandoned = [c for c in carts if c.order_id is None or c.order_id in won]
+        return len(ordered), len(abandoned)
 
-    counted = db.read_sync(lambda tx: reports.funnel(tx, workspace_id, start, end))
-    assert (counted.emailed, counted.clicked) == db.read_sync(funnel_by_hand)
-    assert counted.clicked > 0
+    def counted(tx):
+        report = analytics.report(tx, workspace_id, start, end)
+        return report.workspace.total, analytics.funnel(tx, workspace_id, report)
+
+    total, funnel = db.read_sync(counted)
+    ordered, abandoned = db.read_sync(by_hand_funnel)
+    assert (funnel.sent, funnel.clicked) == (total.sent, total.clicked)
+    assert funnel.ordered == ordered and 0 < funnel.ordered <= funnel.clicked
+    assert total.abandoned == abandoned and total.recovered <= abandoned < total.checkouts_started
     db.close()

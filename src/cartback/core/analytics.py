@@ -24,6 +24,22 @@ from cartback.store import analytics as store
 from cartback.store.db import Tx
 
 INTERVALS = ("hour", "day", "week", "month")
+# What each overview figure counts, shown as the dashboard's tooltips: the same words as the table in
+# docs/analytics.md (a unit test keeps them together).
+DEFINITIONS = {
+    "checkouts_started": "Checkouts started in the range, counted by their own time (the time sent "
+    "with them).",
+    "abandoned": "Checkouts started in the range that no order completed on its own: no order yet, or an "
+    "order an email won back (Shopify's abandoned checkouts).",
+    "recovered": "Orders placed in the range that were attributed to a recovery email and are still worth "
+    "something; the rate is recovered / abandoned, as Shopify's.",
+    "sent": "Sequence emails created in the range and handed to the mail server.",
+    "opened": "Of those, the emails opened at least once; the rate is of the emails delivered.",
+    "clicked": "Of those, the emails clicked at least once; the rate is of the emails delivered. The same "
+    "figure in the cards, the chart, the funnel and the table.",
+    "funnel": "Emails sent, then those clicked, then those clicked emails an order was attributed to: each "
+    "stage a part of the one before.",
+}
 # "All time": before any data cartback can hold.
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _MAIL_FIGURES = ("sent", "delivered", "opened", "clicked", "bounced", "complained", "unsubscribed")
@@ -130,6 +146,9 @@ class Tally:
     clicked: int = 0
     unsubscribed: int = 0
     checkouts_started: int = 0
+    # Checkouts left without an order, or won back by an email (Shopify's "abandoned checkouts"): the
+    # recovery rate's denominator. A sequence's are its runs, a step's its emails.
+    abandoned: int = 0
     recovered: int = 0
     # currency -> [orders, net cents]
     revenue: dict[str, list[int]] = field(default_factory=dict)
@@ -164,8 +183,9 @@ class Tally:
             "clicked": self.clicked,
             "unsubscribed": self.unsubscribed,
             "checkoutsStarted": self.checkouts_started,
+            "checkoutsAbandoned": self.abandoned,
             "checkoutsRecovered": self.recovered,
-            "recoveryRate": rate(self.recovered, self.checkouts_started),
+            "recoveryRate": rate(self.recovered, self.abandoned),
             "openRate": rate(self.opened, self.delivered),
             "clickRate": rate(self.clicked, self.delivered),
             "revenue": self.revenue_json(),
@@ -249,11 +269,17 @@ def report(
         for bucket, count in store.checkouts_per_interval(tx, workspace_id, start, end, starts).items():
             for t in workspace.at(at(bucket)):
                 t.checkouts_started += count
+        for bucket, count in store.checkouts_per_interval(
+            tx, workspace_id, start, end, starts, abandoned=True
+        ).items():
+            for t in workspace.at(at(bucket)):
+                t.abandoned += count
     for bucket, seq, count in store.runs_per_interval(tx, workspace_id, start, end, starts, sequence_id):
         i = at(bucket)
         targets = per_sequence[seq].at(i) + (workspace.at(i) if sequence_id is not None else [])
         for t in targets:
             t.checkouts_started += count
+            t.abandoned += count  # a run is a checkout the sequence took on to win back
 
     for order in store.recovered_orders(tx, workspace_id, start, end, sequence_id):
         cents = net_cents(order)
@@ -266,7 +292,7 @@ def report(
     # A step's "checkouts started" is the emails it sent: its rate is orders per email.
     for step in per_step.values():
         for t in [step.total, *step.series]:
-            t.checkouts_started = t.sent
+            t.checkouts_started = t.abandoned = t.sent
 
     return Report(
         start=start,
@@ -278,6 +304,26 @@ def report(
         steps=dict(per_step),
         names=store.sequence_names(tx, workspace_id),
     )
+
+
+@dataclass(frozen=True)
+class Funnel:
+    """The overview's funnel, each stage a part of the one before (docs/analytics.md)."""
+
+    sent: int
+    clicked: int
+    ordered: int
+
+    def stages(self) -> list[tuple[str, int]]:
+        return [("Emails sent", self.sent), ("Clicked", self.clicked), ("Ordered", self.ordered)]
+
+
+def funnel(tx: Tx, workspace_id: str, figures: Report) -> Funnel:
+    """Emails sent, those clicked (the report's `clicked`, the same figure the page shows elsewhere), and
+    of those the ones an order was attributed to."""
+    total = figures.workspace.total
+    ordered = store.clicked_emails_with_orders(tx, workspace_id, figures.start, figures.end)
+    return Funnel(total.sent, total.clicked, ordered)
 
 
 def step_mail(

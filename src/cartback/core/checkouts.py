@@ -94,7 +94,8 @@ def record_checkout(tx: Tx, workspace_id: str, data: CheckoutInput, now: datetim
             items=data.items,
             properties=data.properties,
             order_id=None,
-            created_at=now,
+            # A checkout counts by its own time (the `time` sent with it), not when it arrived.
+            created_at=recorded.event.occurred_at,
             updated_at=now,
         ),
     )

@@ -26,7 +26,6 @@ from cartback.store.deliveries import OutboxItem as OutboxItem
 from cartback.store.enrollments import Enrollment as Enrollment
 from cartback.store.events import Event as Event
 from cartback.store.messages import Message as Message
-from cartback.store.reports import Funnel as Funnel
 from cartback.store.sequences import Sequence as Sequence
 from cartback.store.subscribers import Subscriber as Subscriber
 
@@ -43,18 +42,14 @@ class Period:
 @dataclass(frozen=True)
 class Overview:
     report: analytics.Report
-    abandoned: int
-    funnel: Funnel
+    funnel: analytics.Funnel
 
 
 def overview(tx: Tx, workspace_id: str, period: Period, now: datetime) -> Overview:
-    """The overview's figures: the recovery report (the one behind GET /api/v1/analytics/recovery), the
-    checkouts still abandoned and the funnel checkout -> email -> click."""
-    return Overview(
-        report=analytics.report(tx, workspace_id, period.start, period.end, interval=period.interval),
-        abandoned=store.abandoned(tx, workspace_id, period.start, period.end),
-        funnel=store.funnel(tx, workspace_id, period.start, period.end),
-    )
+    """The overview's figures: the recovery report (the one behind GET /api/v1/analytics/recovery) and
+    the funnel email -> click -> order, both from core/analytics."""
+    figures = analytics.report(tx, workspace_id, period.start, period.end, interval=period.interval)
+    return Overview(report=figures, funnel=analytics.funnel(tx, workspace_id, figures))
 
 
 @dataclass(frozen=True)

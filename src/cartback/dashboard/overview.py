@@ -82,7 +82,7 @@ async def overview(
         "overview.html",
         {
             "total": total,
-            "abandoned": data.abandoned,
+            "definitions": analytics.DEFINITIONS,
             "ranges": RANGES,
             "range": chosen,
             "start": begin,
@@ -110,14 +110,6 @@ async def overview(
                     charts.Series("clicked", [t.clicked for t in series]),
                 ],
             ),
-            "funnel_chart": charts.funnel(
-                "From checkout to order",
-                [
-                    ("Checkouts", total.checkouts_started),
-                    ("Emailed", data.funnel.emailed),
-                    ("Clicked", data.funnel.clicked),
-                    ("Ordered", total.recovered),
-                ],
-            ),
+            "funnel_chart": charts.funnel("From email to order", data.funnel.stages()),
         },
     )

@@ -161,20 +161,55 @@ def message_events_per_step(
 
 
 def checkouts_per_interval(
-    tx: Tx, workspace_id: str, start: datetime, end: datetime, starts: list[datetime]
+    tx: Tx,
+    workspace_id: str,
+    start: datetime,
+    end: datetime,
+    starts: list[datetime],
+    *,
+    abandoned: bool = False,
 ) -> dict[int, int]:
-    """Checkouts started in [start, end), per interval, from the (workspace_id, created_at) index."""
+    """Checkouts started in [start, end), per interval, from the (workspace_id, created_at) index. With
+    `abandoned`, only those no order completed on its own: no order names them yet, or the order that
+    does was attributed to an email (recovered)."""
     bucket = _bucket(checkouts.c.created_at, starts).label("bucket")
-    rows = tx.execute(
-        sa.select(bucket, sa.func.count())
-        .where(
-            checkouts.c.workspace_id == workspace_id,
-            checkouts.c.created_at >= start,
-            checkouts.c.created_at < end,
-        )
-        .group_by(bucket)
-    ).all()
+    where = [
+        checkouts.c.workspace_id == workspace_id,
+        checkouts.c.created_at >= start,
+        checkouts.c.created_at < end,
+    ]
+    if abandoned:
+        recovered = sa.select(attributions.c.order_id).where(attributions.c.workspace_id == workspace_id)
+        where.append(sa.or_(checkouts.c.order_id.is_(None), checkouts.c.order_id.in_(recovered)))
+    rows = tx.execute(sa.select(bucket, sa.func.count()).where(*where).group_by(bucket)).all()
     return {int(b): int(n) for b, n in rows}
+
+
+def clicked_emails_with_orders(tx: Tx, workspace_id: str, start: datetime, end: datetime) -> int:
+    """Sequence emails created in [start, end), handed to the transport and clicked, that an order was
+    attributed to: the funnel's "Ordered", a part of its "Clicked"."""
+    return int(
+        tx.execute(
+            sa.select(sa.func.count(sa.distinct(messages.c.id)))
+            .select_from(
+                messages.join(message_delivery, message_delivery.c.message_id == messages.c.id).join(
+                    attributions,
+                    sa.and_(
+                        attributions.c.workspace_id == messages.c.workspace_id,
+                        attributions.c.message_id == messages.c.id,
+                    ),
+                )
+            )
+            .where(
+                messages.c.workspace_id == workspace_id,
+                messages.c.created_at >= start,
+                messages.c.created_at < end,
+                messages.c.sequence_id.is_not(None),
+                messages.c.status.in_(statuses.values(statuses.HANDED)),
+                message_delivery.c.clicked_at.is_not(None),
+            )
+        ).scalar_one()
+    )
 
 
 def runs_per_interval(

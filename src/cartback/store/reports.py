@@ -4,21 +4,15 @@ runs on an index (workspace_id, time)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from cartback import statuses
 from cartback.store import events as event_store
 from cartback.store.db import Tx
 from cartback.store.tables import (
-    checkouts,
     enrollments,
     events,
-    message_delivery,
-    messages,
     subscribers,
 )
 
@@ -111,42 +105,3 @@ def latest_event(tx: Tx, workspace_id: str, name: str) -> event_store.Event | No
         .limit(1)
     ).first()
     return None if row is None else event_store.from_row(row)
-
-
-@dataclass(frozen=True)
-class Funnel:
-    emailed: int
-    clicked: int
-
-
-def funnel(tx: Tx, workspace_id: str, start: datetime, end: datetime) -> Funnel:
-    """Runs (enrollments started in the range) that sent at least one email (handed to the transport: the
-    figure `sent`), and that had one clicked."""
-    joined = enrollments.join(messages, messages.c.enrollment_id == enrollments.c.id).outerjoin(
-        message_delivery, message_delivery.c.message_id == messages.c.id
-    )
-    clicked = sa.case((message_delivery.c.clicked_at.is_not(None), enrollments.c.id))
-    row = tx.execute(
-        sa.select(sa.func.count(sa.distinct(enrollments.c.id)), sa.func.count(sa.distinct(clicked)))
-        .select_from(joined)
-        .where(
-            enrollments.c.workspace_id == workspace_id,
-            enrollments.c.created_at >= start,
-            enrollments.c.created_at < end,
-            messages.c.status.in_(statuses.values(statuses.HANDED)),
-        )
-    ).one()
-    return Funnel(int(row[0]), int(row[1]))
-
-
-def abandoned(tx: Tx, workspace_id: str, start: datetime, end: datetime) -> int:
-    """Checkouts started in the range that no order has named (yet)."""
-    return _count(
-        tx,
-        sa.select(sa.func.count()).where(
-            checkouts.c.workspace_id == workspace_id,
-            checkouts.c.created_at >= start,
-            checkouts.c.created_at < end,
-            checkouts.c.order_id.is_(None),
-        ),
-    )

@@ -74,8 +74,9 @@ def engagement(t: analytics.Tally) -> dict[str, Any]:
         "rateDenominatorBasis": "delivered" if t.delivered else "none",
         "conversions": t.recovered,
         "checkoutsStarted": t.checkouts_started,
+        "checkoutsAbandoned": t.abandoned,
         "checkoutsRecovered": t.recovered,
-        "recoveryRate": analytics.rate(t.recovered, t.checkouts_started),
+        "recoveryRate": analytics.rate(t.recovered, t.abandoned),
         "revenueByCurrency": t.revenue_json(),
     }
     if len(t.revenue) == 1:
@@ -209,8 +210,12 @@ class Figures(_Out):
     checkouts_started: int = Field(
         description="Workspace: checkouts started; sequence: runs it started; step: emails it sent"
     )
+    checkouts_abandoned: int = Field(
+        description="Workspace: checkouts no order completed on its own (none yet, or one an email "
+        "recovered); sequence: runs it started; step: emails it sent"
+    )
     checkouts_recovered: int = Field(description="Attributed orders still worth something")
-    recovery_rate: float = Field(description="checkoutsRecovered / checkoutsStarted, 0 to 1")
+    recovery_rate: float = Field(description="checkoutsRecovered / checkoutsAbandoned, 0 to 1")
     open_rate: float = Field(description="opened / delivered, 0 to 1")
     click_rate: float = Field(description="clicked / delivered, 0 to 1")
     revenue: list[Revenue]
