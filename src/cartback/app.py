@@ -237,15 +237,15 @@ def create_app(
 
 
 def _mount_docs(app: FastAPI) -> None:
-    """Swagger UI at /docs with its script and stylesheet from the fastapi-offline package's copy, so the
+    """Swagger UI at /docs with its script and stylesheet from cartback's own copy (api/swagger/), so the
     page works on a machine without internet access and tells no CDN who reads it."""
-    import fastapi_offline
     from fastapi.openapi.docs import get_swagger_ui_html
     from fastapi.responses import HTMLResponse
     from fastapi.staticfiles import StaticFiles
 
-    assets = Path(fastapi_offline.__file__).parent / "static"
-    app.mount("/docs/assets", StaticFiles(directory=assets), name="docs-assets")
+    app.mount(
+        "/docs/assets", StaticFiles(directory=Path(__file__).parent / "api" / "swagger"), name="docs-assets"
+    )
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
@@ -254,5 +254,5 @@ def _mount_docs(app: FastAPI) -> None:
             title="cartback API",
             swagger_js_url="/docs/assets/swagger-ui-bundle.js",
             swagger_css_url="/docs/assets/swagger-ui.css",
-            swagger_favicon_url="/docs/assets/favicon.png",
+            swagger_favicon_url="/app/static/favicon.svg",
         )

