@@ -4,6 +4,7 @@ the environment."""
 from __future__ import annotations
 
 import re
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -69,17 +70,31 @@ def serve(
 def _first_start(db: Database) -> None:
     """On an empty database, create the `default` workspace and show its key once."""
 
+    shown = sys.stdout.isatty()
+
     def create(tx: workspaces.Tx) -> str | None:
         if workspaces.count_workspaces(tx) > 0:
             return None
         ws = workspaces.create_workspace(tx, "default", system_clock.now())
+        if not shown:
+            return ""
         _, secret = workspaces.create_api_key(tx, ws.id, system_clock.now(), name="default")
         return secret
 
     secret = db.write_sync(create)
-    if secret is not None:
-        # Shown once: only its hash is stored. stdout, so a script can capture it.
+    if secret is None:
+        return
+    if secret:
+        # Shown once, to the person at the terminal: only its hash is stored.
         print(f"Created workspace 'default'. API key (shown only this once): {secret}", flush=True)
+    else:
+        # Output that is not a terminal is usually a log (systemd, Docker, a file), kept and shipped far
+        # longer than a secret should be: no key is made here, and one is a command away.
+        print(
+            "Created workspace 'default'. No API key is shown here, since this output is not a terminal "
+            "(a log would keep it): make one with `cartback apikey create --workspace default`.",
+            flush=True,
+        )
 
 
 @app.command()
