@@ -38,6 +38,7 @@ def test_addresses_normal_form(given: str, normal: str) -> None:
         "@victim.example",
         "a@",
         "a" * 250 + "@victim.example",
+        "a" * 65 + "@victim.example",
     ],
 )
 def test_addresses_anything_but_one_ascii_mailbox_is_refused(given: str) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query
@@ -46,7 +46,8 @@ Svc = deps.Services
 
 
 class SendTransactionalRequest(models.WireModel):
-    to: models.Email | list[models.Email] = Field(..., max_length=transactional.MAX_RECIPIENTS)
+    # The bound is on the list: on the union it bounded a single address to 50 characters too.
+    to: models.Email | Annotated[list[models.Email], Field(max_length=transactional.MAX_RECIPIENTS)]
     slug: str | None = Field(None, max_length=200)
     template_id: str | None = Field(None, max_length=200)
     subject: models.HeaderText | None = Field(None, max_length=2000)
