@@ -164,6 +164,39 @@ def test_order_figures_two_klaviyo_partial_refunds_accumulate_at_their_sent_time
     ]
 
 
+def test_order_figures_klaviyo_refund_from_before_refunds_accumulated_retried_counts_once(shop):
+    """A Klaviyo refund stored before migration 0017 has the one refund key of that time
+    (`order:<id>:refunded`) and no unique_id; the same refund sent again after the upgrade is that refund,
+    not a second one. A later refund of the same amount with another unique_id is a new refund."""
+    shop.klaviyo("Placed Order", {"order_id": "o1"}, value=30.0, unique_id="o1", time="2026-11-20T09:00:00Z")
+    shop.klaviyo(
+        "Refunded Order", {"order_id": "o1"}, value=10.0, unique_id="r1", time="2026-11-21T09:00:00Z"
+    )
+    ws = shop.workspace_id
+    # As the refund was stored before 0017 (which re-keys only Sequenzy pushes' refund events).
+    shop.db.write_sync(
+        lambda tx: tx.execute(
+            events.update()
+            .where(events.c.workspace_id == ws, events.c.name == "ecommerce.order_refunded")
+            .values(idempotency_key="order:o1:refunded")
+        )
+    )
+    shop.klaviyo(
+        "Refunded Order", {"order_id": "o1"}, value=10.0, unique_id="r1", time="2026-11-21T09:00:00Z"
+    )
+    assert shop.order_row().refund_amount_cents == 1000
+    assert [p["refundCents"] for _, p in shop.refunds()] == [1000]
+    _agree(shop, 1, "$20.00", "$10.00")
+    shop.klaviyo(
+        "Refunded Order", {"order_id": "o1"}, value=10.0, unique_id="r2", time="2026-11-22T09:00:00Z"
+    )
+    shop.klaviyo(
+        "Refunded Order", {"order_id": "o1"}, value=10.0, unique_id="r1", time="2026-11-21T09:00:00Z"
+    )
+    assert shop.order_row().refund_amount_cents == 2000
+    assert [p["refundCents"] for _, p in shop.refunds()] == [1000, 1000]
+
+
 def test_order_figures_two_segment_partial_refunds_accumulate_at_their_sent_times(shop):
     shop.segment("Order Completed", {"order_id": "o1", "total": 30}, timestamp="2026-11-20T09:00:00Z")
     shop.segment("Order Refunded", {"order_id": "o1", "total": 10}, timestamp="2026-11-21T09:00:00Z")

@@ -157,6 +157,35 @@ def known_customer(tx: Tx, workspace_id: str, order_id: str) -> subscribers.Iden
     return subscribers.Identity(email=sub.email, external_id=sub.external_id, anonymous_id=sub.anonymous_id)
 
 
+def _legacy_refund(
+    tx: Tx, workspace_id: str, existing: Order, data: OrderInput, status_key: str
+) -> event_store.Event | None:
+    """The refund event stored before refunds accumulated (migration 0017), when this refund is the one it
+    records, now keyed as this refund; else None.
+
+    Back then an order had one refund event, keyed `order:<id>:refunded`, that kept neither Klaviyo's
+    unique_id nor Segment's messageId; migration 0017 re-keyed a Sequenzy push's (its amount says which
+    refund it is), but a sender's id cannot be recovered. So a refund with a sender's id whose amount is
+    the one that event recorded (`refundAmountCents`; none: the whole order) is taken for it, sent again
+    (a retry after the upgrade), and the event takes this refund's key: the refund is not added twice,
+    and a later refund of the same amount is a new one."""
+    if data.event_id is None:
+        return None
+    legacy = event_store.find_by_key(tx, workspace_id, _event_key(data.order_id, "refunded", None))
+    if legacy is None or legacy.source != data.source:
+        return None
+    recorded = legacy.properties.get("refundAmountCents")
+    amount = data.amount_cents
+    if recorded is None or recorded == existing.total_cents:
+        same = amount is None or amount >= existing.total_cents
+    else:
+        same = amount == recorded
+    if not same:
+        return None
+    event_store.set_key(tx, workspace_id, legacy.id, status_key)
+    return legacy
+
+
 def record_order(tx: Tx, workspace_id: str, data: OrderInput, now: datetime) -> OrderRecorded:
     """Apply one order report by the rule above. A report already applied (the same status, the same
     refund) changes nothing and comes back as a duplicate."""
@@ -167,7 +196,9 @@ def record_order(tx: Tx, workspace_id: str, data: OrderInput, now: datetime) -> 
     refund_key = _refund_key(data, refunded) if data.status == "refunded" else None
     status_key = _event_key(data.order_id, data.status, refund_key)
     if existing is not None and data.status == "refunded":
-        applied = event_store.find_by_key(tx, workspace_id, status_key)
+        applied = event_store.find_by_key(tx, workspace_id, status_key) or _legacy_refund(
+            tx, workspace_id, existing, data, status_key
+        )
         if applied is not None:
             # This very refund again (a retry): it was added once, and nothing changes now.
             placed = event_store.find_by_key(tx, workspace_id, _event_key(data.order_id, "placed", None))

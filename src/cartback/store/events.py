@@ -104,6 +104,14 @@ def find_by_key(tx: Tx, workspace_id: str, idempotency_key: str) -> Event | None
     return None if row is None else from_row(row)
 
 
+def set_key(tx: Tx, workspace_id: str, event_id: str, idempotency_key: str) -> None:
+    tx.execute(
+        events.update()
+        .where(events.c.workspace_id == workspace_id, events.c.id == event_id)
+        .values(idempotency_key=idempotency_key)
+    )
+
+
 def list_for_subscriber(tx: Tx, workspace_id: str, subscriber_id: str, limit: int = 50) -> list[Event]:
     rows = tx.execute(
         sa.select(events)
