@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     # waits at most `sign_in_wait_seconds` for a turn, then gets 503.
     sign_in_hashes: int = Field(1, ge=1, le=64)
     sign_in_wait_seconds: float = Field(5.0, gt=0, le=60)
+    # Processes that render templates (docs/security.md "Templates"), at a low CPU priority, so that a
+    # tenant's heavy template holds no lock other workspaces' requests need; 0 renders in the server's
+    # own threads.
+    render_processes: int = Field(1, ge=0, le=64)
 
     @field_validator("log_level", mode="before")
     @classmethod

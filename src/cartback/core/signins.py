@@ -14,26 +14,23 @@ Each hash takes 32 MiB and about 0.1 s of a core (core/passwords.py), so a flood
 addresses would otherwise take as much memory and CPU as it has requests in flight. `HashGate` lets at
 most `slots` hashes run at once; a request waits at most `wait` seconds for a slot and is then refused as
 busy (503), so a flood costs at most `slots` x 32 MiB and `slots` cores, and waiting requests hold no
-more than their parsed form. The hash threads run at the lowest CPU priority, so on a busy machine the
-flood slows down rather than every other workspace's requests.
+more than their parsed form. The hashes run in processes of their own at the lowest CPU priority
+(cartback/processes.py), so on a busy machine the flood slows down rather than every other workspace's
+requests, and the server's own memory and caches are not the ones the hashes sweep.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import math
-import os
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TypeVar
 
 import anyio
 
-from cartback import errors
+from cartback import errors, processes
 from cartback.core import ratelimits
 from cartback.core.clock import Clock
 
@@ -120,29 +117,26 @@ def _duration(seconds: int) -> str:
     return f"{math.ceil(seconds / 60)} minutes"
 
 
-def _lower_priority() -> None:
-    """Run this thread at the lowest CPU priority (Linux sets niceness per thread): when the CPU is short,
-    requests and the database writer go first and a flood of sign-ins waits, not the other way round."""
-    # Not Linux, or not allowed: hashes run at normal priority.
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+# Every HashGate of the process shares these (tests build many apps); each gate bounds its own use.
+HASHES = processes.Pool("password hashes", niceness=19)
 
 
 class HashGate:
-    """At most `slots` password hashes at once, in threads of their own at the lowest CPU priority;
+    """At most `slots` password hashes at once, in processes of their own at the lowest CPU priority;
     `running` and `peak` are exported as metrics."""
 
     def __init__(self, slots: int, wait: float) -> None:
         self.slots = slots
         self.wait = wait
         self._limiter = anyio.CapacityLimiter(slots)
-        self._threads = ThreadPoolExecutor(slots, "password-hash", initializer=_lower_priority)
+        HASHES.resize(max(HASHES.size, slots))
         self.running = 0
         self.peak = 0
         self.refused = 0
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
-        """`fn(*args)` in a hash thread once a slot is free; Busy if none frees within `wait` seconds."""
+        """`fn(*args)` (picklable) in a hash process once a slot is free; Busy if none frees within `wait`
+        seconds, or if the process died."""
         acquired = False
         with anyio.move_on_after(self.wait):
             await self._limiter.acquire()
@@ -155,8 +149,10 @@ class HashGate:
             self.peak = max(self.peak, self.running)
             # Shielded: a client that disconnects must not free the slot while its hash still runs.
             with anyio.CancelScope(shield=True):
-                result = await asyncio.wrap_future(self._threads.submit(fn, *args))
+                result = await HASHES.run_async(fn, *args)
             return result
+        except BrokenProcessPool:
+            raise Busy("Too many sign-ins at once. Try again in a moment.") from None
         finally:
             self.running -= 1
             self._limiter.release()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import html as htmllib
+import pickle
 import re
 import time
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from liquid.exceptions import (
     ResourceLimitError,
 )
 
-from cartback import money, urls
+from cartback import money, processes, urls
 from cartback.delivery.links import LinkSigner
 
 
@@ -291,9 +292,14 @@ def check(field: str, source: str | None, *, html: bool = False) -> None:
     if not source:
         return
     _parsed(field, source, html)
-    limit = _trial(source, html)
+    limit = _checked(source, html)
     if limit is not None:
         raise RenderError(f"{field}: {limit}")
+
+
+@functools.lru_cache(maxsize=512)
+def _checked(source: str, html: bool) -> str | None:
+    return _elsewhere(_trial, source, html)  # type: ignore[no-any-return]
 
 
 @functools.lru_cache(maxsize=512)
@@ -717,7 +723,48 @@ def render_message(
     return render_email(content, context, signer)
 
 
+# -- in processes of their own ---------------------------------------------------------------------
+
+# Renders run here (cartback/processes.py): a template that takes its whole CPU budget holds no lock the
+# server's requests need. Sized by the app (CARTBACK_RENDER_PROCESSES); 0 renders in the calling thread.
+PROCESSES = processes.Pool("render", niceness=10)
+
+
+def _elsewhere(fn: Any, *args: Any) -> Any:
+    """`fn(*args)` in a render process; here when there is none or the arguments cannot be sent there (a
+    context holding something pickle cannot copy)."""
+    if not PROCESSES.size:
+        return fn(*args)
+    try:
+        payload = pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return fn(*args)
+    return PROCESSES.run(_unpacked, payload)
+
+
+def _unpacked(payload: bytes) -> Any:
+    """In the render process: run the call; an error that could not travel back becomes a RenderError."""
+    fn, args = pickle.loads(payload)
+    try:
+        return fn(*args)
+    except TemplateError:
+        raise
+    except Exception as exc:
+        try:
+            pickle.loads(pickle.dumps(exc))
+        except Exception:
+            raise RenderError(f"{type(exc).__name__}: {exc}") from None
+        raise
+
+
 def render_email(
+    content: dict[str, Any], context: dict[str, Any], signer: LinkSigner | None = None
+) -> Rendered:
+    """Render an email step's content against `context`, in a render process (`_rendered_email`)."""
+    return _elsewhere(_rendered_email, content, context, signer)  # type: ignore[no-any-return]
+
+
+def _rendered_email(
     content: dict[str, Any], context: dict[str, Any], signer: LinkSigner | None = None
 ) -> Rendered:
     """Render an email step's content (`subject`, `previewText`, `html`, `text`, or `template` naming a
