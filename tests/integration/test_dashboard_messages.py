@@ -51,6 +51,9 @@ def test_dashboard_messages_list_and_detail_with_a_sandboxed_preview(shop):
     assert page.status_code == 200
     assert f'sandbox="" src="/app/messages/{message_id}/preview"' in page.text
     assert "Delivery attempts" in page.text
+    # Owner words: the sequence's name and the step as numbered everywhere, no ids, no raw Liquid.
+    assert "Abandoned checkout</a> · Step 1: You left …" in page.text
+    assert "node_" not in page.text and "{{" not in page.text
 
     preview = client.get(f"/app/messages/{message_id}/preview")
     assert preview.status_code == 200

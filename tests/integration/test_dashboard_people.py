@@ -64,11 +64,12 @@ def test_dashboard_profile_shows_enrollment_steps_messages_and_the_stop_reason(s
     assert "Wait 1 h" in page and ">waiting<" in page
     assert "not reached" in page
     assert "ecommerce.checkout_started" in page
+    assert "from the API" in page and "via sequenzy" not in page
 
     clock.advance(hours=1, seconds=1)
     run_until_idle(db, clock)
     page = client.get(f"/app/people/{person}").text
-    assert "Email: You left {{ event.items[0].title }}" in page
+    assert "Email: You left …" in page  # the subject template in owner words, not raw Liquid
     assert ">sent<" in page and "You left Logo tee" in page  # the step, and the message it sent
 
     api(

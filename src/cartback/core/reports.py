@@ -81,15 +81,29 @@ class MessageView:
     attempts: list[dict[str, Any]]
     # The email.* events (sent, opened, clicked, ...) that name the message, oldest first.
     tracking: list[Event]
+    # In the owner's words: the sequence's name and "Step 1: <subject>" (None for transactional mail).
+    sequence_name: str | None = None
+    step: str | None = None
 
 
 def message(tx: Tx, workspace_id: str, message_id: str, now: datetime) -> MessageView:
     item = message_item(tx, workspace_id, message_id, now)
+    seq = sequence_store.get(tx, workspace_id, item.message.sequence_id) if item.message.sequence_id else None
     return MessageView(
         item=item,
         attempts=deliveries.attempts_of(tx, item.message.id),
         tracking=store.message_events(tx, workspace_id, item.message.subscriber_id, message_id),
+        sequence_name=seq.name if seq else None,
+        step=step_name(seq.definition, item.message.node_id) if seq else None,
     )
+
+
+def step_name(definition: dict[str, Any], node_id: str | None) -> str | None:
+    """ "Step 1: You left something" for an email node, numbered as the API numbers it."""
+    for number, found, subject in analytics.step_order(definition):
+        if found == node_id:
+            return f"Step {number}: {steps.plain(subject)}"
+    return None
 
 
 @dataclass(frozen=True)

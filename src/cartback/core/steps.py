@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,17 @@ def _duration(config: dict[str, Any]) -> str:
     return " ".join(parts) or "0 min"
 
 
+_OUTPUT = re.compile(r"\{\{.*?\}\}", re.S)
+_TAG = re.compile(r"\{%.*?%\}", re.S)
+
+
+def plain(subject: str | None) -> str:
+    """A subject template as an owner reads it: each Liquid output shown as "…", tags left out
+    ("You left {{ event.items[0].title }}" -> "You left …")."""
+    text = _OUTPUT.sub("…", _TAG.sub("", subject or ""))
+    return " ".join(text.split()) or "(no subject)"
+
+
 def describe(node: dict[str, Any]) -> str:
     """'Wait 1 h', 'Email: Did you forget something?', 'Add tag vip', ..."""
     kind, config = node.get("type"), node.get("config") or {}
@@ -28,7 +40,7 @@ def describe(node: dict[str, Any]) -> str:
             return f"Wait until {days} {hours} {window.get('timezone')}"
         return f"Wait {_duration(config)}"
     if kind == "email":
-        return f"Email: {config.get('subject') or '(no subject)'}"
+        return f"Email: {plain(config.get('subject'))}"
     if kind in ("add_tag", "remove_tag"):
         verb = "Add" if kind == "add_tag" else "Remove"
         return f"{verb} tag {config.get('tagName') or ''}"

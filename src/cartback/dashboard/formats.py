@@ -40,7 +40,15 @@ def percent(part: int, whole: int) -> str:
     return "—" if not whole else f"{100 * part / whole:.1f}%"
 
 
+# Where an event came from, in the owner's words (the store's source names are API names).
+SOURCES = {"sequenzy": "the API", "klaviyo": "Klaviyo's API", "segment": "Segment", "cartback": "cartback"}
+
+
+def source(name: str | None) -> str:
+    return SOURCES.get(name or "", name or "")
+
+
 def register(env: jinja2.Environment) -> None:
-    filters: dict[str, Any] = {"when": when, "amount": amount, "count": count}
+    filters: dict[str, Any] = {"when": when, "amount": amount, "count": count, "source": source}
     env.filters.update(filters)
     env.globals["percent"] = percent
