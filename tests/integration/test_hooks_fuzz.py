@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from tests import fuzzing
 from tests.connector_hooks import payload, shopify_headers, stripe_headers, woo_headers, woo_order
 
 from cartback.core import connectors
@@ -132,7 +133,7 @@ def test_hooks_fuzz_no_server_error(case: Any, hooks_api: Any) -> None:
     kwargs.pop("cookies", None)
     if isinstance(kwargs.get("data"), str | bytes):
         kwargs["content"] = kwargs.pop("data")
-    response = api.request(**kwargs)
+    response = fuzzing.request(api, **kwargs)
     case.validate_response(response, checks=CHECKS)
     _expect(response)
 

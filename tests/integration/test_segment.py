@@ -197,6 +197,28 @@ def test_segment_bad_input_is_a_400_never_retryable(shop, body):
     assert error_of(response)["code"] == "invalid_request"
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Content-Type": "application/json"},
+        {"Content-Type": "text/plain"},
+        {"Content-Type": "application/x-www-form-urlencoded", "Content-Encoding": "gzip"},
+        {},
+    ],
+    ids=["json", "text-plain", "form-gzip", "untyped"],
+)
+@pytest.mark.parametrize("path", ["/v1/batch", "/v1/track", "/v1/t"])
+def test_segment_malformed_json_is_answered_with_its_line_and_column(shop, path, headers):
+    """The error handler once read the body again from the original request, which the Segment route had
+    already drained through its own decoding request: the answer then waited forever for a body."""
+    raw = b'{"batch": [\n  {"type": "track" "event": "X"}]}'
+    body = gzip.compress(raw) if headers.get("Content-Encoding") == "gzip" else raw
+    response = shop.send(path, body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert "line 2, column 20" in error_of(response)["message"], response.text
+
+
 def test_segment_one_invalid_message_refuses_the_whole_batch(shop):
     good = identify({"email": "jane@example.com"})
     bad = track("Order Completed", {"total": 10})  # no order_id

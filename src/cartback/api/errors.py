@@ -66,14 +66,15 @@ def describe_validation(exc_errors: Any) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def _with_position(problem: dict[str, Any], body: bytes) -> dict[str, Any]:
-    """A malformed-JSON problem with the line and column of its character offset (pydantic gives only
-    the offset, as the last part of `loc`), counted as an editor would: from 1."""
+def _with_position(problem: dict[str, Any], document: object) -> dict[str, Any]:
+    """A malformed-JSON problem with the line and column of its character offset (FastAPI gives only
+    the offset, as the last part of `loc`), counted as an editor would: from 1. `document` is the text
+    the JSON parser read (RequestValidationError.body), whose characters the offset counts."""
     loc = problem.get("loc") or ()
     offset = loc[-1] if loc else None
-    if problem.get("type") != "json_invalid" or not isinstance(offset, int):
+    if problem.get("type") != "json_invalid" or not isinstance(offset, int) or not isinstance(document, str):
         return problem
-    text = body.decode("utf-8", "replace")[:offset]
+    text = document[:offset]
     line, column = text.count("\n") + 1, offset - (text.rfind("\n") + 1) + 1
     ctx = dict(problem.get("ctx") or {})
     ctx["error"] = f"{ctx.get('error', problem.get('msg'))} at line {line}, column {column}"
@@ -184,8 +185,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         problems = list(exc.errors())
-        if any(p.get("type") == "json_invalid" for p in problems):
-            problems = [_with_position(p, await request.body()) for p in problems]
+        # Not request.body(): a route may have read the body through a request of its own (Segment's
+        # decoding one), and reading it again here would wait for a body that never comes.
+        problems = [_with_position(p, exc.body) for p in problems]
         return render(request.url.path, ValidationFailed(describe_validation(problems), problems))
 
     @app.exception_handler(StarletteHTTPException)
