@@ -188,6 +188,12 @@ class Notice:
     notice_id: str | None = None
 
 
+def apply_notices(tx: Tx, workspace_id: str, notices: list[Notice], now: datetime) -> list[str]:
+    """The inbound webhook's use case: one provider delivery of notifications, acted on in one unit of
+    work; what apply_notice did with each, in order."""
+    return [apply_notice(tx, workspace_id, n, now) for n in notices]
+
+
 def apply_notice(tx: Tx, workspace_id: str, notice: Notice, now: datetime) -> str:
     """Act on one notification; return what happened: `suppressed`, `already_suppressed` (a replay, or
     an address suppressed before), or `recorded` for a soft bounce. A soft bounce suppresses nothing (the

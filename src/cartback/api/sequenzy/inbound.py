@@ -31,7 +31,6 @@ from cartback import errors
 from cartback.api import deps, scopes
 from cartback.api.sequenzy import PREFIX, models
 from cartback.core import suppressions
-from cartback.store.db import Tx
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +73,11 @@ Svc = deps.Services
 
 async def _apply(svc: Svc, workspace_id: str, notices: list[suppressions.Notice]) -> dict[str, Any]:
     now = svc.clock.now()
-
-    def apply(tx: Tx) -> list[str]:
-        return [suppressions.apply_notice(tx, workspace_id, n, now) for n in notices]
-
-    actions = await svc.db.write(apply) if notices else []
+    actions = (
+        await svc.db.write(lambda tx: suppressions.apply_notices(tx, workspace_id, notices, now))
+        if notices
+        else []
+    )
     return {
         "success": True,
         "processed": len(notices),
