@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 from cartback import __version__, dashboard
 from cartback import metrics as metrics_module
-from cartback.api import access, deps, hooks, klaviyo, limits, public, ratelimits, segment, sequenzy
+from cartback.api import access, deps, hooks, klaviyo, limits, links, public, ratelimits, segment, sequenzy
 from cartback.api import errors as api_errors
 from cartback.core import attribution, mail, signins, webhooks
 from cartback.core import ratelimits as budgets
@@ -183,6 +183,7 @@ def create_app(
     )
     metrics.add_hash_gauges(app.state.sign_ins.gate)
     api_errors.install(app)
+    links.install(app)
     sequenzy.install(app)
     segment.install(app)
     klaviyo.install(app)

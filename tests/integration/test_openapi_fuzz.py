@@ -8,8 +8,6 @@ the validators (email, currency, history window) that the API rightly enforces."
 
 from __future__ import annotations
 
-import base64
-import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,8 +15,6 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from tests import fuzzing
-
-from cartback.store.db import Database
 
 PREFIX = "/api/v1"
 SEGMENT_PREFIX = "/v1"
@@ -70,74 +66,21 @@ FUZZ = settings(
 )
 
 
-def _client(url: str) -> Iterator[Any]:
-    """The app on a real database, with a fresh workspace's key on every request."""
-    from fastapi.testclient import TestClient
-
-    from cartback.app import create_app
-    from cartback.core.clock import system_clock
-    from cartback.settings import Settings
-    from cartback.store import workspaces
-
-    db = Database(url)
-    db.migrate()
-
-    def create(tx: workspaces.Tx) -> str:
-        ws = workspaces.create_workspace(tx, f"fuzz-{secrets.token_hex(4)}", system_clock.now())
-        return workspaces.create_api_key(tx, ws.id, system_clock.now())[1]
-
-    key = db.write_sync(create)
-    db.close()
-    # Durability is not under test here; NORMAL spares SQLite an fsync per request. Thousands of requests
-    # with one key would run into the default rate limits, which tests/integration/test_ratelimits.py checks.
-    settings_ = Settings(
-        database_url=url, sqlite_synchronous="NORMAL", rate_limit_burst=0, rate_limit_steady=0
-    )
-    with TestClient(create_app(settings_, run_worker=False), raise_server_exceptions=False) as client:
-        client.headers["Authorization"] = f"Bearer {key}"
-        yield client
-
-
 @pytest.fixture(scope="module")
 def sqlite_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    yield from _client(f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'cartback.db'}")
+    yield from fuzzing.serve(f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'cartback.db'}")
 
 
 @pytest.fixture(scope="module")
 def postgres_api(pg_module_database: str) -> Iterator[Any]:
-    yield from _client(pg_module_database)
+    yield from fuzzing.serve(pg_module_database)
 
 
 def check(case: Any, api: Any, *, segment: bool = False, klaviyo: bool = False) -> None:
-    kwargs = case.as_transport_kwargs(base_url="http://testserver")
-    if klaviyo:
-        # The Klaviyo SDK's form of the same key.
-        key = api.headers["Authorization"].removeprefix("Bearer ")
-        kwargs["headers"] = {**(kwargs.get("headers") or {}), "Authorization": f"Klaviyo-API-Key {key}"}
-    if segment:
-        # Segment's clients send the key as the HTTP Basic user name.
-        key = api.headers["Authorization"].removeprefix("Bearer ")
-        basic = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
-        kwargs["headers"] = {**(kwargs.get("headers") or {}), "Authorization": basic}
-    # Schemathesis speaks `requests`; the TestClient is httpx, which wants raw bodies as `content`.
-    kwargs.pop("cookies", None)  # the API reads none; per-request cookies are deprecated in httpx
-    if isinstance(kwargs.get("data"), str | bytes):
-        kwargs["content"] = kwargs.pop("data")
-    response = fuzzing.request(api, **kwargs)
-
+    surface = "klaviyo" if klaviyo else "segment" if segment else "sequenzy"
+    response = fuzzing.send(case, api, surface)
     case.validate_response(response, checks=CHECKS)
-
-    if response.status_code >= 400 and klaviyo:
-        errors = response.json()["errors"]
-        assert errors, response.text
-        for error in errors:
-            assert all(isinstance(error[k], str) and error[k] for k in ("id", "code", "title", "detail"))
-            assert error["status"] == response.status_code and isinstance(error["source"], dict)
-    elif response.status_code >= 400:
-        body = response.json()
-        assert body["success"] is False, body
-        message = body["message"] if segment else body["error"]
-        assert isinstance(message, str) and message.strip(), body
+    fuzzing.assert_envelope(response, surface)
 
 
 @sqlite_schema.parametrize()
