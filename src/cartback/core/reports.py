@@ -53,6 +53,43 @@ def overview(tx: Tx, workspace_id: str, period: Period, now: datetime) -> Overvi
 
 
 @dataclass(frozen=True)
+class FiguresQuery:
+    """[start, end) of the API's reports; one sequence (which must exist) or the whole workspace; per
+    `interval` in `timezone` too when an interval is given."""
+
+    start: datetime
+    end: datetime
+    sequence_id: str | None = None
+    interval: str | None = None
+    timezone: str | None = None
+
+
+@dataclass(frozen=True)
+class Figures:
+    report: analytics.Report
+    # The sequence asked for, as stored.
+    seq: Sequence | None
+
+
+def figures(tx: Tx, workspace_id: str, query: FiguresQuery, now: datetime) -> Figures:
+    """The read behind the API's figures (GET /metrics/sequences/{id}, /metrics/breakdown,
+    /analytics/recovery): the same core/analytics report the dashboard's overview reads."""
+    seq = None
+    if query.sequence_id is not None:
+        seq = core_sequences.require(tx, workspace_id, query.sequence_id)
+    report = analytics.report(
+        tx,
+        workspace_id,
+        query.start,
+        query.end,
+        interval=query.interval,
+        tz=analytics.zone(query.timezone),
+        sequence_id=seq.id if seq else None,
+    )
+    return Figures(report, seq)
+
+
+@dataclass(frozen=True)
 class OutboxQuery:
     status: str | None
     email: str | None

@@ -15,8 +15,7 @@ from pydantic.alias_generators import to_camel
 from cartback import errors
 from cartback.api import deps
 from cartback.api.sequenzy import models, principal
-from cartback.core import analytics, sequences
-from cartback.store.db import Tx
+from cartback.core import analytics, reports
 
 router = APIRouter(tags=["analytics"])
 
@@ -143,12 +142,10 @@ async def sequence_metrics(
     """Engagement and recovered revenue of one sequence and each of its email steps."""
     begin, stop, label = window(svc.clock.now(), period, start, end, None)
 
-    def read(tx: Tx) -> dict[str, Any]:
-        seq = sequences.require(tx, who.workspace_id, sequence_id)
-        report = analytics.report(tx, who.workspace_id, begin, stop, sequence_id=seq.id)
-        return {"success": True, "sequenceId": seq.id, "period": label, **sequence_figures(report, seq.id)}
-
-    return await svc.db.read(read)
+    query = reports.FiguresQuery(begin, stop, sequence_id=sequence_id)
+    found = await svc.db.read(lambda tx: reports.figures(tx, who.workspace_id, query, svc.clock.now()))
+    seq_id = found.seq.id if found.seq else sequence_id
+    return {"success": True, "sequenceId": seq_id, "period": label, **sequence_figures(found.report, seq_id)}
 
 
 @router.get("/metrics/breakdown")
@@ -167,21 +164,20 @@ async def metrics_breakdown(
     `emailType` campaign or transactional gives no rows."""
     begin, stop, label = window(svc.clock.now(), period, start, end, "30d")
 
-    def read(tx: Tx) -> dict[str, Any]:
-        rows: list[dict[str, Any]] = []
-        if email_type in (None, "sequence"):
-            rows = breakdown_rows(analytics.report(tx, who.workspace_id, begin, stop), by)[:limit]
-        return {
-            "success": True,
-            "by": by,
-            "period": label,
-            "start": models.iso(begin),
-            "end": models.iso(stop),
-            "emailType": email_type,
-            "rows": rows,
-        }
-
-    return await svc.db.read(read)
+    rows: list[dict[str, Any]] = []
+    if email_type in (None, "sequence"):
+        query = reports.FiguresQuery(begin, stop)
+        found = await svc.db.read(lambda tx: reports.figures(tx, who.workspace_id, query, svc.clock.now()))
+        rows = breakdown_rows(found.report, by)[:limit]
+    return {
+        "success": True,
+        "by": by,
+        "period": label,
+        "start": models.iso(begin),
+        "end": models.iso(stop),
+        "emailType": email_type,
+        "rows": rows,
+    }
 
 
 # -- cartback's own report --------------------------------------------------------------------------------
@@ -284,48 +280,38 @@ async def recovery(
     begin, stop, _ = window(svc.clock.now(), "30d" if start is None else None, start, end, None)
     settings = svc.settings
 
-    def read(tx: Tx) -> dict[str, Any]:
-        if sequence_id is not None:
-            sequences.require(tx, who.workspace_id, sequence_id)
-        report = analytics.report(
-            tx,
-            who.workspace_id,
-            begin,
-            stop,
-            interval=interval,
-            tz=analytics.zone(timezone),
-            sequence_id=sequence_id,
+    query = reports.FiguresQuery(begin, stop, sequence_id=sequence_id, interval=interval, timezone=timezone)
+    report = (
+        await svc.db.read(lambda tx: reports.figures(tx, who.workspace_id, query, svc.clock.now()))
+    ).report
+    listed = []
+    for seq_id, slot in sorted(report.sequences.items()):
+        name, definition = report.names.get(seq_id, (seq_id, {}))
+        steps = []
+        for number, node_id, subject in analytics.step_order(definition):
+            step = report.steps.get((seq_id, node_id)) or analytics.Slice()
+            steps.append({"step": number, "nodeId": node_id, "subject": subject, **step.total.json()})
+        listed.append(
+            {
+                "sequenceId": seq_id,
+                "name": name,
+                **slot.total.json(),
+                "steps": steps,
+                "series": _series(report, slot),
+            }
         )
-        listed = []
-        for seq_id, slot in sorted(report.sequences.items()):
-            name, definition = report.names.get(seq_id, (seq_id, {}))
-            steps = []
-            for number, node_id, subject in analytics.step_order(definition):
-                step = report.steps.get((seq_id, node_id)) or analytics.Slice()
-                steps.append({"step": number, "nodeId": node_id, "subject": subject, **step.total.json()})
-            listed.append(
-                {
-                    "sequenceId": seq_id,
-                    "name": name,
-                    **slot.total.json(),
-                    "steps": steps,
-                    "series": _series(report, slot),
-                }
-            )
-        return {
-            "success": True,
-            "start": begin,
-            "end": stop,
-            "interval": interval,
-            "timezone": timezone,
-            "sequenceId": sequence_id,
-            "attribution": {
-                "windowDays": settings.attribution_window_days,
-                "receiptHours": settings.attribution_receipt_hours,
-            },
-            "totals": report.workspace.total.json(),
-            "series": _series(report, report.workspace),
-            "sequences": listed,
-        }
-
-    return await svc.db.read(read)
+    return {
+        "success": True,
+        "start": begin,
+        "end": stop,
+        "interval": interval,
+        "timezone": timezone,
+        "sequenceId": sequence_id,
+        "attribution": {
+            "windowDays": settings.attribution_window_days,
+            "receiptHours": settings.attribution_receipt_hours,
+        },
+        "totals": report.workspace.total.json(),
+        "series": _series(report, report.workspace),
+        "sequences": listed,
+    }
