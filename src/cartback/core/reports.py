@@ -95,13 +95,32 @@ class OutboxQuery:
     email: str | None
     limit: int
     offset: int
+    sequence_id: str | None = None
 
 
 def outbox(tx: Tx, workspace_id: str, query: OutboxQuery, now: datetime) -> tuple[list[OutboxItem], int]:
     """A page of the workspace's messages, newest first, and how many match."""
     return deliveries.outbox(
-        tx, workspace_id, status=query.status, email=query.email, limit=query.limit, offset=query.offset
+        tx,
+        workspace_id,
+        status=query.status,
+        email=query.email,
+        sequence_id=query.sequence_id,
+        limit=query.limit,
+        offset=query.offset,
     )
+
+
+@dataclass(frozen=True)
+class Delivery:
+    item: OutboxItem
+    attempts: list[dict[str, Any]]
+
+
+def delivery(tx: Tx, workspace_id: str, message_id: str, now: datetime) -> Delivery | None:
+    """One message of the workspace as sent, with every delivery attempt; None for any other id."""
+    item = deliveries.outbox_item(tx, workspace_id, message_id)
+    return None if item is None else Delivery(item, deliveries.attempts_of(tx, item.message.id))
 
 
 def message_item(tx: Tx, workspace_id: str, message_id: str, now: datetime) -> OutboxItem:

@@ -15,8 +15,7 @@ from fastapi import APIRouter, Depends, Query
 from cartback import errors
 from cartback.api import deps
 from cartback.api.sequenzy import models, principal
-from cartback.store import deliveries
-from cartback.store.db import Tx
+from cartback.core import reports
 
 router = APIRouter(tags=["outbox"])
 
@@ -25,7 +24,7 @@ Svc = deps.Services
 Status = Literal["queued", "sending", "deferred", "sent", "failed", "suppressed", "unknown"]
 
 
-def item_json(item: deliveries.OutboxItem, *, full: bool = False) -> dict[str, Any]:
+def item_json(item: reports.OutboxItem, *, full: bool = False) -> dict[str, Any]:
     m = item.message
     body: dict[str, Any] = {
         "id": m.id,
@@ -63,17 +62,9 @@ async def list_outbox(
 ) -> dict[str, Any]:
     """Newest first, without bodies."""
     offset = (page - 1) * limit
-    items, total = await svc.db.read(
-        lambda tx: deliveries.outbox(
-            tx,
-            who.workspace_id,
-            status=status,
-            email=email,
-            sequence_id=sequence_id,
-            limit=limit,
-            offset=offset,
-        )
-    )
+    query = reports.OutboxQuery(status, email, limit, offset, sequence_id)
+    now = svc.clock.now()
+    items, total = await svc.db.read(lambda tx: reports.outbox(tx, who.workspace_id, query, now))
     return {
         "success": True,
         "messages": [item_json(i) for i in items],
@@ -92,15 +83,11 @@ async def get_outbox_message(
     message_id: str, who: Who = Depends(principal), svc: Svc = Depends(deps.services)
 ) -> dict[str, Any]:
     """One message with its HTML, text, MIME and every delivery attempt."""
-
-    def read(tx: Tx) -> tuple[deliveries.OutboxItem | None, list[dict[str, Any]]]:
-        item = deliveries.outbox_item(tx, who.workspace_id, message_id)
-        return item, (deliveries.attempts_of(tx, message_id) if item else [])
-
-    item, attempts = await svc.db.read(read)
-    if item is None:
+    now = svc.clock.now()
+    found = await svc.db.read(lambda tx: reports.delivery(tx, who.workspace_id, message_id, now))
+    if found is None:
         raise errors.NotFound("message not found")
-    body = item_json(item, full=True)
+    body = item_json(found.item, full=True)
     body["deliveryAttempts"] = [
         {
             "attempt": a["attempt"],
@@ -110,6 +97,6 @@ async def get_outbox_message(
             "startedAt": models.iso(a["started_at"]),
             "finishedAt": models.iso(a["finished_at"]),
         }
-        for a in attempts
+        for a in found.attempts
     ]
     return {"success": True, "message": body}
