@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cartback import errors, money
+from cartback import errors, money, values
 from cartback.core import orders
 from cartback.store import analytics as store
 from cartback.store.db import Tx
@@ -373,3 +373,83 @@ def step_order(definition: dict[str, Any]) -> list[tuple[int, str, str | None]]:
         (number, str(node.get("id")), (node.get("config") or {}).get("subject"))
         for number, node in enumerate(emails, start=1)
     ]
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """An order an email won back, as the figures count it: attributed and still worth something, at
+    what it is worth now; with the email and its step (numbered as `step_order` numbers them)."""
+
+    order_id: str
+    ordered_at: datetime
+    currency: str
+    cents: int
+    kind: str
+    sequence_id: str
+    sequence_name: str
+    message_id: str
+    enrollment_id: str | None
+    step: int | None
+
+
+def recoveries(
+    tx: Tx,
+    workspace_id: str,
+    now: datetime,
+    *,
+    subscriber_id: str | None = None,
+    message_id: str | None = None,
+    order_ids: list[str] | None = None,
+) -> list[Recovery]:
+    """The recovered orders of all time (a person's, an email's, or the named ones), the orders `report`
+    counts as recovered and adds to the revenue, newest first."""
+    found = store.recovered_orders(
+        tx,
+        workspace_id,
+        EPOCH,
+        now + values.LATEST_AHEAD,
+        subscriber_id=subscriber_id,
+        message_id=message_id,
+        order_ids=order_ids,
+    )
+    names = store.sequence_names(tx, workspace_id) if found else {}
+    out = []
+    for order in found:
+        cents = net_cents(order)
+        if cents <= 0:
+            continue  # cancelled or fully refunded: nothing was recovered
+        name, definition = names.get(order.sequence_id, (order.sequence_id, {}))
+        numbers = {node_id: number for number, node_id, _ in step_order(definition)}
+        out.append(
+            Recovery(
+                order_id=order.order_id,
+                ordered_at=order.ordered_at,
+                currency=order.currency,
+                cents=cents,
+                kind=order.kind,
+                sequence_id=order.sequence_id,
+                sequence_name=name,
+                message_id=order.message_id,
+                enrollment_id=order.enrollment_id,
+                step=numbers.get(order.node_id or ""),
+            )
+        )
+    return sorted(out, key=lambda r: (r.ordered_at, r.order_id), reverse=True)
+
+
+@dataclass(frozen=True)
+class AbandonedCheckout:
+    checkout: store.AbandonedCheckout
+    # The order an email won back from it, if one did.
+    recovery: Recovery | None
+
+
+def abandoned_checkouts(
+    tx: Tx, workspace_id: str, now: datetime, *, limit: int, offset: int
+) -> tuple[list[AbandonedCheckout], int]:
+    """A page of the workspace's abandoned checkouts of all time (those the overview's "Abandoned"
+    counts), newest first, each with the recovery that won it back; and how many there are."""
+    found, total = store.abandoned_checkouts(tx, workspace_id, limit=limit, offset=offset)
+    ordered = [c.order_id for c in found if c.order_id]
+    won = {r.order_id: r for r in recoveries(tx, workspace_id, now, order_ids=ordered)} if ordered else {}
+    return [AbandonedCheckout(c, won.get(c.order_id or "")) for c in found], total

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cartback import errors
+from cartback import errors, values
 from cartback.core import analytics, automations, context, events, orders, shops, steps
 from cartback.core import sequences as core_sequences
 from cartback.delivery import render
@@ -140,6 +140,8 @@ class MessageView:
     # In the owner's words: the sequence's name and "Step 1: <subject>" (None for transactional mail).
     sequence_name: str | None = None
     step: str | None = None
+    # The orders this email won back (core/analytics.recoveries: what the figures count as recovered).
+    recoveries: list[analytics.Recovery] = dataclasses.field(default_factory=list)
 
 
 def message(tx: Tx, workspace_id: str, message_id: str, now: datetime) -> MessageView:
@@ -151,6 +153,7 @@ def message(tx: Tx, workspace_id: str, message_id: str, now: datetime) -> Messag
         tracking=store.message_events(tx, workspace_id, item.message.subscriber_id, message_id),
         sequence_name=seq.name if seq else None,
         step=step_name(seq.definition, item.message.node_id) if seq else None,
+        recoveries=analytics.recoveries(tx, workspace_id, now, message_id=message_id) if seq else [],
     )
 
 
@@ -160,6 +163,20 @@ def step_name(definition: dict[str, Any], node_id: str | None) -> str | None:
         if found == node_id:
             return f"Step {number}: {steps.plain(subject)}"
     return None
+
+
+@dataclass(frozen=True)
+class AbandonedQuery:
+    limit: int
+    offset: int
+
+
+def abandoned_checkouts(
+    tx: Tx, workspace_id: str, query: AbandonedQuery, now: datetime
+) -> tuple[list[analytics.AbandonedCheckout], int]:
+    """A page of the abandoned checkouts (the overview's "Abandoned", of all time), newest first: cart,
+    value, customer, emails sent, and the order an email won back from it, if one did."""
+    return analytics.abandoned_checkouts(tx, workspace_id, now, limit=query.limit, offset=query.offset)
 
 
 @dataclass(frozen=True)
@@ -181,6 +198,8 @@ class Run:
     enrollment: Enrollment
     sequence_name: str
     steps: list[steps.StepState]
+    # The order one of this run's emails won back, if any: the run then reads "recovered", not "stopped".
+    recovery: analytics.Recovery | None = None
 
 
 @dataclass(frozen=True)
@@ -207,6 +226,8 @@ class Person:
     sequences: list[Sequence]
     explained: dict[str, Any] | None = None
     explained_sequence: Sequence | None = None
+    # The person's orders an email won back, newest first (the orders the figures count as recovered).
+    recoveries: list[analytics.Recovery] = dataclasses.field(default_factory=list)
 
 
 def person(tx: Tx, workspace_id: str, query: PersonQuery, now: datetime) -> Person:
@@ -220,6 +241,9 @@ def person(tx: Tx, workspace_id: str, query: PersonQuery, now: datetime) -> Pers
     seqs = sequence_store.by_ids(tx, workspace_id, sorted({r.sequence_id for r in runs}))
     all_sequences, _ = sequence_store.listing(tx, workspace_id, limit=200)
     sent, _ = message_store.listing(tx, workspace_id, subscriber_id=sub.id, limit=50)
+    won = analytics.recoveries(tx, workspace_id, now, subscriber_id=sub.id)
+    # Oldest first, so a run that won back several orders names its latest.
+    by_run = {r.enrollment_id: r for r in reversed(won) if r.enrollment_id}
     found = Person(
         person=sub,
         totals=orders.totals_for(tx, workspace_id, sub.id),
@@ -233,11 +257,13 @@ def person(tx: Tx, workspace_id: str, query: PersonQuery, now: datetime) -> Pers
                     r,
                     enrollment_store.history(tx, workspace_id, r.id),
                 ),
+                by_run.get(r.id),
             )
             for r in reversed(runs)
         ],
         messages=sent,
         sequences=all_sequences,
+        recoveries=won,
     )
     if query.sequence_id is None:
         return found
@@ -268,13 +294,16 @@ class SequenceRow:
     enrollments: dict[str, int]
     # Each email step's label and its all-time figures (None before it sent anything).
     steps: list[tuple[str, analytics.Tally | None]]
+    # All-time recovered orders and revenue per currency: currency -> [orders, net cents].
+    recovered: dict[str, list[int]] = dataclasses.field(default_factory=dict)
 
 
 def sequences(tx: Tx, workspace_id: str, _: None, now: datetime) -> list[SequenceRow]:
-    """The sequences with their runs per status and each email step's all-time figures, the same as the
-    API's sequence stats without a period."""
+    """The sequences with their runs per status, each email step's all-time figures and the revenue they
+    recovered, the same as the API's sequence stats and recovery report without a period."""
     found, _count = sequence_store.listing(tx, workspace_id, limit=200)
     mail = analytics.steps_all_time(tx, workspace_id, now)
+    won = analytics.report(tx, workspace_id, analytics.EPOCH, now + values.LATEST_AHEAD).sequences
     counts = store.enrollment_counts(tx, workspace_id, [s.id for s in found])
     return [
         SequenceRow(
@@ -286,6 +315,7 @@ def sequences(tx: Tx, workspace_id: str, _: None, now: datetime) -> list[Sequenc
                 for node in s.definition.get("nodes") or []
                 if node.get("type") == "email"
             ],
+            won[s.id].total.revenue if s.id in won else {},
         )
         for s in found
     ]

@@ -24,11 +24,20 @@ def render_error(exc: errors.CartbackError) -> Response:
 
 
 def router() -> APIRouter:
-    from cartback.dashboard import auth, events, messages, overview, people, sequences, settings
+    from cartback.dashboard import (
+        auth,
+        checkouts,
+        events,
+        messages,
+        overview,
+        people,
+        sequences,
+        settings,
+    )
 
     pages = APIRouter(prefix=web.PREFIX, include_in_schema=False)
     nav = []
-    for module in (auth, overview, people, messages, events, sequences, settings):
+    for module in (auth, overview, checkouts, people, messages, events, sequences, settings):
         pages.include_router(module.router)
         if hasattr(module, "NAV"):
             nav.append(module.NAV)

@@ -23,6 +23,7 @@ from cartback.store.tables import (
     messages,
     orders,
     sequences,
+    subscribers,
 )
 
 # Ids bound in one IN (...): well under SQLite's limit on bound values.
@@ -40,6 +41,9 @@ class RecoveredOrder:
     status: str
     total_cents: int
     refund_amount_cents: int
+    message_id: str
+    enrollment_id: str | None
+    subscriber_id: str
 
 
 def _bucket(column: Any, starts: list[datetime]) -> Any:
@@ -179,10 +183,105 @@ def checkouts_per_interval(
         checkouts.c.created_at < end,
     ]
     if abandoned:
-        recovered = sa.select(attributions.c.order_id).where(attributions.c.workspace_id == workspace_id)
-        where.append(sa.or_(checkouts.c.order_id.is_(None), checkouts.c.order_id.in_(recovered)))
+        where.append(_abandoned(workspace_id))
     rows = tx.execute(sa.select(bucket, sa.func.count()).where(*where).group_by(bucket)).all()
     return {int(b): int(n) for b, n in rows}
+
+
+def _abandoned(workspace_id: str) -> Any:
+    """A checkout no order completed on its own: no order names it yet, or the order that does was
+    attributed to an email (the overview's "Abandoned", and the rows of the abandoned checkouts page)."""
+    recovered = sa.select(attributions.c.order_id).where(attributions.c.workspace_id == workspace_id)
+    return sa.or_(checkouts.c.order_id.is_(None), checkouts.c.order_id.in_(recovered))
+
+
+@dataclass(frozen=True)
+class AbandonedCheckout:
+    checkout_id: str
+    created_at: datetime
+    currency: str | None
+    total_cents: int | None
+    checkout_url: str | None
+    items: list[dict[str, Any]]
+    order_id: str | None
+    subscriber_id: str
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    # Sequence emails handed to the mail server for the runs this checkout started (statuses.HANDED).
+    emails_sent: int
+
+
+def abandoned_checkouts(
+    tx: Tx, workspace_id: str, *, limit: int, offset: int
+) -> tuple[list[AbandonedCheckout], int]:
+    """A page of the workspace's abandoned checkouts (the overview's "Abandoned", of all time), newest
+    first, with their customer and how many emails went out for them; and how many there are."""
+    where = [checkouts.c.workspace_id == workspace_id, _abandoned(workspace_id)]
+    total = int(tx.execute(sa.select(sa.func.count()).select_from(checkouts).where(*where)).scalar_one())
+    people = sa.and_(
+        subscribers.c.workspace_id == checkouts.c.workspace_id, subscribers.c.id == checkouts.c.subscriber_id
+    )
+    rows = tx.execute(
+        sa.select(
+            checkouts.c.checkout_id,
+            checkouts.c.created_at,
+            checkouts.c.currency,
+            checkouts.c.total_cents,
+            checkouts.c.checkout_url,
+            checkouts.c["items"],
+            checkouts.c.order_id,
+            checkouts.c.subscriber_id,
+            subscribers.c.email,
+            subscribers.c.first_name,
+            subscribers.c.last_name,
+            checkouts.c.event_id,
+        )
+        .select_from(checkouts.outerjoin(subscribers, people))
+        .where(*where)
+        .order_by(checkouts.c.created_at.desc(), checkouts.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    sent: dict[str, int] = {}
+    if rows:
+        counted = tx.execute(
+            sa.select(enrollments.c.trigger_event_id, sa.func.count(messages.c.id))
+            .select_from(
+                messages.join(
+                    enrollments,
+                    sa.and_(
+                        enrollments.c.workspace_id == messages.c.workspace_id,
+                        enrollments.c.id == messages.c.enrollment_id,
+                    ),
+                )
+            )
+            .where(
+                messages.c.workspace_id == workspace_id,
+                enrollments.c.trigger_event_id.in_([r.event_id for r in rows]),
+                messages.c.sequence_id.is_not(None),
+                messages.c.status.in_(statuses.values(statuses.HANDED)),
+            )
+            .group_by(enrollments.c.trigger_event_id)
+        ).all()
+        sent = {str(event_id): int(n) for event_id, n in counted}
+    return [
+        AbandonedCheckout(
+            checkout_id=r.checkout_id,
+            created_at=r.created_at,
+            currency=r.currency,
+            total_cents=r.total_cents,
+            checkout_url=r.checkout_url,
+            items=r._mapping["items"],
+            order_id=r.order_id,
+            subscriber_id=r.subscriber_id,
+            email=r.email,
+            first_name=r.first_name,
+            last_name=r.last_name,
+            emails_sent=sent.get(r.event_id, 0),
+        )
+        for r in rows
+    ], total
 
 
 def clicked_emails_with_orders(tx: Tx, workspace_id: str, start: datetime, end: datetime) -> int:
@@ -239,9 +338,18 @@ def runs_per_interval(
 
 
 def recovered_orders(
-    tx: Tx, workspace_id: str, start: datetime, end: datetime, sequence_id: str | None = None
+    tx: Tx,
+    workspace_id: str,
+    start: datetime,
+    end: datetime,
+    sequence_id: str | None = None,
+    *,
+    subscriber_id: str | None = None,
+    message_id: str | None = None,
+    order_ids: list[str] | None = None,
 ) -> list[RecoveredOrder]:
-    """Attributed orders placed in [start, end), with their current status, total and refund."""
+    """Attributed orders placed in [start, end), with their current status, total and refund; only a
+    sequence's, a person's, one email's or the named orders' if asked."""
     where = [
         attributions.c.workspace_id == workspace_id,
         attributions.c.ordered_at >= start,
@@ -249,6 +357,12 @@ def recovered_orders(
     ]
     if sequence_id is not None:
         where.append(attributions.c.sequence_id == sequence_id)
+    if subscriber_id is not None:
+        where.append(attributions.c.subscriber_id == subscriber_id)
+    if message_id is not None:
+        where.append(attributions.c.message_id == message_id)
+    if order_ids is not None:
+        where.append(attributions.c.order_id.in_(order_ids))
     joined = attributions.join(
         orders,
         sa.and_(
@@ -266,11 +380,14 @@ def recovered_orders(
             orders.c.status,
             orders.c.total_cents,
             orders.c.refund_amount_cents,
+            attributions.c.message_id,
+            attributions.c.enrollment_id,
+            attributions.c.subscriber_id,
         )
         .select_from(joined)
         .where(*where)
     ).all()
-    return [RecoveredOrder(*row) for row in rows]
+    return [RecoveredOrder(**row._mapping) for row in rows]
 
 
 def sequence_names(tx: Tx, workspace_id: str) -> dict[str, tuple[str, dict[str, Any]]]:
