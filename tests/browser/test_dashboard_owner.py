@@ -1,6 +1,7 @@
 """What a store owner sees in real headless Chromium, in one session to keep it quick: the editor shows the
 stop rule a sequence made through the API really has and loads every step's preview;
-the event log's refresh adds new rows and leaves open ones open; every page at desktop width and at
+the event log's refresh adds new rows and leaves open ones open; the abandoned checkouts page lists the
+carts and links to each shopper; every page at desktop width and at
 390 px (screenshots under test-artifacts/screenshots/test_browser_owner_pages/) without horizontal
 scroll, with chart labels of 11 px or more."""
 
@@ -82,8 +83,16 @@ def test_browser_owner_pages(tmp_path, start_server, chromium, screenshots):
     message_url = page.locator("tbody tr a").first.get_attribute("href")
     page.goto(server.url + "/app/people?q=shopper1")
     person_url = page.get_by_role("link", name="shopper1@example.com").first.get_attribute("href")
+    # The abandoned checkouts page lists both carts, newest first, each linking to its shopper.
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Abandoned checkouts").click()
+    rows = page.locator("tr[data-checkout]")
+    assert rows.count() == 2 and rows.first.get_attribute("data-checkout") == "owner-cart-2"
+    assert "€19.00" in rows.first.inner_text() and "not recovered" in rows.first.inner_text()
+    rows.last.get_by_role("link", name="shopper1@example.com").click()
+    page.wait_for_url(server.url + person_url)
     pages = {
         "overview": "/app/",
+        "checkouts": "/app/checkouts",
         "sequences": "/app/sequences",
         "sequence": f"/app/sequences/{sequence_id}",
         "new-sequence": "/app/sequences/new",
