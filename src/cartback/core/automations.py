@@ -479,6 +479,8 @@ class Run:
     reads: batch_reads.BatchReads | None = None
     # The run's subscriber-scoped rows read with its batch; dropped once a step of the run changes them.
     pre: batch_reads.Prefetched | None = None
+    # Emails composed before the write transaction (compose_ahead).
+    drafts: mail.Drafts | None = None
 
     def record(self, action: str, node: dict[str, Any], detail: str | None = None) -> None:
         enrollment_store.record(
@@ -493,13 +495,20 @@ class Run:
 
 
 def advance_batch(
-    tx: Tx, enrollment_ids: list[str], owner: str, now: datetime, options: Options = DEFAULT_OPTIONS
+    tx: Tx,
+    enrollment_ids: list[str],
+    owner: str,
+    now: datetime,
+    options: Options = DEFAULT_OPTIONS,
+    drafts: mail.Drafts | None = None,
 ) -> list[str]:
     """`advance` for a claimed batch in one transaction, with the rows the steps read fetched set-wise
     first (core/batch_reads.py). If one enrollment raises, the whole call raises: the caller then runs
     the batch one `advance` at a time, so that one failure holds up no other."""
     reads = batch_reads.BatchReads(tx, enrollment_ids, owner, stop_event_names)
-    outcomes = [advance(tx, enrollment_id, owner, now, options, reads) for enrollment_id in enrollment_ids]
+    outcomes = [
+        advance(tx, enrollment_id, owner, now, options, reads, drafts) for enrollment_id in enrollment_ids
+    ]
     enrollment_store.record_many(tx, reads.history)
     return outcomes
 
@@ -511,9 +520,11 @@ def advance(
     now: datetime,
     options: Options = DEFAULT_OPTIONS,
     reads: batch_reads.BatchReads | None = None,
+    drafts: mail.Drafts | None = None,
 ) -> str:
     """Run a claimed enrollment as far as it can go now; return what happened (for logs and tests).
-    `reads`: the rows its batch read up front (advance_batch)."""
+    `reads`: the rows its batch read up front (advance_batch); `drafts`: its emails composed ahead
+    (compose_ahead)."""
     if reads is not None:
         enrollment = reads.enrollment(enrollment_id)
     else:
@@ -564,7 +575,7 @@ def advance(
             cap = reads.frequency_cap(seq.workspace_id)
         else:
             cap = sequence_store.frequency_cap(tx, seq.workspace_id)
-    run = Run(tx, seq, definition, enrollment, sub, now, cap, options, reads, pre)
+    run = Run(tx, seq, definition, enrollment, sub, now, cap, options, reads, pre, drafts)
     for _ in range(MAX_NODES_PER_RUN):
         node_id = run.enrollment.current_node_id
         if node_id is None:
@@ -928,13 +939,15 @@ def _email(run: Run, node: dict[str, Any]) -> Outcome:
             checkout_store.find(run.tx, run.sub.workspace_id, str(checkout_id)) if checkout_id else None
         )
     ctx["checkout"] = context.checkout_data(snapshot) if snapshot else {}
-    explicit = mail.named(
-        config.get("fromEmail") or run.definition.data.get("fromEmail"),
-        config.get("fromName") or run.definition.data.get("fromName"),
-    )
     try:
         draft = mail.compose(
-            run.options, workspace, config, ctx, to_email=run.sub.email, explicit_from=explicit
+            run.options,
+            workspace,
+            config,
+            ctx,
+            to_email=run.sub.email,
+            explicit_from=_explicit_from(run.definition, config),
+            drafts=run.drafts,
         )
     except render.TemplateError as exc:
         # A stored template that cannot render for this run (saved before the checks at save, or failing
@@ -953,6 +966,72 @@ def _email(run: Run, node: dict[str, Any]) -> Outcome:
     run.pre = None  # its steps_done no longer holds; should the run come back here, it reads afresh
     run.record("sent", node, draft.rendered.subject)
     return Outcome(next_node=node.get("next"))
+
+
+def _explicit_from(definition: sequences.Definition, config: dict[str, Any]) -> str | None:
+    return mail.named(
+        config.get("fromEmail") or definition.data.get("fromEmail"),
+        config.get("fromName") or definition.data.get("fromName"),
+    )
+
+
+# Nodes a claimed run passes through without a decision before it reaches an email: a delay it was
+# waiting on is over when the run is claimed.
+_AHEAD_HOPS = 4
+
+
+def compose_ahead(
+    tx: Tx, enrollment_ids: list[str], owner: str, options: Options = DEFAULT_OPTIONS
+) -> mail.Drafts:
+    """The emails the claimed runs are about to send, composed in a read transaction for the write
+    that runs them (`advance_batch(..., drafts=)`), so that a heavy template renders while the single
+    writer commits other workspaces' work. Only the plain path is followed (a due delay, then email
+    steps); a run that decides something else, or whose inputs change on the way, renders in its write
+    as before. Whether a message is stored stays the write's decision alone: at most once per step."""
+    drafts = mail.Drafts()
+    for enrollment in enrollment_store.get_leased_many(tx, enrollment_ids, owner).values():
+        try:
+            _compose_run_ahead(tx, enrollment, options, drafts)
+        except Exception:
+            # Composing ahead only saves the write some work; the write meets and handles any failure.
+            log.debug("composing ahead for enrollment %s failed", enrollment.id, exc_info=True)
+    return drafts
+
+
+def _compose_run_ahead(tx: Tx, enrollment: Enrollment, options: Options, drafts: mail.Drafts) -> None:
+    seq = sequence_store.get(tx, enrollment.workspace_id, enrollment.sequence_id)
+    if seq is None or seq.status != "active":
+        return
+    definition = sequences.Definition(seq.definition)
+    sub = subscriber_store.find_by_id(tx, enrollment.workspace_id, enrollment.subscriber_id)
+    if sub is None or not sub.email:
+        return
+    to_email = sub.email
+    sub = subscriber_store.with_tags(tx, sub)
+    workspace = workspace_store.get_workspace(tx, sub.workspace_id)
+    node_id = enrollment.current_node_id
+    for _ in range(_AHEAD_HOPS):
+        node = definition.nodes.get(node_id) if node_id else None
+        if node is None or node["type"] not in ("delay", "email"):
+            return
+        if node["type"] == "email":
+            if message_store.exists_for_step(tx, enrollment.id, node["id"]):
+                return
+            run = Run(tx, seq, definition, enrollment, sub, enrollment.updated_at)
+            ctx = template_context(run)
+            checkout_id = (ctx["event"] or {}).get("checkoutId")
+            snapshot = checkout_store.find(tx, sub.workspace_id, str(checkout_id)) if checkout_id else None
+            ctx["checkout"] = context.checkout_data(snapshot) if snapshot else {}
+            mail.compose(
+                options,
+                workspace,
+                node["config"],
+                ctx,
+                to_email=to_email,
+                explicit_from=_explicit_from(definition, node["config"]),
+                drafts=drafts,
+            )
+        node_id = node.get("next")
 
 
 # -- explain ----------------------------------------------------------------------------------------

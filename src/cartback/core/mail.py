@@ -8,12 +8,19 @@ sender, its links and its rendering here, by the same rules.
   from the message's kind when it is sent (delivery/mime.py).
 - **Rendering**: delivery/render.render_message, with the workspace (`id`, `name`) in the context.
 - **Queueing**: on the configured transport.
+- **Composed before the write**: a render can take its whole CPU budget, and SQLite has one writer for
+  every workspace. Callers compose into `Drafts` in a read transaction first; the write transaction that
+  stores the message (and moves the step past it, at most once) composes again with the same inputs and
+  gets the kept draft back instead of rendering. Inputs that changed in between miss and render there.
 
 `Options` is built once from the settings (app.mail_options), for the API and for the worker alike.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -105,6 +112,40 @@ class Draft:
         )
 
 
+class Drafts:
+    """Emails composed ahead of the write that stores them, by the inputs they were composed from. A
+    draft is handed out once (its message id is then taken); `hits` and `misses` count what the
+    composes that found a draft, or had to render, saw."""
+
+    def __init__(self) -> None:
+        self._kept: dict[str, list[Draft]] = {}
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def take(self, key: str) -> Draft | None:
+        with self._lock:
+            found = self._kept.get(key)
+            if not found:
+                self.misses += 1
+                return None
+            self.hits += 1
+            return found.pop()
+
+    def keep(self, key: str, draft: Draft) -> None:
+        with self._lock:
+            self._kept.setdefault(key, []).append(draft)
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._kept.values())
+
+
+def _inputs_key(options: Options, workspace: Workspace, *parts: Any) -> str:
+    # Everything the render and the sender depend on; repr for values JSON has no form for (datetimes).
+    blob = json.dumps([repr(options), repr(workspace), *parts], sort_keys=True, default=repr)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
 def compose(
     options: Options,
     workspace: Workspace,
@@ -113,10 +154,32 @@ def compose(
     *,
     to_email: str,
     explicit_from: str | None = None,
+    drafts: Drafts | None = None,
 ) -> Draft:
     """Render `content` (`subject`, `previewText`, `html`, `text`, or a shipped `template`) for one
     recipient, with the message's own links. Raises what rendering raises (render.TemplateError, Liquid
-    errors): each caller says what a broken template means for it."""
+    errors): each caller says what a broken template means for it. With `drafts`, a draft composed
+    from the same inputs is taken from there, and a new one is kept there."""
+    if drafts is None:
+        return _compose(options, workspace, content, context, to_email=to_email, explicit_from=explicit_from)
+    key = _inputs_key(options, workspace, content, context, to_email, explicit_from)
+    found = drafts.take(key)
+    if found is not None:
+        return found
+    draft = _compose(options, workspace, content, context, to_email=to_email, explicit_from=explicit_from)
+    drafts.keep(key, draft)
+    return draft
+
+
+def _compose(
+    options: Options,
+    workspace: Workspace,
+    content: dict[str, Any],
+    context: dict[str, Any],
+    *,
+    to_email: str,
+    explicit_from: str | None,
+) -> Draft:
     message_id = ids.new_id("msg")
     signer = links.LinkSigner(options.public_url, workspace.secret, workspace.id, message_id)
     ctx = {

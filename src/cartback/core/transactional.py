@@ -257,10 +257,18 @@ def diagnose(content: dict[str, Any], variables: dict[str, Any]) -> Diagnostics 
 
 
 def send(
-    tx: Tx, workspace_id: str, req: SendRequest, options: Options, now: datetime, *, preview: bool = False
+    tx: Tx,
+    workspace_id: str,
+    req: SendRequest,
+    options: Options,
+    now: datetime,
+    *,
+    preview: bool = False,
+    drafts: mail.Drafts | None = None,
 ) -> SendResult:
     """Render and queue one message per recipient (or, with `preview`, only render). Raises NotFound for
-    an unknown slug, InvalidInput for content that does not parse, Conflict for a reused key."""
+    an unknown slug, InvalidInput for content that does not parse, Conflict for a reused key. `drafts`:
+    see `compose_ahead`."""
     if not req.to:
         raise errors.InvalidInput("`to` needs at least one address")
     if len(req.to) > MAX_RECIPIENTS:
@@ -281,7 +289,9 @@ def send(
         blocked = suppressions.blocking_reason(tx, workspace_id, email, req.email_type)
         try:
             ctx = _context(sub, email, req.variables)
-            draft = mail.compose(options, workspace, content, ctx, to_email=email, explicit_from=explicit)
+            draft = mail.compose(
+                options, workspace, content, ctx, to_email=email, explicit_from=explicit, drafts=drafts
+            )
         except (LiquidError, render.TemplateError) as exc:
             raise errors.InvalidInput(f"the template did not render: {exc}") from exc
         if preview:
@@ -312,6 +322,22 @@ def send(
         )
         recipients.append(Recipient(email, message.id, message.status, blocked, message.subscriber_id))
     return SendResult(recipients, template=template, diagnostics=diagnose(content, req.variables))
+
+
+def compose_ahead(
+    tx: Tx, workspace_id: str, req: SendRequest, options: Options, now: datetime
+) -> mail.Drafts:
+    """The send's emails composed in a read transaction, for `send(..., drafts=)` in the write that
+    follows: its render then holds no writer. Whatever this pass refuses is left for the send to
+    answer (a replay, say, answers without rendering)."""
+    drafts = mail.Drafts()
+    try:
+        if _replay(tx, workspace_id, req) is not None:
+            return drafts
+        send(tx, workspace_id, req, options, now, preview=True, drafts=drafts)
+    except errors.CartbackError:
+        pass
+    return drafts
 
 
 def _find_or_link(

@@ -24,7 +24,7 @@ import anyio.to_thread
 
 from cartback import errors
 from cartback import metrics as metrics_module
-from cartback.core import automations
+from cartback.core import automations, mail
 from cartback.core.clock import Clock
 from cartback.scheduler import duty
 from cartback.store import enrollments as enrollment_store
@@ -189,15 +189,20 @@ class Worker:
         if not claimed:
             return 0
         self.metrics.steps_claimed((now - at).total_seconds() for at in due)
+        # Their emails rendered first, outside the write: a heavy template would hold the writer (on
+        # SQLite, every workspace's commits) for as long as it renders.
+        drafts = await self.db.read(
+            lambda tx: automations.compose_ahead(tx, claimed, self.owner, self.options)
+        )
         failures: list[tuple[str, Any]] = []
         if self.db.dialect == "postgresql" and self.connections > 1:
             # A step is a handful of round trips; on PostgreSQL several connections overlap them.
             chunks = [c for c in (claimed[i :: self.connections] for i in range(self.connections)) if c]
-            done = await asyncio.gather(*(self._advance_chunk_pg(chunk) for chunk in chunks))
+            done = await asyncio.gather(*(self._advance_chunk_pg(chunk, drafts) for chunk in chunks))
             for outcome in done:
                 failures += outcome
         else:
-            failures = await self._advance_chunk(claimed)
+            failures = await self._advance_chunk(claimed, drafts)
         for enrollment_id, error in failures:
             log.error("enrollment %s failed: %r", enrollment_id, error)
             await self._record_failure(enrollment_id, error)
@@ -218,7 +223,7 @@ class Worker:
         except Exception:
             log.exception("recording the failure of enrollment %s failed", enrollment_id)
 
-    async def _advance_chunk(self, claimed: list[str]) -> list[tuple[str, Any]]:
+    async def _advance_chunk(self, claimed: list[str], drafts: mail.Drafts) -> list[tuple[str, Any]]:
         """Run claimed enrollments as one set-wise job on the writer; if any of them fails, again one job
         each, so that one failure holds up no other. Returns the failures. An enrollment whose lease was
         lost (another worker took it over after this one's lease expired) is dropped quietly and the rest
@@ -226,7 +231,7 @@ class Worker:
         batch = list(claimed)
         while batch:
             try:
-                await self.db.write(_advance_batch_job(batch, self.owner, self.clock, self.options))
+                await self.db.write(_advance_batch_job(batch, self.owner, self.clock, self.options, drafts))
                 return []
             except errors.LeaseLost as lost:
                 if lost.item_id not in batch:
@@ -237,16 +242,16 @@ class Worker:
                 log.warning("a batch of %d steps failed (%r); running them one by one", len(batch), exc)
                 break
         results = await asyncio.gather(
-            *(self.db.write(_advance_job(e, self.owner, self.clock, self.options)) for e in batch),
+            *(self.db.write(_advance_job(e, self.owner, self.clock, self.options, drafts)) for e in batch),
             return_exceptions=True,
         )
         return _failures(batch, [(not isinstance(r, BaseException), r) for r in results])
 
-    async def _advance_chunk_pg(self, chunk: list[str]) -> list[tuple[str, Any]]:
+    async def _advance_chunk_pg(self, chunk: list[str], drafts: mail.Drafts) -> list[tuple[str, Any]]:
         """The same on a connection of its own beside the writer (PostgreSQL)."""
         batch = list(chunk)
         while batch:
-            job = _advance_batch_job(batch, self.owner, self.clock, self.options)
+            job = _advance_batch_job(batch, self.owner, self.clock, self.options, drafts)
             [(ok, value)] = await anyio.to_thread.run_sync(self.db.run_jobs_sync, [job])
             if ok:
                 return []
@@ -254,7 +259,8 @@ class Worker:
                 break
             batch = _drop_lost(batch, value)
         outcomes = await anyio.to_thread.run_sync(
-            self.db.run_jobs_sync, [_advance_job(e, self.owner, self.clock, self.options) for e in batch]
+            self.db.run_jobs_sync,
+            [_advance_job(e, self.owner, self.clock, self.options, drafts) for e in batch],
         )
         return _failures(batch, outcomes)
 
@@ -287,19 +293,19 @@ def _failures(batch: list[str], outcomes: list[tuple[bool, Any]]) -> list[tuple[
 
 
 def _advance_job(  # type: ignore[no-untyped-def]
-    enrollment_id: str, owner: str, clock: Clock, options: automations.Options
+    enrollment_id: str, owner: str, clock: Clock, options: automations.Options, drafts: mail.Drafts
 ):
     def job(tx: Tx) -> str:
-        return automations.advance(tx, enrollment_id, owner, clock.now(), options)
+        return automations.advance(tx, enrollment_id, owner, clock.now(), options, drafts=drafts)
 
     return job
 
 
 def _advance_batch_job(  # type: ignore[no-untyped-def]
-    enrollment_ids: list[str], owner: str, clock: Clock, options: automations.Options
+    enrollment_ids: list[str], owner: str, clock: Clock, options: automations.Options, drafts: mail.Drafts
 ):
     def job(tx: Tx) -> list[str]:
-        return automations.advance_batch(tx, enrollment_ids, owner, clock.now(), options)
+        return automations.advance_batch(tx, enrollment_ids, owner, clock.now(), options, drafts)
 
     return job
 

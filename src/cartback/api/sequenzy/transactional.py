@@ -253,7 +253,13 @@ async def send_transactional(
             lambda tx: transactional.send(tx, who.workspace_id, req, options, now, preview=True)
         )
     else:
-        result = await svc.db.write(lambda tx: transactional.send(tx, who.workspace_id, req, options, now))
+        # Rendered before the write: the writer commits every workspace's requests.
+        drafts = await svc.db.read(
+            lambda tx: transactional.compose_ahead(tx, who.workspace_id, req, options, now)
+        )
+        result = await svc.db.write(
+            lambda tx: transactional.send(tx, who.workspace_id, req, options, now, drafts=drafts)
+        )
     first = result.recipients[0] if result.recipients else None
     response: dict[str, Any] = {
         "success": True,
