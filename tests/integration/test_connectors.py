@@ -386,6 +386,39 @@ def test_connectors_woocommerce_ping_is_200_and_forgeries_401(hooks, woo):
     assert hooks.snapshot() == before
 
 
+def test_connectors_woocommerce_same_delivery_id_twice_is_one_event(hooks, woo):
+    body = raw(woo_order("pending"))
+    headers = woo_headers(body, WOO_SECRET, "order.created", delivery_id="delivery-1")
+    assert hooks.post(woo, body, headers).json()["applied"]
+    after_first = hooks.snapshot()
+    again = hooks.post(woo, body, headers)
+    assert again.json() == {"ok": True, "applied": False, "replayed": True}
+    assert hooks.snapshot() == after_first
+    started = [e for e in hooks.rows(tables.events) if e.name == "ecommerce.checkout_started"]
+    assert len(started) == 1
+
+
+def test_connectors_secret_past_its_grace_period_is_401_and_stores_nothing(hooks, shop):
+    """Shopify's signature carries no time: a stale one is one made with a secret rotated away."""
+    connector_id = shop.rsplit("/", 1)[1]
+    hooks.db.write_sync(
+        lambda tx: connectors.rotate(
+            tx,
+            hooks.sealer,
+            hooks.workspace_name,
+            connector_id,
+            "rotated-secret",
+            system_clock.now() - timedelta(hours=2),
+            timedelta(hours=1),
+        )
+    )
+    before = hooks.snapshot()
+    body = raw(payload("shopify", "checkouts_create"))
+    res = hooks.post(shop, body, shopify_headers(body, SHOP_SECRET, "checkouts/create"))
+    assert res.status_code == 401, res.text
+    assert hooks.snapshot() == before
+
+
 # -- BigCommerce ----------------------------------------------------------------------------------------
 
 BIG_SECRET = "bigcommerce-header-secret"

@@ -29,6 +29,9 @@ from cartback.store import workspaces
 from cartback.store.db import Tx
 
 PLATFORMS = ("shopify", "stripe", "woocommerce", "bigcommerce")
+# Where the shop pastes a secret of ours into the platform; Shopify and Stripe make their own, which
+# cartback must be given.
+CHOSEN_BY_SHOP = ("woocommerce", "bigcommerce")
 DEFAULT_GRACE = timedelta(hours=24)
 NAME_MAX = 200
 SECRET_MAX = 500
@@ -115,18 +118,29 @@ def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
+def webhook_url(public_url: str, platform: str, connector_id: str) -> str:
+    """What the shop pastes into the platform."""
+    return f"{public_url.rstrip('/')}/hooks/{platform}/{connector_id}"
+
+
 def add(
     tx: Tx, sealer: Sealer, workspace_name: str, platform: str, secret: str, name: str, now: datetime
+) -> Connector:
+    ws = workspaces.get_workspace_by_name(tx, workspace_name)
+    return _add(tx, sealer, ws.id, platform, secret, name, now)
+
+
+def _add(
+    tx: Tx, sealer: Sealer, workspace_id: str, platform: str, secret: str, name: str, now: datetime
 ) -> Connector:
     if platform not in PLATFORMS:
         raise errors.InvalidInput(f"platform must be one of {', '.join(PLATFORMS)}, not {platform!r}")
     if len(name) > NAME_MAX:
         raise errors.InvalidInput(f"the name is longer than {NAME_MAX} characters")
-    ws = workspaces.get_workspace_by_name(tx, workspace_name)
     connector_id = ids.new_id("con")
     row = store.Connector(
         id=connector_id,
-        workspace_id=ws.id,
+        workspace_id=workspace_id,
         platform=platform,
         name=name,
         secret=sealer.seal(connector_id, _check_secret(secret)),
@@ -164,6 +178,13 @@ def rotate(
     current = store.get(tx, connector_id)
     if current is None or current.workspace_id != ws.id:
         raise errors.NotFound(f"no connector {connector_id!r} in workspace {workspace_name!r}")
+    return _rotate(tx, sealer, current, secret, now, grace)
+
+
+def _rotate(
+    tx: Tx, sealer: Sealer, current: store.Connector, secret: str, now: datetime, grace: timedelta
+) -> Connector:
+    connector_id = current.id
     keep = grace > timedelta(0)
     store.set_secrets(
         tx,
@@ -175,6 +196,89 @@ def rotate(
     updated = store.get(tx, connector_id)
     assert updated is not None
     return _public(updated)
+
+
+# The dashboard's use cases (web.read/web.write: fn(tx, workspace_id, input, now)), scoped to the
+# signed-in viewer's workspace by id.
+
+
+@dataclass(frozen=True)
+class Listed:
+    connector: Connector
+    last_received_at: datetime | None
+
+
+def listing(tx: Tx, workspace_id: str, _: None, now: datetime) -> list[Listed]:
+    """A workspace's connectors, each with when it last applied a webhook (None: never)."""
+    last = store.last_received(tx, workspace_id)
+    return [Listed(_public(c), last.get(c.id)) for c in store.list_for(tx, workspace_id)]
+
+
+@dataclass(frozen=True)
+class NewConnector:
+    sealer: Sealer
+    platform: str
+    name: str
+    # Empty: made here, for a platform where the shop pastes ours (CHOSEN_BY_SHOP).
+    secret: str
+
+
+@dataclass(frozen=True)
+class Made:
+    connector: Connector
+    # The secret made for the shop to paste, shown once; None when the shop gave the platform's.
+    secret: str | None
+
+
+def _given_or_made(platform: str, secret: str) -> str | None:
+    """The secret as given, or None when one is to be made: refused for a platform that signs with its
+    own (nothing cartback makes would match it)."""
+    if secret.strip():
+        return secret
+    if platform in CHOSEN_BY_SHOP:
+        return None
+    if platform not in PLATFORMS:
+        raise errors.InvalidInput(f"platform must be one of {', '.join(PLATFORMS)}, not {platform!r}")
+    raise errors.InvalidInput(
+        f"{platform.capitalize()} makes the signing secret: paste the one it shows for this webhook"
+    )
+
+
+def create(tx: Tx, workspace_id: str, new: NewConnector, now: datetime) -> Made:
+    given = _given_or_made(new.platform, new.secret)
+    chosen = given if given is not None else new_secret()
+    added = _add(tx, new.sealer, workspace_id, new.platform, chosen, new.name.strip(), now)
+    return Made(added, None if given is not None else chosen)
+
+
+@dataclass(frozen=True)
+class Rotation:
+    sealer: Sealer
+    connector_id: str
+    # Empty: made here, as for NewConnector.
+    secret: str
+    grace: timedelta = DEFAULT_GRACE
+
+
+def _own(tx: Tx, workspace_id: str, connector_id: str) -> store.Connector:
+    found = store.get(tx, connector_id)
+    if found is None or found.workspace_id != workspace_id:
+        raise errors.NotFound(f"No connector {connector_id!r} in this workspace.")
+    return found
+
+
+def change_secret(tx: Tx, workspace_id: str, rotation: Rotation, now: datetime) -> Made:
+    """As `rotate`: the previous secret stays valid for the grace period."""
+    current = _own(tx, workspace_id, rotation.connector_id)
+    given = _given_or_made(current.platform, rotation.secret)
+    chosen = given if given is not None else new_secret()
+    rotated = _rotate(tx, rotation.sealer, current, chosen, now, rotation.grace)
+    return Made(rotated, None if given is not None else chosen)
+
+
+def delete(tx: Tx, workspace_id: str, connector_id: str, now: datetime) -> None:
+    _own(tx, workspace_id, connector_id)
+    store.delete(tx, workspace_id, connector_id)
 
 
 def source(tx: Tx, sealer: Sealer, platform: str, connector_id: str, now: datetime) -> Source:

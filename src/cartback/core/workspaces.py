@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from cartback.core import webhooks
+from cartback.core import connectors, webhooks
 from cartback.store import suppressions as suppression_store
 from cartback.store import workspaces as store
 from cartback.store.db import Tx
@@ -26,10 +26,12 @@ class Settings:
     webhooks: list[webhooks.EndpointView]
     suppressions: list[Suppression]
     suppression_total: int
+    connectors: list[connectors.Listed]
 
 
 def settings(tx: Tx, workspace_id: str, search: str | None, now: datetime) -> Settings:
-    """The workspace with its keys, webhook endpoints and the suppressions whose address holds `search`."""
+    """The workspace with its keys, webhook endpoints, store connectors and the suppressions whose address
+    holds `search`."""
     found, total = suppression_store.listing(tx, workspace_id, search=search, limit=SUPPRESSION_PAGE)
     return Settings(
         workspace=store.get_workspace(tx, workspace_id),
@@ -37,6 +39,7 @@ def settings(tx: Tx, workspace_id: str, search: str | None, now: datetime) -> Se
         webhooks=webhooks.list_all(tx, workspace_id),
         suppressions=found,
         suppression_total=total,
+        connectors=connectors.listing(tx, workspace_id, None, now),
     )
 
 

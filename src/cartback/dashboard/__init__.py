@@ -27,6 +27,7 @@ def router() -> APIRouter:
     from cartback.dashboard import (
         auth,
         checkouts,
+        connectors,
         events,
         messages,
         overview,
@@ -37,7 +38,7 @@ def router() -> APIRouter:
 
     pages = APIRouter(prefix=web.PREFIX, include_in_schema=False)
     nav = []
-    for module in (auth, overview, checkouts, people, messages, events, sequences, settings):
+    for module in (auth, overview, checkouts, people, messages, events, sequences, settings, connectors):
         pages.include_router(module.router)
         if hasattr(module, "NAV"):
             nav.append(module.NAV)

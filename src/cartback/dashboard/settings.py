@@ -1,6 +1,6 @@
 """Settings: the workspace's sender identity, API keys (a new secret is shown once; revoke), webhook
-endpoints (a new signing secret is shown once; enable, disable, delete) and suppressions (search, add and
-lift, each with its reason).
+endpoints (a new signing secret is shown once; enable, disable, delete), store connectors (their routes
+in dashboard/connectors.py) and suppressions (search, add and lift, each with its reason).
 
 Every change goes through the same core/store functions as the API, scoped to the viewer's workspace.
 A secret is shown in the response to the POST that made it, never in a URL, and is not stored in clear.
@@ -16,7 +16,7 @@ from starlette.responses import RedirectResponse, Response
 
 from cartback import addresses, errors, headers
 from cartback.api import deps
-from cartback.core import shops, suppressions, webhooks, workspaces
+from cartback.core import connectors, shops, suppressions, webhooks, workspaces
 from cartback.dashboard import web
 from cartback.delivery import targets
 
@@ -32,6 +32,7 @@ _NOTICES = {
     "webhook-deleted": "Webhook deleted.",
     "suppressed": "Address suppressed.",
     "lifted": "Suppression lifted.",
+    "connector-removed": "Connector removed: its webhooks are refused (404) from now on.",
 }
 
 
@@ -65,8 +66,10 @@ async def _page(
     problem: str | None = None,
     new_key: str | None = None,
     new_webhook_secret: str | None = None,
+    connector: connectors.Made | None = None,
     status_code: int = 200,
 ) -> Response:
+    public_url = deps.services_of(request).settings.public_url
     data = await web.read(request, viewer, workspaces.settings, q.strip() or None)
     return web.render(
         request,
@@ -83,6 +86,13 @@ async def _page(
             "event_types": webhooks.EVENT_TYPES,
             "reasons": suppressions.REASONS,
             "default_from": deps.services_of(request).settings.from_,
+            "connector": connector,
+            "platforms": connectors.PLATFORMS,
+            "chosen_by_shop": connectors.CHOSEN_BY_SHOP,
+            "grace_hours": int(connectors.DEFAULT_GRACE.total_seconds() // 3600),
+            "hook_url": lambda platform, connector_id: connectors.webhook_url(
+                public_url, platform, connector_id
+            ),
         },
         status_code=status_code,
     )

@@ -117,3 +117,14 @@ def count_applied(tx: Tx, connector_id: str) -> int:
             sa.select(sa.func.count()).where(connector_webhooks.c.connector_id == connector_id)
         ).scalar_one()
     )
+
+
+def last_received(tx: Tx, workspace_id: str) -> dict[str, datetime]:
+    """When each of a workspace's connectors last applied a webhook (connectors that never did are absent)."""
+    rows = tx.execute(
+        sa.select(connector_webhooks.c.connector_id, sa.func.max(connector_webhooks.c.received_at))
+        .join(connectors, connectors.c.id == connector_webhooks.c.connector_id)
+        .where(connectors.c.workspace_id == workspace_id)
+        .group_by(connector_webhooks.c.connector_id)
+    ).all()
+    return {r[0]: r[1] for r in rows}
