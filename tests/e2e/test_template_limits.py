@@ -106,3 +106,56 @@ def _timed(call) -> float:  # type: ignore[no-untyped-def]
     reply = call()
     assert reply.status_code < 300, reply.text
     return time.perf_counter() - started
+
+
+# Within every render limit, about 0.15 s of CPU per field: a template a tenant may save and send.
+HEAVY_FIELD = (
+    "{% assign s = 'x' | append: 'y' %}{% for i in (1..2500) %}"
+    "{% assign t = s | append: s | append: s %}{% assign u = t | upcase %}{% endfor %}"
+)
+
+
+def test_a_heavy_transactional_send_holds_up_no_commit_of_another_workspace(server, make_workspace):
+    """Workspace A sends a heavy template (within the limits) to 20 addresses: some 20 x 0.3 s of
+    rendering. Rendered inside its write, as before, every commit of workspace B that queued behind it
+    waited for all of it; rendered before the write, B's checkouts commit throughout A's send."""
+    a, b = make_workspace(), make_workspace()
+    sent: list[float] = []
+    done = threading.Event()
+
+    def workspace_a() -> None:
+        try:
+            with httpx.Client(
+                base_url=server.api, headers={"Authorization": f"Bearer {a.key}"}, timeout=120
+            ) as api:
+                send = {
+                    "to": [f"x{i}@example.com" for i in range(20)],
+                    "subject": HEAVY_FIELD + "Hi",
+                    "body": HEAVY_FIELD + "<p>Hi</p>",
+                }
+                sent.append(_timed(lambda: api.post("/transactional/send", json=send)))
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=workspace_a)
+    checkouts = []
+    with httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {b.key}"}, timeout=120
+    ) as client:
+        _timed(lambda: client.post("/api/v1/checkouts", json=checkout_body("warm")))
+        worker.start()
+        n = 0
+        while not done.is_set():
+            n += 1
+            checkouts.append(
+                _timed(lambda n=n: client.post("/api/v1/checkouts", json=checkout_body(f"b{n}")))
+            )
+            time.sleep(0.01)
+    worker.join()
+    [took] = sent
+    figures = (round(took, 2), round(statistics.median(checkouts), 3), sorted(checkouts)[-3:])
+    # The send is real work, and no checkout of B waited for more than a third of it (one waited for
+    # all of it before), with room for a busy machine.
+    assert took > 2.0, figures
+    assert len(checkouts) >= 5, figures
+    assert max(checkouts) < took / 3, figures
