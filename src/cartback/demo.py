@@ -2,10 +2,11 @@
 
 It creates a `demo` workspace with a dashboard user and an API key, the abandoned-checkout sequence built
 from the shipped template, and a week of shop traffic: a few hundred checkouts, the orders of those who
-bought at once, the recovery emails of those who did not, their opens and clicks, and the orders that
-followed. Nothing is faked past the inputs: the week is replayed through the real engine on a clock
-that walks from a week ago to now (the dispatcher, the scheduler's delays, the outbox sender, the
-attribution of orders to emails), so every figure on the dashboard is one the engine computed.
+bought at once, the recovery emails of those who did not, their opens, clicks, unsubscribes and
+bounces, and the orders that followed. Nothing is faked past the inputs: the week is replayed through
+the real engine on a clock that walks from a week ago to now (the dispatcher, the scheduler's delays,
+the outbox sender, the attribution of orders to emails), so every figure on the dashboard is one the
+engine computed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cartback import errors, testing
-from cartback.core import attribution, checkouts, events, orders, sequences, subscribers, users
+from cartback.core import attribution, checkouts, events, orders, sequences, subscribers, suppressions, users
 from cartback.core.clock import FrozenClock
 from cartback.delivery.outbox import OutboxTransport
 from cartback.scheduler import duty, mail_sender
@@ -142,25 +143,46 @@ class _Shop:
                 items=items,
             )
             self._add(at, functools.partial(self._checkout, data=checkout))
-            roll = self.rng.random()
-            if roll < 0.3:
+            if self.rng.random() < 0.3:
                 # Bought at once, before the first reminder.
                 self._add(at + timedelta(minutes=self.rng.uniform(3, 45)), self._order_of(checkout))
                 continue
-            first_email = at + timedelta(hours=1, minutes=1)
-            if self.rng.random() < 0.5:
-                opened = first_email + timedelta(minutes=self.rng.uniform(5, 240))
-                self._add(opened, self._track_of(checkout, "opened_at", "email.opened"))
-                if self.rng.random() < 0.45:
-                    clicked = opened + timedelta(minutes=self.rng.uniform(1, 30))
-                    self._add(clicked, self._track_of(checkout, "clicked_at", "email.clicked"))
-                    if self.rng.random() < 0.55:
-                        self._add(
-                            clicked + timedelta(minutes=self.rng.uniform(2, 50)), self._order_of(checkout)
-                        )
-                elif self.rng.random() < 0.12:
-                    self._add(opened + timedelta(hours=self.rng.uniform(1, 20)), self._order_of(checkout))
+            # Each reminder, as the sequence sends it: 1 h after the checkout, then 23 h later.
+            for step, (sent_at, open_rate) in enumerate(
+                ((at + timedelta(hours=1, minutes=1), 0.5), (at + timedelta(hours=24, minutes=2), 0.35))
+            ):
+                if not self._react(checkout, step, sent_at, open_rate):
+                    break
         self.actions.sort()
+
+    def _react(self, data: checkouts.CheckoutInput, step: int, sent_at: datetime, open_rate: float) -> bool:
+        """What the shopper does with the reminder of this step; False when no later reminder will come
+        (they ordered, unsubscribed, or the address bounced)."""
+        roll = self.rng.random()
+        if roll < 0.02:
+            self._add(
+                sent_at + timedelta(minutes=self.rng.uniform(1, 5)), self._suppress_of(data, step, "bounced")
+            )
+            return False
+        if roll < 0.06:
+            opened = sent_at + timedelta(minutes=self.rng.uniform(5, 240))
+            self._add(opened, self._track_of(data, step, "opened_at", "email.opened"))
+            self._add(opened + timedelta(minutes=1), self._suppress_of(data, step, "unsubscribed"))
+            return False
+        if self.rng.random() >= open_rate:
+            return True
+        opened = sent_at + timedelta(minutes=self.rng.uniform(5, 240))
+        self._add(opened, self._track_of(data, step, "opened_at", "email.opened"))
+        if self.rng.random() < 0.45:
+            clicked = opened + timedelta(minutes=self.rng.uniform(1, 30))
+            self._add(clicked, self._track_of(data, step, "clicked_at", "email.clicked"))
+            if self.rng.random() < 0.55:
+                self._add(clicked + timedelta(minutes=self.rng.uniform(2, 50)), self._order_of(data))
+                return False
+        elif self.rng.random() < 0.12:
+            self._add(opened + timedelta(hours=self.rng.uniform(1, 20)), self._order_of(data))
+            return False
+        return True
 
     def _checkout(self, tx: Tx, now: datetime, *, data: checkouts.CheckoutInput) -> None:
         checkouts.record_checkout(tx, self.workspace_id, data, now)
@@ -185,12 +207,12 @@ class _Shop:
         return place
 
     def _track_of(
-        self, data: checkouts.CheckoutInput, column: str, name: str
+        self, data: checkouts.CheckoutInput, step: int, column: str, name: str
     ) -> Callable[[Tx, datetime], None]:
-        """An open or click of the first email this checkout's run sent, as the tracking pages record it."""
+        """An open or click of this step's email of this checkout's run, as the tracking pages record it."""
 
         def track(tx: Tx, now: datetime) -> None:
-            sent = self._first_email(tx, data)
+            sent = self._email(tx, data, step)
             if sent is None:
                 return  # the run stopped or was not emailed yet: nothing to open
             events.record(
@@ -199,31 +221,68 @@ class _Shop:
                 name=name,
                 source=events.SOURCE_CARTBACK,
                 subscriber_id=sent.subscriber_id,
-                properties={"messageId": sent.id, "sequenceId": sent.sequence_id, "nodeId": sent.node_id},
+                properties=_naming(sent),
                 now=now,
             )
             deliveries.stamp(tx, sent.id, column, now)
 
         return track
 
-    def _first_email(self, tx: Tx, data: checkouts.CheckoutInput) -> message_store.Message | None:
-        """The first email the run of this checkout sent."""
+    def _suppress_of(
+        self, data: checkouts.CheckoutInput, step: int, reason: str
+    ) -> Callable[[Tx, datetime], None]:
+        """An unsubscribe through this step's email's link, or the mail server's hard bounce of it."""
+
+        def suppress(tx: Tx, now: datetime) -> None:
+            sent = self._email(tx, data, step)
+            if sent is None:
+                return
+            if reason == "bounced":
+                source = "webhook:generic"
+                detail = suppressions.bounce_detail("Permanent", "General", "550 5.1.1 mailbox unavailable")
+            else:
+                source, detail = "link", f"message {sent.id}"
+            suppressions.suppress(
+                tx,
+                self.workspace_id,
+                sent.to_email,
+                reason,
+                source,
+                now,
+                detail=detail,
+                properties=_naming(sent),
+            )
+
+        return suppress
+
+    def _email(self, tx: Tx, data: checkouts.CheckoutInput, step: int) -> message_store.Message | None:
+        """The email of this step (0 for the first) the run of this checkout sent, if it did."""
         person = subscriber_store.find_by_email(tx, self.workspace_id, data.customer.email or "")
         if person is None:
             return None
         sent, _ = message_store.listing(tx, self.workspace_id, subscriber_id=person.id, limit=50)
-        for message in reversed(sent):
-            run = enrollment_store.get(tx, self.workspace_id, message.enrollment_id or "")
-            if run is not None and (run.context.get("event") or {}).get("checkoutId") == data.checkout_id:
-                return message
-        return None
+        run = [
+            message
+            for message in reversed(sent)
+            if (found := enrollment_store.get(tx, self.workspace_id, message.enrollment_id or "")) is not None
+            and (found.context.get("event") or {}).get("checkoutId") == data.checkout_id
+        ]
+        return run[step] if step < len(run) else None
+
+
+def _naming(message: message_store.Message) -> dict[str, Any]:
+    """The properties by which an engagement event names its email."""
+    return {"messageId": message.id, "sequenceId": message.sequence_id, "nodeId": message.node_id}
 
 
 def _apply(tx: Tx, *, action: _Action, now: datetime) -> None:
     action.run(tx, now)
 
 
-def _setup(db: Database, now: datetime, email: str, password: str) -> tuple[str, str]:
+def _setup(db: Database, now: datetime, made: datetime, email: str, password: str) -> tuple[str, str]:
+    """The workspace and its sequence as of `now`, the start of the replayed week; the key and the
+    user as of `made`, when the command ran, so that Settings shows them created today."""
+
     def create(tx: Tx) -> tuple[str, str]:
         used = workspaces.holding_data(tx)
         if used:
@@ -234,8 +293,8 @@ def _setup(db: Database, now: datetime, email: str, password: str) -> tuple[str,
                 "(e.g. CARTBACK_DATABASE_URL=sqlite:///./demo.db cartback demo)"
             )
         ws = workspaces.create_workspace(tx, WORKSPACE, now)
-        _, key = workspaces.create_api_key(tx, ws.id, now, name="demo")
-        users.create_user(tx, WORKSPACE, email, password, now)
+        _, key = workspaces.create_api_key(tx, ws.id, made, name="demo")
+        users.create_user(tx, WORKSPACE, email, password, made)
         sequences.create(tx, ws.id, SEQUENCE, now, status="active")
         return ws.id, key
 
@@ -258,7 +317,7 @@ def run(
     db = Database(settings.database_url, sqlite_synchronous="NORMAL")
     db.migrate()
     clock = FrozenClock(start - timedelta(minutes=5))
-    workspace_id, key = _setup(db, clock.now(), email, password)
+    workspace_id, key = _setup(db, clock.now(), end, email, password)
     shop = _Shop(workspace_id, start, end, rng)
     shop.plan(checkouts_count)
     outbox = mail_sender.Sender(OutboxTransport(), public_url=settings.public_url)

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -92,3 +93,30 @@ def test_demo_refuses_a_database_that_holds_data_naming_it(tmp_path):
     # Nothing was written into the refused databases.
     listed = cartback(url, "apikey", "list", "--workspace", "demo")
     assert listed.returncode == 1 and "no workspace named 'demo'" in listed.stderr
+
+
+def test_demo_data_has_engagement_on_every_step_and_a_key_made_today(tmp_path, start_server):
+    url = f"sqlite:///{tmp_path / 'engaged.db'}"
+    seeded = cartback(url, "demo", "--checkouts", "300", "--seed", "3")
+    assert seeded.returncode == 0, seeded.stderr
+    api_key = re.search(r"API key:\s+(cb_\S+)", seeded.stdout).group(1)
+    # The key and the user are made when the command runs, not when the replayed week starts.
+    (key_row,) = cartback(url, "apikey", "list", "--workspace", "demo").stdout.strip().splitlines()
+    created = datetime.strptime(key_row.split("\t")[4], "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+    assert abs(datetime.now(UTC) - created) < timedelta(minutes=15)
+
+    server = start_server(url)
+    start = (datetime.now(UTC) - timedelta(days=9)).isoformat()
+    reply = httpx.get(
+        server.api + "/analytics/recovery",
+        params={"start": start},
+        headers={"Authorization": f"Bearer {api_key}"},
+    )
+    assert reply.status_code == 200, reply.text
+    (sequence,) = reply.json()["sequences"]
+    steps = sequence["steps"]
+    assert [s["step"] for s in steps] == [1, 2]
+    for step in steps:
+        figures = {k: step[k] for k in ("sent", "opened", "clicked", "unsubscribed", "bounced")}
+        assert all(n > 0 for n in figures.values()), (step["step"], figures)
+        assert step["opened"] < step["sent"] and step["clicked"] <= step["opened"]
