@@ -155,7 +155,9 @@ def test_abandoned_checkouts_page_lists_cart_value_customer_emails_and_recovery(
     assert text.count('badge good">recovered') == figures.recovered
 
 
-def test_abandoned_checkouts_are_paged_and_scoped_to_the_workspace(recovered, db, db_url, make_workspace):
+def test_abandoned_checkouts_page_numbers_are_checked_and_scoped_to_the_workspace(
+    recovered, db, db_url, make_workspace
+):
     client, _, _, _ = recovered
     assert "data-checkout=" not in client.get("/app/checkouts", params={"page": 2}).text
     assert client.get("/app/checkouts", params={"page": 0}).status_code == 400
@@ -195,3 +197,29 @@ def test_person_and_message_pages_say_what_the_email_recovered(recovered, db, cl
         ).scalar_one()
     )
     assert "No order attributed to this email." in client.get(f"/app/messages/{bob}").text
+
+
+def test_a_cancelled_recovered_order_is_no_longer_recovered_anywhere(recovered, db):
+    client, tenant, seq, jane = recovered
+    api(client, tenant, "/orders", {"orderId": "o1", "totalCents": 1900, "currency": "EUR",
+                                    "status": "cancelled", "customer": {"email": "jane@example.com"},
+                                    "properties": {"checkoutId": "c1"}})  # fmt: skip
+    c1 = row(client.get("/app/checkouts").text, "c1")
+    assert "not recovered" in c1  # still abandoned: the order an email won back is worth nothing now
+    listed = client.get("/app/sequences").text.split(f'data-sequence="{seq.id}"', 1)[1].split("</tr>", 1)[0]
+    assert "data-revenue>—<" in listed
+    person = client.get(f"/app/people/{jane}").text
+    assert "data-recovered" not in person and "data-run-status>recovered<" not in person
+
+
+def test_abandoned_checkouts_come_fifty_a_page(recovered):
+    client, tenant, _, _ = recovered
+    for i in range(49):
+        api(client, tenant, "/checkouts", checkout_body(f"p{i}", f"p{i}@example.com"))
+    first = client.get("/app/checkouts").text
+    assert first.count("data-checkout=") == 50 and "51 checkouts" in first
+    assert 'href="?page=2">Next<' in first
+    second = client.get("/app/checkouts", params={"page": 2}).text
+    # The oldest (Jane's, c1) is the one left for page 2.
+    assert second.count("data-checkout=") == 1 and 'data-checkout="c1"' in second
+    assert 'href="?page=1">Previous<' in second and "Next<" not in second
