@@ -29,24 +29,31 @@ def request(client: Any, **kwargs: Any) -> Any:
         raise AssertionError(f"no answer within {ANSWER_WITHIN:.0f} s: {_hung[0]}") from None
 
 
+def _new_workspace_key(tx: Any) -> str:
+    from cartback.core.clock import system_clock
+    from cartback.store import workspaces
+
+    ws = workspaces.create_workspace(tx, f"fuzz-{secrets.token_hex(4)}", system_clock.now())
+    return workspaces.create_api_key(tx, ws.id, system_clock.now())[1]
+
+
+def new_key(api: Any) -> str:
+    """The API key of a new, empty workspace in the app `api` serves."""
+    return str(api.app.state.services.db.write_sync(_new_workspace_key))
+
+
 def serve(url: str) -> Iterator[Any]:
     """The app on a real database, rate limits off, a fresh workspace's key as Bearer on every request."""
     from fastapi.testclient import TestClient
 
     from cartback.app import create_app
-    from cartback.core.clock import system_clock
     from cartback.settings import Settings
-    from cartback.store import workspaces
     from cartback.store.db import Database
 
     db = Database(url)
     db.migrate()
 
-    def create(tx: workspaces.Tx) -> str:
-        ws = workspaces.create_workspace(tx, f"fuzz-{secrets.token_hex(4)}", system_clock.now())
-        return workspaces.create_api_key(tx, ws.id, system_clock.now())[1]
-
-    key = db.write_sync(create)
+    key = db.write_sync(_new_workspace_key)
     db.close()
     # Durability is not under test here; NORMAL spares SQLite an fsync per request. Thousands of requests
     # with one key would run into the default rate limits, which tests/integration/test_ratelimits.py checks.
@@ -58,16 +65,18 @@ def serve(url: str) -> Iterator[Any]:
         yield client
 
 
-def send(case: Any, api: Any, surface: str, *, sdk_revision: bool = False) -> Any:
-    """The case sent to `api` with the authentication the surface's SDKs send ("sequenzy": Bearer,
-    "klaviyo": Klaviyo-API-Key, "segment": the key as Basic user name). `sdk_revision` replaces the
-    generated Klaviyo `revision` header with the SDK's, so that a chain of calls gets past it."""
+def send(case: Any, api: Any, surface: str, *, key: str | None = None, sdk_revision: bool = False) -> Any:
+    """The case sent to `api` with `key` (the fixture's by default) as the surface's SDKs send it
+    ("sequenzy": Bearer, "klaviyo": Klaviyo-API-Key, "segment": the Basic user name). `sdk_revision`
+    replaces the generated Klaviyo `revision` header with the SDK's, so that a chain gets past it."""
     from cartback.api.klaviyo import SDK_REVISION
 
     kwargs = case.as_transport_kwargs(base_url="http://testserver")
-    key = api.headers["Authorization"].removeprefix("Bearer ")
+    key = key or api.headers["Authorization"].removeprefix("Bearer ")
     headers = dict(kwargs.get("headers") or {})
-    if surface == "klaviyo":
+    if surface == "sequenzy":
+        headers["Authorization"] = f"Bearer {key}"
+    elif surface == "klaviyo":
         headers["Authorization"] = f"Klaviyo-API-Key {key}"
         if sdk_revision:
             headers["revision"] = SDK_REVISION

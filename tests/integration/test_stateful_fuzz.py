@@ -67,8 +67,14 @@ def machine(path_regex: str, api: Any, surface: str) -> Any:
     schema = schemathesis.openapi.from_dict(DOCUMENT).include(path_regex=path_regex)
 
     class Machine(schema.as_state_machine()):  # type: ignore[misc]
+        def setup(self) -> None:
+            # Each scenario in a workspace of its own: Hypothesis runs a choice sequence again (to
+            # shrink, to mutate it) and must get the same answers, so no scenario may see another's data.
+            self.key = fuzzing.new_key(api)
+
         def call(self, case: Any, **kwargs: Any) -> Response:
-            return Response.from_httpx(fuzzing.send(case, api, surface, sdk_revision=True), verify=False)
+            sent = fuzzing.send(case, api, surface, key=self.key, sdk_revision=True)
+            return Response.from_httpx(sent, verify=False)
 
         def validate_response(self, response: Response, case: Any, *args: Any, **kwargs: Any) -> None:
             case.validate_response(response, checks=CHECKS)
