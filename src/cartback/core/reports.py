@@ -123,6 +123,11 @@ def delivery(tx: Tx, workspace_id: str, message_id: str, now: datetime) -> Deliv
     return None if item is None else Delivery(item, deliveries.attempts_of(tx, item.message.id))
 
 
+def last_delivery(tx: Tx, workspace_id: str, _: None, now: datetime) -> dict[str, Any] | None:
+    """What the transport last answered for this workspace's mail (Settings' Delivery section)."""
+    return deliveries.last_attempt(tx, workspace_id)
+
+
 def message_item(tx: Tx, workspace_id: str, message_id: str, now: datetime) -> OutboxItem:
     """One message of the workspace with its delivery state; a 404 for any other id."""
     item = deliveries.outbox_item(tx, workspace_id, message_id)

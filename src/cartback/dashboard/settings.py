@@ -16,9 +16,9 @@ from starlette.responses import RedirectResponse, Response
 
 from cartback import addresses, errors, headers
 from cartback.api import deps
-from cartback.core import connectors, shops, suppressions, webhooks, workspaces
+from cartback.core import connectors, reports, shops, suppressions, webhooks, workspaces
 from cartback.dashboard import web
-from cartback.delivery import targets
+from cartback.delivery import smtp, targets
 
 router = APIRouter()
 NAV = ("/app/settings", "Settings")
@@ -71,6 +71,8 @@ async def _page(
 ) -> Response:
     public_url = deps.services_of(request).settings.public_url
     data = await web.read(request, viewer, workspaces.settings, q.strip() or None)
+    last_delivery = await web.read(request, viewer, reports.last_delivery, None)
+    smtp_url = deps.services_of(request).settings.smtp_url
     return web.render(
         request,
         "settings.html",
@@ -87,6 +89,8 @@ async def _page(
             "reasons": suppressions.REASONS,
             "default_from": deps.services_of(request).settings.from_,
             "connector": connector,
+            "transport": smtp.parse_url(smtp_url).describe() if smtp_url else None,
+            "last_delivery": last_delivery,
             "platforms": connectors.PLATFORMS,
             "chosen_by_shop": connectors.CHOSEN_BY_SHOP,
             "grace_hours": int(connectors.DEFAULT_GRACE.total_seconds() // 3600),

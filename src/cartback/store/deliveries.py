@@ -410,3 +410,14 @@ def stamp(tx: Tx, message_id: str, column: str, now: datetime) -> None:
         .where(message_delivery.c.message_id == message_id, message_delivery.c[column].is_(None))
         .values({column: now})
     )
+
+
+def last_attempt(tx: Tx, workspace_id: str) -> dict[str, Any] | None:
+    """The workspace's latest delivery attempt (ids sort by time), or None before its first."""
+    row = tx.execute(
+        sa.select(delivery_attempts)
+        .where(delivery_attempts.c.workspace_id == workspace_id)
+        .order_by(delivery_attempts.c.id.desc())
+        .limit(1)
+    ).first()
+    return dict(row._mapping) if row is not None else None
