@@ -14,11 +14,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import RedirectResponse, Response
 
-from cartback import addresses, errors, headers
+from cartback import addresses, errors, headers, ids
 from cartback.api import deps
 from cartback.core import connectors, reports, shops, suppressions, webhooks, workspaces
 from cartback.dashboard import web
-from cartback.delivery import smtp, targets
+from cartback.delivery import mime, smtp, targets
 
 router = APIRouter()
 NAV = ("/app/settings", "Settings")
@@ -67,6 +67,7 @@ async def _page(
     new_key: str | None = None,
     new_webhook_secret: str | None = None,
     connector: connectors.Made | None = None,
+    test_email: tuple[bool, str] | None = None,
     status_code: int = 200,
 ) -> Response:
     public_url = deps.services_of(request).settings.public_url
@@ -91,6 +92,7 @@ async def _page(
             "connector": connector,
             "transport": smtp.parse_url(smtp_url).describe() if smtp_url else None,
             "last_delivery": last_delivery,
+            "test_email": test_email,
             "platforms": connectors.PLATFORMS,
             "chosen_by_shop": connectors.CHOSEN_BY_SHOP,
             "grace_hours": int(connectors.DEFAULT_GRACE.total_seconds() // 3600),
@@ -255,3 +257,47 @@ async def lift_suppression(request: Request, viewer: web.Viewer = Depends(web.vi
     lifted = suppressions.Lift(_one(form, "email").strip(), _one(form, "reason"))
     await web.write(request, viewer, suppressions.lift, lifted)
     return _done("lifted", "suppressions")
+
+
+@router.post("/settings/test-email")
+async def send_test_email(request: Request, viewer: web.Viewer = Depends(web.viewer)) -> Response:
+    """Send one email through the configured transport to the signed-in user and say what it answered;
+    nothing is stored, so the outbox and the figures stay the shop's own mail."""
+    services = deps.services_of(request)
+    to = viewer.user.email
+    if not services.settings.smtp_url:
+        said = (
+            f"No email was sent to {to}: no transport is set (CARTBACK_SMTP_URL), so mail is kept in the "
+            "outbox and not delivered."
+        )
+        return await _page(request, viewer, test_email=(False, said))
+    data = await web.read(request, viewer, workspaces.settings, None)
+    sender = data.workspace.from_address or services.settings.from_
+    now = services.clock.now()
+    token = ids.new_id("test")
+    try:
+        envelope = mime.envelope_of(sender, to)
+    except ValueError as exc:
+        return await _page(request, viewer, test_email=(False, f"No email was sent: {exc}."), status_code=400)
+    raw = mime.build(
+        message_id=token,
+        rfc_message_id=f"<{token}@{mime.domain_of(envelope.sender)}>",
+        from_email=sender,
+        to_email=to,
+        subject="cartback test email",
+        html=None,
+        text="This test email was sent from Settings to check that mail reaches you.\r\n",
+        kind="transactional",
+        date=now,
+    )
+    transport = smtp.SmtpTransport.from_url(services.settings.smtp_url, concurrency=1, timeout=15.0)
+    try:
+        result = await transport.send(envelope.sender, envelope.recipients, raw)
+    finally:
+        await transport.close()
+    server = smtp.parse_url(services.settings.smtp_url).describe()
+    if result.status == "sent":
+        said = f"Test email sent to {to}: {server} answered {result.describe()}."
+    else:
+        said = f"The test email to {to} was not sent: {server} answered {result.describe()}."
+    return await _page(request, viewer, test_email=(result.status == "sent", said))
