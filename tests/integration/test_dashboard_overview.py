@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from starlette.testclient import TestClient
 
+from cartback.app import create_app
 from cartback.dashboard import charts, overview
+from cartback.settings import Settings
 from cartback.store import tables
 from cartback.testing import FrozenClock
 
@@ -224,3 +227,14 @@ def test_overview_figures_equal_the_tables_counted_by_hand(tmp_path):
     assert funnel.ordered == ordered and 0 < funnel.ordered <= funnel.clicked
     assert total.abandoned == abandoned and total.recovered <= abandoned < total.checkouts_started
     db.close()
+
+
+def test_dashboard_overview_says_mail_is_kept_without_smtp_and_not_with_it(shop, db, db_url):
+    client, tenant, clock = shop
+    kept = client.get("/app/").text
+    assert "<strong data-kept" in kept and "kept in outbox, not delivered</strong>" in kept
+    settings = Settings(database_url=db_url, secret_key="s" * 48, smtp_url="smtp://mail.example.net:25")
+    with TestClient(create_app(settings, clock=clock, run_worker=False)) as smtp_client:
+        sign_in(smtp_client, make_user(db, tenant.name))
+        page = smtp_client.get("/app/").text
+    assert figure(page, "emails_sent") == "0" and "kept in outbox" not in page

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from cartback import errors
+from cartback.api import deps
 from cartback.core import analytics, reports
 from cartback.dashboard import charts, web
 
@@ -82,6 +83,8 @@ async def overview(
         "overview.html",
         {
             "total": total,
+            # Without SMTP the outbox transport keeps every email: the figure must not read as delivered.
+            "transport": deps.services_of(request).settings.smtp_url,
             "definitions": analytics.DEFINITIONS,
             "ranges": RANGES,
             "range": chosen,
