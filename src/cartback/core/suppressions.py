@@ -13,6 +13,7 @@ from cartback.core import events
 from cartback.store import subscribers as subscriber_store
 from cartback.store import suppressions as store
 from cartback.store.db import Tx
+from cartback.store.suppressions import Suppression as Suppression  # re-exported for api/
 
 REASONS = ("unsubscribed", "bounced", "complained")
 _BLOCKS = {"marketing": set(REASONS), "transactional": {"bounced", "complained"}}
@@ -145,6 +146,76 @@ def lift(tx: Tx, workspace_id: str, lifted: Lift, now: datetime) -> Unsuppressed
     if not result.removed:
         raise errors.NotFound(f"{lifted.email} is not suppressed for {lifted.reason} in this workspace.")
     return result
+
+
+# -- the suppression resource of the API ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    search: str | None
+    reason: str | None
+    limit: int
+    offset: int
+    order: str
+    sort: str
+
+
+def listing(tx: Tx, workspace_id: str, query: ListQuery, now: datetime) -> tuple[list[Suppression], int]:
+    """A page of the workspace's suppressions, one per (address, reason), and how many match."""
+    return store.listing(
+        tx,
+        workspace_id,
+        search=query.search,
+        reason=query.reason,
+        limit=query.limit,
+        offset=query.offset,
+        order=query.order,
+        sort=query.sort,
+    )
+
+
+@dataclass(frozen=True)
+class Addition:
+    email: str
+    reason: str
+    source: str
+    detail: str | None = None
+
+
+def add(tx: Tx, workspace_id: str, addition: Addition, now: datetime) -> tuple[bool, Suppression]:
+    """Suppress an address by hand, through the same rule as an unsubscribe link or a bounce (`suppress`);
+    whether it was new, and the suppression as stored."""
+    created = suppress(
+        tx, workspace_id, addition.email, addition.reason, addition.source, now, detail=addition.detail
+    )
+    item = next(s for s in store.for_email(tx, workspace_id, addition.email) if s.reason == addition.reason)
+    return created, item
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What holds for one address: its suppressions, and whether it is one of the workspace's subscribers."""
+
+    items: list[Suppression]
+    known: bool
+
+
+def standing(tx: Tx, workspace_id: str, email: str, now: datetime) -> Standing:
+    known = subscriber_store.find_by_email(tx, workspace_id, email) is not None
+    return Standing(store.for_email(tx, workspace_id, email), known)
+
+
+@dataclass(frozen=True)
+class Removal:
+    email: str
+    # None lifts every reason.
+    reasons: tuple[str, ...] | None = None
+
+
+def remove(tx: Tx, workspace_id: str, removal: Removal, now: datetime) -> Unsuppressed:
+    """Lift an address's suppressions (see `unsuppress`); nothing removed when none matched."""
+    return unsuppress(tx, workspace_id, removal.email, now, reasons=removal.reasons)
 
 
 def bounce_detail(bounce_type: str | None, sub_type: str | None, diagnostic: str | None) -> str:

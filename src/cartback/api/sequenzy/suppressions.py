@@ -16,9 +16,6 @@ from cartback import errors
 from cartback.api import deps
 from cartback.api.sequenzy import models, principal
 from cartback.core import suppressions
-from cartback.store import subscribers as subscriber_store
-from cartback.store import suppressions as suppression_store
-from cartback.store.db import Tx
 
 router = APIRouter(tags=["suppressions"])
 
@@ -32,7 +29,7 @@ _OUR_REASON["unsubscribed"] = "unsubscribed"
 _INVALID_RECIPIENT = {"noemail", "bademailaddress", "invalid_recipient"}
 
 
-def _suppression_type(item: suppression_store.Suppression, info: dict[str, str]) -> str:
+def _suppression_type(item: suppressions.Suppression, info: dict[str, str]) -> str:
     if item.reason == "complained":
         return "complaint"
     if item.reason == "unsubscribed":
@@ -42,7 +39,7 @@ def _suppression_type(item: suppression_store.Suppression, info: dict[str, str])
     return "unknown_hard_bounce"
 
 
-def suppression_json(item: suppression_store.Suppression) -> dict[str, Any]:
+def suppression_json(item: suppressions.Suppression) -> dict[str, Any]:
     """A `ListSuppressionsResponseSuppressionsItem`, plus `id` and `detail`."""
     info = suppressions.parse_detail(item.detail)
     bounced = item.reason == "bounced"
@@ -75,18 +72,16 @@ async def list_suppressions(
 ) -> dict[str, Any]:
     """Every suppression of the workspace, one entry per (address, reason). `search` matches a part of
     the address; `sort=status` sorts by reason."""
-    items, total = await svc.db.read(
-        lambda tx: suppression_store.listing(
-            tx,
-            who.workspace_id,
-            search=search or None,
-            reason=_OUR_REASON[reason] if reason else None,
-            limit=limit,
-            offset=(page - 1) * limit,
-            order=order,
-            sort=sort,
-        )
+    query = suppressions.ListQuery(
+        search=search or None,
+        reason=_OUR_REASON[reason] if reason else None,
+        limit=limit,
+        offset=(page - 1) * limit,
+        order=order,
+        sort=sort,
     )
+    now = svc.clock.now()
+    items, total = await svc.db.read(lambda tx: suppressions.listing(tx, who.workspace_id, query, now))
     has_more = page * limit < total
     return {
         "success": True,
@@ -120,23 +115,13 @@ async def add_suppression(
 ) -> dict[str, Any]:
     """cartback's extension: suppress an address by hand. Idempotent: `created` is false when the
     address was already suppressed for that reason."""
-    reason = _OUR_REASON[body.reason]
+    addition = suppressions.Addition(body.email, _OUR_REASON[body.reason], body.source or "api", body.detail)
     now = svc.clock.now()
-
-    def add(tx: Tx) -> tuple[bool, suppression_store.Suppression]:
-        created = suppressions.suppress(
-            tx, who.workspace_id, body.email, reason, body.source or "api", now, detail=body.detail
-        )
-        item = next(
-            s for s in suppression_store.for_email(tx, who.workspace_id, body.email) if s.reason == reason
-        )
-        return created, item
-
-    created, item = await svc.db.write(add)
+    created, item = await svc.db.write(lambda tx: suppressions.add(tx, who.workspace_id, addition, now))
     return {"success": True, "created": created, "suppression": suppression_json(item)}
 
 
-def _local(items: list[suppression_store.Suppression]) -> dict[str, Any] | None:
+def _local(items: list[suppressions.Suppression]) -> dict[str, Any] | None:
     top = suppressions.strongest(items)
     if top is None:
         return None
@@ -159,13 +144,9 @@ async def get_suppression(
 ) -> dict[str, Any]:
     """Whether an address is suppressed, and why. An address that is not suppressed is a 200 with
     `suppressed: false`, as Sequenzy answers it (its SDK declares no 404 here)."""
-
-    def look(tx: Tx) -> tuple[list[suppression_store.Suppression], bool]:
-        items = suppression_store.for_email(tx, who.workspace_id, email)
-        known = subscriber_store.find_by_email(tx, who.workspace_id, email) is not None
-        return items, known
-
-    items, known = await svc.db.read(look)
+    now = svc.clock.now()
+    found = await svc.db.read(lambda tx: suppressions.standing(tx, who.workspace_id, email, now))
+    items, known = found.items, found.known
     return {
         "success": True,
         "suppression": {
@@ -189,15 +170,10 @@ async def remove_suppression(
     a subscriber nothing suppresses any more is set back to `active` and listed in
     `reactivatedSubscriberIds`. 404 when the address has nothing to lift."""
     now = svc.clock.now()
-    reasons = (_OUR_REASON[reason],) if reason else None
-
-    def lift(tx: Tx) -> suppressions.Unsuppressed:
-        result = suppressions.unsuppress(tx, who.workspace_id, email, now, reasons=reasons)
-        if not result.removed:
-            raise errors.NotFound(f"{email} is not suppressed" + (f" for {reason}" if reason else ""))
-        return result
-
-    result = await svc.db.write(lift)
+    removal = suppressions.Removal(email, (_OUR_REASON[reason],) if reason else None)
+    result = await svc.db.write(lambda tx: suppressions.remove(tx, who.workspace_id, removal, now))
+    if not result.removed:
+        raise errors.NotFound(f"{email} is not suppressed" + (f" for {reason}" if reason else ""))
     return {
         "success": True,
         "email": result.removed[0].email,
