@@ -17,10 +17,6 @@ for as long as the workspace exists.
 from __future__ import annotations
 
 import html
-import re
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -29,12 +25,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from cartback import errors
 from cartback.api import deps
 from cartback.api import errors as api_errors
-from cartback.core import events, suppressions
-from cartback.delivery import tokens
-from cartback.store import deliveries
-from cartback.store import messages as message_store
-from cartback.store import workspaces as workspace_store
-from cartback.store.db import Tx
+from cartback.core import links
 
 router = APIRouter(include_in_schema=False)
 
@@ -48,78 +39,6 @@ _HEADERS = {
     # The token must not reach the shop (or anyone) through the Referer header.
     "Referrer-Policy": "no-referrer",
 }
-# Workspace ids are ours (`ws_` + base32); anything else in a token cannot name one, and is refused before
-# it reaches a query (PostgreSQL refuses NUL characters with a 5xx-worthy error).
-_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-@dataclass(frozen=True)
-class _Link:
-    """A verified token: what it says, its workspace, and its message if that still exists."""
-
-    payload: dict[str, Any]
-    workspace: workspace_store.Workspace
-    message: message_store.MessageRef | None
-
-    def properties(self) -> dict[str, Any]:
-        message = self.message
-        return {
-            "messageId": self.payload["m"],
-            "sequenceId": message.sequence_id if message else None,
-            "nodeId": message.node_id if message else None,
-        }
-
-
-# -- reads and writes ---------------------------------------------------------------------------------
-
-
-def _workspace(tx: Tx, workspace_id: str) -> workspace_store.Workspace | None:
-    if not _ID.fullmatch(workspace_id):
-        return None
-    try:
-        return workspace_store.get_workspace(tx, workspace_id)
-    except errors.NotFound:
-        return None
-
-
-def _resolve(tx: Tx, token: str, kind: str) -> _Link:
-    """The verified link of `kind` ("u", "o" or "c"); NotFound for anything else."""
-    found: dict[str, workspace_store.Workspace] = {}
-
-    def secret_for(workspace_id: str) -> str | None:
-        ws = _workspace(tx, workspace_id)
-        if ws is None:
-            return None
-        found[workspace_id] = ws
-        return ws.secret
-
-    if not token.isascii():
-        # Our tokens are base64url; tokens.verify would meet a TypeError comparing non-ASCII signatures.
-        raise errors.NotFound("This link is not valid.")
-    try:
-        payload = tokens.verify(token, secret_for)
-    except tokens.InvalidToken as exc:
-        raise errors.NotFound("This link is not valid.") from exc
-    message_id = payload.get("m")
-    if payload.get("k") != kind or not isinstance(message_id, str) or not _ID.fullmatch(message_id):
-        raise errors.NotFound("This link is not valid.")
-    workspace = found[payload["w"]]
-    return _Link(payload, workspace, message_store.ref(tx, workspace.id, message_id))
-
-
-def _record(tx: Tx, link: _Link, name: str, column: str, now: datetime, extra: dict[str, Any]) -> None:
-    """Append the event (every open and click counts) and stamp the first one on the delivery row."""
-    assert link.message is not None
-    events.record(
-        tx,
-        link.workspace.id,
-        name=name,
-        source=events.SOURCE_CARTBACK,
-        subscriber_id=link.message.subscriber_id,
-        properties={**link.properties(), **extra},
-        now=now,
-    )
-    deliveries.stamp(tx, link.message.id, column, now)
 
 
 # -- pages ---------------------------------------------------------------------------------------------
@@ -171,16 +90,10 @@ def _one_click(body: bytes, content_type: str) -> bool:
 @router.get("/u/{token}")
 async def unsubscribe_page(token: str, svc: deps.Services = Depends(deps.services)) -> Response:
     """Confirm before unsubscribing: security scanners follow every link in an email with a GET."""
-
-    def look(tx: Tx) -> tuple[_Link, str | None]:
-        link = _resolve(tx, token, "u")
-        email = link.payload.get("e")
-        if not isinstance(email, str) or "@" not in email:
-            raise errors.NotFound("This link is not valid.")
-        return link, suppressions.blocking_reason(tx, link.workspace.id, email, "marketing")
-
-    link, blocked = await svc.db.read(look)
-    email = html.escape(str(link.payload["e"]))
+    now = svc.clock.now()
+    found = await svc.db.read(lambda tx: links.recipient(tx, token, now))
+    link, blocked = found.link, found.blocked
+    email = html.escape(found.email)
     shop = html.escape(link.workspace.display_name)
     if blocked:
         return _page(
@@ -197,26 +110,14 @@ async def unsubscribe_page(token: str, svc: deps.Services = Depends(deps.service
 @router.post("/u/{token}")
 async def unsubscribe(token: str, request: Request, svc: deps.Services = Depends(deps.services)) -> Response:
     """Unsubscribe at once: the one-click POST of RFC 8058, or the confirmation page's button."""
-    link = await svc.db.read(lambda tx: _resolve(tx, token, "u"))
-    email = link.payload.get("e")
-    if not isinstance(email, str) or "@" not in email:
-        raise errors.NotFound("This link is not valid.")
+    now = svc.clock.now()
+    found = await svc.db.read(lambda tx: links.recipient(tx, token, now))
+    link, email = found.link, found.email
     source = (
         "one_click" if _one_click(await request.body(), request.headers.get("content-type", "")) else "link"
     )
-    now = svc.clock.now()
-    await svc.db.write(
-        lambda tx: suppressions.suppress(
-            tx,
-            link.workspace.id,
-            email,
-            "unsubscribed",
-            source,
-            now,
-            detail=f"message {link.payload['m']}",
-            properties=link.properties(),
-        )
-    )
+    unsubscribe = links.Unsubscribe(email, source, str(link.payload["m"]), link.properties())
+    await svc.db.write(lambda tx: links.unsubscribe(tx, link.workspace.id, unsubscribe, now))
     shop = html.escape(link.workspace.display_name)
     return _page(
         "You are unsubscribed",
@@ -227,11 +128,12 @@ async def unsubscribe(token: str, request: Request, svc: deps.Services = Depends
 @router.get("/t/o/{token}.gif")
 async def open_pixel(token: str, svc: deps.Services = Depends(deps.services)) -> Response:
     """Record an open. Every fetch is an `email.opened` event; the first also sets `opened_at`."""
-    link = await svc.db.read(lambda tx: _resolve(tx, token, "o"))
+    now = svc.clock.now()
+    link = await svc.db.read(lambda tx: links.resolve(tx, token, "o", now))
     if link.message is None:
         raise errors.NotFound()
-    now = svc.clock.now()
-    await svc.db.write(lambda tx: _record(tx, link, "email.opened", "opened_at", now, {}))
+    opened = links.Tracking("email.opened", "opened_at", link.message, link.properties())
+    await svc.db.write(lambda tx: links.track(tx, link.workspace.id, opened, now))
     return Response(PIXEL, media_type="image/gif", headers=_HEADERS)
 
 
@@ -239,7 +141,8 @@ async def open_pixel(token: str, svc: deps.Services = Depends(deps.services)) ->
 async def click(token: str, request: Request, svc: deps.Services = Depends(deps.services)) -> Response:
     """Record a click and redirect to the URL signed into the token. HEAD (link checkers) redirects
     without counting."""
-    link = await svc.db.read(lambda tx: _resolve(tx, token, "c"))
+    now = svc.clock.now()
+    link = await svc.db.read(lambda tx: links.resolve(tx, token, "c", now))
     url = link.payload.get("u")
     if (
         not isinstance(url, str)
@@ -248,8 +151,10 @@ async def click(token: str, request: Request, svc: deps.Services = Depends(deps.
     ):
         raise errors.NotFound("This link is not valid.")
     if request.method == "GET":
-        now = svc.clock.now()
-        await svc.db.write(lambda tx: _record(tx, link, "email.clicked", "clicked_at", now, {"url": url}))
+        clicked = links.Tracking(
+            "email.clicked", "clicked_at", link.message, {**link.properties(), "url": url}
+        )
+        await svc.db.write(lambda tx: links.track(tx, link.workspace.id, clicked, now))
     return RedirectResponse(url, status_code=302, headers=_HEADERS)
 
 
