@@ -14,6 +14,7 @@ Why each limit:
 * Nesting: reads render stored documents inside their response envelope, and the JSON encoders stop at
   about 255 levels; a body may nest `MAX_DEPTH` levels, which leaves room for every envelope and for the
   store's read bound (`READ_DEPTH`), beyond which an old record is read clipped rather than failing.
+* Times whose offset puts them outside what a datetime holds in UTC (year 1 at +01:00): `to_utc`.
 * Event times outside `EARLIEST .. now + LATEST_AHEAD`, as Klaviyo bounds them: a date such as year 1
   leaves no room for the attribution window before it and overflowed there.
 """
@@ -82,6 +83,17 @@ def find_unstorable(value: Any) -> Unstorable | None:
         elif isinstance(node, float) and not math.isfinite(node):
             return Unstorable(path, "not a finite number (NaN and Infinity are not JSON)")
     return None
+
+
+def to_utc(moment: datetime) -> datetime:
+    """`moment` in UTC, a naive one taken as UTC. ValueError (a 400 at the edge) when UTC cannot hold it:
+    year 1 at +01:00 is before datetime's first moment, and converting it raised OverflowError, a 500."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"must be in the year {EARLIEST.year} or later") from None
 
 
 def check_time(moment: datetime, now: datetime) -> None:

@@ -31,8 +31,8 @@ CHECKS = [
     schemathesis.checks.response_schema_conformance,
 ]
 STATEFUL = settings(
-    max_examples=10,
-    stateful_step_count=6,
+    max_examples=30,
+    stateful_step_count=10,
     deadline=None,
     database=None,
     suppress_health_check=list(HealthCheck),

@@ -265,6 +265,34 @@ def test_values_klaviyo_event_dated_year_one_is_a_400(api, db):
     assert api.rows(db) == before
 
 
+# Year 1 at a positive offset is before the first moment a datetime holds in UTC: converting it raised
+# OverflowError, a 500 (found by the stateful fuzz run, seed 4: POST /v1/group with this sentAt).
+BEFORE_UTC = "0001-01-01T00:00:00.0+01:01"
+
+
+def test_values_segment_sent_at_before_the_first_utc_moment_is_a_400(api, db):
+    before = api.rows(db)
+    body = {"type": "group", "userId": "u1", "groupId": "g1", "sentAt": BEFORE_UTC}
+    assert "sentAt" in segment_error(api.segment("/group", body))
+    batch = {"batch": [{"type": "track", "userId": "u1", "event": "Viewed", "timestamp": BEFORE_UTC}]}
+    assert "timestamp" in segment_error(api.segment("/batch", batch))
+    assert api.rows(db) == before
+
+
+def test_values_sequenzy_time_before_the_first_utc_moment_is_a_400(api, db):
+    before = api.rows(db)
+    body = {"email": "a@example.com", "event": "viewed", "occurredAt": BEFORE_UTC}
+    assert "occurredAt" in sequenzy_error(api.sequenzy("/subscribers/events", body))
+    assert api.rows(db) == before
+
+
+def test_values_klaviyo_time_before_the_first_utc_moment_is_a_400(api, db):
+    before = api.rows(db)
+    response = api.klaviyo("/events", klaviyo_event({"order_id": "o1"}, value=10, time=BEFORE_UTC))
+    assert klaviyo_pointer(response) == "/data/attributes/time"
+    assert api.rows(db) == before
+
+
 # -- records stored before the rule ------------------------------------------------------------------
 
 OLD_DEPTH = 300  # deeper than orjson (255 levels) and pydantic serialise

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from cartback import values
+
 
 class FilterError(ValueError):
     """The expression cannot be parsed; the message says where."""
@@ -96,10 +98,9 @@ def _datetime(text: str) -> datetime | None:
         if _DATE.match(text):
             day = date.fromisoformat(text)
             return datetime(day.year, day.month, day.day, tzinfo=UTC)
-        parsed = datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
+        return values.to_utc(datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00")))
     except ValueError:
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 class _Parser:

@@ -4,12 +4,12 @@ ignored, as Klaviyo does; a wrong `type` or a missing required member is a 400 p
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from cartback import addresses
+from cartback import addresses, values
 from cartback.core.subscribers import Identity
 
 _PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -30,7 +30,7 @@ def _phone(value: str) -> str:
 
 def _utc(value: datetime) -> datetime:
     # A time without an offset is UTC, as Klaviyo reads it.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return values.to_utc(value)
 
 
 Email = Annotated[str, Field(max_length=320), AfterValidator(_email)]

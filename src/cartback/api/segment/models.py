@@ -6,10 +6,12 @@ before anything is written."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from cartback import values
 
 MessageType = Literal["track", "identify", "alias", "page", "screen", "group"]
 # Segment documents 500 KB per batch and 32 KB per message; a batch of tiny messages stays far below this.
@@ -29,7 +31,7 @@ def _id(value: Any) -> Any:
 
 def _utc(value: datetime) -> datetime:
     # The client writes isoformat() with an offset; a naive time is taken as UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return values.to_utc(value)
 
 
 Id = Annotated[str, BeforeValidator(_id), Field(max_length=255)]

@@ -28,7 +28,7 @@ def _currency(value: str) -> str:
 
 def _utc(value: datetime) -> datetime:
     # The SDK sends `.isoformat()` of whatever it was given; a naive time means UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return values.to_utc(value)
 
 
 def _timezone(value: str) -> str:
