@@ -12,14 +12,9 @@ from cartback import errors
 from cartback.api import deps
 from cartback.api.sequenzy import analytics as analytics_api
 from cartback.api.sequenzy import models, principal
-from cartback.core import analytics, automations, sequences
+from cartback.core import analytics, sequence_views, sequences
 from cartback.core import enrollments as core_enrollments
-from cartback.store import enrollments as enrollment_store
-from cartback.store import events as event_store
-from cartback.store import sequences as store
-from cartback.store import subscribers as subscriber_store
-from cartback.store.db import Tx
-from cartback.store.sequences import Sequence
+from cartback.core.sequence_views import Enrollment, Sequence, Subscriber
 
 router = APIRouter(tags=["sequences"])
 
@@ -138,13 +133,9 @@ async def create_sequence(
     body: SequenceBody, who: deps.Principal = Depends(principal), svc: deps.Services = Depends(deps.services)
 ) -> dict[str, Any]:
     """Create a sequence as a draft; `POST /sequences/{id}/enable` makes it live."""
-    now = svc.clock.now()
-
-    def work(tx: Tx) -> tuple[Sequence, list[str]]:
-        seq = sequences.create(tx, who.workspace_id, body.wire(), now)
-        return seq, sequences.save_warnings(tx, who.workspace_id, seq)
-
-    seq, notes = await svc.db.write(work)
+    now, wire = svc.clock.now(), body.wire()
+    saved = await svc.db.write(lambda tx: sequence_views.create(tx, who.workspace_id, wire, now))
+    seq, notes = saved.seq, saved.warnings
     definition = sequences.Definition(seq.definition)
     return {
         "success": True,
@@ -164,11 +155,9 @@ async def list_sequences(
     limit: int = Query(50, ge=1, le=100),
     offset: int = Query(0, ge=0, le=10_000_000),
 ) -> dict[str, Any]:
-    items, total = await svc.db.read(
-        lambda tx: store.listing(
-            tx, who.workspace_id, status=status, search=search, limit=limit, offset=offset
-        )
-    )
+    query = sequence_views.ListQuery(status, search, limit, offset)
+    now = svc.clock.now()
+    items, total = await svc.db.read(lambda tx: sequence_views.listing(tx, who.workspace_id, query, now))
     if status is None:
         items = [s for s in items if s.status != "archived"]
     return {
@@ -188,7 +177,8 @@ async def list_sequences(
 async def get_sequence(
     sequence_id: str, who: deps.Principal = Depends(principal), svc: deps.Services = Depends(deps.services)
 ) -> dict[str, Any]:
-    seq = await svc.db.read(lambda tx: sequences.require(tx, who.workspace_id, sequence_id))
+    now = svc.clock.now()
+    seq = await svc.db.read(lambda tx: sequence_views.get(tx, who.workspace_id, sequence_id, now))
     return {"success": True, "sequence": serialize(seq)}
 
 
@@ -201,20 +191,15 @@ async def update_sequence(
 ) -> dict[str, Any]:
     """Change a definition. `steps` replaces the steps; live enrollments continue from their current step
     if it still exists, else they fail with that reason."""
-    wire = body.wire()
+    change = sequence_views.Update(sequence_id, body.wire())
     now = svc.clock.now()
-
-    def work(tx: Tx) -> tuple[Sequence, list[str]]:
-        seq = sequences.update(tx, who.workspace_id, sequence_id, wire, now)
-        return seq, sequences.save_warnings(tx, who.workspace_id, seq)
-
-    seq, notes = await svc.db.write(work)
-    return {"success": True, "sequence": serialize(seq), "warnings": notes}
+    saved = await svc.db.write(lambda tx: sequence_views.update(tx, who.workspace_id, change, now))
+    return {"success": True, "sequence": serialize(saved.seq), "warnings": saved.warnings}
 
 
 async def _set_status(svc: deps.Services, who: deps.Principal, sequence_id: str, status: str) -> Sequence:
-    now = svc.clock.now()
-    return await svc.db.write(lambda tx: sequences.set_status(tx, who.workspace_id, sequence_id, status, now))
+    now, change = svc.clock.now(), sequence_views.StatusChange(sequence_id, status)
+    return await svc.db.write(lambda tx: sequence_views.set_status(tx, who.workspace_id, change, now))
 
 
 @router.post("/sequences/{sequence_id}/enable")
@@ -245,7 +230,7 @@ async def delete_sequence(
 
 
 def _enrollment_item(
-    e: enrollment_store.Enrollment, subs: dict[str, Any], definition: sequences.Definition
+    e: Enrollment, subs: dict[str, Subscriber], definition: sequences.Definition
 ) -> dict[str, Any]:
     sub = subs.get(e.subscriber_id)
     node = definition.nodes.get(e.current_node_id or "")
@@ -288,46 +273,27 @@ async def list_enrollments(
     limit: int = Query(50, ge=1, le=100),
     offset: int = Query(0, ge=0, le=10_000_000),
 ) -> dict[str, Any]:
-    def read(tx: Tx) -> dict[str, Any]:
-        seq = sequences.require(tx, who.workspace_id, sequence_id)
-        sub_id = subscriber_id
-        if email is not None:
-            found = subscriber_store.find_by_email(tx, who.workspace_id, email)
-            sub_id = found.id if found else "none"
-        items, total = enrollment_store.listing(
-            tx,
-            who.workspace_id,
-            seq.id,
-            status=status,
-            subscriber_id=sub_id,
-            node_id=current_node_id,
-            sort=sort,
-            limit=limit,
-            offset=offset,
-        )
-        subs = {
-            s.id: s
-            for s in subscriber_store.find_many(
-                tx, who.workspace_id, subscriber_ids=[e.subscriber_id for e in items]
-            )
-        }
-        definition = sequences.Definition(seq.definition)
-        return {
-            "success": True,
-            "sequenceId": seq.id,
-            "sequenceName": seq.name,
-            "enrollments": [_enrollment_item(e, subs, definition) for e in items],
-            "pagination": {
-                "limit": limit,
-                "offset": offset,
-                "total": total,
-                "hasMore": offset + len(items) < total,
-            },
-            "statuses": ["active", "waiting", "completed", "stopped", "cancelled", "failed"],
-            "stopCondition": definition.data.get("stopCondition") or {"type": "none"},
-        }
-
-    return await svc.db.read(read)
+    query = sequence_views.EnrollmentQuery(
+        sequence_id, status, email, subscriber_id, current_node_id, sort, limit, offset
+    )
+    now = svc.clock.now()
+    page = await svc.db.read(lambda tx: sequence_views.enrollments(tx, who.workspace_id, query, now))
+    seq, items = page.seq, page.enrollments
+    definition = sequences.Definition(seq.definition)
+    return {
+        "success": True,
+        "sequenceId": seq.id,
+        "sequenceName": seq.name,
+        "enrollments": [_enrollment_item(e, page.subscribers, definition) for e in items],
+        "pagination": {
+            "limit": limit,
+            "offset": offset,
+            "total": page.total,
+            "hasMore": offset + len(items) < page.total,
+        },
+        "statuses": ["active", "waiting", "completed", "stopped", "cancelled", "failed"],
+        "stopCondition": definition.data.get("stopCondition") or {"type": "none"},
+    }
 
 
 @router.get("/sequences/{sequence_id}/enrollments/{enrollment_id}")
@@ -337,39 +303,29 @@ async def get_enrollment(
     who: deps.Principal = Depends(principal),
     svc: deps.Services = Depends(deps.services),
 ) -> dict[str, Any]:
-    def read(tx: Tx) -> dict[str, Any]:
-        seq = sequences.require(tx, who.workspace_id, sequence_id)
-        enrollment = enrollment_store.get(tx, who.workspace_id, enrollment_id)
-        if enrollment is None or enrollment.sequence_id != seq.id:
-            raise errors.NotFound(f"no enrollment {enrollment_id!r} in this sequence")
-        definition = sequences.Definition(seq.definition)
-        subs = {
-            s.id: s
-            for s in subscriber_store.find_many(
-                tx, who.workspace_id, subscriber_ids=[enrollment.subscriber_id]
-            )
-        }
-        history = enrollment_store.history(tx, who.workspace_id, enrollment.id)
-        return {
-            "success": True,
-            "sequenceId": seq.id,
-            "sequenceName": seq.name,
-            "enrollment": _enrollment_item(enrollment, subs, definition),
-            "nodeHistory": [
-                {
-                    "nodeId": h.node_id,
-                    "eventType": h.action,
-                    "eventTime": _iso(h.at),
-                    "detail": h.detail,
-                    "nodeType": (definition.nodes.get(h.node_id or "") or {}).get("type"),
-                }
-                for h in history
-            ],
-            "historySource": "node_events",
-            "stopCondition": definition.data.get("stopCondition") or {"type": "none"},
-        }
-
-    return await svc.db.read(read)
+    ref = sequence_views.EnrollmentRef(sequence_id, enrollment_id)
+    now = svc.clock.now()
+    view = await svc.db.read(lambda tx: sequence_views.enrollment(tx, who.workspace_id, ref, now))
+    seq = view.seq
+    definition = sequences.Definition(seq.definition)
+    return {
+        "success": True,
+        "sequenceId": seq.id,
+        "sequenceName": seq.name,
+        "enrollment": _enrollment_item(view.enrollment, view.subscribers, definition),
+        "nodeHistory": [
+            {
+                "nodeId": h.node_id,
+                "eventType": h.action,
+                "eventTime": _iso(h.at),
+                "detail": h.detail,
+                "nodeType": (definition.nodes.get(h.node_id or "") or {}).get("type"),
+            }
+            for h in view.history
+        ],
+        "historySource": "node_events",
+        "stopCondition": definition.data.get("stopCondition") or {"type": "none"},
+    }
 
 
 class CancelBody(models.WireModel):
@@ -444,75 +400,63 @@ async def sequence_stats(
     period: sent, delivered, opened, clicked, unsubscribed, recovered checkouts and revenue."""
     begin, stop, label = analytics_api.window(svc.clock.now(), period, start, end, None)
 
-    def read(tx: Tx) -> dict[str, Any]:
-        seq = sequences.require(tx, who.workspace_id, sequence_id)
-        figures = analytics_api.sequence_figures(
-            analytics.report(tx, who.workspace_id, begin, stop, sequence_id=seq.id), seq.id
+    query = sequence_views.StatsQuery(sequence_id, begin, stop)
+    now = svc.clock.now()
+    found = await svc.db.read(lambda tx: sequence_views.stats(tx, who.workspace_id, query, now))
+    seq = found.seq
+    figures = analytics_api.sequence_figures(found.report, seq.id)
+    step_stats = {s["nodeId"]: s["stats"] for s in figures["steps"]}
+    definition = sequences.Definition(seq.definition)
+    counts = found.counts
+    by_node: dict[str | None, dict[str, int]] = {}
+    for node_id, status, n in found.by_node:
+        slot = by_node.setdefault(node_id, {"total": 0, "active": 0, "waiting": 0})
+        slot["total"] += n
+        slot[status] += n
+    history = found.history
+    steps = []
+    # Email steps by their own number (Sequenzy's stepNumber, as the dashboard shows them); `step`
+    # and structuralStepNumber are the node's place in the graph, waits included.
+    numbers = {node_id: number for number, node_id, _ in analytics.step_order(definition.data)}
+    for i, node in enumerate(definition.data["nodes"], start=1):
+        steps.append(
+            {
+                "step": i,
+                "structuralStepNumber": i,
+                "stepNumber": numbers.get(node["id"]),
+                "nodeId": node["id"],
+                "type": node["type"],
+                "subject": node["config"].get("subject"),
+                # The same figure as stats.sent: emails of the period handed to the transport.
+                "sent": (step_stats.get(node["id"]) or {}).get("sent", 0),
+                "skipped": history.get((node["id"], "skipped"), 0),
+                "failedCount": history.get((node["id"], "failed"), 0),
+                "stats": step_stats.get(node["id"]) or {"sent": 0},
+            }
         )
-        step_stats = {s["nodeId"]: s["stats"] for s in figures["steps"]}
-        definition = sequences.Definition(seq.definition)
-        counts = enrollment_store.counts_by_status(tx, who.workspace_id, seq.id)
-        by_node: dict[str | None, dict[str, int]] = {}
-        for node_id, status, n in enrollment_store.counts_by_node(tx, who.workspace_id, seq.id):
-            slot = by_node.setdefault(node_id, {"total": 0, "active": 0, "waiting": 0})
-            slot["total"] += n
-            slot[status] += n
-        history = enrollment_store.history_counts(tx, who.workspace_id, seq.id)
-        steps = []
-        # Email steps by their own number (Sequenzy's stepNumber, as the dashboard shows them); `step`
-        # and structuralStepNumber are the node's place in the graph, waits included.
-        numbers = {node_id: number for number, node_id, _ in analytics.step_order(definition.data)}
-        for i, node in enumerate(definition.data["nodes"], start=1):
-            steps.append(
-                {
-                    "step": i,
-                    "structuralStepNumber": i,
-                    "stepNumber": numbers.get(node["id"]),
-                    "nodeId": node["id"],
-                    "type": node["type"],
-                    "subject": node["config"].get("subject"),
-                    # The same figure as stats.sent: emails of the period handed to the transport.
-                    "sent": (step_stats.get(node["id"]) or {}).get("sent", 0),
-                    "skipped": history.get((node["id"], "skipped"), 0),
-                    "failedCount": history.get((node["id"], "failed"), 0),
-                    "stats": step_stats.get(node["id"]) or {"sent": 0},
-                }
-            )
-        total = sum(counts.values())
-        return {
-            "success": True,
-            "sequenceId": seq.id,
-            "period": label,
-            "enrollmentCounts": {
-                "total": total,
-                "active": counts.get("active", 0),
-                "waiting": counts.get("waiting", 0),
-                "completed": counts.get("completed", 0),
-                "stopped": counts.get("stopped", 0),
-                "cancelled": counts.get("cancelled", 0),
-                "failed": counts.get("failed", 0),
-                "byCurrentNode": [
-                    {"currentNodeId": node_id, "currentNodeMissing": node_id not in definition.nodes, **v}
-                    for node_id, v in by_node.items()
-                    if node_id is not None
-                ],
-            },
-            "stoppedByReason": enrollment_store.stop_reasons(tx, who.workspace_id, seq.id),
-            "stats": figures["stats"],
-            "steps": steps,
-        }
-
-    return await svc.db.read(read)
-
-
-def _subscriber_for(
-    tx: Tx, workspace_id: str, email: str | None, subscriber_id: str | None
-) -> subscriber_store.Subscriber | None:
-    if email:
-        return subscriber_store.find_by_email(tx, workspace_id, email)
-    if subscriber_id:
-        return subscriber_store.find_by_id(tx, workspace_id, subscriber_id)
-    return None
+    total = sum(counts.values())
+    return {
+        "success": True,
+        "sequenceId": seq.id,
+        "period": label,
+        "enrollmentCounts": {
+            "total": total,
+            "active": counts.get("active", 0),
+            "waiting": counts.get("waiting", 0),
+            "completed": counts.get("completed", 0),
+            "stopped": counts.get("stopped", 0),
+            "cancelled": counts.get("cancelled", 0),
+            "failed": counts.get("failed", 0),
+            "byCurrentNode": [
+                {"currentNodeId": node_id, "currentNodeMissing": node_id not in definition.nodes, **v}
+                for node_id, v in by_node.items()
+                if node_id is not None
+            ],
+        },
+        "stoppedByReason": found.stop_reasons,
+        "stats": figures["stats"],
+        "steps": steps,
+    }
 
 
 @router.get("/sequences/{sequence_id}/simulate")
@@ -528,29 +472,16 @@ async def simulate_sequence(
     """Run the definition on paper against the subscriber's latest trigger event (or `eventId`): whether it
     would enroll and why, and each step with its email rendered. Nothing is sent or stored."""
     now = svc.clock.now()
-
-    def read(tx: Tx) -> dict[str, Any]:
-        seq = sequences.require(tx, who.workspace_id, sequence_id)
-        sub = _subscriber_for(tx, who.workspace_id, email, subscriber_id)
-        if (email or subscriber_id) and sub is None:
-            raise errors.NotFound("no such subscriber")
-        event = None
-        if sub is not None:
-            trigger = sequences.Definition(seq.definition).trigger_event
-            recent = event_store.list_for_subscriber(tx, who.workspace_id, sub.id, limit=500)
-            wanted = [e for e in recent if (e.id == event_id if event_id else e.name == trigger)]
-            event = wanted[0] if wanted else None
-        result = automations.simulate(tx, seq, sub, event, now)
-        result["path"] = {"steps": result["path"][:limit]}
-        return {
-            "success": True,
-            "sequenceId": seq.id,
-            "sequenceName": seq.name,
-            "status": seq.status,
-            **result,
-        }
-
-    return await svc.db.read(read)
+    query = sequence_views.PersonQuery(sequence_id, email, subscriber_id, event_id)
+    seq, result = await svc.db.read(lambda tx: sequence_views.simulate(tx, who.workspace_id, query, now))
+    result["path"] = {"steps": result["path"][:limit]}
+    return {
+        "success": True,
+        "sequenceId": seq.id,
+        "sequenceName": seq.name,
+        "status": seq.status,
+        **result,
+    }
 
 
 @router.get("/sequences/{sequence_id}/explain")
@@ -566,14 +497,10 @@ async def explain_sequence(
     if not email and not subscriber_id:
         raise errors.InvalidInput("give email or subscriberId")
 
-    def read(tx: Tx) -> dict[str, Any]:
-        seq = sequences.require(tx, who.workspace_id, sequence_id)
-        sub = _subscriber_for(tx, who.workspace_id, email, subscriber_id)
-        if sub is None:
-            raise errors.NotFound("no such subscriber")
-        return {"success": True, **automations.explain(tx, seq, sub)}
-
-    return await svc.db.read(read)
+    query = sequence_views.PersonQuery(sequence_id, email, subscriber_id)
+    now = svc.clock.now()
+    found = await svc.db.read(lambda tx: sequence_views.explain(tx, who.workspace_id, query, now))
+    return {"success": True, **found}
 
 
 # -- frequency cap -----------------------------------------------------------------------------------
@@ -585,17 +512,21 @@ class FrequencyCapBody(models.WireModel):
     action: Literal["skip", "delay"] = "skip"
 
 
-def _cap(cap: tuple[int, int, str] | None) -> dict[str, Any]:
+def _cap(cap: sequence_views.FrequencyCap | None) -> dict[str, Any]:
     if cap is None:
         return {"success": True, "frequencyCap": None}
-    return {"success": True, "frequencyCap": {"maxEmails": cap[0], "windowHours": cap[1], "action": cap[2]}}
+    return {
+        "success": True,
+        "frequencyCap": {"maxEmails": cap.max_emails, "windowHours": cap.window_hours, "action": cap.action},
+    }
 
 
 @router.get("/frequency-cap")
 async def get_frequency_cap(
     who: deps.Principal = Depends(principal), svc: deps.Services = Depends(deps.services)
 ) -> dict[str, Any]:
-    return _cap(await svc.db.read(lambda tx: store.frequency_cap(tx, who.workspace_id)))
+    now = svc.clock.now()
+    return _cap(await svc.db.read(lambda tx: sequence_views.frequency_cap(tx, who.workspace_id, None, now)))
 
 
 @router.put("/frequency-cap")
@@ -606,18 +537,16 @@ async def put_frequency_cap(
 ) -> dict[str, Any]:
     """At most `maxEmails` marketing emails per subscriber per `windowHours` from sequences that enable the
     cap (Klaviyo's smart sending is 1 per 16 h); over the cap a step is skipped or delayed (`action`)."""
-    now = svc.clock.now()
-    await svc.db.write(
-        lambda tx: store.put_frequency_cap(
-            tx, who.workspace_id, body.max_emails, body.window_hours, body.action, now
-        )
+    now, cap = svc.clock.now(), sequence_views.FrequencyCap(body.max_emails, body.window_hours, body.action)
+    return _cap(
+        await svc.db.write(lambda tx: sequence_views.put_frequency_cap(tx, who.workspace_id, cap, now))
     )
-    return _cap((body.max_emails, body.window_hours, body.action))
 
 
 @router.delete("/frequency-cap")
 async def delete_frequency_cap(
     who: deps.Principal = Depends(principal), svc: deps.Services = Depends(deps.services)
 ) -> dict[str, Any]:
-    await svc.db.write(lambda tx: store.delete_frequency_cap(tx, who.workspace_id))
+    now = svc.clock.now()
+    await svc.db.write(lambda tx: sequence_views.delete_frequency_cap(tx, who.workspace_id, None, now))
     return {"success": True, "frequencyCap": None}
