@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from cartback import errors, logs
-from cartback.core import mail
+from cartback.core import apikeys, mail
 from cartback.core.clock import Clock
 from cartback.core.units import Transactions
 from cartback.settings import Settings
-from cartback.store import workspaces
 
 # A revoked key keeps working on a node for at most this long; the cache spares a query per request.
 KEY_CACHE_SECONDS = 5.0
@@ -43,14 +42,14 @@ class KeyCache:
         self._clock = clock
         # Unknown secrets are cached too (as None): the rate limiter and the route both authenticate, and a
         # stream of made-up keys should not cost a query each twice. A secret cannot become valid later.
-        self._entries: dict[str, tuple[float, workspaces.ApiKey | None]] = {}
+        self._entries: dict[str, tuple[float, apikeys.ApiKey | None]] = {}
 
     async def authenticate(self, secret: str) -> Principal:
         if not secret:
             raise errors.Unauthorized("missing API key")
         hit = self._entries.get(secret)
         if hit is None or hit[0] < time.monotonic():
-            key = await self._db.read(lambda tx: workspaces.find_api_key(tx, secret))
+            key = await self._db.read(lambda tx: apikeys.find(tx, secret))
             if len(self._entries) > 10_000:
                 self._entries.clear()
             self._entries[secret] = (time.monotonic() + KEY_CACHE_SECONDS, key)
@@ -59,11 +58,7 @@ class KeyCache:
         if key is None:
             raise errors.Unauthorized("invalid API key")
         logs.note(workspace_id=key.workspace_id)  # for the access log line
-        now = self._clock.now()
-        if key.revoked_at is not None:
-            raise errors.Unauthorized("this API key has been revoked")
-        if key.expires_at is not None and key.expires_at <= now:
-            raise errors.Unauthorized("this API key has expired")
+        apikeys.check_usable(key, self._clock.now())
         return Principal(key.workspace_id, key.id, key.scopes)
 
     def forget(self) -> None:
