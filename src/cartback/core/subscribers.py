@@ -18,7 +18,7 @@ from cartback.store import events as event_store
 from cartback.store import lists as list_store
 from cartback.store import subscribers as store
 from cartback.store.db import Tx
-from cartback.store.subscribers import Subscriber
+from cartback.store.subscribers import Subscriber as Subscriber  # re-exported for api/
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from cartback import errors
 from cartback.api import deps
 from cartback.api.sequenzy import models, principal
 from cartback.core import lists, subscribers
-from cartback.store import lists as list_store
 
 router = APIRouter(tags=["lists"])
 
@@ -23,7 +22,7 @@ Who = deps.Principal
 Svc = deps.Services
 
 
-def list_json(item: list_store.SubscriberList, *, counts: bool = False) -> dict[str, Any]:
+def list_json(item: lists.SubscriberList, *, counts: bool = False) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": item.id,
         "name": item.name,

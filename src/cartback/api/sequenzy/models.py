@@ -10,8 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from cartback import addresses, errors, headers, money, urls, values
-from cartback.core.subscribers import Identity
-from cartback.store.subscribers import Subscriber
+from cartback.core.subscribers import Identity, Subscriber
 
 
 def check_email(value: str) -> str:

@@ -16,7 +16,6 @@ from pydantic import Field
 from cartback.api import deps, scopes
 from cartback.api.sequenzy import models, principal
 from cartback.core import subscribers
-from cartback.store import subscribers as subscriber_store
 
 router = APIRouter(tags=["subscribers"])
 
@@ -24,7 +23,7 @@ Who = deps.Principal
 Svc = deps.Services
 
 
-def _with_flags(sub: subscriber_store.Subscriber, **flags: bool) -> dict[str, Any]:
+def _with_flags(sub: subscribers.Subscriber, **flags: bool) -> dict[str, Any]:
     return {**models.subscriber_json(sub), **flags}
 
 
@@ -164,7 +163,7 @@ async def add_tag(
     }
 
 
-def _tag_subscriber(sub: subscriber_store.Subscriber, created: bool) -> dict[str, Any]:
+def _tag_subscriber(sub: subscribers.Subscriber, created: bool) -> dict[str, Any]:
     return {"id": sub.id, "email": sub.email, "created": created, "tags": list(sub.tags)}
 
 
