@@ -29,7 +29,7 @@ from cartback.store import subscribers as subscriber_store
 from cartback.store import transactional as store
 from cartback.store import workspaces as workspace_store
 from cartback.store.db import Tx
-from cartback.store.transactional import Template
+from cartback.store.transactional import Template as Template  # re-exported for api/
 
 MAX_RECIPIENTS = 50
 # Names every send's template context has without the caller passing them.
@@ -85,6 +85,13 @@ def variables_used(*sources: str | None) -> list[str]:
 def template_variables(template: Template) -> list[str]:
     used = variables_used(template.subject, template.preview_text, template.html, template.text)
     return [n for n in used if n not in BUILTIN_VARIABLES]
+
+
+def list_templates(
+    tx: Tx, workspace_id: str, *, search: str | None = None, order: str = "desc"
+) -> list[Template]:
+    """By creation date (`order` "asc" or "desc"); `search` matches part of the name or slug."""
+    return store.listing(tx, workspace_id, search=search, order=order)
 
 
 def get_template(tx: Tx, workspace_id: str, id_or_slug: str) -> Template:

@@ -34,8 +34,6 @@ from cartback import headers as mail_headers
 from cartback.api import deps
 from cartback.api.sequenzy import models, principal
 from cartback.core import transactional
-from cartback.store import transactional as transactional_store
-from cartback.store.transactional import Template
 
 router = APIRouter(tags=["transactional"])
 
@@ -298,7 +296,7 @@ async def send_transactional(
 # -- templates --------------------------------------------------------------------------------------
 
 
-def template_json(template: Template) -> dict[str, Any]:
+def template_json(template: transactional.Template) -> dict[str, Any]:
     """A `TransactionalEmailDetails` object (no `blocks`: cartback templates are Liquid HTML)."""
     return {
         "id": template.id,
@@ -368,7 +366,7 @@ async def list_templates(
     if status == "disabled":
         return {"success": True, "transactional": []}
     items = await svc.db.read(
-        lambda tx: transactional_store.listing(tx, who.workspace_id, search=search, order=order)
+        lambda tx: transactional.list_templates(tx, who.workspace_id, search=search, order=order)
     )
     return {"success": True, "transactional": [template_json(t) for t in items]}
 
