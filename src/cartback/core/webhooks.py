@@ -23,6 +23,8 @@ from cartback.store import webhooks as store
 from cartback.store.db import Tx
 from cartback.store.enrollments import Enrollment
 from cartback.store.events import Event
+from cartback.store.webhooks import Attempt as Attempt  # re-exported for api/
+from cartback.store.webhooks import Delivery as Delivery
 
 # Sequenzy's webhook event types, in its order. Clients may subscribe to any of them; those cartback never
 # produces (sms.*, campaign.sent, ...) are accepted and simply never fire.

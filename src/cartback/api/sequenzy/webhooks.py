@@ -17,7 +17,6 @@ from cartback.api import deps
 from cartback.api.sequenzy import models, principal
 from cartback.core import webhooks
 from cartback.delivery import targets
-from cartback.store import webhooks as store
 
 router = APIRouter(tags=["webhooks"])
 
@@ -53,7 +52,7 @@ def endpoint_json(view: webhooks.EndpointView, *, secret: str | None = None) -> 
     return body
 
 
-def delivery_json(d: store.Delivery, now: datetime) -> dict[str, Any]:
+def delivery_json(d: webhooks.Delivery, now: datetime) -> dict[str, Any]:
     status = d.status
     if status == "pending" and d.lease_until is not None and d.lease_until > now:
         status = "delivering"
@@ -75,7 +74,7 @@ def delivery_json(d: store.Delivery, now: datetime) -> dict[str, Any]:
     }
 
 
-def attempt_json(a: store.Attempt) -> dict[str, Any]:
+def attempt_json(a: webhooks.Attempt) -> dict[str, Any]:
     ok = a.status_code is not None and 200 <= a.status_code < 300
     return {
         "id": a.id,
