@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from cartback.store.messages import MESSAGE_COLUMNS, WITH_BODY
@@ -302,3 +303,19 @@ def test_transactional_templates_over_the_render_limits_are_refused_and_fail_the
     fine = app_client.post("/transactional/send", {"to": "q@example.com", "subject": "S", "body": "<p>b</p>"})
     assert fine.status_code == 200
     assert [m.to_email for m in _messages(db, app_client.tenant.id)] == ["q@example.com"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"to": [], "fromName": None},
+        {"to": [], "slug": "", "subject": "", "body": "", "from": "", "fromName": "", "replyTo": "", "headers": {}},
+    ],
+    ids=["no-recipient", "empty-fields"],
+)
+def test_transactional_send_without_a_recipient_is_a_400(app_client, db, body):
+    """Found by the OpenAPI fuzz run: an empty `to` list was a 500."""
+    res = app_client.post("/transactional/send", body, headers={"Idempotency-Key": "k-" + str(len(body))})
+    assert res.status_code == 400, res.text
+    assert res.json()["success"] is False
+    assert "to" in res.json()["error"]

@@ -212,8 +212,8 @@ def unique_recipients(to: list[str]) -> list[str]:
 
 
 def _replay(tx: Tx, workspace_id: str, req: SendRequest) -> SendResult | None:
-    if req.idempotency_key is None:
-        return None
+    if req.idempotency_key is None or not req.to:
+        return None  # no recipient: the send itself refuses it
     keys = [recipient_key(req.idempotency_key, i) for i in range(len(req.to))]
     found = store.find_keyed(tx, workspace_id, keys)
     first = found.get(keys[0])
