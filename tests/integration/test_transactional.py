@@ -309,7 +309,7 @@ def test_transactional_templates_over_the_render_limits_are_refused_and_fail_the
     "body",
     [
         {"to": [], "fromName": None},
-        {"to": [], "slug": "", "subject": "", "body": "", "from": "", "fromName": "", "replyTo": "", "headers": {}},
+        {"to": [], "slug": "", "subject": "", "body": "", "from": "", "fromName": "", "headers": {}},
     ],
     ids=["no-recipient", "empty-fields"],
 )
