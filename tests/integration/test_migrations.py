@@ -141,7 +141,7 @@ def test_migration_0017_makes_refunds_an_amount(empty_url):
 
 
 def test_migration_0018_keeps_every_row_of_the_tables_it_rebuilds(empty_url):
-    """Seed real rows at 0017 (the revision before the latest), upgrade to head and find them all. 0018
+    """Seed real rows at 0017 (the revision before 0018), upgrade to head and find them all. 0018
     rebuilds messages and enrollments on SQLite; with foreign keys enforced, that rebuild would delete every
     row referring to them (bodies, deliveries, an enrollment's history) by ON DELETE CASCADE."""
     db = Database(empty_url)
@@ -222,3 +222,101 @@ def test_migration_0018_keeps_every_row_of_the_tables_it_rebuilds(empty_url):
             [found] = conn.execute(sa.select(*(table.c[n] for n in row))).mappings().all()
             assert dict(found) == row, table.name
     db.close()
+
+
+# The revision before head, where test_the_latest_migration_keeps_every_row_seeded_before_it seeds its rows.
+BEFORE_HEAD = "0020"
+
+
+def test_the_latest_migration_keeps_every_row_seeded_before_it(empty_url):
+    """Seed real rows at the revision before head, in every table the last migrations touch (0019 rekeyed
+    subscribers and suppressions, 0020 added connectors and their webhooks, 0021 alters workspaces) and in
+    the tables that hang off a workspace by ON DELETE CASCADE, then upgrade to head as `serve` does and find
+    every row unchanged. A migration that rebuilt workspaces on SQLite with foreign keys enforced would
+    empty all of them."""
+    script = ScriptDirectory.from_config(_config())
+    head = script.get_current_head()
+    assert head is not None
+    # A new migration moves the seed point: seed its tables' rows at the revision before it here.
+    assert script.get_revision(head).down_revision == BEFORE_HEAD
+    db = Database(empty_url)
+    db_module.migrate(db.write_engine, BEFORE_HEAD)
+    now = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+    rows: dict[sa.Table, dict[str, Any]] = {
+        tables.workspaces: {
+            "id": "ws_1",
+            "name": "shop",
+            "secret": "s" * 32,
+            "created_at": now,
+            "from_address": "Shop <shop@example.com>",
+        },
+        tables.api_keys: {
+            "id": "key_1",
+            "workspace_id": "ws_1",
+            "name": "server",
+            "prefix": "cb_live_ab",
+            "key_hash": "0" * 64,
+            "scopes": ["*"],
+            "created_at": now,
+        },
+        tables.users: {
+            "id": "usr_1",
+            "workspace_id": "ws_1",
+            "email": "owner@example.com",
+            "email_key": "owner@example.com",
+            "password_hash": "scrypt$14$8$1$salt$hash",
+            "created_at": now,
+            "session_version": 2,
+        },
+        # Keyed as 0019 left it: the domain in its A-label form.
+        tables.subscribers: {
+            "id": "sub_1",
+            "workspace_id": "ws_1",
+            "email": "jane@bücher.example",
+            "email_key": "jane@xn--bcher-kva.example",
+            "first_name": "Jane",
+            "attributes": {"orders": 1},
+            "created_at": now,
+            "updated_at": now,
+        },
+        tables.suppressions: {
+            "id": "sup_1",
+            "workspace_id": "ws_1",
+            "email": "ann@bücher.example",
+            "email_key": "ann@xn--bcher-kva.example",
+            "reason": "unsubscribed",
+            "source": "link",
+            "created_at": now,
+        },
+        tables.connectors: {
+            "id": "con_1",
+            "workspace_id": "ws_1",
+            "platform": "shopify",
+            "name": "Main store",
+            "secret": "encrypted-secret",
+            "previous_secret": "encrypted-previous",
+            "previous_expires_at": now,
+            "created_at": now,
+        },
+        tables.connector_webhooks: {
+            "connector_id": "con_1",
+            "webhook_id": "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043",
+            "topic": "checkouts/create",
+            "received_at": now,
+        },
+    }
+    try:
+        with db.write_engine.begin() as conn:
+            for table, row in rows.items():
+                conn.execute(table.insert(), row)
+        db.migrate()
+        with db.read_engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == head
+            for table, row in rows.items():
+                [found] = conn.execute(sa.select(*(table.c[n] for n in row))).mappings().all()
+                assert dict(found) == row, table.name
+            # The shop's identity is new at 0021: unset, so mail keeps naming the workspace.
+            shop = conn.execute(sa.select(tables.workspaces.c.shop_name, tables.workspaces.c.shop_address))
+            assert shop.one() == (None, None)
+    finally:
+        db.close()
