@@ -211,7 +211,7 @@ def create_app(
     async def readyz() -> JSONResponse:
         """The database answers; a load balancer may send traffic."""
         try:
-            await db.read(lambda tx: tx.exec_driver_sql("SELECT 1").scalar_one())
+            await db.ping()
         except Exception as exc:
             return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ok", "database": db.dialect})

@@ -251,6 +251,10 @@ class Database:
     async def read(self, fn: Callable[[Connection], T]) -> T:
         return await anyio.to_thread.run_sync(self.read_sync, fn)
 
+    async def ping(self) -> None:
+        """Ask the database for one trivial answer (/readyz): raises if it cannot be reached."""
+        await self.read(lambda tx: tx.exec_driver_sql("SELECT 1").scalar_one())
+
     def read_sync(self, fn: Callable[[Connection], T]) -> T:
         with self.read_engine.connect() as conn, translate_errors():
             try:
