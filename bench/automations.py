@@ -201,7 +201,7 @@ def run_one(setup: Setup, args: argparse.Namespace, tmp: Path) -> dict:
         if setup.workers:
             serve_cmd.append("--no-worker")
         server = spawn("serve", serve_cmd)
-        key = wait_for_key(logs[0], server)
+        key = wait_for_key(logs[0], server, env)
         wait_healthy(base, server)
         for i in range(setup.workers):
             spawn(f"worker{i + 1}", [BIN / "cartback", "worker"])

@@ -148,7 +148,7 @@ def run_one(variant: Variant, rnd: int, args: argparse.Namespace, tmp: Path) -> 
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        key = key or wait_for_key(log_path, proc)
+        key = key or wait_for_key(log_path, proc, env)
         wait_healthy(base, proc)
         mode = "replay" if args.replay else "insert"
         tags = ("replay", "replay") if args.replay else (f"r{rnd}w", f"r{rnd}m")
