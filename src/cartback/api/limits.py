@@ -23,12 +23,15 @@ _SEGMENT_TYPES = (b"", b"text/plain", b"application/x-www-form-urlencoded", *_JS
 # A JSON `\u0000` escape, i.e. one not itself escaped (preceded by an even run of backslashes). PostgreSQL
 # text cannot hold NUL, so such a value would fail at the store as a 5xx; it is refused here as a 400.
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+_NUL_ESCAPE = b"\\u0000"
 _NUL_MESSAGE = "NUL characters (\\u0000) are not allowed in values"
 
 
-def has_nul_escape(body: bytes) -> bool:
+def has_nul_escape(body: bytes | bytearray) -> bool:
     """Whether a JSON body holds a `\\u0000` escape: for bodies this middleware cannot see into (gzip)."""
-    return _JSON_NUL.search(body) is not None
+    # The plain substring test first: the pattern can start matching at every byte (its backslash run may
+    # be empty), so searching a body with it costs tens of microseconds, a tenth of a checkout's CPU.
+    return _NUL_ESCAPE in body and _JSON_NUL.search(body) is not None
 
 
 def _nul_in_url(scope: Scope) -> bool:
@@ -114,7 +117,7 @@ class BodyLimits:
                     return
                 more = message.get("more_body", False)
             compressed = headers.get(b"content-encoding", b"identity").strip().lower() != b"identity"
-            if api and not compressed and _JSON_NUL.search(body):
+            if api and not compressed and has_nul_escape(body):
                 await api_errors.render(path, errors.InvalidInput(_NUL_MESSAGE))(scope, receive, send)
                 return
             await self.app(scope, _replay(bytes(body), receive), send)
