@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cartback import money, values
 
@@ -109,3 +111,43 @@ def test_money_to_minor_allows_negative_amounts_when_asked():
     assert money.to_minor(Decimal("-5"), "USD", allow_negative=True) == -500
     with pytest.raises(ValueError):
         money.to_minor(Decimal("-1e300"), "USD", allow_negative=True)
+
+
+_LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**65), max_value=2**65),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=4),
+    st.sampled_from(["x\ud800", "\udfff", "ok"]),
+)
+_KEYS = st.one_of(st.text(max_size=3), st.sampled_from(["\ud800", "k"]))
+
+
+def _nested(depth: int) -> st.SearchStrategy[object]:
+    """Documents up to `depth` levels deep: lists and objects around leaves."""
+    inner = _LEAVES
+    for _ in range(depth):
+        inner = st.one_of(
+            _LEAVES,
+            st.lists(inner, max_size=3),
+            st.dictionaries(_KEYS, inner, max_size=3),
+        )
+    return inner
+
+
+@settings(max_examples=400, deadline=None)
+@given(doc=_nested(4))
+def test_values_quick_check_agrees_with_the_full_walk(doc):
+    """The yes/no walk that runs on every body refuses exactly what the walk naming the place refuses."""
+    assert values.find_unstorable(doc) == values._locate(doc)
+
+
+@pytest.mark.parametrize("levels", [values.MAX_DEPTH - 1, values.MAX_DEPTH, values.MAX_DEPTH + 1])
+@pytest.mark.parametrize("leaf", [1, "x", 2**64, "\ud800", float("inf")])
+def test_values_quick_check_agrees_at_the_depth_limit(levels, leaf):
+    for wrap in (lambda v: [v], lambda v: {"k": v}):
+        doc: object = leaf
+        for _ in range(levels):
+            doc = wrap(doc)
+        assert values.find_unstorable(doc) == values._locate(doc)
