@@ -87,3 +87,43 @@ def test_integrity_race_constraints_all_exist():
     names = {str(c.name) for t in metadata.tables.values() for c in t.constraints}
     assert names >= RACE_CONSTRAINTS
     assert set(SQLITE_KEYS.values()) >= {n for n in RACE_CONSTRAINTS if n.startswith("uq_")}
+
+
+def test_integrity_race_that_keeps_recurring_is_a_conflict(db, make_workspace):
+    """A race constraint broken at every re-run (another writer wins each time) ends as Conflict, which
+    every surface answers as retryable, after a bounded number of runs."""
+    ws = make_workspace().id
+    db.write_sync(lambda tx: tx.execute(tags.insert(), _tag(ws, "vip")))
+    calls = []
+
+    def always_racing(tx: sa.Connection) -> None:
+        calls.append(1)
+        tx.execute(tags.insert(), _tag(ws, "vip"))
+
+    with pytest.raises(errors.Conflict):
+        db.write_sync(always_racing)
+    assert 1 < len(calls) <= 10
+
+
+def test_integrity_violation_over_http_is_a_500_naming_it_and_segment_asks_for_no_retry(db, app_client):
+    """A constraint no race explains (a bug) answers 500 with its name on the Sequenzy API and on Segment's,
+    where it is not the 503 the SDKs retry forever. The bug here: a unique index allowing one event per
+    workspace, which a checkout breaks (a new person's subscriber.created, then checkout_started), and
+    so does any event after it."""
+    bug = "uq_events_one_per_workspace"
+    db.write_sync(lambda tx: tx.exec_driver_sql(f"CREATE UNIQUE INDEX {bug} ON events (workspace_id)"))
+    # PostgreSQL reports the index's name; SQLite only its columns.
+    named = bug if db.dialect == "postgresql" else "events.workspace_id"
+    try:
+        checkout = {"customer": {"email": "jane@example.com"}, "currency": "USD", "totalCents": 100}
+        sequenzy = app_client.post("/checkouts", {"checkoutId": "c1", **checkout})
+        assert sequenzy.status_code == 500 and named in sequenzy.json()["error"], sequenzy.text
+
+        track = {"type": "track", "event": "Viewed Product", "userId": "u1", "messageId": "m1"}
+        segment = app_client.http.post(
+            "/v1/track", json=track, headers={"Authorization": f"Bearer {app_client.tenant.key}"}
+        )
+        assert segment.status_code == 500 and named in segment.json()["message"], segment.text
+    finally:
+        # The index is schema, which the next test's database would keep (tests/conftest.py empties rows).
+        db.write_sync(lambda tx: tx.exec_driver_sql(f"DROP INDEX {bug}"))
