@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import secrets
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -69,4 +70,13 @@ def woo_order(status: str) -> dict[str, Any]:
     data["status"] = status
     if status not in ("pending", "failed"):
         data["needs_payment"] = False
+    return data
+
+
+def shopify_customer(state: str, at: datetime | None, email: str = "bob@biller.com") -> dict[str, Any]:
+    """The documented Shopify customer with another email marketing consent state, changed at `at`."""
+    data = payload("shopify", "customers_create")
+    data["email"] = email
+    data["email_marketing_consent"]["state"] = state
+    data["email_marketing_consent"]["consent_updated_at"] = at.isoformat() if at else None
     return data

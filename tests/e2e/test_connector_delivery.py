@@ -9,6 +9,7 @@ import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,11 +17,19 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import sqlalchemy as sa
-from tests.connector_hooks import payload, raw, shopify_headers, stripe_headers, woo_headers, woo_order
+from tests.connector_hooks import (
+    payload,
+    raw,
+    shopify_customer,
+    shopify_headers,
+    stripe_headers,
+    woo_headers,
+    woo_order,
+)
 
 from cartback.core import connectors
 from cartback.core.clock import system_clock
-from cartback.store.tables import attributions, enrollments
+from cartback.store.tables import attributions, enrollments, events
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
@@ -196,3 +205,68 @@ def test_connector_abandoned_checkout_is_emailed_and_its_order_stops_and_is_attr
     name, db, db_url, start_server, make_workspace
 ):
     _recover(PLATFORMS[name], db, db_url, start_server, make_workspace)
+
+
+def test_connector_shopper_unsubscribed_in_shopify_gets_no_mail_until_subscribed_again(
+    db, db_url, start_server, make_workspace
+):
+    """customers/update with `unsubscribed` suppresses the address: the abandoned checkout that follows
+    sends nothing, while another shopper's does; a later subscribe in Shopify re-consents, and the next
+    checkout is emailed."""
+    platform = PLATFORMS["shopify"]
+    tenant = make_workspace()
+    sealer = connectors.Sealer(SERVER_SECRET)
+    made = db.write_sync(
+        lambda tx: connectors.add(tx, sealer, tenant.name, "shopify", platform.secret, "", system_clock.now())
+    )
+    shopper, control = platform.email, "control@email.com"
+
+    def post(data: dict[str, Any], topic: str) -> None:
+        body = raw(data)
+        res = httpx.post(hook, content=body, headers=shopify_headers(body, platform.secret, topic))
+        assert res.status_code == 200 and res.json()["applied"], res.text
+
+    def cart(token: str, email: str) -> dict[str, Any]:
+        data = payload("shopify", "checkouts_create")
+        data["token"], data["email"] = token, email
+        data["abandoned_checkout_url"] = f"https://checkout.local/checkouts/{token}/recover"
+        return data
+
+    def to(address: str) -> list[Any]:
+        return [m for m in sink.received if m.rcpt_tos == [address]]
+
+    with SmtpSink() as sink:
+        server = start_server(db_url, env=env_for(sink, CARTBACK_SECRET_KEY=SERVER_SECRET))
+        api = Api(server, tenant.key)
+        sequence_id = api.active_sequence({**SEQUENCE, "name": "shopify abandoned checkout"})
+        hook = f"{server.url}/hooks/shopify/{made.id}"
+
+        post(
+            shopify_customer("unsubscribed", system_clock.now() - timedelta(minutes=1), shopper),
+            "customers/update",
+        )
+        post(cart("held-1", shopper), "checkouts/create")
+        post(cart("control-1", control), "checkouts/create")
+        wait(lambda: to(control), what="the other shopper's email")
+
+        def dispatched() -> bool:
+            query = sa.select(sa.func.count()).where(
+                events.c.workspace_id == tenant.id,
+                events.c.name == "ecommerce.checkout_started",
+                events.c.dispatched_at.is_not(None),
+            )
+            return bool(db.read_sync(lambda tx: tx.execute(query).scalar_one()) == 2)
+
+        wait(dispatched, what="both checkouts dispatched")
+        why = api.get(f"/sequences/{sequence_id}/explain", email=shopper)
+        assert [(d["enrolled"], d["reason"]) for d in why["events"]] == [
+            (False, "subscriber is unsubscribed")
+        ]
+        assert to(shopper) == []
+
+        # Subscribed again in Shopify, after the unsubscribe: the next abandoned checkout is emailed.
+        post(shopify_customer("subscribed", system_clock.now(), shopper), "customers/update")
+        post(cart("after-1", shopper), "checkouts/create")
+        [mail] = wait(lambda: to(shopper), what="the re-subscribed shopper's email")
+        assert "/checkouts/after-1/recover" in mail.message.get_body(("plain",)).get_content()
+        api.http.close()

@@ -13,10 +13,18 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
-from tests.connector_hooks import payload, raw, shopify_headers, stripe_headers, woo_headers, woo_order
+from tests.connector_hooks import (
+    payload,
+    raw,
+    shopify_customer,
+    shopify_headers,
+    stripe_headers,
+    woo_headers,
+    woo_order,
+)
 
 from cartback.app import create_app
-from cartback.core import connectors, orders, subscribers
+from cartback.core import connectors, links, orders, subscribers, suppressions
 from cartback.core.clock import system_clock
 from cartback.settings import Settings
 from cartback.store import tables
@@ -146,6 +154,92 @@ def test_connectors_shopify_customer_with_marketing_consent(hooks, shop):
     assert (person.email, person.first_name) == ("bob@biller.com", "Bob")
     assert person.attributes["emailMarketingConsent"] == "subscribed"
     assert person.attributes["acceptsMarketing"] is True
+
+
+def _send_customer(hooks: Hooks, path: str, data: dict[str, Any]) -> Any:
+    body = raw(data)
+    res = hooks.post(path, body, shopify_headers(body, SHOP_SECRET, "customers/update"))
+    assert res.status_code == 200 and res.json()["applied"], res.text
+    return res
+
+
+def _standing(hooks: Hooks, email: str = "bob@biller.com") -> tuple[str, list[tuple[str, str]], str | None]:
+    """The subscriber's status, the address's suppressions (reason, source) and what blocks marketing."""
+
+    def read(tx: Any) -> tuple[str, list[tuple[str, str]], str | None]:
+        sub = subscribers.find(tx, hooks.workspace_id, subscribers.Identity(email=email))
+        assert sub is not None
+        held = suppressions.standing(tx, hooks.workspace_id, email, system_clock.now()).items
+        blocked = suppressions.blocking_reason(tx, hooks.workspace_id, email, "marketing")
+        return sub.status, sorted((s.reason, s.source) for s in held), blocked
+
+    return hooks.db.read_sync(read)
+
+
+def test_connectors_shopify_unsubscribed_customer_is_suppressed_as_an_unsubscribe_link_does(hooks, shop):
+    now = system_clock.now()
+    _send_customer(hooks, shop, shopify_customer("unsubscribed", now - timedelta(minutes=5)))
+    status, held, blocked = _standing(hooks)
+    assert (status, held) == ("unsubscribed", [("unsubscribed", "connector:shopify")])
+    assert blocked == "address unsubscribed (connector:shopify)"
+    [person] = hooks.rows(tables.subscribers)
+    assert person.attributes["emailMarketingConsent"] == "unsubscribed"
+    assert person.attributes["acceptsMarketing"] is False
+    # The same state again in a later update (Shopify sends the consent with every change of the
+    # customer): still one suppression and one email.unsubscribed event.
+    _send_customer(hooks, shop, shopify_customer("unsubscribed", now - timedelta(minutes=5)))
+    assert _standing(hooks)[1] == [("unsubscribed", "connector:shopify")]
+    unsubscribed = [e for e in hooks.rows(tables.events) if e.name == "email.unsubscribed"]
+    assert [(e.properties["reason"], e.properties["source"]) for e in unsubscribed] == [
+        ("unsubscribed", "connector:shopify")
+    ]
+
+
+def test_connectors_shopify_subscribe_after_an_unsubscribe_re_consents(hooks, shop):
+    now = system_clock.now()
+    # Unsubscribed an hour ago through cartback's own link, which Shopify never hears of.
+    unsubscribe = links.Unsubscribe("bob@biller.com", "link", "msg_1", {})
+    assert send(hooks, shop, "customers_create", "customers/create").status_code == 200
+    hooks.db.write_sync(
+        lambda tx: links.unsubscribe(tx, hooks.workspace_id, unsubscribe, now - timedelta(hours=1))
+    )
+    # Shopify still holds the consent given before it, and sends it with the customer's next update:
+    # not a new subscribe, and neither is a state with no time.
+    _send_customer(hooks, shop, shopify_customer("subscribed", now - timedelta(hours=2)))
+    _send_customer(hooks, shop, shopify_customer("subscribed", None))
+    assert _standing(hooks)[:2] == ("unsubscribed", [("unsubscribed", "link")])
+    # The shopper subscribes again in Shopify after unsubscribing: that lifts the unsubscribe.
+    _send_customer(hooks, shop, shopify_customer("subscribed", now - timedelta(minutes=10)))
+    assert _standing(hooks) == ("active", [], None)
+    # Unsubscribed in Shopify again: suppressed again, whatever the time the consent carries.
+    _send_customer(hooks, shop, shopify_customer("unsubscribed", now - timedelta(hours=3)))
+    assert _standing(hooks)[:2] == ("unsubscribed", [("unsubscribed", "connector:shopify")])
+
+
+def test_connectors_shopify_subscribe_never_lifts_a_bounce_or_a_complaint(hooks, shop):
+    now = system_clock.now()
+    _send_customer(hooks, shop, shopify_customer("unsubscribed", now - timedelta(hours=2)))
+    for reason in ("bounced", "complained"):
+        addition = suppressions.Addition("bob@biller.com", reason, "webhook:ses")
+        hooks.db.write_sync(
+            lambda tx, a=addition: suppressions.add(tx, hooks.workspace_id, a, now - timedelta(hours=1))
+        )
+    # Subscribed again in Shopify after the unsubscribe it sent.
+    _send_customer(hooks, shop, shopify_customer("subscribed", system_clock.now()))
+    status, held, blocked = _standing(hooks)
+    # The unsubscribe is lifted; the mailbox's own bounce and complaint stay, and the bounce decides.
+    assert (status, held) == ("bounced", [("bounced", "webhook:ses"), ("complained", "webhook:ses")])
+    assert blocked == "address bounced (webhook:ses)"
+
+
+def test_connectors_shopify_consent_time_that_is_not_a_time_is_400(hooks, shop):
+    data = shopify_customer("subscribed", None)
+    data["email_marketing_consent"]["consent_updated_at"] = "yesterday"
+    body = raw(data)
+    before = hooks.snapshot()
+    res = hooks.post(shop, body, shopify_headers(body, SHOP_SECRET, "customers/update"))
+    assert res.status_code == 400 and "consent_updated_at" in res.json()["error"], res.text
+    assert hooks.snapshot() == before
 
 
 @pytest.mark.parametrize("forgery", ["wrong secret", "missing", "tampered body", "empty"])
@@ -283,6 +377,31 @@ def test_connectors_stripe_expired_session_is_a_checkout_and_completed_its_order
     assert send_stripe(hooks, stripe_hook, refund).status_code == 200
     [order] = hooks.rows(tables.orders)
     assert order.refund_amount_cents == 6450
+
+
+def test_connectors_stripe_promotions_opt_out_suppresses_and_a_later_opt_in_re_consents(hooks, stripe_hook):
+    email = "jenny.rosen@example.com"
+    expired = payload("stripe", "checkout_session_expired")
+    expired["created"] = int((system_clock.now() - timedelta(hours=2)).timestamp())
+    expired["data"]["object"]["consent"] = {"promotions": "opt_out", "terms_of_service": None}
+    assert send_stripe(hooks, stripe_hook, expired).json()["applied"]
+    # The checkout is kept (its order may still come), the address suppressed.
+    assert len(hooks.rows(tables.checkouts)) == 1
+    assert _standing(hooks, email) == (
+        "unsubscribed",
+        [("unsubscribed", "connector:stripe")],
+        "address unsubscribed (connector:stripe)",
+    )
+    # An opt-in in an event made before that suppression was recorded changes nothing; a later one
+    # re-subscribes.
+    completed = payload("stripe", "checkout_session_completed")
+    completed["created"] = int((system_clock.now() - timedelta(hours=3)).timestamp())
+    completed["data"]["object"]["consent"] = {"promotions": "opt_in", "terms_of_service": None}
+    assert send_stripe(hooks, stripe_hook, completed).json()["applied"]
+    assert _standing(hooks, email)[0] == "unsubscribed"
+    completed["id"], completed["created"] = "evt_later_opt_in", int(system_clock.now().timestamp()) + 1
+    assert send_stripe(hooks, stripe_hook, completed).json()["applied"]
+    assert _standing(hooks, email) == ("active", [], None)
 
 
 def test_connectors_stripe_refund_of_an_unknown_payment_stores_nothing(hooks, stripe_hook):

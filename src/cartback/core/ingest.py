@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from cartback.core import checkouts, events, identities, orders, profiles, subscribers
+from cartback.core import checkouts, events, identities, orders, profiles, subscribers, suppressions
 from cartback.store import segment_messages as message_store
 from cartback.store.db import Tx
 
@@ -27,6 +27,8 @@ class ProfileChange:
 
     identity: subscribers.Identity
     profile_id: str | None = None
+    # The person's email marketing consent as a store platform records it (core.suppressions applies it).
+    consent: suppressions.Consent | None = None
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,11 @@ def _apply(tx: Tx, workspace_id: str, action: Action, now: datetime) -> None:
         identities.alias(tx, workspace_id, action.previous_id, action.user_id, now)
     elif isinstance(action, ProfileChange):
         who = _identity(tx, workspace_id, action.identity, action.profile_id, now)
-        subscribers.upsert(tx, workspace_id, who, now)
+        sub, _ = subscribers.upsert(tx, workspace_id, who, now)
+        # The consent is the named address's: the one the platform sent, else the person's own.
+        address = who.email or sub.email
+        if action.consent is not None and address:
+            suppressions.apply_consent(tx, workspace_id, address, action.consent, now)
     elif isinstance(action, CheckoutStarted):
         who = _identity(tx, workspace_id, action.data.customer, action.profile_id, now)
         checkouts.record_checkout(tx, workspace_id, replace(action.data, customer=who), now)

@@ -133,6 +133,46 @@ def unsuppress(
 
 
 @dataclass(frozen=True)
+class Consent:
+    """A store platform's record of a person's email marketing consent (Shopify's
+    `email_marketing_consent`): given or withdrawn, and when the shopper gave or withdrew it."""
+
+    subscribed: bool
+    # When the platform says the consent last changed; None when it does not say.
+    at: datetime | None
+    # connector:shopify ...
+    source: str
+
+
+def apply_consent(tx: Tx, workspace_id: str, email: str, consent: Consent, now: datetime) -> str:
+    """What a platform's consent means here. Withdrawn: the address is suppressed as `unsubscribed` through
+    `suppress`, as an unsubscribe link would. Given: an explicit subscribe re-consents, as Klaviyo's
+    subscribe does, so it lifts an `unsubscribed` suppression (as `unsuppress` lifts one by hand), but only
+    one recorded before the consent was given. A platform keeps sending the consent it last knew with
+    every update of the person, and an unsubscribe through cartback's own link never reaches the
+    platform: consent given before that unsubscribe, or with no time, is not a new subscribe. Bounces and
+    complaints are never lifted: they come from the mailbox, not from the shopper's choice.
+    Returns `suppressed`, `already_suppressed`, `resubscribed` or `unchanged`."""
+    if not consent.subscribed:
+        added = suppress(tx, workspace_id, email, "unsubscribed", consent.source, now)
+        return "suppressed" if added else "already_suppressed"
+    if consent.at is None:
+        return "unchanged"
+    # A consent time ahead of this clock (the platform's clock runs ahead) counts as now, so that a
+    # future-dated consent cannot outrank unsubscribes still to come.
+    given_at = min(consent.at, now)
+    earlier = [
+        s
+        for s in store.for_email(tx, workspace_id, email)
+        if s.reason == "unsubscribed" and s.created_at < given_at
+    ]
+    if not earlier:
+        return "unchanged"
+    unsuppress(tx, workspace_id, email, now, reasons=("unsubscribed",))
+    return "resubscribed"
+
+
+@dataclass(frozen=True)
 class Lift:
     email: str
     reason: str

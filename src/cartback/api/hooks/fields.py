@@ -7,12 +7,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
 
-from cartback import addresses, errors, money, urls
+from cartback import addresses, errors, money, urls, values
 
 ID_MAX = 255
 TEXT_MAX = 1000
@@ -123,6 +124,19 @@ def minor(value: Any, where: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= money.MAX_MINOR_UNITS:
         raise errors.InvalidInput(f"{where} must be a whole amount in minor units")
     return value
+
+
+def moment(value: Any, where: str) -> datetime | None:
+    """An ISO 8601 time with its offset (`2026-11-30T19:00:00-05:00`), in UTC; one without an offset is
+    taken as UTC."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 64:
+        raise errors.InvalidInput(f"{where} must be an ISO 8601 time")
+    try:
+        return values.to_utc(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
+    except ValueError:
+        raise errors.InvalidInput(f"{where} must be an ISO 8601 time") from None
 
 
 def web_url(value: Any, where: str) -> str | None:

@@ -14,7 +14,7 @@ from starlette.datastructures import Headers
 
 from cartback import errors
 from cartback.api.hooks import fields
-from cartback.core import checkouts, connectors, ingest, orders, subscribers
+from cartback.core import checkouts, connectors, ingest, orders, subscribers, suppressions
 
 SOURCE = "shopify"
 _ORDER_STATUS = {"orders/create": "placed", "orders/paid": "placed", "orders/cancelled": "cancelled"}
@@ -177,13 +177,17 @@ def refund(data: dict[str, Any]) -> ingest.Action:
 
 
 def customer_change(data: dict[str, Any]) -> ingest.Action:
-    """customers/create and customers/update: the person with their email marketing consent as the
-    `emailMarketingConsent` attribute (Shopify's state: subscribed, not_subscribed, unsubscribed...)."""
+    """customers/create and customers/update: the person, their email marketing consent kept as the
+    `emailMarketingConsent` attribute (Shopify's state: subscribed, not_subscribed, unsubscribed,
+    pending...). `unsubscribed` suppresses the address as an unsubscribe link does; `subscribed` lifts an
+    unsubscribe recorded before its `consent_updated_at` (core.suppressions.apply_consent says why)."""
     who = identity({"customer": data, "email": data.get("email")}, "customer")
     if not who.names_someone():
         return ingest.Ignored()
-    consent = fields.obj(data.get("email_marketing_consent"), "email_marketing_consent")
-    state = fields.text(consent.get("state"), "email_marketing_consent.state", 40)
+    where = "email_marketing_consent"
+    consent = fields.obj(data.get(where), where)
+    state = (fields.text(consent.get("state"), f"{where}.state", 40) or "").strip().lower()
+    changed_at = fields.moment(consent.get("consent_updated_at"), f"{where}.consent_updated_at")
     attributes = dict(who.attributes)
     if state:
         attributes["emailMarketingConsent"] = state
@@ -191,5 +195,10 @@ def customer_change(data: dict[str, Any]) -> ingest.Action:
     return ingest.ProfileChange(
         subscribers.Identity(
             email=who.email, first_name=who.first_name, last_name=who.last_name, attributes=attributes
-        )
+        ),
+        consent=(
+            suppressions.Consent(state == "subscribed", changed_at, f"connector:{SOURCE}")
+            if state in ("subscribed", "unsubscribed")
+            else None
+        ),
     )

@@ -10,7 +10,7 @@ are empty; the amount, currency, email and the recovery link are in the event.""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import stripe
@@ -18,7 +18,7 @@ from starlette.datastructures import Headers
 
 from cartback import errors
 from cartback.api.hooks import fields
-from cartback.core import checkouts, connectors, ingest, orders, subscribers
+from cartback.core import checkouts, connectors, ingest, orders, subscribers, suppressions
 
 SOURCE = "stripe"
 TOLERANCE_SECONDS = 300
@@ -52,7 +52,35 @@ def parse(headers: Headers, body: bytes) -> connectors.Webhook:
         return connectors.Webhook(event_id, topic, None)
     data = fields.obj(event.get("data"), "data")
     obj = fields.obj(data.get("object"), "data.object")
-    return connectors.Webhook(event_id, topic, [handler(obj)])
+    actions = [handler(obj)]
+    if topic.startswith("checkout.session."):
+        # The consent first, so that the checkout it came with is already judged by it.
+        actions[:0] = promotions_consent(obj, event.get("created"))
+    return connectors.Webhook(event_id, topic, actions)
+
+
+def promotions_consent(session: dict[str, Any], created: Any) -> list[ingest.Action]:
+    """A session's `consent.promotions` (collected when the shop sets `consent_collection.promotions`):
+    `opt_out` suppresses the address as an unsubscribe link does, `opt_in` lifts an unsubscribe recorded
+    before the event was created (core.suppressions.apply_consent). None: the session collected none."""
+    consent = fields.obj(session.get("consent"), "data.object.consent")
+    choice = fields.text(consent.get("promotions"), "data.object.consent.promotions", 40)
+    if choice not in ("opt_in", "opt_out"):
+        return []
+    who = identity(session)
+    if who.email is None:
+        return []
+    if created is not None and (
+        isinstance(created, bool) or not isinstance(created, int) or not 0 <= created < 2**40
+    ):
+        raise errors.InvalidInput("created must be a Unix time in seconds")
+    at = datetime.fromtimestamp(created, UTC) if created is not None else None
+    return [
+        ingest.ProfileChange(
+            subscribers.Identity(email=who.email),
+            consent=suppressions.Consent(choice == "opt_in", at, f"connector:{SOURCE}"),
+        )
+    ]
 
 
 def _session_id(session: dict[str, Any]) -> str:
