@@ -5,15 +5,21 @@ SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from cartback.core import automations, checkouts, mail, sequences, subscribers, transactional
+from cartback.delivery import render
+from cartback.scheduler.worker import Worker
 from cartback.store import timers
 from cartback.store.db import Database
-from cartback.store.tables import enrollments, messages
+from cartback.store.tables import checkouts as checkout_rows
+from cartback.store.tables import enrollments, message_bodies, messages
+from cartback.store.tables import subscribers as subscriber_rows
 from cartback.testing import FrozenClock, run_until_idle
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -100,3 +106,102 @@ def test_a_transactional_send_stores_the_emails_composed_before_its_write(db, ma
     assert len(again) == 0
     replay = db.write_sync(lambda tx: transactional.send(tx, ws, req, options, T0, drafts=again))
     assert replay.replay and len(_rows(db, messages, ws)) == 2
+
+
+def test_a_marketing_send_to_a_new_address_is_composed_before_its_write(db, make_workspace):
+    """A marketing send creates the subscriber it mails, and its email may name them: the composing pass
+    renders it for the subscriber the write will create, with the id the write gives them, so the write
+    takes that draft instead of rendering."""
+    ws = make_workspace().id
+    req = transactional.SendRequest(
+        to=["new@example.com"],
+        email_type="marketing",
+        subject="Hi {{ subscriber.email }}",
+        html="<p>You are {{ subscriber.id }} ({{ subscriber.status }}, {{ subscriber.externalId }})</p>",
+        subscriber_external_id="ext-1",
+    )
+    options = mail.Options()
+    drafts = db.read_sync(lambda tx: transactional.compose_ahead(tx, ws, req, options, T0))
+    assert (len(drafts), drafts.hits) == (1, 0)
+    # Nothing is created by composing: the write alone does.
+    assert _rows(db, subscriber_rows, ws) == []
+    composed = drafts.misses
+    result = db.write_sync(lambda tx: transactional.send(tx, ws, req, options, T0, drafts=drafts))
+    # The write took the draft and rendered nothing itself.
+    assert (drafts.hits, drafts.misses, len(drafts)) == (1, composed, 0)
+    [sub] = _rows(db, subscriber_rows, ws)
+    [message] = _rows(db, messages, ws)
+    assert (sub.email, sub.external_id, sub.status) == ("new@example.com", "ext-1", "active")
+    assert result.recipients[0].subscriber_id == message.subscriber_id == sub.id
+    assert message.subject == "Hi new@example.com"
+    [body] = _rows(db, message_bodies, ws)
+    assert f"You are {sub.id} (active, ext-1)" in body.html
+
+
+def test_a_heavy_render_in_one_workspace_holds_up_no_commit_of_another(db, make_workspace, monkeypatch):
+    """Workspace A's run reaches an email whose render is held (a template filter waiting on an event)
+    until the test lets it go. While it is held, workspace B's checkout commits and is read back, and A's
+    step has not: the render runs before A's write, on no thread that holds a write transaction.
+    Rendered inside the write (as before compose_ahead), the render would run on the writer's thread and
+    B's commit would wait behind it; the test says which. No clock decides anything: the only timeouts
+    are there so that a broken run fails instead of hanging."""
+    held, release = threading.Event(), threading.Event()
+    armed = threading.Event()
+    render_threads: list[str] = []
+
+    def hold(value: object) -> object:
+        # Saving the sequence renders the template on a sample context: only the worker's render waits.
+        if armed.is_set():
+            render_threads.append(threading.current_thread().name)
+            held.set()
+            release.wait(timeout=120)
+        return value
+
+    monkeypatch.setitem(render._HTML.filters, "hold", hold)
+    # In this process, where the filter is; the app's render processes would not know it.
+    monkeypatch.setattr(render.PROCESSES, "size", 0, raising=False)
+    a, b = make_workspace().id, make_workspace().id
+    _sequence(db, a, "Hi", "<p>{{ 'Hi' | hold }}</p>")
+    clock = FrozenClock(T0)
+    db.write_sync(_checkout_job(a, "a1", "a1@example.com", T0))
+    run_until_idle(db, clock)
+    clock.advance(hours=2)
+    armed.set()
+
+    async def run() -> None:
+        await db.start()
+        worker = Worker(db, clock, connections=1)
+        steps = asyncio.ensure_future(worker.run_due_steps())
+        try:
+            assert await asyncio.to_thread(held.wait, 60), "the render never started"
+            # The writer thread is where every write transaction runs (store/db.Database.write).
+            assert not [t for t in render_threads if t.startswith("cartback-writer")], (
+                f"rendered inside the write: {render_threads}"
+            )
+            await asyncio.wait_for(db.write(_checkout_job(b, "b1", "b1@example.com", clock.now())), 60)
+            b_rows = await db.read(
+                lambda tx: tx.execute(
+                    sa.select(checkout_rows.c.checkout_id).where(checkout_rows.c.workspace_id == b)
+                ).all()
+            )
+            assert [r.checkout_id for r in b_rows] == ["b1"]
+            # A's render is still held and its step uncommitted while B committed and answered.
+            assert not steps.done() and not release.is_set()
+            assert (
+                await db.read(
+                    lambda tx: tx.execute(
+                        sa.select(sa.func.count()).where(messages.c.workspace_id == a)
+                    ).scalar_one()
+                )
+                == 0
+            )
+        finally:
+            release.set()
+            ran = await asyncio.wait_for(steps, 60)
+            await db.stop()
+        assert ran == 1
+
+    asyncio.run(run())
+    [body] = _rows(db, message_bodies, a)
+    assert "<p>Hi</p>" in body.html
+    assert len(render_threads) == 1

@@ -122,6 +122,10 @@ class Drafts:
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+        # Ids the composing pass gave records that only the write creates (a marketing send's new
+        # subscriber, whom its email names), by what the record is; the write creates them with these ids,
+        # so that the email it stores is the one composed with them.
+        self.planned_ids: dict[str, str] = {}
 
     def take(self, key: str) -> Draft | None:
         with self._lock:

@@ -66,8 +66,11 @@ def add_new(tx: Tx, sub: Subscriber, now: datetime) -> None:
     )
 
 
-def upsert(tx: Tx, workspace_id: str, identity: Identity, now: datetime) -> tuple[Subscriber, bool]:
-    """Find the subscriber (see `find`) and merge in what the identity adds, or create one.
+def upsert(
+    tx: Tx, workspace_id: str, identity: Identity, now: datetime, *, new_id: str | None = None
+) -> tuple[Subscriber, bool]:
+    """Find the subscriber (see `find`) and merge in what the identity adds, or create one (with `new_id`
+    when given: an id decided before the write, see `mail.Drafts.planned_ids`).
     Returns (subscriber, created)."""
     if not identity.names_someone():
         raise errors.InvalidInput("an email or an externalId is required to identify the subscriber")
@@ -76,6 +79,7 @@ def upsert(tx: Tx, workspace_id: str, identity: Identity, now: datetime) -> tupl
         sub = store.new(
             workspace_id,
             now,
+            **({"id": new_id} if new_id else {}),
             email=identity.email,
             external_id=identity.external_id,
             first_name=identity.first_name,
@@ -578,17 +582,19 @@ def total_pages(page: Page) -> int | None:
 # -- tags, by identity and in bulk -----------------------------------------------------------------
 
 
-def find_or_create(tx: Tx, workspace_id: str, identity: Identity, now: datetime) -> tuple[Subscriber, bool]:
-    """The subscriber the identity names, with its names and attributes merged in, or a new one. Unlike
-    `upsert` a new subscriber needs an email, as Sequenzy requires; an unknown externalId alone is
-    NotFound."""
+def find_or_create(
+    tx: Tx, workspace_id: str, identity: Identity, now: datetime, *, new_id: str | None = None
+) -> tuple[Subscriber, bool]:
+    """The subscriber the identity names, with its names and attributes merged in, or a new one (`new_id`:
+    as for `upsert`). Unlike `upsert` a new subscriber needs an email, as Sequenzy requires; an unknown
+    externalId alone is NotFound."""
     if not identity.email and not identity.external_id:
         raise errors.InvalidInput("an email or an externalId is required to identify the subscriber")
     if not identity.email and find(tx, workspace_id, identity) is None:
         raise errors.NotFound(
             f"no subscriber with externalId {identity.external_id!r}; send an email to create one"
         )
-    return upsert(tx, workspace_id, identity, now)
+    return upsert(tx, workspace_id, identity, now, new_id=new_id)
 
 
 @dataclass(frozen=True)

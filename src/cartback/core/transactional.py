@@ -292,7 +292,7 @@ def send(
     explicit = req.sender or (template.from_email if template else None)
     recipients = []
     for index, email in enumerate(req.to):
-        sub = _find_or_link(tx, workspace_id, req, email, now, create=not preview)
+        sub = _find_or_link(tx, workspace_id, req, email, now, create=not preview, drafts=drafts)
         blocked = suppressions.blocking_reason(tx, workspace_id, email, req.email_type)
         try:
             ctx = _context(sub, email, req.variables)
@@ -348,17 +348,36 @@ def compose_ahead(
 
 
 def _find_or_link(
-    tx: Tx, workspace_id: str, req: SendRequest, email: str, now: datetime, *, create: bool
+    tx: Tx,
+    workspace_id: str,
+    req: SendRequest,
+    email: str,
+    now: datetime,
+    *,
+    create: bool,
+    drafts: mail.Drafts | None = None,
 ) -> subscriber_store.Subscriber | None:
     if req.subscriber_external_id and len(req.to) == 1:
         by_id = subscriber_store.find_by_external_id(tx, workspace_id, req.subscriber_external_id)
         if by_id is not None:
             return by_id
     sub = subscriber_store.find_by_email(tx, workspace_id, email)
-    if sub is None and create and req.email_type == "marketing":
-        # Marketing sends create or link a minimal subscriber, so an unsubscribe has someone to stop.
-        identity = subscriber_core.Identity(email=email, external_id=req.subscriber_external_id)
-        sub, _ = subscriber_core.find_or_create(tx, workspace_id, identity, now)
+    if sub is not None or req.email_type != "marketing":
+        return sub
+    # Marketing sends create or link a minimal subscriber, so an unsubscribe has someone to stop. The
+    # email names them (`subscriber.id`...): the composing pass ahead of the write (compose_ahead) renders
+    # it for the subscriber the write will create, with the id the write then gives them, so that a send
+    # to a new address renders outside the write too.
+    key = f"subscriber:{workspace_id}:{email.lower()}"
+    identity = subscriber_core.Identity(email=email, external_id=req.subscriber_external_id)
+    if create:
+        planned = drafts.planned_ids.get(key) if drafts is not None else None
+        sub, _ = subscriber_core.find_or_create(tx, workspace_id, identity, now, new_id=planned)
+    elif drafts is not None:
+        planned = drafts.planned_ids.setdefault(key, ids.new_id("sub"))
+        sub = subscriber_store.new(
+            workspace_id, now, id=planned, email=email, external_id=req.subscriber_external_id
+        )
     return sub
 
 
