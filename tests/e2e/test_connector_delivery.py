@@ -29,7 +29,7 @@ from tests.connector_hooks import (
 
 from cartback.core import connectors
 from cartback.core.clock import system_clock
-from cartback.store.tables import attributions, enrollments, events
+from cartback.store.tables import attributions, enrollments, events, orders
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
@@ -270,3 +270,60 @@ def test_connector_shopper_unsubscribed_in_shopify_gets_no_mail_until_subscribed
         [mail] = wait(lambda: to(shopper), what="the re-subscribed shopper's email")
         assert "/checkouts/after-1/recover" in mail.message.get_body(("plain",)).get_content()
         api.http.close()
+
+
+def test_connector_bigcommerce_status_update_cancels_the_order_sent_through_the_api(
+    db, db_url, start_server, make_workspace
+):
+    """BigCommerce's webhooks carry ids only: on a running server, its `store/order/statusUpdated` with
+    the documented payload (new status 5, Cancelled) cancels the order the storefront sent through the
+    Sequenzy API, once; a missing or wrong `X-Cartback-Secret` is a 401 that changes nothing."""
+    tenant = make_workspace()
+    secret = "bigcommerce-e2e-secret"
+    sealer = connectors.Sealer(SERVER_SECRET)
+    made = db.write_sync(
+        lambda tx: connectors.add(tx, sealer, tenant.name, "bigcommerce", secret, "", system_clock.now())
+    )
+    with SmtpSink() as sink:
+        server = start_server(db_url, env=env_for(sink, CARTBACK_SECRET_KEY=SERVER_SECRET))
+        api = Api(server, tenant.key)
+        api.post(
+            "/orders",
+            {
+                "orderId": "250",
+                "currency": "USD",
+                "totalCents": 5000,
+                "customer": {"email": "buyer@example.com"},
+            },
+        )
+        api.http.close()
+        hook = f"{server.url}/hooks/bigcommerce/{made.id}"
+
+        def status() -> str:
+            return str(
+                db.read_sync(
+                    lambda tx: tx.execute(
+                        sa.select(orders.c.status).where(orders.c.workspace_id == tenant.id)
+                    ).scalar_one()
+                )
+            )
+
+        body = raw(payload("bigcommerce", "order_status_updated"))
+        plain = {"Content-Type": "application/json"}
+        for headers in (plain, {**plain, "X-Cartback-Secret": "guess"}):
+            assert httpx.post(hook, content=body, headers=headers).status_code == 401
+        assert status() == "placed"
+        signed = {**plain, "X-Cartback-Secret": secret}
+        first = httpx.post(hook, content=body, headers=signed)
+        assert first.status_code == 200 and first.json()["applied"], first.text
+        assert status() == "cancelled"
+        again = httpx.post(hook, content=body, headers=signed)
+        assert again.json() == {"ok": True, "applied": False, "replayed": True}
+        cancelled = db.read_sync(
+            lambda tx: tx.execute(
+                sa.select(sa.func.count()).where(
+                    events.c.workspace_id == tenant.id, events.c.name == "ecommerce.order_cancelled"
+                )
+            ).scalar_one()
+        )
+        assert cancelled == 1
