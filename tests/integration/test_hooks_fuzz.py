@@ -1,8 +1,8 @@
 """Schemathesis fuzzes the store connector routes (/hooks/{platform}/{connector_id}) of the in-process app:
-as generated (unknown connectors, wrong platforms), and again with the generated fields laid over each
-documented payload, sent to a real connector of the platform, signed as the platform signs, under
-each topic cartback maps, so the parsers see arbitrary JSON past the signature check. Never a 5xx;
-every error is `{"error", "code"}`."""
+as generated (unknown connectors, wrong platforms), unsigned at a real connector (a 401, nothing read),
+and again with the generated fields laid over each documented payload, sent to a real connector of the
+platform, signed as the platform signs, under each topic cartback maps, so the parsers see arbitrary JSON
+past the signature check. Never a 5xx; every error is `{"error", "code"}`."""
 
 from __future__ import annotations
 
@@ -140,6 +140,12 @@ def test_hooks_fuzz_no_server_error(case: Any, hooks_api: Any) -> None:
     platform = case.path_parameters.get("platform")
     if platform not in made:
         return
+    # The generated request unsigned at a real connector of its platform: refused before its body is read.
+    unsigned = fuzzing.request(
+        api, **{**kwargs, "url": f"http://testserver/hooks/{platform}/{made[platform]}"}
+    )
+    assert unsigned.status_code == 401, unsigned.text
+    _expect(unsigned)
     data = case.body if isinstance(case.body, dict) else {}
     for topic, base in zip(TOPICS[platform], BASES[platform], strict=True):
         # The documented payload with the generated fields over it: the parsers get past the first field.
