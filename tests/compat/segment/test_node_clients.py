@@ -1,31 +1,16 @@
 """Segment-protocol Node clients nobody here wrote, against a real `cartback serve`: Segment's
 `@segment/analytics-node` and RudderStack's `@rudderstack/rudder-sdk-node` (which gzips its JSON and lets
 its HTTP library label it form-urlencoded). Each sends identify, Checkout Started, page and group; all of
-it is read back from the database. The packages are installed from tests/compat/segment/node's lock file
-on first use (node_modules is not committed)."""
+it is read back from the database. The packages come from tests/compat/segment/node's lock file
+(conftest.node_clients)."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import uuid
-from pathlib import Path
 
 import pytest
 from tests.compat.segment.test_sdk_batch import stored
-
-NODE_DIR = Path(__file__).parent / "node"
-
-
-@pytest.fixture(scope="session")
-def node_clients() -> Path:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    assert node and npm, "these tests need Node.js and npm (the project's machines have both)"
-    if not (NODE_DIR / "node_modules").is_dir():
-        subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts"], cwd=NODE_DIR, check=True, timeout=600
-        )
-    return NODE_DIR
 
 
 @pytest.mark.parametrize("client", ["segment", "rudderstack"])
