@@ -55,14 +55,35 @@ def find(tx: Tx, workspace_id: str, identity: Identity) -> Subscriber | None:
 def add_new(tx: Tx, sub: Subscriber, now: datetime) -> None:
     """Store a new subscriber and append subscriber.created, the event contact_added sequences start on."""
     store.insert(tx, sub)
-    events.record(
-        tx,
+    event_store.append(tx, created_event(sub, now))
+
+
+def created_event(sub: Subscriber, now: datetime) -> event_store.Event:
+    """The subscriber.created event of a new subscriber, not yet stored (`add_new` appends it; the
+    set-wise ingest appends many at once)."""
+    return events.new(
         sub.workspace_id,
         name=events.SUBSCRIBER_CREATED,
         source=events.SOURCE_CARTBACK,
         subscriber_id=sub.id,
         properties={"email": sub.email, "externalId": sub.external_id},
         now=now,
+    )
+
+
+def new_from(workspace_id: str, identity: Identity, now: datetime, new_id: str | None = None) -> Subscriber:
+    """The subscriber `upsert` creates for an identity nobody has yet, not yet stored."""
+    return store.new(
+        workspace_id,
+        now,
+        **({"id": new_id} if new_id else {}),
+        email=identity.email,
+        external_id=identity.external_id,
+        first_name=identity.first_name,
+        last_name=identity.last_name,
+        attributes=dict(identity.attributes),
+        phone=identity.phone,
+        anonymous_id=identity.anonymous_id,
     )
 
 
@@ -76,18 +97,7 @@ def upsert(
         raise errors.InvalidInput("an email or an externalId is required to identify the subscriber")
     sub = find(tx, workspace_id, identity)
     if sub is None:
-        sub = store.new(
-            workspace_id,
-            now,
-            **({"id": new_id} if new_id else {}),
-            email=identity.email,
-            external_id=identity.external_id,
-            first_name=identity.first_name,
-            last_name=identity.last_name,
-            attributes=dict(identity.attributes),
-            phone=identity.phone,
-            anonymous_id=identity.anonymous_id,
-        )
+        sub = new_from(workspace_id, identity, now, new_id)
         add_new(tx, sub, now)
         return sub, True
     merged = merge_identity(tx, sub, identity)

@@ -62,7 +62,13 @@ def find_many(tx: Tx, workspace_id: str, checkout_ids: list[str]) -> dict[str, C
 
 
 def insert(tx: Tx, checkout: Checkout) -> None:
-    tx.execute(_INSERT, {name: getattr(checkout, name) for name in _COLUMNS})
+    insert_many(tx, [checkout])
+
+
+def insert_many(tx: Tx, batch: list[Checkout]) -> None:
+    """New checkouts, with one executemany."""
+    if batch:
+        tx.execute(_INSERT, [{name: getattr(c, name) for name in _COLUMNS} for c in batch])
 
 
 def update_snapshot(tx: Tx, checkout: Checkout) -> None:

@@ -34,6 +34,7 @@ from cartback import errors, values
 from cartback.store import tables
 
 T = TypeVar("T")
+X = TypeVar("X")
 Tx = Connection  # what store functions take: a connection inside a transaction
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,10 @@ class _Job:
     fn: Callable[[Connection], Any]
     future: asyncio.Future[Any] | None
     notify: bool = True
+    # A job queued by `write_each`: `many` runs the items of every such job of a group commit in one
+    # call; `fn` runs this one alone (the savepoint and one-by-one retries use it).
+    many: Callable[[Connection, list[Any]], list[Any]] | None = None
+    item: Any = None
 
 
 @dataclass
@@ -248,6 +253,25 @@ class Database:
         await self._queue.put(_Job(fn, future, notify))
         return await future
 
+    async def write_each(
+        self, many: Callable[[Connection, list[X]], list[T]], item: X, *, notify: bool = True
+    ) -> T:
+        """`write(lambda tx: many(tx, [item])[0])`, except that the items of every `write_each(many, ...)`
+        in one group commit go to one call of `many`, which can then read and write them set-wise (one
+        query for all, one executemany) instead of a few statements each. `many` must give each item the
+        answer running them one by one would give, in some order: the requests of one group commit are
+        concurrent (none was answered before another was queued), so any order is one they could have
+        had. If it raises, the batch runs again with each job alone, in its own savepoint."""
+        if self._queue is None:
+            raise RuntimeError("Database.start() was not called")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+
+        def alone(conn: Connection) -> T:
+            return many(conn, [item])[0]
+
+        await self._queue.put(_Job(alone, future, notify, many, item))
+        return await future
+
     async def read(self, fn: Callable[[Connection], T]) -> T:
         return await anyio.to_thread.run_sync(self.read_sync, fn)
 
@@ -331,11 +355,31 @@ class Database:
         with self.write_engine.connect() as conn:
             with conn.begin() as tx:
                 try:
-                    values = [job.fn(conn) for job in batch]
+                    values = _run_jobs(conn, batch)
                 except Exception:
                     tx.rollback()
                     return None
             return [(True, value) for value in values]
+
+
+def _run_jobs(conn: Connection, batch: list[_Job]) -> list[Any]:
+    """Each job's value, in order. The `write_each` jobs sharing a `many` run together, in one call made
+    where the first of them stands in the batch."""
+    together: dict[Callable[[Connection, list[Any]], list[Any]], list[int]] = {}
+    for i, job in enumerate(batch):
+        if job.many is not None:
+            together.setdefault(job.many, []).append(i)
+    if not together:
+        return [job.fn(conn) for job in batch]
+    values: list[Any] = [None] * len(batch)
+    for i, job in enumerate(batch):
+        if job.many is None:
+            values[i] = job.fn(conn)
+        elif (members := together.pop(job.many, None)) is not None:
+            answers = job.many(conn, [batch[k].item for k in members])
+            for k, answer in zip(members, answers, strict=True):
+                values[k] = answer
+    return values
 
 
 def _attempt(conn: Connection, fn: Callable[[Connection], Any]) -> tuple[bool, Any]:

@@ -69,6 +69,12 @@ def append(tx: Tx, event: Event) -> None:
     tx.execute(_INSERT, _values(event))
 
 
+def append_many(tx: Tx, batch: list[Event]) -> None:
+    """Append events with one executemany; a used idempotency key fails it, as it fails `append`."""
+    if batch:
+        tx.execute(_INSERT, [_values(e) for e in batch])
+
+
 def append_new(tx: Tx, batch: list[Event]) -> None:
     """Append events with one executemany, leaving out any whose (workspace, idempotency key) is taken,
     by the log or earlier in `batch` (ON CONFLICT DO NOTHING)."""

@@ -68,6 +68,20 @@ def find_by_email(tx: Tx, workspace_id: str, email: str) -> Subscriber | None:
     return None if row is None else _from_row(row)
 
 
+_FIND_MANY_BY_EMAIL_KEY = sa.select(subscribers).where(
+    subscribers.c.workspace_id == sa.bindparam("workspace_id"),
+    subscribers.c.email_key.in_(sa.bindparam("email_keys", expanding=True)),
+)
+
+
+def find_many_by_email_key(tx: Tx, workspace_id: str, keys: Sequence[str]) -> dict[str, Subscriber]:
+    """Subscribers by `email_key`, in one query: {key: subscriber}; keys nobody has are left out."""
+    if not keys:
+        return {}
+    rows = tx.execute(_FIND_MANY_BY_EMAIL_KEY, {"workspace_id": workspace_id, "email_keys": list(keys)})
+    return {row.email_key: _from_row(row) for row in rows}
+
+
 def find_by_external_id(tx: Tx, workspace_id: str, external_id: str) -> Subscriber | None:
     row = tx.execute(
         sa.select(subscribers).where(
@@ -148,9 +162,19 @@ def new(workspace_id: str, now: datetime, **values: Any) -> Subscriber:
 
 
 def insert(tx: Tx, sub: Subscriber) -> None:
-    values = {name: getattr(sub, name) for name in _COLUMNS}
-    values["email_key"] = email_key(sub.email) if sub.email else None
-    tx.execute(_INSERT, values)
+    insert_many(tx, [sub])
+
+
+def insert_many(tx: Tx, subs: Sequence[Subscriber]) -> None:
+    """New subscribers, with one executemany."""
+    if not subs:
+        return
+    rows = []
+    for sub in subs:
+        values = {name: getattr(sub, name) for name in _COLUMNS}
+        values["email_key"] = email_key(sub.email) if sub.email else None
+        rows.append(values)
+    tx.execute(_INSERT, rows)
 
 
 def save(tx: Tx, sub: Subscriber) -> None:

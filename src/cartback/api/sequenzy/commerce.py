@@ -50,8 +50,8 @@ async def track_checkout_started(
         items=[item.as_event_item() for item in body.items or []],
         properties=body.properties or {},
     )
-    now = svc.clock.now()
-    result = await svc.db.write(lambda tx: checkouts.record_checkout(tx, who.workspace_id, data, now))
+    request = checkouts.CheckoutRequest(who.workspace_id, data, svc.clock.now())
+    result = await svc.db.write_each(checkouts.record_checkouts, request)
     return TrackCheckoutResponse(
         checkoutId=result.checkout_id, subscriberId=result.subscriber_id, eventId=result.event_id
     )
