@@ -16,6 +16,10 @@ MAX_LENGTH = 4000
 # Browsers drop ASCII tab and newlines inside a URL and trim controls and spaces around it, so
 # `java\tscript:` is `javascript:`; the scheme is read as they would read it.
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+# Any whitespace (str.isspace: `\s` of a str pattern is the same set), a C0 control or DEL. One regex
+# search instead of a Python test per character: a checkout body carries several URLs, and the
+# character loop cost about 25 µs for each.
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 _LINK_SCHEMES = frozenset({"http", "https", "mailto", "tel"})
 
 
@@ -28,7 +32,7 @@ def check_web_url(value: str) -> str:
     text = value.strip()
     if len(text) > MAX_LENGTH:
         raise InvalidUrl(f"must be a URL of at most {MAX_LENGTH} characters")
-    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+    if _SPACE_OR_CONTROL.search(text):
         raise InvalidUrl("must be an absolute http(s) URL, without spaces or control characters")
     try:
         parts = urlsplit(text)

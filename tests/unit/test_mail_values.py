@@ -72,3 +72,19 @@ def test_render_drops_script_links_and_tracks_web_links() -> None:
         assert 'href="mailto:help@shop.example"' in out and 'href="#top"' in out
         assert ("https://cb.example/t/c/" in out) == (who is not None)
         assert "javascript" not in text
+
+
+def test_web_url_refuses_exactly_whitespace_controls_and_del():
+    """The one-regex test refuses the same characters as the rule it replaced (str.isspace, C0, DEL)."""
+    for code in range(0x110000):
+        c = chr(code)
+        refused = c.isspace() or code < 0x20 or code == 0x7F
+        if refused or code % 97 == 0:  # every refused character, and a sample of the allowed ones
+            url = f"https://shop.example.com/a{c}b"
+            if refused:
+                with pytest.raises(urls.InvalidUrl):
+                    urls.check_web_url(url)
+            elif 0xD800 <= code <= 0xDFFF:
+                continue
+            else:
+                assert urls.check_web_url(url) == url
