@@ -2,7 +2,9 @@
 -- ("<tag>-<thread>-<n>"), or in replay mode one of a few fixed ids ("<tag>-<k>"), so the server either
 -- really inserts or takes its idempotent path. It counts non-2xx answers and records which checkoutIds
 -- got a 2xx, and writes everything as JSON to <result file> when wrk ends.
--- args: <payload template> <insert|replay> <tag> <result file> <api key> <replay keys>
+-- The path and the Authorization header are arguments too, so the same script posts Klaviyo events and
+-- Segment batches (whose answers name no checkout: then only the 2xx answers are counted).
+-- args: <payload template> <insert|replay> <tag> <result file> <api key> <replay keys> [<path> <auth>]
 
 local threads = {}
 
@@ -16,9 +18,11 @@ function init(args)
   template = f:read("*a")
   f:close()
   mode, tag, result_file, replay_keys = args[2], args[3], args[4], tonumber(args[6])
-  wrk.headers["Authorization"] = "Bearer " .. args[5]
+  path = args[7] or "/api/v1/checkouts"
+  wrk.headers["Authorization"] = args[8] or ("Bearer " .. args[5])
   wrk.headers["Content-Type"] = "application/json"
-  sent, non2xx, ok = 0, 0, {}
+  wrk.headers["revision"] = "2026-10-15"  -- Klaviyo's API asks for one; the others ignore it
+  sent, non2xx, okn, ok = 0, 0, 0, {}
 end
 
 function request()
@@ -30,11 +34,12 @@ function request()
     id = tag .. "-" .. tid .. "-" .. sent
   end
   local body = template:gsub("@ID@", id)
-  return wrk.format("POST", "/api/v1/checkouts", nil, body)
+  return wrk.format("POST", path, nil, body)
 end
 
 function response(status, headers, body)
   if status >= 200 and status < 300 then
+    okn = okn + 1
     local id = body:match('"checkoutId":"([^"]*)"')
     if id then ok[id] = true end
   else
@@ -47,8 +52,8 @@ function done(summary, latency, requests)
   for _, t in ipairs(threads) do
     local ids = {}
     for id in pairs(t:get("ok")) do ids[#ids + 1] = '"' .. id .. '"' end
-    parts[#parts + 1] = string.format('{"tid":%d,"sent":%d,"non2xx":%d,"ok":[%s]}',
-      t:get("tid"), t:get("sent"), t:get("non2xx"), table.concat(ids, ","))
+    parts[#parts + 1] = string.format('{"tid":%d,"sent":%d,"non2xx":%d,"okn":%d,"ok":[%s]}',
+      t:get("tid"), t:get("sent"), t:get("non2xx"), t:get("okn"), table.concat(ids, ","))
   end
   local e = summary.errors
   local out = assert(io.open(threads[1]:get("result_file"), "w"))

@@ -3,7 +3,8 @@ same body (bench/echo_app.py), same load, same time, interleaved round-robin.
 
     .venv/bin/python bench/ingest.py [--duration 10] [--connections 64] [--rounds 3]
                                      [--db sqlite|postgres|both] [--sync FULL|NORMAL|both] [--replay]
-                                     [--api-only] [--rate-limit off|on|both]
+                                     [--rows insert,replay,klaviyo,segment] [--api-only]
+                                     [--rate-limit off|on|both]
 
 Every round starts each server fresh (cartback on a new, empty database), warms it up for 2 s, then runs wrk
 for --duration seconds. With a new checkoutId per request cartback really inserts; --replay reuses a few
@@ -13,12 +14,21 @@ must be exactly the checkoutIds that got a 2xx, and a retried request must get a
 With --rate-limit on (or both, to compare in the same run) cartback runs with rate limiting on, at limits
 far above what this benchmark reaches (--rate-limit-burst per second, 60x that per minute), so nothing is
 throttled and the difference is the limiter's cost; off (the default) runs without it.
+--rows picks what cartback is loaded with, each a row of its own in the same run (default: insert, or
+replay with --replay): `insert` and `replay` post Sequenzy checkouts as above; `klaviyo` posts a Klaviyo
+`POST /api/events` Started Checkout with a new checkout_id each; `segment` posts a Segment `/v1/batch` of
+20 Checkout Started calls, and its rate and ratio count events (20 per request). Klaviyo's and Segment's
+answers name no checkout, so their check counts instead: the checkouts stored are ones that were sent, at
+least as many as the 2xx answers and at most one more per connection and wrk run (cut off when wrk
+stopped); every other one sent is then retried, after which exactly the sent ones are stored, 20 per
+Segment batch. A Segment batch answers in seconds at 64 connections: give it --duration 10 or more.
 Results are printed and written to bench/results/ingest-<time>.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import platform
@@ -56,11 +66,45 @@ BATCH_LINE = re.compile(r"writer: (\d+) jobs in (\d+) commits")
 
 
 @dataclass(frozen=True)
+class Surface:
+    """What a row posts: the API's path, a body template (@ID@ replaced per request), its
+    Authorization header for a key, and how many checkout events one request carries."""
+
+    name: str
+    path: str
+    payload: Path
+    scheme: str  # "bearer" or "basic" (Segment: the key as the user name)
+    events: int = 1
+
+    def auth(self, key: str) -> str:
+        if self.scheme == "basic":
+            return "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+        return f"Bearer {key}"
+
+    def stored_id(self, request_id: str) -> list[str]:
+        """The checkoutIds one request with this id stores."""
+        if self.events == 1:
+            return [request_id]
+        return [f"{request_id}-{k}" for k in range(self.events)]
+
+
+SURFACES = {
+    "sequenzy": Surface("sequenzy", "/api/v1/checkouts", PAYLOAD, "bearer"),
+    "klaviyo": Surface("klaviyo", "/api/events", HERE / "payload-klaviyo.json", "bearer"),
+    "segment": Surface("segment", "/v1/batch", HERE / "payload-segment.json", "basic", events=20),
+}
+ROWS = {"insert": ("sequenzy", "insert"), "replay": ("sequenzy", "replay"), "klaviyo": ("klaviyo", "insert")}
+ROWS["segment"] = ("segment", "insert")
+
+
+@dataclass(frozen=True)
 class Variant:
     name: str
     db: str | None = None  # None: the echo app
     sync: str | None = None
     rate_limit: bool = False
+    surface: str = "sequenzy"
+    mode: str = "insert"
 
 
 def main() -> None:
@@ -68,18 +112,35 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed. On Debian/Ubuntu: sudo apt-get install -y wrk")
     limited = {"off": [False], "on": [True], "both": [False, True]}[args.rate_limit]
+    rows = args.rows.split(",") if args.rows else ["replay" if args.replay else "insert"]
+    if unknown := [r for r in rows if r not in ROWS]:
+        sys.exit(f"--rows: unknown {unknown}; choose from {', '.join(ROWS)}")
+
+    def label(row: str) -> str:
+        return "" if row == "insert" and len(rows) == 1 else f" {row}"
+
     variants = [Variant("echo")]
     if args.db in ("sqlite", "both"):
         syncs = ["FULL", "NORMAL"] if args.sync == "both" else [args.sync]
         variants += [
-            Variant(f"cartback sqlite {s}{' +ratelimit' if rl else ''}", "sqlite", s, rl)
+            Variant(
+                f"cartback sqlite {s}{' +ratelimit' if rl else ''}{label(row)}", "sqlite", s, rl, *ROWS[row]
+            )
             for s in syncs
             for rl in limited
+            for row in rows
         ]
     if args.db in ("postgres", "both"):
         variants += [
-            Variant(f"cartback postgres{' +ratelimit' if rl else ''}", "postgres", rate_limit=rl)
+            Variant(
+                f"cartback postgres{' +ratelimit' if rl else ''}{label(row)}",
+                "postgres",
+                None,
+                rl,
+                *ROWS[row],
+            )
             for rl in limited
+            for row in rows
         ]
 
     runs = []
@@ -108,6 +169,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--db", choices=["sqlite", "postgres", "both"], default="sqlite")
     p.add_argument("--sync", choices=["FULL", "NORMAL", "both"], default="FULL", help="SQLite synchronous")
     p.add_argument("--replay", action="store_true", help=f"reuse {REPLAY_KEYS} checkoutIds (idempotent path)")
+    p.add_argument(
+        "--rows",
+        default="",
+        help="comma-separated rows of one run: insert, replay, klaviyo, segment (default: insert)",
+    )
     p.add_argument("--api-only", action="store_true", help="serve --no-worker: no in-process scheduler")
     p.add_argument(
         "--rate-limit",
@@ -150,39 +216,52 @@ def run_one(variant: Variant, rnd: int, args: argparse.Namespace, tmp: Path) -> 
     try:
         key = key or wait_for_key(log_path, proc, env)
         wait_healthy(base, proc)
-        mode = "replay" if args.replay else "insert"
-        tags = ("replay", "replay") if args.replay else (f"r{rnd}w", f"r{rnd}m")
-        warm = wrk(base, key, mode, tags[0], WARMUP_SECONDS, args, tmp)
+        mode, surface = variant.mode, SURFACES[variant.surface]
+        tags = ("replay", "replay") if mode == "replay" else (f"r{rnd}w", f"r{rnd}m")
+        warm = wrk(base, key, mode, tags[0], WARMUP_SECONDS, args, tmp, surface)
         cpu0 = cpu_seconds(proc.pid)
-        load = wrk(base, key, mode, tags[1], args.duration, args, tmp)
+        load = wrk(base, key, mode, tags[1], args.duration, args, tmp, surface)
         cpu = cpu_seconds(proc.pid) - cpu0
         checks = None
-        if db_url is not None:
+        if db_url is not None and surface.name != "sequenzy":
+            checks = counted_check(base, key, db_url, [warm, load], tags, surface, args.connections)
+        elif db_url is not None:
             checks = answer_cut_off(base, key, [warm, load], mode, tags)
             checks["identical_retry"] = identical_retry(base, key, f"{tags[1]}-retry", load, checks["ok_ids"])
     finally:
         stop(proc)
+    events = SURFACES[variant.surface].events
     run = {
         "server": variant.name,
         "round": rnd,
-        "rps": load["requests"] / (load["duration_us"] / 1e6),
+        # Events per second: a Segment batch carries several.
+        "rps": events * load["requests"] / (load["duration_us"] / 1e6),
         "p50_ms": load["p50_us"] / 1000,
         "p99_ms": load["p99_us"] / 1000,
         "non2xx": sum(t["non2xx"] for t in load["threads"]),
         "socket_errors": sum(v for k, v in load["errors"].items() if k != "status"),
         "server_cpu": cpu / (load["duration_us"] / 1e6),  # cores busy
-        "cpu_ms_per_req": cpu * 1000 / max(load["requests"], 1),
+        "cpu_ms_per_req": cpu * 1000 / max(events * load["requests"], 1),
     }
     if match := BATCH_LINE.search(log_path.read_text()):
         jobs, commits = map(int, match.groups())
         run["mean_batch"] = jobs / commits
     if db_url is not None:
-        run["verify"] = verify(db_url, checks)
+        run["verify"] = checks["verify"] if "verify" in checks else verify(db_url, checks)
         drop_database(variant.db, PG_BENCH_DB)
     return run
 
 
-def wrk(base: str, key: str, mode: str, tag: str, seconds: int, args: argparse.Namespace, tmp: Path) -> dict:
+def wrk(
+    base: str,
+    key: str,
+    mode: str,
+    tag: str,
+    seconds: int,
+    args: argparse.Namespace,
+    tmp: Path,
+    surface: Surface = SURFACES["sequenzy"],
+) -> dict:
     out = tmp / f"wrk-{tag}.json"
     cmd = [
         "wrk",
@@ -195,12 +274,14 @@ def wrk(base: str, key: str, mode: str, tag: str, seconds: int, args: argparse.N
         str(LUA),
         base,
         "--",
-        str(PAYLOAD),
+        str(surface.payload),
         mode,
         tag,
         str(out),
         key,
         str(REPLAY_KEYS),
+        surface.path,
+        surface.auth(key),
     ]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return json.loads(out.read_text())
@@ -239,6 +320,67 @@ def identical_retry(base: str, key: str, new_id: str, load: dict, ok_ids: set[st
     return same
 
 
+def stored_checkouts(db_url: str) -> list[str]:
+    """The checkoutIds of every stored checkout_started event."""
+    engine = sa.create_engine(sqlalchemy_url(db_url), poolclass=sa.NullPool)
+    with engine.connect() as conn:
+        keys = conn.exec_driver_sql(
+            "SELECT idempotency_key FROM events WHERE name = 'ecommerce.checkout_started'"
+        ).scalars()
+        return [k.removeprefix("checkout:") for k in keys]
+
+
+def counted_check(
+    base: str, key: str, db_url: str, loads: list[dict], tags: tuple[str, str], surface: Surface, conns: int
+) -> dict:
+    """The check for answers that name no checkout (see the module's docstring)."""
+    sent: dict[str, list[str]] = {}  # request id -> the checkoutIds it carries
+    answered = 0
+    for load, tag in zip(loads, tags, strict=True):
+        for t in load["threads"]:
+            answered += t["okn"]
+            for n in range(1, t["sent"] + 1):
+                rid = f"{tag}-{t['tid']}-{n}"
+                sent[rid] = surface.stored_id(rid)
+    wanted = {c for ids in sent.values() for c in ids}
+    before = stored_checkouts(db_url)
+    stored_requests = {rid for rid, ids in sent.items() if ids[0] in set(before)}
+    whole = all(set(ids) <= set(before) for rid, ids in sent.items() if rid in stored_requests)
+    retried, failed = 0, 0
+    for rid in sent.keys() - stored_requests:
+        status, _ = post(base, key, rid, surface)
+        retried += 1
+        failed += status >= 300
+    new_id = f"{tags[1]}-retry"
+    old_id = next(iter(stored_requests), new_id)
+    identical = True
+    for rid in dict.fromkeys([new_id, old_id]):
+        first, second = post(base, key, rid, surface), post(base, key, rid, surface)
+        identical = identical and first[0] < 300 and first == second
+    after = stored_checkouts(db_url)
+    expected = wanted | set(surface.stored_id(new_id))
+    result = {
+        "events": len(after),
+        "answered_2xx": answered,
+        "stored_requests_before_retry": len(stored_requests),
+        "stored_not_sent": len(set(before) - wanted),
+        "retried_after_cutoff": retried,
+        "retries_failed": failed,
+        "identical_retry": identical,
+    }
+    result["ok"] = (
+        not set(before) - wanted
+        and whole
+        # At most one request per connection was in flight when each wrk run stopped.
+        and answered <= len(stored_requests) <= answered + conns * len(loads)
+        and not failed
+        and identical
+        and len(after) == len(set(after)) == len(expected)
+        and set(after) == expected
+    )
+    return {"verify": result}
+
+
 def verify(db_url: str, checks: dict) -> dict:
     answered = checks["ok_ids"]
     engine = sa.create_engine(sqlalchemy_url(db_url), poolclass=sa.NullPool)
@@ -269,12 +411,16 @@ def verify(db_url: str, checks: dict) -> dict:
     return result
 
 
-def post(base: str, key: str, checkout_id: str) -> tuple[int, bytes]:
-    body = PAYLOAD.read_text().replace("@ID@", checkout_id).encode()
+def post(base: str, key: str, checkout_id: str, surface: Surface = SURFACES["sequenzy"]) -> tuple[int, bytes]:
+    body = surface.payload.read_text().replace("@ID@", checkout_id).encode()
     req = urllib.request.Request(
-        f"{base}/api/v1/checkouts",
+        f"{base}{surface.path}",
         data=body,
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        headers={
+            "Authorization": surface.auth(key),
+            "Content-Type": "application/json",
+            "revision": "2026-10-15",
+        },
     )
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
@@ -327,7 +473,9 @@ def summarize(runs: list[dict], variants: list[Variant]) -> list[dict]:
 
 
 def print_tables(runs: list[dict], summary: list[dict], args: argparse.Namespace) -> None:
-    mode = "replay (idempotent path)" if args.replay else "insert (new checkoutId per request)"
+    mode = "rows " + (
+        args.rows or ("replay (idempotent path)" if args.replay else "insert (new checkoutId per request)")
+    )
     mode += ", serve --no-worker" if args.api_only else ", serve with its in-process scheduler"
     print(f"\n{mode}; wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {args.rounds} rounds\n")
     print("| round | server | req/s | p50 ms | p99 ms | non-2xx | ratio |")
@@ -361,7 +509,7 @@ def save(runs: list[dict], summary: list[dict], args: argparse.Namespace) -> Non
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = out_dir / f"ingest-{stamp}{'-replay' if args.replay else ''}.json"
+    path = out_dir / f"ingest-{stamp}{'-replay' if args.replay and not args.rows else ''}.json"
     machine = {
         "nproc": os.cpu_count(),
         "platform": platform.platform(),
