@@ -149,8 +149,8 @@ class Metrics:
         )
         self.messages = Counter(
             "cartback_messages",
-            "Delivery attempts of email messages by outcome (sent, deferred, failed, suppressed, unknown, "
-            "skipped, gone).",
+            "Delivery attempts of email messages by outcome (sent, kept, deferred, failed, suppressed, "
+            "unknown, skipped, gone).",
             ["outcome"],
             registry=r,
         )

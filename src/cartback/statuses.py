@@ -15,6 +15,9 @@ class MessageStatus(StrEnum):
     SENDING = "sending"  # an attempt is open: handed to the transport, no answer recorded yet
     DEFERRED = "deferred"  # a temporary failure; retried later
     SENT = "sent"  # the transport accepted it
+    # No mail server is configured (the outbox transport): the message is stored, complete, and never left
+    # the machine. Settled, but neither sent nor delivered.
+    KEPT = "kept"
     FAILED = "failed"  # refused for good, or retried too long
     SUPPRESSED = "suppressed"  # never sent: the address is suppressed
     UNKNOWN = "unknown"  # the connection or the process died during the exchange: maybe received
@@ -30,12 +33,15 @@ class EnrollmentStatus(StrEnum):
 
 
 # The figure `sent`: handed to the transport with an outcome recorded (accepted, refused, or fate unknown).
-# A queued, sending or deferred message is not sent yet; a suppressed one never will be.
+# A queued, sending or deferred message is not sent yet; a suppressed one never will be; a kept one was
+# stored in the outbox because no mail server is set, so no mail server ever had it.
 HANDED = frozenset({MessageStatus.SENT, MessageStatus.FAILED, MessageStatus.UNKNOWN})
 # The figure `delivered`: the transport accepted it.
 DELIVERED = frozenset({MessageStatus.SENT})
 # Still the sender's work.
 PENDING = frozenset({MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.DEFERRED})
+# Kept in the outbox: complete, not delivered (counted apart, so an owner sees mail is not going out).
+KEPT = frozenset({MessageStatus.KEPT})
 # Nothing more will happen to it.
 SETTLED = frozenset(set(MessageStatus) - PENDING)
 

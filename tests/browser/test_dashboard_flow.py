@@ -1,7 +1,9 @@
 """The whole loop in real headless Chromium against `cartback serve`: sign in, build a sequence in the
 editor, send a checkout through the API, see the enrollment on the person's page, then (after a wait of a
 few seconds) the message in the outbox with the cart's items in its preview, and the overview's figures
-change. A screenshot of each page is saved (see the `screenshots` fixture)."""
+change. The server sends through a real SMTP sink, so the email is `sent` (without one it is `kept` in the
+outbox: tests/integration/test_dashboard_delivery.py). A screenshot of each page is saved (see the
+`screenshots` fixture)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from cartback.store.db import Database
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from dashboard_client import make_user
+from smtp_sink import SmtpSink
 
 CHECKOUT = {
     "checkoutId": "browser-cart-1",
@@ -77,7 +80,13 @@ def test_browser_editor_checkout_enrollment_outbox_and_overview(
     tmp_path, start_server, chromium, screenshots
 ):
     url, key, user = setup_shop(tmp_path)
-    server = start_server(url)
+    with SmtpSink() as sink:
+        server = start_server(url, env={"CARTBACK_SMTP_URL": sink.url})
+        _flow(server, key, user, chromium, screenshots)
+    assert [r.rcpt_tos for r in sink.received] == [["robin@example.com"]]
+
+
+def _flow(server, key, user, chromium, screenshots):
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     problems: list[str] = []
@@ -132,7 +141,7 @@ def test_browser_editor_checkout_enrollment_outbox_and_overview(
 
     def delivered():
         page.reload()
-        return page.locator("tbody tr", has_text="sent").count() == 1
+        return page.locator("tbody tr [data-status=sent]").count() == 1
 
     eventually(delivered, what="the message to be sent")
     screenshots(page, "05-messages")

@@ -140,15 +140,10 @@ def test_migration_0017_makes_refunds_an_amount(empty_url):
         database.close()
 
 
-def test_migration_0018_keeps_every_row_of_the_tables_it_rebuilds(empty_url):
-    """Seed real rows at 0017 (the revision before 0018), upgrade to head and find them all. 0018
-    rebuilds messages and enrollments on SQLite; with foreign keys enforced, that rebuild would delete every
-    row referring to them (bodies, deliveries, an enrollment's history) by ON DELETE CASCADE."""
-    db = Database(empty_url)
-    # As `serve` migrates (store/db.py: foreign keys off on SQLite while tables are rebuilt), to 0017 only.
-    db_module.migrate(db.write_engine, "0017")
-    now = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
-    rows: dict[sa.Table, dict[str, Any]] = {
+def _rows(now: datetime) -> dict[sa.Table, dict[str, Any]]:
+    """A workspace with one subscriber, sequence, enrollment and its history, and one sent sequence
+    message with its body and delivery row: real rows for the revisions that rebuild these tables."""
+    return {
         tables.workspaces: {"id": "ws_1", "name": "shop", "secret": "s" * 32, "created_at": now},
         tables.subscribers: {
             "id": "sub_1",
@@ -211,6 +206,17 @@ def test_migration_0018_keeps_every_row_of_the_tables_it_rebuilds(empty_url):
             "transport": "smtp",
         },
     }
+
+
+def test_migration_0018_keeps_every_row_of_the_tables_it_rebuilds(empty_url):
+    """Seed real rows at 0017 (the revision before 0018), upgrade to head and find them all. 0018
+    rebuilds messages and enrollments on SQLite; with foreign keys enforced, that rebuild would delete every
+    row referring to them (bodies, deliveries, an enrollment's history) by ON DELETE CASCADE."""
+    db = Database(empty_url)
+    # As `serve` migrates (store/db.py: foreign keys off on SQLite while tables are rebuilt), to 0017 only.
+    db_module.migrate(db.write_engine, "0017")
+    now = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    rows = _rows(now)
     with db.write_engine.begin() as conn:
         for table, row in rows.items():
             conn.execute(table.insert(), row)
@@ -225,15 +231,15 @@ def test_migration_0018_keeps_every_row_of_the_tables_it_rebuilds(empty_url):
 
 
 # The revision before head, where test_the_latest_migration_keeps_every_row_seeded_before_it seeds its rows.
-BEFORE_HEAD = "0020"
+BEFORE_HEAD = "0021"
 
 
 def test_the_latest_migration_keeps_every_row_seeded_before_it(empty_url):
     """Seed real rows at the revision before head, in every table the last migrations touch (0019 rekeyed
-    subscribers and suppressions, 0020 added connectors and their webhooks, 0021 alters workspaces) and in
-    the tables that hang off a workspace by ON DELETE CASCADE, then upgrade to head as `serve` does and find
-    every row unchanged. A migration that rebuilt workspaces on SQLite with foreign keys enforced would
-    empty all of them."""
+    subscribers and suppressions, 0020 added connectors and their webhooks, 0021 alters workspaces, 0022
+    rebuilds messages on SQLite) and in the tables that hang off a workspace or a message by ON DELETE
+    CASCADE, then upgrade to head as `serve` does and find every row unchanged. A migration that rebuilt
+    workspaces or messages on SQLite with foreign keys enforced would empty all of them."""
     script = ScriptDirectory.from_config(_config())
     head = script.get_current_head()
     assert head is not None
@@ -305,6 +311,9 @@ def test_the_latest_migration_keeps_every_row_seeded_before_it(empty_url):
             "received_at": now,
         },
     }
+    # A sequence email with its body and delivery row (0022 rebuilds messages), of the same workspace and
+    # subscriber.
+    rows.update({t: r for t, r in _rows(now).items() if t not in (tables.workspaces, tables.subscribers)})
     try:
         with db.write_engine.begin() as conn:
             for table, row in rows.items():
@@ -320,3 +329,43 @@ def test_the_latest_migration_keeps_every_row_seeded_before_it(empty_url):
             assert shop.one() == (None, None)
     finally:
         db.close()
+
+
+def test_migration_0022_allows_kept_and_keeps_every_row(empty_url):
+    """0022 replaces the CHECK on messages.status so that `kept` (the outbox) is allowed: a row written
+    before it keeps its status and its bodies and deliveries (SQLite rebuilds the table), a stored message
+    can then be `kept`, and a status cartback does not know is still refused."""
+    db = Database(empty_url)
+    db_module.migrate(db.write_engine, "0021")
+    now = datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
+    rows = _rows(now)
+    with db.write_engine.begin() as conn:
+        for table, row in rows.items():
+            conn.execute(table.insert(), row)
+        with pytest.raises(sa.exc.IntegrityError), conn.begin_nested():
+            conn.execute(tables.messages.update().values(status="kept"))
+    db.migrate()
+    with db.read_engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0022"
+        for table, row in rows.items():
+            [found] = conn.execute(sa.select(*(table.c[n] for n in row))).mappings().all()
+            assert dict(found) == row, table.name
+    with db.write_engine.begin() as conn:
+        conn.execute(tables.messages.update().values(status="kept"))
+        with pytest.raises(sa.exc.IntegrityError), conn.begin_nested():
+            conn.execute(tables.messages.update().values(status="delivered"))
+    with db.read_engine.connect() as conn:
+        assert conn.execute(sa.select(tables.messages.c.status)).scalar() == "kept"
+    # Back to 0021: a kept message is what that schema called it, `sent`, and nothing else is lost.
+    with db.write_engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            # As store.db.migrate does: SQLite's rebuild must not cascade to the message's body.
+            conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+        with conn.begin():
+            config = _config()
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0021")
+    with db.read_engine.connect() as conn:
+        assert conn.execute(sa.select(tables.messages.c.status)).scalar() == "sent"
+        assert conn.execute(sa.select(sa.func.count()).select_from(tables.message_bodies)).scalar() == 1
+    db.close()

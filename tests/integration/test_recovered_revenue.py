@@ -1,6 +1,6 @@
 """Recovered revenue end to end on real SQLite and PostgreSQL: the app with its own worker (dispatcher,
-attribution hook, outbox sender) on a frozen clock, driven only through the public HTTP APIs: Sequenzy
-checkouts, orders and sequences, the click-tracking links, and the analytics endpoints."""
+attribution hook, the sender to a real SMTP sink) on a frozen clock, driven only through the public HTTP
+APIs: Sequenzy checkouts, orders and sequences, the click-tracking links, and the analytics endpoints."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from tests import klaviyo_spec
+from tests.smtp_sink import SmtpSink
 
 from cartback.app import create_app
 from cartback.core import aggregates
@@ -178,12 +179,16 @@ class Shop:
 def shop(db_url: str, make_workspace: Callable[[], Any]) -> Iterator[Shop]:
     tenant = make_workspace()
     clock = FrozenClock(system_clock.now().replace(microsecond=0))
-    app = create_app(Settings(database_url=db_url, tick_seconds=0.02), clock=clock)
-    db = Database(db_url)
-    with TestClient(app, raise_server_exceptions=False) as http:
-        http.headers["Authorization"] = f"Bearer {tenant.key}"
-        yield Shop(http, db, clock, tenant.id, tenant.key)
-    db.close()
+    # A real mail server: attribution by receipt and the sent/delivered figures are of delivered mail
+    # (without one the outbox keeps the emails, and none of that applies).
+    with SmtpSink() as sink:
+        settings = Settings(database_url=db_url, tick_seconds=0.02, smtp_url=sink.url)
+        app = create_app(settings, clock=clock)
+        db = Database(db_url)
+        with TestClient(app, raise_server_exceptions=False) as http:
+            http.headers["Authorization"] = f"Bearer {tenant.key}"
+            yield Shop(http, db, clock, tenant.id, tenant.key)
+        db.close()
 
 
 def recovery(shop: Shop, start: Any, **params: Any) -> dict[str, Any]:

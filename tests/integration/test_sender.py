@@ -184,18 +184,23 @@ def test_sender_smtp_sends_once_with_its_message_id_and_one_click_headers(db, wo
     assert event.idempotency_key == f"email.sent:{message_id}"
 
 
-def test_sender_outbox_stores_the_mime_in_the_same_write(db, workspace_id):
+def test_sender_outbox_stores_the_mime_in_the_same_write_and_keeps_it(db, workspace_id):
+    """No mail server is set: the message is stored whole and `kept`, not `sent`: no sent time, no
+    `email.sent` event (nothing may claim the customer got it)."""
     message_id = queue_message(db, workspace_id, "bob@example.com", kind="transactional")
     worker = FakeWorker(db, FrozenClock(T0))
     duty = mail_sender.Sender(OutboxTransport(), public_url="https://shop.example.com")
     assert run_duty(db, duty.duty, worker) == 1
     msg, delivery, attempts = state(db, message_id)
-    assert msg.status == "sent"
+    assert msg.status == "kept" and msg.sent_at is None and msg.error is None
     parsed = email.message_from_string(delivery.mime, policy=email.policy.default)
     assert parsed["Message-ID"] == delivery.rfc_message_id
     assert parsed["List-Unsubscribe"] is None  # transactional mail carries no unsubscribe header
-    assert [(a.outcome, a.finished_at) for a in attempts] == [("sent", T0)]
-    assert len(sent_events(db, workspace_id)) == 1
+    assert [(a.outcome, a.finished_at) for a in attempts] == [("kept", T0)]
+    assert "no mail server is set" in attempts[0].detail
+    assert sent_events(db, workspace_id) == []
+    # Settled: the sender does not take it up again.
+    assert run_duty(db, duty.duty, worker) == 0
 
 
 def test_sender_retries_temporary_failures_with_backoff_then_sends(db, workspace_id):

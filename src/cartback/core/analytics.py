@@ -1,8 +1,8 @@
 """Recovery analytics per workspace, sequence and step, in total and over time: what the emails did
-(sent, delivered, opened, clicked, unsubscribed) and what they earned (checkouts recovered, revenue per
-currency, recovery rate). docs/analytics.md defines every figure; cartback.statuses names the message
-statuses each email figure counts. This is the one read model of these figures: the API and the dashboard
-format what `report` gives and count nothing themselves.
+(sent, delivered, kept in the outbox, opened, clicked, unsubscribed) and what they earned (checkouts
+recovered, revenue per currency, recovery rate). docs/analytics.md defines every figure;
+cartback.statuses names the message statuses each email figure counts. This is the one read model of
+these figures: the API and the dashboard format what `report` gives and count nothing themselves.
 
 Emails count in the period they were created, and their opens, clicks and unsubscribes count with them
 (a cohort, so rates never pass 1); orders count in the period they were placed, at what they are worth
@@ -34,6 +34,8 @@ DEFINITIONS = {
     "recovered": "Orders placed in the range that were attributed to a recovery email and are still worth "
     "something; the rate is recovered / abandoned, as Shopify's.",
     "sent": "Sequence emails created in the range and handed to the mail server.",
+    "kept": "Sequence emails created in the range and kept in the outbox because no mail server is set: "
+    "never delivered, so not in sent, and no rate counts them.",
     "opened": "Of those, the emails opened at least once; the rate is of the emails delivered.",
     "clicked": "Of those, the emails clicked at least once; the rate is of the emails delivered. The same "
     "figure in the cards, the chart, the funnel and the table.",
@@ -42,7 +44,7 @@ DEFINITIONS = {
 }
 # "All time": before any data cartback can hold.
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-_MAIL_FIGURES = ("sent", "delivered", "opened", "clicked", "bounced", "complained", "unsubscribed")
+_MAIL_FIGURES = ("sent", "delivered", "kept", "opened", "clicked", "bounced", "complained", "unsubscribed")
 # Events that name the email they came from, and the figure each counts in.
 _SUPPRESSION_FIGURES = {
     "email.unsubscribed": "unsubscribed",
@@ -140,6 +142,7 @@ class Tally:
 
     sent: int = 0
     delivered: int = 0
+    kept: int = 0
     bounced: int = 0
     complained: int = 0
     opened: int = 0
@@ -178,6 +181,7 @@ class Tally:
         return {
             "sent": self.sent,
             "delivered": self.delivered,
+            "kept": self.kept,
             "bounced": self.bounced,
             "opened": self.opened,
             "clicked": self.clicked,
@@ -335,7 +339,7 @@ def step_mail(
     starts: list[datetime] | None = None,
     sequence_id: str | None = None,
 ) -> dict[tuple[int, str, str | None], Tally]:
-    """The email figures (sent, delivered, opened, clicked, bounced, complained, unsubscribed) of the
+    """The email figures (sent, delivered, kept, opened, clicked, bounced, complained, unsubscribed) of the
     sequence emails created in [start, end), per (interval, sequence, step): the part of `report` that a
     page showing only emails needs. Without `starts`, everything is in interval 0."""
     out: dict[tuple[int, str, str | None], Tally] = defaultdict(Tally)
@@ -344,6 +348,7 @@ def step_mail(
         t = out[(mail.bucket, mail.sequence_id, mail.node_id)]
         t.sent += mail.sent
         t.delivered += mail.delivered
+        t.kept += mail.kept
         t.opened += mail.opened
         t.clicked += mail.clicked
     for bucket, seq, node, name, count in store.message_events_per_step(

@@ -48,7 +48,22 @@ def source(name: str | None) -> str:
     return SOURCES.get(name or "", name or "")
 
 
+# A message status in the owner's words where the stored word would mislead: `kept` is not "kept by the
+# customer" but kept here, never delivered.
+MESSAGE_STATUSES = {"kept": "kept in outbox, not delivered"}
+
+
+def message_status(status: str) -> str:
+    return MESSAGE_STATUSES.get(status, status)
+
+
 def register(env: jinja2.Environment) -> None:
-    filters: dict[str, Any] = {"when": when, "amount": amount, "count": count, "source": source}
+    filters: dict[str, Any] = {
+        "when": when,
+        "amount": amount,
+        "count": count,
+        "source": source,
+        "message_status": message_status,
+    }
     env.filters.update(filters)
     env.globals["percent"] = percent

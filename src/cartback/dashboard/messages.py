@@ -22,7 +22,7 @@ from cartback.dashboard import web
 router = APIRouter()
 NAV = ("/app/messages", "Messages")
 PAGE = 50
-STATUSES = ("queued", "sending", "sent", "failed", "suppressed", "unknown")
+STATUSES = ("queued", "sending", "sent", "kept", "failed", "suppressed", "unknown")
 
 # A message's HTML is the tenant's template filled with shopper-supplied data (image URLs included): the
 # preview loads nothing from elsewhere, or any URL in it would learn the operator's IP address, browser and

@@ -1,10 +1,13 @@
 """The outbox transport, used when CARTBACK_SMTP_URL is unset: nothing leaves the machine. The sender
-stores the full MIME message in `message_mime` in the same transaction that marks it sent, so the
-dashboard and `GET /api/v1/outbox/{id}` show exactly what would have gone out."""
+stores the full MIME message in `message_mime` in the same transaction that marks it `kept` (not `sent`:
+no mail server had it), so the dashboard and `GET /api/v1/outbox/{id}` show exactly what would have gone
+out, and no figure counts it as delivered."""
 
 from __future__ import annotations
 
 from cartback.delivery.transport import Result
+
+KEPT_TEXT = "kept in the outbox: no mail server is set (CARTBACK_SMTP_URL), so it was not delivered"
 
 
 class OutboxTransport:
@@ -15,8 +18,8 @@ class OutboxTransport:
         self.concurrency = concurrency
 
     async def send(self, envelope_from: str, recipients: list[str], mime: bytes) -> Result:
-        """Always "sent": the message is the stored MIME, written by the sender's transaction."""
-        return Result.sent(None, "stored in the outbox")
+        """Always "kept": the message is the stored MIME, written by the sender's transaction."""
+        return Result.kept(KEPT_TEXT)
 
     async def close(self) -> None:
         return None

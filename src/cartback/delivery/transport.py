@@ -10,14 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-Status = Literal["sent", "temporary", "permanent", "unknown"]
+Status = Literal["sent", "kept", "temporary", "permanent", "unknown"]
 
 
 @dataclass(frozen=True)
 class Result:
     """What became of one send.
 
-    sent: the server took the message. temporary: it did not, try again later (4xx, connection errors
+    sent: the server took the message. kept: no server was asked; the message stays in the outbox (no
+    mail server is configured). temporary: it did not, try again later (4xx, connection errors
     before the message was handed over). permanent: it never will (5xx). unknown: the connection broke
     after the message body went out and before the server's reply, so it may have been taken; the sender
     never retries such a message (at most once beats at least once for marketing mail).
@@ -32,6 +33,10 @@ class Result:
     @classmethod
     def sent(cls, code: int | None = 250, text: str = "") -> Result:
         return cls("sent", code, text, "data")
+
+    @classmethod
+    def kept(cls, text: str) -> Result:
+        return cls("kept", None, text, "data")
 
     @classmethod
     def temporary(cls, code: int | None, text: str, stage: str = "") -> Result:

@@ -6,8 +6,9 @@ Per message, three steps:
    (built beforehand, outside the writer) in `message_mime`, record an attempt with outcome
    `unknown` and no `finished_at`, count it, status `sending`;
 2. the send, outside any transaction;
-3. a committed write of the outcome: sent (plus an `email.sent` event), deferred with backoff, failed
-   (plus a bounce suppression for an unknown mailbox), or unknown.
+3. a committed write of the outcome: sent (plus an `email.sent` event), kept (the outbox transport: stored,
+   no mail server had it, no event), deferred with backoff, failed (plus a bounce suppression for an
+   unknown mailbox), or unknown.
 
 A message that cannot be built (a stored value the MIME or the SMTP envelope cannot carry) is failed alone
 with the reason, in the write of step 1; a write that fails is tried again one message at a time, and a
@@ -39,7 +40,7 @@ from typing import TYPE_CHECKING
 
 from cartback import ids
 from cartback.core import events, suppressions
-from cartback.delivery import links, mime
+from cartback.delivery import links, mime, outbox
 from cartback.delivery.outbox import OutboxTransport
 from cartback.delivery.transport import Result, Transport
 from cartback.scheduler.duty import Duty, Runner
@@ -323,7 +324,7 @@ class Sender:
         """Step 1 for claimed messages with their MIME, as one write. For each message, the Prepared one
         or, when there is nothing to send (taken over, finished, suppressed, an earlier attempt's fate is
         unknown, or it cannot be built), the outcome recorded instead. With an atomic transport (the
-        outbox) the outcome is written in the same transaction: "sent"."""
+        outbox) the outcome is written in the same transaction: "kept"."""
         states = deliveries.hold(tx, [p.message.id for p, _ in items], owner, now + lease)
         candidates = [(p, raw) for p, raw in items if p.message.id in states]
         blocked = suppressions.blocking_reasons(
@@ -354,7 +355,7 @@ class Sender:
             outcomes = self._unsent(tx, unbuildable, now)
             why.update(zip((m.id for m, _, _ in unbuildable), outcomes, strict=True))
         if self.transport.atomic:
-            stored = Result.sent(None, "stored in the outbox")
+            stored = Result.kept(outbox.KEPT_TEXT)
             outcomes = self.record(tx, [(p, stored, now) for p in prepared.values()])
             why.update(zip(prepared, outcomes, strict=True))
             prepared = {}
@@ -441,6 +442,10 @@ class Sender:
 
         if result.status == "sent":
             return outcome("sent", None)
+        if result.status == "kept":
+            # Stored, not sent: no `email.sent` event, so no webhook, metric or receipt attribution
+            # claims the customer got it.
+            return outcome("kept", None)
         if result.status == "unknown":
             return outcome("unknown", f"fate unknown: {detail}")
         if result.status == "temporary":

@@ -70,6 +70,7 @@ class MailCounts:
     node_id: str | None
     sent: int
     delivered: int
+    kept: int
     opened: int
     clicked: int
 
@@ -83,11 +84,13 @@ def mail_per_step(
     sequence_id: str | None = None,
 ) -> list[MailCounts]:
     """Sequence emails created in [start, end), per interval and step: handed to the transport
-    (statuses.HANDED), delivered (statuses.DELIVERED), and opened or clicked at least once. Counted by the
+    (statuses.HANDED), delivered (statuses.DELIVERED), kept in the outbox (statuses.KEPT: no mail server
+    had them, so they are in neither), and opened or clicked at least once. Counted by the
     database on the (workspace_id, created_at) or (workspace_id, sequence_id, created_at) index."""
     bucket = _bucket(messages.c.created_at, starts).label("bucket")
     handed = sa.func.sum(sa.case((messages.c.status.in_(statuses.values(statuses.HANDED)), 1), else_=0))
     delivered = sa.func.sum(sa.case((messages.c.status.in_(statuses.values(statuses.DELIVERED)), 1), else_=0))
+    kept = sa.func.sum(sa.case((messages.c.status.in_(statuses.values(statuses.KEPT)), 1), else_=0))
     where = [
         messages.c.workspace_id == workspace_id,
         messages.c.created_at >= start,
@@ -103,6 +106,7 @@ def mail_per_step(
             messages.c.node_id,
             handed,
             delivered,
+            kept,
             sa.func.count(message_delivery.c.opened_at),
             sa.func.count(message_delivery.c.clicked_at),
         )
@@ -111,7 +115,9 @@ def mail_per_step(
         .group_by(bucket, messages.c.sequence_id, messages.c.node_id)
     ).all()
     return [
-        MailCounts(int(r[0]), str(r[1]), r[2], int(r[3] or 0), int(r[4] or 0), int(r[5]), int(r[6]))
+        MailCounts(
+            int(r[0]), str(r[1]), r[2], int(r[3] or 0), int(r[4] or 0), int(r[5] or 0), int(r[6]), int(r[7])
+        )
         for r in rows
     ]
 

@@ -1,7 +1,8 @@
 """Delivery state: claiming due messages, attempts, outcomes, and the outbox listing.
 
 A message is waiting for delivery while `message_delivery.next_attempt_at` is set; every final state
-(sent, failed, suppressed, unknown) clears it. Claims take a lease like enrollments do (store/leases.py).
+(sent, kept, failed, suppressed, unknown) clears it. Claims take a lease like enrollments do
+(store/leases.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from cartback.store.db import Tx
 from cartback.store.messages import MESSAGE_COLUMNS, WITH_BODY, Message, from_row
 from cartback.store.tables import ID, delivery_attempts, message_delivery, message_mime, messages
 
-FINAL = ("sent", "failed", "suppressed", "unknown")
+FINAL = ("sent", "kept", "failed", "suppressed", "unknown")
 
 
 @dataclass(frozen=True)
@@ -233,7 +234,7 @@ class Outcome:
 
     message_id: str
     attempt_id: str
-    outcome: str  # the attempt's: sent, deferred, failed, unknown
+    outcome: str  # the attempt's: sent, kept, deferred, failed, unknown
     status: str  # the message's
     code: int | None
     detail: str | None

@@ -379,7 +379,7 @@ messages = Table(
     Column("from_email", String(400), nullable=False),
     Column("subject", Text, nullable=False),
     Column("preheader", Text),
-    # statuses.MessageStatus: queued | sending | deferred | sent | failed | suppressed | unknown
+    # statuses.MessageStatus: queued | sending | deferred | sent | kept | failed | suppressed | unknown
     Column("status", String(20), nullable=False),
     Column("error", Text),
     Column("created_at", UTCDateTime, nullable=False),
@@ -466,7 +466,8 @@ delivery_attempts = Table(
     _workspace_id(),
     Column("message_id", ID, ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
     Column("attempt", BigInteger, nullable=False),
-    # sent | deferred (temporary failure, retried) | failed (permanent) | unknown (died mid-send)
+    # sent | kept (the outbox) | deferred (temporary failure, retried) | failed (permanent) | unknown
+    # (died mid-send)
     Column("outcome", String(20), nullable=False),
     Column("smtp_code", BigInteger),
     Column("detail", Text),

@@ -1,6 +1,7 @@
-"""Recovered revenue through the official SDK against a real `cartback serve`: two carts in two currencies
-get their email, both shoppers click it and order; `sequences.get_stats`, `analytics.get_sequence_metrics`
-and `analytics.get_metrics_breakdown` parse into the SDK's models and carry the real figures."""
+"""Recovered revenue through the official SDK against a real `cartback serve` that sends to a real SMTP
+sink: two carts in two currencies get their email, both shoppers click it and order;
+`sequences.get_stats`, `analytics.get_sequence_metrics` and `analytics.get_metrics_breakdown` parse into
+the SDK's models and carry the real figures."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sequenzy import Sequenzy
 from sequenzy.types import CommerceCustomer, SequenceDelayInput, SequenceStepInput
+from tests.smtp_sink import SmtpSink
 
 from cartback.store.tables import message_bodies, messages
 
@@ -24,6 +26,13 @@ EMAIL = SequenceStepInput(
     html="<p><a href='{{ event.checkoutUrl }}'>Back to your cart</a></p>",
 )
 CARTS = {"ana": ("USD", 5400), "ben": ("EUR", 3100)}
+
+
+@pytest.fixture
+def server(start_server, db_url):  # type: ignore[no-untyped-def]
+    """Sent and delivered are figures of mail a server took: without one the outbox keeps it (`kept`)."""
+    with SmtpSink() as sink:
+        yield start_server(db_url, env={"CARTBACK_SMTP_URL": sink.url})
 
 
 @pytest.fixture

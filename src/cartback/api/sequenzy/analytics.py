@@ -56,10 +56,13 @@ def window(
 
 def engagement(t: analytics.Tally) -> dict[str, Any]:
     """Sequenzy's EngagementStats. `revenueCents` is a single number in the SDK, so it is given only when
-    every recovered order was in one currency; `revenueByCurrency` always has each currency apart."""
+    every recovered order was in one currency; `revenueByCurrency` always has each currency apart.
+    `kept` (emails the outbox stored because no mail server is set) is cartback's own key: Sequenzy has no
+    such status, and such an email is in none of its figures or rates."""
     out: dict[str, Any] = {
         "sent": t.sent,
         "delivered": t.delivered,
+        "kept": t.kept,
         "opened": t.opened,
         "clicked": t.clicked,
         "bounced": t.bounced,
@@ -115,7 +118,8 @@ def breakdown_rows(report: analytics.Report, by: str) -> list[dict[str, Any]]:
                 "label": label,
                 "filter": where,
                 **{
-                    k: stats[k] for k in ("sent", "delivered", "opened", "clicked", "bounced", "unsubscribed")
+                    k: stats[k]
+                    for k in ("sent", "delivered", "kept", "opened", "clicked", "bounced", "unsubscribed")
                 },
                 "complained": t.complained,
                 **{
@@ -199,6 +203,10 @@ class Revenue(_Out):
 class Figures(_Out):
     sent: int
     delivered: int
+    kept: int = Field(
+        description="Emails kept in the outbox because no mail server is set: never delivered, in no "
+        "other figure or rate"
+    )
     bounced: int
     opened: int = Field(description="Emails opened at least once")
     clicked: int = Field(description="Emails clicked at least once")
@@ -211,9 +219,9 @@ class Figures(_Out):
         "recovered); sequence: runs it started; step: emails it sent"
     )
     checkouts_recovered: int = Field(description="Attributed orders still worth something")
-    recovery_rate: float = Field(description="checkoutsRecovered / checkoutsAbandoned, 0 to 1")
-    open_rate: float = Field(description="opened / delivered, 0 to 1")
-    click_rate: float = Field(description="clicked / delivered, 0 to 1")
+    recovery_rate: float = Field(description="checkoutsRecovered / checkoutsAbandoned, 0 to 1 (0 when none)")
+    open_rate: float = Field(description="opened / delivered, 0 to 1 (0 when none was delivered)")
+    click_rate: float = Field(description="clicked / delivered, 0 to 1 (0 when none was delivered)")
     revenue: list[Revenue]
 
 

@@ -2,8 +2,9 @@
 
 `GET /outbox` lists them newest first (filters `status`, `email`, `sequenceId`); `GET /outbox/{id}` adds
 the HTML and the full MIME message as sent (or as the outbox transport stored it) and the attempts.
-Status is one of queued, sending, deferred, sent, failed, suppressed, unknown (the process stopped during
-the SMTP exchange, so the message may or may not have been delivered; it is never resent).
+Status is one of queued, sending, deferred, sent, kept (stored by the outbox transport: no mail server is
+set, nothing was delivered), failed, suppressed, unknown (the process stopped during the SMTP exchange, so
+the message may or may not have been delivered; it is never resent).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ router = APIRouter(tags=["outbox"])
 
 Who = deps.Principal
 Svc = deps.Services
-Status = Literal["queued", "sending", "deferred", "sent", "failed", "suppressed", "unknown"]
+Status = Literal["queued", "sending", "deferred", "sent", "kept", "failed", "suppressed", "unknown"]
 
 
 def item_json(item: reports.OutboxItem, *, full: bool = False) -> dict[str, Any]:
@@ -41,7 +42,7 @@ def item_json(item: reports.OutboxItem, *, full: bool = False) -> dict[str, Any]
         "attempts": item.attempts,
         "createdAt": models.iso(m.created_at),
         "sentAt": models.iso(m.sent_at),
-        "lastError": m.error if m.status != "sent" else None,
+        "lastError": m.error if m.status not in ("sent", "kept") else None,
     }
     if full:
         body["html"] = m.html
