@@ -49,6 +49,27 @@ def setup_shop(tmp_path):
     return url, key, user
 
 
+def whole_email_in_frame(page):
+    """The preview frame holds the whole email: no part of it is cut off to the right or below, and the
+    footer's unsubscribe line lies inside the frame's visible box as the page shows it (no scrolling
+    inside the frame)."""
+    frame_box = page.locator("iframe.preview").bounding_box()
+    preview = page.frame_locator("iframe.preview")
+    footer = preview.get_by_text("from these emails")
+    footer.wait_for()
+    box = footer.bounding_box()
+    assert "You are receiving this email because" in preview.locator("body").inner_text()
+    assert frame_box["x"] <= box["x"] and box["x"] + box["width"] <= frame_box["x"] + frame_box["width"]
+    assert frame_box["y"] <= box["y"] and box["y"] + box["height"] <= frame_box["y"] + frame_box["height"]
+    [inner] = [f for f in page.frames if f.url.endswith("/preview")]
+    size = inner.evaluate(
+        "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth,"
+        " document.documentElement.scrollHeight, document.documentElement.clientHeight]"
+    )
+    assert size[0] <= size[1] and size[2] <= size[3], f"the email overflows its frame: {size}"
+    assert page.locator("iframe.preview").get_attribute("sandbox") == ""
+
+
 def eventually(check, timeout=45.0, what="condition"):
     deadline = time.monotonic() + timeout
     while True:
@@ -152,6 +173,18 @@ def _flow(server, key, user, chromium, screenshots):
     assert "Trail socks" in body and "robin" in body.lower()
     assert page.locator("iframe.preview").get_attribute("sandbox") == ""
     screenshots(page, "06-message")
+    # The whole email shows in its frame, down to the footer's unsubscribe line, on a phone (390 px) and on
+    # a desktop, without the frame being given scripts.
+    for width, height in ((390, 844), (1280, 900)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.reload()
+        whole_email_in_frame(page)
+        shot = screenshots(page, f"06-message-{width}px")
+        # A full-page capture leaves the frame blank; the frame alone, as it shows on screen:
+        page.locator("iframe.preview").screenshot(
+            path=str(shot.with_name(f"06-message-preview-{width}px.png"))
+        )
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     # The customer comes back and orders: the overview shows the checkout, the email and the recovery.
     order = {
@@ -177,6 +210,22 @@ def _flow(server, key, user, chromium, screenshots):
     assert page.locator("[data-revenue=EUR]").inner_text() == "€74.00"
     assert page.get_by_role("img", name="From email to order").is_visible()
     screenshots(page, "07-overview-after")
+
+    # The person and the message say what the email won back: the run reads "recovered" (not a red
+    # "stopped"), and both pages name the amount and the step that earned it.
+    nav(page, "People")
+    page.get_by_label("Search").fill("robin")
+    page.get_by_role("button", name="Search").click()
+    page.get_by_role("link", name="robin@example.com").click()
+    said = page.locator("[data-recovered]").first.inner_text()
+    assert said.startswith("recovered €74.00 by step 1 of Cart rescue"), said
+    assert page.locator("[data-run-status]").inner_text() == "recovered"
+    assert page.locator(".badge.bad", has_text="stopped").count() == 0
+    screenshots(page, "07-person-recovered")
+    page.locator("[data-recovered] a").first.click()
+    said = page.locator("dd[data-recovered]").inner_text()
+    assert said.startswith("recovered €74.00 by step 1"), said
+    screenshots(page, "07-message-recovered")
 
     # The event log refreshes by itself: a checkout started now shows up without a reload.
     nav(page, "Events")
