@@ -1,8 +1,8 @@
 """What a store owner sees in real headless Chromium, in one session to keep it quick: the editor shows the
 stop rule a sequence made through the API really has and loads every step's preview;
 the event log's refresh adds new rows and leaves open ones open; the abandoned checkouts page lists the
-carts and links to each shopper; every page at desktop width and at
-390 px (screenshots under test-artifacts/screenshots/test_browser_owner_pages/) without horizontal
+carts and links to each shopper; every page (the sign-in and not-found pages too) at desktop width and
+at 390 px (screenshots under test-artifacts/screenshots/test_browser_owner_pages/) without horizontal
 scroll, with chart labels of 11 px or more."""
 
 from __future__ import annotations
@@ -102,21 +102,26 @@ def test_browser_owner_pages(tmp_path, start_server, chromium, screenshots):
         "message": message_url,
         "events": "/app/events",
         "settings": "/app/settings",
+        "not-found": "/app/people/sub_missing",
+        "sign-in": "/app/login",  # in a context of its own, not signed in
     }
+    signed_out = chromium.new_context(viewport={"width": 1280, "height": 900}).new_page()
     too_wide, small_labels = [], []
     for width in (1280, 390):
-        page.set_viewport_size({"width": width, "height": 900})
         for name, path in pages.items():
-            page.goto(server.url + path)
-            page.wait_for_load_state("networkidle")
-            screenshots(page, f"{name}-{'desktop' if width > 390 else '390px'}")
-            scroll = page.evaluate("document.documentElement.scrollWidth")
+            view = signed_out if name == "sign-in" else page
+            view.set_viewport_size({"width": width, "height": 900})
+            view.goto(server.url + path)
+            view.wait_for_load_state("networkidle")
+            screenshots(view, f"{name}-{'desktop' if width > 390 else '390px'}")
+            scroll = view.evaluate("document.documentElement.scrollWidth")
             if scroll > width:
                 too_wide.append((name, width, scroll))
-            smallest = page.evaluate(SMALLEST_CHART_TEXT)
+            smallest = view.evaluate(SMALLEST_CHART_TEXT)
             if smallest is not None and smallest < 11:
                 small_labels.append((name, width, round(smallest, 1)))
     assert (too_wide, small_labels) == ([], [])
+    signed_out.context.close()
 
     assert problems == []
     context.close()
