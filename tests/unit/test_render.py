@@ -281,6 +281,26 @@ def test_render_default_template_shows_the_cart() -> None:
     assert "Return to your cart" in (rendered.text or "") and CART_URL in (rendered.text or "")
 
 
+def test_render_default_template_without_items_or_url_shows_no_empty_cart_and_no_button() -> None:
+    """A checkout sent with neither items nor a URL: the email says what is known (the shop, the total),
+    with no "here is what's in it" over an empty table and no button that leads nowhere."""
+    bare = {"checkoutId": "abc", "totalCents": 6450, "currency": "USD", "items": [], "properties": {}}
+    rendered = render.render_email(render.default_template("abandoned_cart"), _context(event=bare))
+    html = rendered.html or ""
+    assert "you started a checkout at Acme and did not finish it ($64.50)." in html
+    assert "what's in it" not in html and 'class="items"' not in html and 'class="item"' not in html
+    assert "Return to your cart" not in html and 'class="button"' not in html
+    assert "It is saved for you" not in html
+    assert UNSUBSCRIBE in html  # the footer is there as ever
+    # With a URL but no items: the button, and no empty cart either.
+    with_url = render.render_email(
+        render.default_template("abandoned_cart"), _context(event={**bare, "checkoutUrl": CART_URL})
+    )
+    html = with_url.html or ""
+    assert "It is saved for you." in html and "what's in it" not in html
+    assert [a["href"] for a in _tags(html, "a") if a.get("class") == "button"] == [CART_URL]
+
+
 def test_render_default_template_prefers_latest_checkout_and_tracks_its_url() -> None:
     latest = "https://shop.example.com/cart/abc?v=2"
     ctx = _context(
