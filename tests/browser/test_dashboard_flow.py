@@ -104,7 +104,8 @@ def test_browser_editor_checkout_enrollment_outbox_and_overview(
     with SmtpSink() as sink:
         server = start_server(url, env={"CARTBACK_SMTP_URL": sink.url})
         _flow(server, key, user, chromium, screenshots)
-    assert [r.rcpt_tos for r in sink.received] == [["robin@example.com"]]
+    # Robin's email went through the mail server once (a second shopper's may follow before the end).
+    assert [r.rcpt_tos for r in sink.received].count(["robin@example.com"]) == 1
 
 
 def _flow(server, key, user, chromium, screenshots):
@@ -125,8 +126,8 @@ def _flow(server, key, user, chromium, screenshots):
     page.get_by_label("Wait (days)").fill("")
     page.get_by_label("Wait (hours)").fill("")
     page.get_by_label("Wait (minutes)").fill("0.05")
-    preview = page.frame(name="preview-0")
-    eventually(lambda: "Protein Powder" in preview.content(), what="the sample preview")
+    # A locator waits through the frame's reloads (Frame.content raised while the preview was navigating).
+    page.frame_locator("iframe[name=preview-0]").get_by_text("Protein Powder").first.wait_for(timeout=45_000)
     screenshots(page, "02-editor")
     page.get_by_role("button", name="Save sequence").first.click()
     page.wait_for_url("**/app/sequences/seq_*?saved=1")
