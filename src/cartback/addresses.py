@@ -19,6 +19,8 @@ address; so `Jane@x.example` and `jane@X.example` are one person and one suppres
 
 from __future__ import annotations
 
+import re
+
 import email_validator
 
 # RFC 5321 §4.5.3.1.3 allows 256 characters in a path, 254 in the address; email-validator checks that.
@@ -31,10 +33,40 @@ class InvalidAddress(ValueError):
     """Not one email address."""
 
 
+# The addresses nearly every request carries, which email-validator accepts as they are but for the
+# domain's case: a dot-atom local part of letters, digits and `_+-`, a domain of letters, digits and
+# single hyphens in labels of at most 63 characters ending in a letters-only top-level label. No label
+# holds `--` (Punycode and its look-alikes stay with email-validator). Parsing one with email-validator
+# cost about a tenth of a checkout's CPU; anything else still goes through it.
+_PLAIN = re.compile(
+    r"(?P<local>[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*)"
+    r"@(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+(?P<tld>[A-Za-z]{2,63}))"
+)
+_SPECIAL_USE = frozenset(email_validator.SPECIAL_USE_DOMAIN_NAMES)
+
+
+def _plain(text: str) -> str | None:
+    """`text`'s normal form when it is a plain address (see `_PLAIN`), without email-validator; None to
+    leave it to email-validator."""
+    found = _PLAIN.fullmatch(text)
+    if (
+        found is None
+        or len(text) > MAX_LENGTH
+        or len(found["local"]) > 64
+        or len(found["domain"]) > 253
+        or "--" in found["domain"]
+        or found["tld"].lower() in _SPECIAL_USE
+    ):
+        return None
+    return f"{found['local']}@{found['domain'].lower()}"
+
+
 def normalise(value: str) -> str:
     """The normal form of one mailbox, or InvalidAddress saying what is wrong with it. Surrounding
     whitespace is dropped (as clients paste it); anything else outside a bare mailbox is refused."""
     text = value.strip()
+    if (plain := _plain(text)) is not None:
+        return plain
     try:
         parsed = email_validator.validate_email(
             text, check_deliverability=False, allow_smtputf8=False, allow_display_name=False, strict=True
