@@ -40,3 +40,13 @@ def test_readme_sequence_sdk_example_runs(server, make_workspace):
         created = scope["created"]
         assert created.sequence.email_count == 1  # type: ignore[attr-defined]
         assert client.sequences.get(sequence_id=created.sequence.id).sequence.status == "active"  # type: ignore[attr-defined]
+
+
+def test_readme_names_the_dashboard_form_and_how_to_run_cartback(server):
+    """The README points a new owner at the dashboard's prefilled New sequence form (a real page of the
+    dashboard: signed out, it sends to the sign-in page, not a 404) and spells out how to run `cartback`
+    from the repository's virtualenv."""
+    assert "**Sequences → New sequence** (`/app/sequences/new`)" in SECTION
+    assert "`.venv/bin/cartback ...`" in README
+    page = httpx.get(server.url + "/app/sequences/new", follow_redirects=False)
+    assert page.status_code in (302, 303) and "/app/login" in page.headers["location"]
