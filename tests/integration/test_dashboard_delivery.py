@@ -175,6 +175,14 @@ def test_a_sequence_email_is_kept_without_smtp_and_sent_through_it_and_every_fig
         assert (totals["sent"], totals["delivered"], totals["kept"]) == (0, 0, 1)
         # No mail was delivered, so the rates of the page have nothing to be a rate of.
         assert "opened (—)" in overview and "clicked (—)" in overview
+        # The sequences list, the sequence's page and the abandoned checkouts say it was kept, not sent.
+        kept_note = "+ 1 kept in outbox</span>"
+        listing_page = client.get("/app/sequences").text
+        assert kept_note in listing_page
+        assert kept_note in client.get(f"/app/sequences/{seq_id}").text
+        checkouts_page = client.get("/app/checkouts").text
+        assert '<td class="num" data-emails>0 <span class="muted" data-kept' in checkouts_page
+        assert kept_note in checkouts_page
 
         # The same step through a real mail server: `sent`, and now counted as sent and delivered.
         bob = f"bob-{tenant.id.lower()}@example.com"

@@ -216,6 +216,8 @@ class AbandonedCheckout:
     last_name: str | None
     # Sequence emails handed to the mail server for the runs this checkout started (statuses.HANDED).
     emails_sent: int
+    # ...and those kept in the outbox because no mail server is set (statuses.KEPT): never delivered.
+    emails_kept: int = 0
 
 
 def abandoned_checkouts(
@@ -250,9 +252,10 @@ def abandoned_checkouts(
         .offset(offset)
     ).all()
     sent: dict[str, int] = {}
+    kept: dict[str, int] = {}
     if rows:
         counted = tx.execute(
-            sa.select(enrollments.c.trigger_event_id, sa.func.count(messages.c.id))
+            sa.select(enrollments.c.trigger_event_id, messages.c.status, sa.func.count(messages.c.id))
             .select_from(
                 messages.join(
                     enrollments,
@@ -266,11 +269,13 @@ def abandoned_checkouts(
                 messages.c.workspace_id == workspace_id,
                 enrollments.c.trigger_event_id.in_([r.event_id for r in rows]),
                 messages.c.sequence_id.is_not(None),
-                messages.c.status.in_(statuses.values(statuses.HANDED)),
+                messages.c.status.in_(statuses.values(statuses.HANDED | statuses.KEPT)),
             )
-            .group_by(enrollments.c.trigger_event_id)
+            .group_by(enrollments.c.trigger_event_id, messages.c.status)
         ).all()
-        sent = {str(event_id): int(n) for event_id, n in counted}
+        for event_id, status, n in counted:
+            into = kept if status in statuses.KEPT else sent
+            into[str(event_id)] = into.get(str(event_id), 0) + int(n)
     return [
         AbandonedCheckout(
             checkout_id=r.checkout_id,
@@ -285,6 +290,7 @@ def abandoned_checkouts(
             first_name=r.first_name,
             last_name=r.last_name,
             emails_sent=sent.get(r.event_id, 0),
+            emails_kept=kept.get(r.event_id, 0),
         )
         for r in rows
     ], total
