@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import uuid
+from typing import Any
 
 import pytest
 from tests.compat.segment.test_sdk_batch import stored
@@ -27,7 +28,29 @@ def test_node_client_calls_are_stored_exactly(node_clients, server, make_workspa
     assert sent.returncode == 0, sent.stdout + sent.stderr
 
     user = f"node_{client}_{suffix}"
-    data = stored(server.database_url, tenant.id)
+    data, by_key = the_journey_as_stored(server.database_url, tenant.id, user)
+    [person] = data["subscribers"]
+    assert {k: e["name"] for k, e in by_key.items()} == {
+        f"segment:{user}_page": "page.viewed",
+        f"segment:{user}_group": "group.joined",
+    }
+    assert by_key[f"segment:{user}_page"]["properties"] == {
+        "path": "/pricing",
+        "name": "Pricing",
+        "category": "Docs",
+    }
+    assert by_key[f"segment:{user}_group"]["properties"] == {"groupId": "acme", "traits": {"name": "Acme"}}
+    started = [e for e in data["events"] if e["name"] == "ecommerce.checkout_started"]
+    assert [e["subscriber_id"] for e in started] == [person["id"]]
+
+
+def the_journey_as_stored(
+    database_url: str, workspace_id: str, user: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What every client's identify and Checkout Started must leave (the person with the traits not
+    named by Segment's spec kept as attributes, the checkout with its cart); gives the data and the
+    client's segment events by idempotency key for the caller's own checks."""
+    data = stored(database_url, workspace_id)
     [person] = data["subscribers"]
     assert (person["email"], person["external_id"], person["first_name"]) == (
         f"{user}@example.com",
@@ -49,15 +72,4 @@ def test_node_client_calls_are_stored_exactly(node_clients, server, make_workspa
     by_key = {
         e["idempotency_key"]: e for e in data["events"] if (e["idempotency_key"] or "").startswith("segment:")
     }
-    assert {k: e["name"] for k, e in by_key.items()} == {
-        f"segment:{user}_page": "page.viewed",
-        f"segment:{user}_group": "group.joined",
-    }
-    assert by_key[f"segment:{user}_page"]["properties"] == {
-        "path": "/pricing",
-        "name": "Pricing",
-        "category": "Docs",
-    }
-    assert by_key[f"segment:{user}_group"]["properties"] == {"groupId": "acme", "traits": {"name": "Acme"}}
-    started = [e for e in data["events"] if e["name"] == "ecommerce.checkout_started"]
-    assert [e["subscriber_id"] for e in started] == [person["id"]]
+    return data, by_key
