@@ -179,7 +179,11 @@ def create_app(
             budgets.counter_for(db),
             clock,
         ),
-        signins.HashGate(settings.sign_in_hashes, settings.sign_in_wait_seconds),
+        signins.HashGate(
+            settings.sign_in_hashes,
+            settings.sign_in_wait_seconds,
+            signins.HashBudget(settings.sign_in_hashes_per_second, signins.HASH_BURST),
+        ),
     )
     metrics.add_hash_gauges(app.state.sign_ins.gate)
     api_errors.install(app)

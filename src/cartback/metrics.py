@@ -216,7 +216,7 @@ class Metrics:
 
     def add_hash_gauges(self, gate: Any) -> None:
         """Export the password-hash gate (core/signins.HashGate): hashes running now, the most that ever
-        ran at once, and sign-ins refused because no slot freed in time."""
+        ran at once, and sign-ins refused because no slot or budget share came in time."""
         self.registry.register(_HashGateCollector(gate))
 
 
@@ -237,7 +237,8 @@ class _HashGateCollector:
         peak.add_metric([], self._gate.peak)
         busy = CounterMetricFamily(
             "cartback_sign_in_busy",
-            "Sign-ins refused with 503 because every password-hash slot stayed taken.",
+            "Sign-ins refused with 503 because no password-hash slot, or share of the hash budget, "
+            "came in time.",
         )
         busy.add_metric([], self._gate.refused)
         return [running, peak, busy]

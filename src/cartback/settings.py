@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     # waits at most `sign_in_wait_seconds` for a turn, then gets 503.
     sign_in_hashes: int = Field(1, ge=1, le=64)
     sign_in_wait_seconds: float = Field(5.0, gt=0, le=60)
+    # ...and at most this many a second on average per process (after a burst of a few), whatever the
+    # addresses; beyond it sign-ins get 503 without hashing. 0 lifts the budget.
+    sign_in_hashes_per_second: float = Field(1.0, ge=0, le=1000)
     # Processes that render templates (docs/security.md "Templates"), at a low CPU priority, so that a
     # tenant's heavy template holds no lock other workspaces' requests need; 0 renders in the server's
     # own threads.

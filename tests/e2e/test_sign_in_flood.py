@@ -1,6 +1,7 @@
 """A flood of sign-ins through a real `cartback serve`: password hashes (scrypt, 32 MiB each) never run
-more than CARTBACK_SIGN_IN_HASHES at once, as the server's own gauge of running hashes shows, and sign-ins
-that find no free slot in time get 503 with Retry-After instead of queueing without bound."""
+more than CARTBACK_SIGN_IN_HASHES at once, as the server's own gauge of running hashes shows, nor more
+than CARTBACK_SIGN_IN_HASHES_PER_SECOND after a burst, and sign-ins that find no free slot or share in time
+get 503 with Retry-After instead of queueing without bound."""
 
 from __future__ import annotations
 
@@ -15,7 +16,11 @@ from cartback.core import users
 from cartback.core.clock import system_clock
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-NO_LIMITS = {"CARTBACK_SIGN_IN_FAILURES_PER_ADDRESS": "0", "CARTBACK_SIGN_IN_FAILURES_PER_CLIENT": "0"}
+NO_LIMITS = {
+    "CARTBACK_SIGN_IN_FAILURES_PER_ADDRESS": "0",
+    "CARTBACK_SIGN_IN_FAILURES_PER_CLIENT": "0",
+    "CARTBACK_SIGN_IN_HASHES_PER_SECOND": "0",
+}
 
 
 def _wrong_sign_in(url: str, email: str) -> httpx.Response:
@@ -38,6 +43,13 @@ def _metric(url: str, name: str) -> float:
 def _flood(url: str, email: str, n: int) -> list[httpx.Response]:
     with ThreadPoolExecutor(n) as pool:
         return list(pool.map(lambda _: _wrong_sign_in(url, email), range(n)))
+
+
+def _distributed_flood(url: str, n: int) -> list[httpx.Response]:
+    """`n` at once, each for an address of its own, as from many clients: no per-address or per-client
+    limit stops it."""
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(lambda i: _wrong_sign_in(url, f"guess-{i}@example.com"), range(n)))
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -77,3 +89,22 @@ def test_sign_in_flood_on_one_address_never_checks_more_than_the_limit(start_ser
     )
     statuses = [r.status_code for r in _flood(server.url, "victim@example.com", 16)]
     assert statuses.count(401) == 5 and statuses.count(429) == 11, statuses
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_sign_in_flood_from_many_addresses_hashes_no_more_than_the_budget(start_server, db_url):
+    """Half a hash a second after a burst of 5, waiting at most 4 s: of 20 at once, the burst and the two
+    shares due within 4 s are checked (401), every other is refused at once without hashing. With slots
+    and time enough for all 20, only the budget stops them."""
+    env = {
+        **NO_LIMITS,
+        "CARTBACK_SIGN_IN_HASHES": "2",
+        "CARTBACK_SIGN_IN_WAIT_SECONDS": "4",
+        "CARTBACK_SIGN_IN_HASHES_PER_SECOND": "0.5",
+    }
+    server = start_server(db_url, env=env)
+    statuses = [r.status_code for r in _distributed_flood(server.url, 20)]
+    # 7 when all 20 arrive within a second of each other; 8 if they straggle over more than 2 s.
+    assert 7 <= statuses.count(401) <= 8, statuses
+    assert statuses.count(503) == 20 - statuses.count(401)
+    assert _metric(server.url, "cartback_sign_in_busy_total") == statuses.count(503)

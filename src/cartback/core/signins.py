@@ -17,12 +17,20 @@ busy (503), so a flood costs at most `slots` x 32 MiB and `slots` cores, and wai
 more than their parsed form. The hashes run in processes of their own at the lowest CPU priority
 (cartback/processes.py), so on a busy machine the flood slows down rather than every other workspace's
 requests, and the server's own memory and caches are not the ones the hashes sweep.
+
+A low priority is not enough on its own: scrypt sweeps 32 MiB, more than a core's cache, and on a small
+(virtual) machine a hash running beside a request slows that request down whatever their priorities
+(measured in bench/README.md, "Hostile tenants"). So the gate also spends a budget, `HashBudget`: at most
+`per_second` hashes a second on average after a burst of `burst`. A sign-in that would have to wait past
+`wait` for its share is refused as busy at once, without hashing; a flood from any number of addresses
+then takes a bounded share of the machine, and people signing in at ordinary rates never notice it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -117,17 +125,47 @@ def _duration(seconds: int) -> str:
     return f"{math.ceil(seconds / 60)} minutes"
 
 
+class HashBudget:
+    """Hashes allowed at `per_second` on average, `burst` of them at once after a quiet spell (the generic
+    cell rate algorithm: one "next free" time, no timers). 0 per second: no budget."""
+
+    def __init__(
+        self, per_second: float, burst: int, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.interval = 1 / per_second if per_second > 0 else 0.0
+        self.burst = max(1, burst)
+        self.monotonic = monotonic
+        self._next = -math.inf  # when the budget is back to full
+
+    def reserve(self, wait: float) -> float | None:
+        """Seconds until this hash may start, its share now taken; None, taking nothing, when that is
+        longer than `wait`."""
+        if not self.interval:
+            return 0.0
+        now = self.monotonic()
+        full_at = max(self._next, now)
+        delay = max(0.0, full_at - (self.burst - 1) * self.interval - now)
+        if delay > wait:
+            return None
+        self._next = full_at + self.interval
+        return delay
+
+
+# Hashes a budget lets run at once after a quiet spell: a few people signing in together are not refused.
+HASH_BURST = 5
+
 # Every HashGate of the process shares these (tests build many apps); each gate bounds its own use.
 HASHES = processes.Pool("password hashes", niceness=19)
 
 
 class HashGate:
-    """At most `slots` password hashes at once, in processes of their own at the lowest CPU priority;
-    `running` and `peak` are exported as metrics."""
+    """At most `slots` password hashes at once and no more than `budget` allows, in processes of their own
+    at the lowest CPU priority; `running`, `peak` and `refused` are exported as metrics."""
 
-    def __init__(self, slots: int, wait: float) -> None:
+    def __init__(self, slots: int, wait: float, budget: HashBudget | None = None) -> None:
         self.slots = slots
         self.wait = wait
+        self.budget = budget or HashBudget(0, 1)
         self._limiter = anyio.CapacityLimiter(slots)
         HASHES.resize(max(HASHES.size, slots))
         self.running = 0
@@ -136,11 +174,14 @@ class HashGate:
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         """`fn(*args)` (picklable) in a hash process once a slot is free; Busy if none frees within `wait`
-        seconds, or if the process died."""
+        seconds, if the budget has no share for it within that time, or if the process died."""
+        delay = self.budget.reserve(self.wait)
         acquired = False
-        with anyio.move_on_after(self.wait):
-            await self._limiter.acquire()
-            acquired = True
+        if delay is not None:
+            with anyio.move_on_after(self.wait):
+                await anyio.sleep(delay)
+                await self._limiter.acquire()
+                acquired = True
         if not acquired:
             self.refused += 1
             raise Busy("Too many sign-ins at once. Try again in a moment.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -61,7 +62,9 @@ async def login(
         await guard.attempts.take_back(email, client)
         new_hash = None
         if passwords.needs_rehash(user.password_hash):
-            new_hash = await guard.gate.run(passwords.hash_password, password)
+            # The password was right: when hashing is busy, sign in now and re-hash at a quieter sign-in.
+            with contextlib.suppress(signins.Busy):
+                new_hash = await guard.gate.run(passwords.hash_password, password)
     except (signins.Locked, signins.Busy) as exc:
         if isinstance(exc, signins.Busy):  # the password was never checked
             await guard.attempts.take_back(email, client)
