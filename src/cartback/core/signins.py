@@ -22,8 +22,9 @@ A low priority is not enough on its own: scrypt sweeps 32 MiB, more than a core'
 (virtual) machine a hash running beside a request slows that request down whatever their priorities
 (measured in bench/README.md, "Hostile tenants"). So the gate also spends a budget, `HashBudget`: at most
 `per_second` hashes a second on average after a burst of `burst`. A sign-in that would have to wait past
-`wait` for its share is refused as busy at once, without hashing; a flood from any number of addresses
-then takes a bounded share of the machine, and people signing in at ordinary rates never notice it.
+`wait` for its share is refused as busy without hashing, once that wait is over (a client that retries
+at once then cannot turn cheap refusals into a flood of requests); a flood from any number of addresses
+takes a bounded share of the machine, and people signing in at ordinary rates never notice it.
 """
 
 from __future__ import annotations
@@ -177,11 +178,14 @@ class HashGate:
         seconds, if the budget has no share for it within that time, or if the process died."""
         delay = self.budget.reserve(self.wait)
         acquired = False
-        if delay is not None:
-            with anyio.move_on_after(self.wait):
-                await anyio.sleep(delay)
-                await self._limiter.acquire()
-                acquired = True
+        with anyio.move_on_after(self.wait):
+            if delay is None:
+                # Refused, but only once the wait is over, as when no slot frees: a flood's clients that
+                # retry at once would otherwise turn cheap refusals into a flood of requests.
+                await anyio.sleep_forever()
+            await anyio.sleep(delay or 0)
+            await self._limiter.acquire()
+            acquired = True
         if not acquired:
             self.refused += 1
             raise Busy("Too many sign-ins at once. Try again in a moment.")
