@@ -3,8 +3,8 @@ same body (bench/echo_app.py), same load, same time, interleaved round-robin.
 
     .venv/bin/python bench/ingest.py [--duration 10] [--connections 64] [--rounds 3]
                                      [--db sqlite|postgres|both] [--sync FULL|NORMAL|both] [--replay]
-                                     [--rows insert,replay,klaviyo,segment] [--api-only]
-                                     [--rate-limit off|on|both]
+                                     [--rows insert,replay,klaviyo,segment,with-sequence]
+                                     [--api-only] [--rate-limit off|on|both]
 
 Every round starts each server fresh (cartback on a new, empty database), warms it up for 2 s, then runs wrk
 for --duration seconds. With a new checkoutId per request cartback really inserts; --replay reuses a few
@@ -22,6 +22,14 @@ answers name no checkout, so their check counts instead: the checkouts stored ar
 least as many as the 2xx answers and at most one more per connection and wrk run (cut off when wrk
 stopped); every other one sent is then retried, after which exactly the sent ones are stored, 20 per
 Segment batch. A Segment batch answers in seconds at 64 connections: give it --duration 10 or more.
+`with-sequence` (SQLite only) posts Sequenzy checkouts to `serve` as shipped, its worker in-process even
+with --api-only, after one abandoned-checkout sequence is created and enabled through the API (trigger
+Checkout Started, matching_field checkoutId, stop on the checkout's order, one email after a minute).
+Once the dispatcher has handled every event, each stored Checkout Started must have exactly one enrollment
+in it; enrollment latency (enrollments.created_at - events.received_at) over the measured load's checkouts
+is printed as p50 / p99.
+A row its database cannot run (with-sequence on --db postgres) is refused; with --db both it runs on its
+own database only.
 Results are printed and written to bench/results/ingest-<time>.json.
 """
 
@@ -42,14 +50,17 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
+from automations import sequence_body
 from servers import cpu_seconds, drop_database, free_port, fresh_database, stop, wait_for_key
 
 from cartback.store.db import sqlalchemy_url
+from cartback.store.tables import enrollments, events
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -93,8 +104,30 @@ SURFACES = {
     "klaviyo": Surface("klaviyo", "/api/events", HERE / "payload-klaviyo.json", "bearer"),
     "segment": Surface("segment", "/v1/batch", HERE / "payload-segment.json", "basic", events=20),
 }
-ROWS = {"insert": ("sequenzy", "insert"), "replay": ("sequenzy", "replay"), "klaviyo": ("klaviyo", "insert")}
-ROWS["segment"] = ("segment", "insert")
+
+
+@dataclass(frozen=True)
+class Row:
+    """What one row loads cartback with, and how cartback runs for it."""
+
+    surface: str = "sequenzy"
+    mode: str = "insert"  # or "replay"
+    dbs: tuple[str, ...] = ("sqlite", "postgres")  # the databases the row runs on
+    # One enabled abandoned-checkout sequence, created before the load; `serve` runs its in-process
+    # worker whatever --api-only says, since enrolling is what the row measures.
+    sequence: bool = False
+    # `serve --no-worker` processes on the same database, each loaded by a wrk of its own at the same time.
+    nodes: int = 1
+
+
+ROWS = {
+    "insert": Row(),
+    "replay": Row(mode="replay"),
+    "klaviyo": Row("klaviyo"),
+    "segment": Row("segment"),
+    "with-sequence": Row(dbs=("sqlite",), sequence=True),
+}
+ENROLL_WAIT_SECONDS = 120  # after the load, for the in-process dispatcher to enroll what it has not yet
 
 
 @dataclass(frozen=True)
@@ -103,8 +136,7 @@ class Variant:
     db: str | None = None  # None: the echo app
     sync: str | None = None
     rate_limit: bool = False
-    surface: str = "sequenzy"
-    mode: str = "insert"
+    row: str = "insert"
 
 
 def main() -> None:
@@ -115,6 +147,12 @@ def main() -> None:
     rows = args.rows.split(",") if args.rows else ["replay" if args.replay else "insert"]
     if unknown := [r for r in rows if r not in ROWS]:
         sys.exit(f"--rows: unknown {unknown}; choose from {', '.join(ROWS)}")
+    dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    if cannot := [r for r in rows if not set(ROWS[r].dbs) & set(dbs)]:
+        sys.exit(
+            "; ".join(f"--rows {r} runs only on --db {' or '.join(ROWS[r].dbs)}" for r in cannot)
+            + f", not on --db {args.db}: run with --db both, or without {', '.join(cannot)}"
+        )
 
     def label(row: str) -> str:
         return "" if row == "insert" and len(rows) == 1 else f" {row}"
@@ -123,12 +161,11 @@ def main() -> None:
     if args.db in ("sqlite", "both"):
         syncs = ["FULL", "NORMAL"] if args.sync == "both" else [args.sync]
         variants += [
-            Variant(
-                f"cartback sqlite {s}{' +ratelimit' if rl else ''}{label(row)}", "sqlite", s, rl, *ROWS[row]
-            )
+            Variant(f"cartback sqlite {s}{' +ratelimit' if rl else ''}{label(row)}", "sqlite", s, rl, row)
             for s in syncs
             for rl in limited
             for row in rows
+            if "sqlite" in ROWS[row].dbs
         ]
     if args.db in ("postgres", "both"):
         variants += [
@@ -137,10 +174,11 @@ def main() -> None:
                 "postgres",
                 None,
                 rl,
-                *ROWS[row],
+                row,
             )
             for rl in limited
             for row in rows
+            if "postgres" in ROWS[row].dbs
         ]
 
     runs = []
@@ -172,9 +210,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--rows",
         default="",
-        help="comma-separated rows of one run: insert, replay, klaviyo, segment (default: insert)",
+        help="comma-separated rows of one run: insert, replay, klaviyo, segment, with-sequence (SQLite) "
+        "(default: insert)",
     )
-    p.add_argument("--api-only", action="store_true", help="serve --no-worker: no in-process scheduler")
+    p.add_argument(
+        "--api-only",
+        action="store_true",
+        help="serve --no-worker: no in-process scheduler (with-sequence runs it all the same)",
+    )
     p.add_argument(
         "--rate-limit",
         choices=["off", "on", "both"],
@@ -194,97 +237,153 @@ def parse_args() -> argparse.Namespace:
 
 
 def run_one(variant: Variant, rnd: int, args: argparse.Namespace, tmp: Path) -> dict:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log_path = tmp / f"{variant.name.replace(' ', '-')}-{rnd}.log"
+    row = ROWS[variant.row]
+    nodes = row.nodes if variant.db else 1
+    stem = f"{variant.name.replace(' ', '-')}-{rnd}"
+    ports = [free_port() for _ in range(nodes)]
+    bases = [f"http://127.0.0.1:{port}" for port in ports]
+    log_paths = [tmp / f"{stem}-{n + 1}.log" for n in range(nodes)]
     db_url = key = None
+    env = dict(os.environ)
     if variant.db is None:
-        cmd = [BIN / "uvicorn", *UVICORN_FLAGS, "--port", str(port), "bench.echo_app:app"]
-        env = dict(os.environ)
         key = "unused"
     else:
-        db_url = fresh_database(variant.db, tmp / f"{variant.name.replace(' ', '-')}-{rnd}.db", PG_BENCH_DB)
-        cmd = [BIN / "cartback", "serve", "--port", str(port), *(["--no-worker"] if args.api_only else [])]
-        env = dict(os.environ, CARTBACK_DATABASE_URL=db_url, CARTBACK_LOG_LEVEL="info")
+        db_url = fresh_database(variant.db, tmp / f"{stem}.db", PG_BENCH_DB)
+        env.update(CARTBACK_DATABASE_URL=db_url, CARTBACK_LOG_LEVEL="info")
         if variant.sync:
             env["CARTBACK_SQLITE_SYNCHRONOUS"] = variant.sync
         burst = args.rate_limit_burst if variant.rate_limit else 0
         env["CARTBACK_RATE_LIMIT_BURST"] = str(burst)
         env["CARTBACK_RATE_LIMIT_STEADY"] = str(burst * 60)
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    no_worker = nodes > 1 or (args.api_only and not row.sequence)
+
+    def command(port: int) -> list:
+        if variant.db is None:
+            return [BIN / "uvicorn", *UVICORN_FLAGS, "--port", str(port), "bench.echo_app:app"]
+        return [BIN / "cartback", "serve", "--port", str(port), *(["--no-worker"] if no_worker else [])]
+
+    procs: list[subprocess.Popen] = []
     try:
-        key = key or wait_for_key(log_path, proc, env)
-        wait_healthy(base, proc)
-        mode, surface = variant.mode, SURFACES[variant.surface]
-        tags = ("replay", "replay") if mode == "replay" else (f"r{rnd}w", f"r{rnd}m")
-        warm = wrk(base, key, mode, tags[0], WARMUP_SECONDS, args, tmp, surface)
-        cpu0 = cpu_seconds(proc.pid)
-        load = wrk(base, key, mode, tags[1], args.duration, args, tmp, surface)
-        cpu = cpu_seconds(proc.pid) - cpu0
+        # One after the other: the first migrates the new database and creates the workspace.
+        for port, base, log_path in zip(ports, bases, log_paths, strict=True):
+            with open(log_path, "w") as log:
+                procs.append(
+                    subprocess.Popen(command(port), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+                )
+            key = key or wait_for_key(log_path, procs[-1], env)
+            wait_healthy(base, procs[-1])
+        sequence_id = create_sequence(bases[0], key) if row.sequence and db_url else None
+        mode, surface = row.mode, SURFACES[row.surface]
+        suffixes = [""] if nodes == 1 else [f"n{n + 1}" for n in range(nodes)]
+        tags = [
+            ("replay", "replay") if mode == "replay" else (f"r{rnd}w{x}", f"r{rnd}m{x}") for x in suffixes
+        ]
+        warm = wrk(bases, key, mode, [t[0] for t in tags], WARMUP_SECONDS, args, tmp, surface)
+        cpu0 = sum(cpu_seconds(p.pid) for p in procs)
+        load = wrk(bases, key, mode, [t[1] for t in tags], args.duration, args, tmp, surface)
+        cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
         checks = None
         if db_url is not None and surface.name != "sequenzy":
-            checks = counted_check(base, key, db_url, [warm, load], tags, surface, args.connections)
+            checks = counted_check(
+                bases[0], key, db_url, [warm[0], load[0]], tags[0], surface, args.connections
+            )
         elif db_url is not None:
-            checks = answer_cut_off(base, key, [warm, load], mode, tags)
-            checks["identical_retry"] = identical_retry(base, key, f"{tags[1]}-retry", load, checks["ok_ids"])
+            checks = {"ok_ids": set(), "retried": 0}
+            for n, base in enumerate(bases):
+                node = answer_cut_off(base, key, [warm[n], load[n]], mode, tags[n])
+                checks["ok_ids"] |= node["ok_ids"]
+                checks["retried"] += node["retried"]
+            # With two nodes the second sending of each goes to the other node.
+            retry_id = f"{tags[0][1]}-retry"
+            checks["identical_retry"] = identical_retry(bases, key, retry_id, load[-1], checks["ok_ids"])
+        enrolled = enrollment_check(db_url, sequence_id, tags[0][1]) if sequence_id and db_url else None
     finally:
-        stop(proc)
-    events = SURFACES[variant.surface].events
+        for proc in procs:
+            stop(proc)
+    events = surface.events
+    seconds = [r["duration_us"] / 1e6 for r in load]
+    requests = sum(r["requests"] for r in load)
     run = {
         "server": variant.name,
         "round": rnd,
-        # Events per second: a Segment batch carries several.
-        "rps": events * load["requests"] / (load["duration_us"] / 1e6),
-        "p50_ms": load["p50_us"] / 1000,
-        "p99_ms": load["p99_us"] / 1000,
-        "non2xx": sum(t["non2xx"] for t in load["threads"]),
-        "socket_errors": sum(v for k, v in load["errors"].items() if k != "status"),
-        "server_cpu": cpu / (load["duration_us"] / 1e6),  # cores busy
-        "cpu_ms_per_req": cpu * 1000 / max(events * load["requests"], 1),
+        # Events per second: a Segment batch carries several. Several nodes: their rates summed.
+        "rps": sum(events * r["requests"] / t for r, t in zip(load, seconds, strict=True)),
+        # Several nodes: the slower node's.
+        "p50_ms": max(r["p50_us"] for r in load) / 1000,
+        "p99_ms": max(r["p99_us"] for r in load) / 1000,
+        "non2xx": sum(t["non2xx"] for r in load for t in r["threads"]),
+        "socket_errors": sum(v for r in load for k, v in r["errors"].items() if k != "status"),
+        "server_cpu": cpu / max(seconds),  # cores busy, all nodes together
+        "cpu_ms_per_req": cpu * 1000 / max(events * requests, 1),
     }
-    if match := BATCH_LINE.search(log_path.read_text()):
-        jobs, commits = map(int, match.groups())
-        run["mean_batch"] = jobs / commits
+    if nodes > 1:
+        run["node_rps"] = [events * r["requests"] / t for r, t in zip(load, seconds, strict=True)]
+    batches = [m.groups() for p in log_paths if (m := BATCH_LINE.search(p.read_text()))]
+    if batches:
+        run["mean_batch"] = sum(int(j) for j, _ in batches) / max(sum(int(c) for _, c in batches), 1)
     if db_url is not None:
+        assert checks is not None
         run["verify"] = checks["verify"] if "verify" in checks else verify(db_url, checks)
+        if enrolled is not None:
+            run["verify"]["enrollment"] = enrolled
+            run["verify"]["ok"] = run["verify"]["ok"] and enrolled["ok"]
+            run["enroll_p50_ms"] = enrolled["latency_p50_ms"]
+            run["enroll_p99_ms"] = enrolled["latency_p99_ms"]
         drop_database(variant.db, PG_BENCH_DB)
     return run
 
 
 def wrk(
-    base: str,
+    bases: list[str],
     key: str,
     mode: str,
-    tag: str,
+    tags: list[str],
     seconds: int,
     args: argparse.Namespace,
     tmp: Path,
     surface: Surface = SURFACES["sequenzy"],
-) -> dict:
-    out = tmp / f"wrk-{tag}.json"
-    cmd = [
-        "wrk",
-        f"-t{args.threads}",
-        f"-c{args.connections}",
-        f"-d{seconds}s",
-        "--timeout",
-        "10s",
-        "-s",
-        str(LUA),
-        base,
-        "--",
-        str(surface.payload),
-        mode,
-        tag,
-        str(out),
-        key,
-        str(REPLAY_KEYS),
-        surface.path,
-        surface.auth(key),
-    ]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    return json.loads(out.read_text())
+) -> list[dict]:
+    """One wrk per server, all at the same time, sharing --connections and --threads between them."""
+    procs = []
+    for base, tag in zip(bases, tags, strict=True):
+        cmd = [
+            "wrk",
+            f"-t{max(args.threads // len(bases), 1)}",
+            f"-c{max(args.connections // len(bases), 1)}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(LUA),
+            base,
+            "--",
+            str(surface.payload),
+            mode,
+            tag,
+            str(tmp / f"wrk-{tag}.json"),
+            key,
+            str(REPLAY_KEYS),
+            surface.path,
+            surface.auth(key),
+        ]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL))
+    for proc in procs:
+        if proc.wait() != 0:
+            raise RuntimeError(f"wrk exited with {proc.returncode}")
+    return [json.loads((tmp / f"wrk-{tag}.json").read_text()) for tag in tags]
+
+
+def create_sequence(base: str, key: str) -> str:
+    """The abandoned-checkout sequence bench/automations.py measures (matching_field checkoutId, stop on
+    the checkout's order, one email after a minute), created and enabled through the API."""
+    status, body = request(base, key, "/api/v1/sequences", sequence_body(1.0))
+    if status >= 300:
+        raise RuntimeError(f"creating the sequence: {status} {body!r}")
+    sequence_id = json.loads(body)["sequence"]["id"]
+    status, body = request(base, key, f"/api/v1/sequences/{sequence_id}/enable", {})
+    if status >= 300:
+        raise RuntimeError(f"enabling the sequence: {status} {body!r}")
+    return str(sequence_id)
 
 
 # -- correctness -----------------------------------------------------------------------------------
@@ -308,12 +407,13 @@ def answer_cut_off(base: str, key: str, loads: list[dict], mode: str, tags: tupl
     return {"ok_ids": ok, "retried": retried}
 
 
-def identical_retry(base: str, key: str, new_id: str, load: dict, ok_ids: set[str]) -> bool:
-    """A new checkout sent twice, and a checkout from the run sent twice more, get identical answers."""
+def identical_retry(bases: list[str], key: str, new_id: str, load: dict, ok_ids: set[str]) -> bool:
+    """A new checkout sent twice, and a checkout from the run sent twice more, get identical answers (the
+    first sending to the first server, the second to the last one)."""
     old_id = next((i for t in load["threads"] for i in t["ok"]), new_id)
     same = True
     for checkout_id in dict.fromkeys([new_id, old_id]):
-        first, second = post(base, key, checkout_id), post(base, key, checkout_id)
+        first, second = post(bases[0], key, checkout_id), post(bases[-1], key, checkout_id)
         same = same and first[0] < 300 and first == second
         if first[0] < 300:
             ok_ids.add(checkout_id)
@@ -381,6 +481,69 @@ def counted_check(
     return {"verify": result}
 
 
+def enrollment_check(db_url: str, sequence_id: str, measured_tag: str) -> dict:
+    """Once the dispatcher has handled every event (or ENROLL_WAIT_SECONDS have passed): each stored
+    Checkout Started has exactly one enrollment in the sequence, and none enrolled from anything else.
+    Latency = enrollments.created_at - events.received_at, over the checkouts of the measured load."""
+    engine = sa.create_engine(sqlalchemy_url(db_url), poolclass=sa.NullPool)
+    undispatched = sa.select(sa.func.count()).select_from(events).where(events.c.dispatched_at.is_(None))
+    deadline = time.monotonic() + ENROLL_WAIT_SECONDS
+    waited = time.monotonic()
+    with engine.connect() as conn:
+        while (left := conn.execute(undispatched).scalar_one()) and time.monotonic() < deadline:
+            conn.rollback()
+            time.sleep(0.2)
+        waited = time.monotonic() - waited
+        started = conn.execute(
+            sa.select(events.c.id, events.c.idempotency_key, events.c.received_at).where(
+                events.c.name == "ecommerce.checkout_started"
+            )
+        ).all()
+        enrolled = conn.execute(
+            sa.select(enrollments.c.trigger_event_id, enrollments.c.created_at).where(
+                enrollments.c.sequence_id == sequence_id
+            )
+        ).all()
+    engine.dispose()
+    per_event = Counter(e.trigger_event_id for e in enrolled)
+    received = {e.id: e.received_at for e in started}
+    measured = {e.id for e in started if e.idempotency_key.startswith(f"checkout:{measured_tag}-")}
+    mine = [e for e in enrolled if e.trigger_event_id in measured]
+    latency_ms = sorted((e.created_at - received[e.trigger_event_id]).total_seconds() * 1000 for e in mine)
+    # How far enrolling trailed the load: the last enrollment against the last checkout received.
+    trailed = (
+        (max(e.created_at for e in mine) - max(received[i] for i in measured)).total_seconds()
+        if mine
+        else 0.0
+    )
+
+    def pct(p: float) -> float:
+        return latency_ms[min(len(latency_ms) - 1, round(p * (len(latency_ms) - 1)))] if latency_ms else 0.0
+
+    result = {
+        "checkout_events": len(started),
+        "enrollments": len(enrolled),
+        "not_enrolled": sum(1 for i in received if i not in per_event),
+        "enrolled_more_than_once": sum(1 for i in received if per_event[i] > 1),
+        "enrolled_from_other_events": sum(n for i, n in per_event.items() if i not in received),
+        "undispatched_events": left,
+        "last_enrolled_after_last_received_s": round(trailed, 3),
+        "waited_for_dispatch_after_checks_s": round(waited, 2),
+        "latency_n": len(latency_ms),
+        "latency_p50_ms": pct(0.5),
+        "latency_p99_ms": pct(0.99),
+        "latency_max_ms": latency_ms[-1] if latency_ms else 0.0,
+    }
+    result["ok"] = (
+        not left
+        and bool(started)
+        and len(enrolled) == len(started)
+        and all(per_event[i] == 1 for i in received)
+        and not result["enrolled_from_other_events"]
+    )
+    return result
+
+
 def verify(db_url: str, checks: dict) -> dict:
     answered = checks["ok_ids"]
     engine = sa.create_engine(sqlalchemy_url(db_url), poolclass=sa.NullPool)
@@ -413,14 +576,18 @@ def verify(db_url: str, checks: dict) -> dict:
 
 def post(base: str, key: str, checkout_id: str, surface: Surface = SURFACES["sequenzy"]) -> tuple[int, bytes]:
     body = surface.payload.read_text().replace("@ID@", checkout_id).encode()
+    return send(base, surface.path, surface.auth(key), body)
+
+
+def request(base: str, key: str, path: str, payload: dict) -> tuple[int, bytes]:
+    return send(base, path, f"Bearer {key}", json.dumps(payload).encode())
+
+
+def send(base: str, path: str, auth: str, body: bytes) -> tuple[int, bytes]:
     req = urllib.request.Request(
-        f"{base}{surface.path}",
+        f"{base}{path}",
         data=body,
-        headers={
-            "Authorization": surface.auth(key),
-            "Content-Type": "application/json",
-            "revision": "2026-10-15",
-        },
+        headers={"Authorization": auth, "Content-Type": "application/json", "revision": "2026-10-15"},
     )
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
@@ -453,6 +620,13 @@ def fmt_run(r: dict) -> str:
     )
     if "mean_batch" in r:
         text += f"  batch {r['mean_batch']:.1f}"
+    if "node_rps" in r:
+        text += "  nodes " + " + ".join(f"{n:,.0f}" for n in r["node_rps"]) + " req/s"
+    if "enroll_p50_ms" in r:
+        late = r["verify"]["enrollment"]["last_enrolled_after_last_received_s"]
+        text += (
+            f"  enrolled p50 {r['enroll_p50_ms']:.0f} ms p99 {r['enroll_p99_ms']:.0f} ms (last {late:.1f} s)"
+        )
     if "verify" in r:
         text += "  verify " + ("ok" if r["verify"]["ok"] else f"FAILED {r['verify']}")
     return text
@@ -463,7 +637,8 @@ def summarize(runs: list[dict], variants: list[Variant]) -> list[dict]:
     for v in variants:
         mine = [r for r in runs if r["server"] == v.name]
         row = {"server": v.name, "n": len(mine), "non2xx": sum(r["non2xx"] for r in mine)}
-        for k in ("rps", "p50_ms", "p99_ms", "ratio", "server_cpu", "cpu_ms_per_req", "mean_batch"):
+        stats = ("rps", "p50_ms", "p99_ms", "ratio", "server_cpu", "cpu_ms_per_req", "mean_batch")
+        for k in (*stats, "enroll_p50_ms", "enroll_p99_ms"):
             values = [r[k] for r in mine if k in r]
             if values:
                 row[k] = {"min": min(values), "median": statistics.median(values), "max": max(values)}
@@ -477,13 +652,16 @@ def print_tables(runs: list[dict], summary: list[dict], args: argparse.Namespace
         args.rows or ("replay (idempotent path)" if args.replay else "insert (new checkoutId per request)")
     )
     mode += ", serve --no-worker" if args.api_only else ", serve with its in-process scheduler"
+    if "with-sequence" in args.rows.split(","):
+        mode += " (with-sequence: always in-process, one enabled sequence)"
     print(f"\n{mode}; wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {args.rounds} rounds\n")
-    print("| round | server | req/s | p50 ms | p99 ms | non-2xx | ratio |")
-    print("|---|---|---|---|---|---|---|")
+    print("| round | server | req/s | p50 ms | p99 ms | non-2xx | ratio | enrolled p50 / p99 ms |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in runs:
+        enrolled = f"{r['enroll_p50_ms']:.0f} / {r['enroll_p99_ms']:.0f}" if "enroll_p50_ms" in r else "-"
         print(
             f"| {r['round']} | {r['server']} | {r['rps']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-            f"{r['non2xx']} | {r['ratio']:.2f} |"
+            f"{r['non2xx']} | {r['ratio']:.2f} | {enrolled} |"
         )
 
     def mmm(stat: dict, f: str) -> str:
@@ -492,16 +670,18 @@ def print_tables(runs: list[dict], summary: list[dict], args: argparse.Namespace
     print("\nmin / **median** / max over rounds\n")
     print(
         "| server | req/s | p50 ms | p99 ms | non-2xx | ratio to echo | server CPU cores | CPU ms/req "
-        "| mean batch | verified |"
+        "| mean batch | enrolled p99 ms | verified |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for s in summary:
         batch = mmm(s["mean_batch"], ".1f") if "mean_batch" in s else "-"
+        enrolled = mmm(s["enroll_p99_ms"], ".0f") if "enroll_p99_ms" in s else "-"
         verified = {None: "-", True: "yes", False: "**NO**"}[s["verified"]]
         print(
             f"| {s['server']} | {mmm(s['rps'], ',.0f')} | {mmm(s['p50_ms'], '.1f')} | "
             f"{mmm(s['p99_ms'], '.1f')} | {s['non2xx']} | {mmm(s['ratio'], '.2f')} | "
-            f"{mmm(s['server_cpu'], '.2f')} | {mmm(s['cpu_ms_per_req'], '.2f')} | {batch} | {verified} |"
+            f"{mmm(s['server_cpu'], '.2f')} | {mmm(s['cpu_ms_per_req'], '.2f')} | {batch} | {enrolled} | "
+            f"{verified} |"
         )
 
 
