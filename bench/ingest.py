@@ -3,7 +3,7 @@ same body (bench/echo_app.py), same load, same time, interleaved round-robin.
 
     .venv/bin/python bench/ingest.py [--duration 10] [--connections 64] [--rounds 3]
                                      [--db sqlite|postgres|both] [--sync FULL|NORMAL|both] [--replay]
-                                     [--rows insert,replay,klaviyo,segment,with-sequence]
+                                     [--rows insert,replay,klaviyo,segment,with-sequence,two-nodes]
                                      [--api-only] [--rate-limit off|on|both]
 
 Every round starts each server fresh (cartback on a new, empty database), warms it up for 2 s, then runs wrk
@@ -28,8 +28,12 @@ Checkout Started, matching_field checkoutId, stop on the checkout's order, one e
 Once the dispatcher has handled every event, each stored Checkout Started must have exactly one enrollment
 in it; enrollment latency (enrollments.created_at - events.received_at) over the measured load's checkouts
 is printed as p50 / p99.
-A row its database cannot run (with-sequence on --db postgres) is refused; with --db both it runs on its
-own database only.
+`two-nodes` (PostgreSQL only) starts two `serve --no-worker` on the same database and loads them together
+with two wrk, each with half of --connections and --threads; the row's rate is the two rates summed (its
+ratio is against one echo), its latencies the slower node's; the stored rows must be exactly the union of
+both nodes' 2xx checkoutIds, and a checkout sent to one node and then to the other gets identical answers.
+A row its database cannot run (with-sequence on --db postgres, two-nodes on --db sqlite) is refused; with
+--db both each of them runs on its own database only.
 Results are printed and written to bench/results/ingest-<time>.json.
 """
 
@@ -126,6 +130,7 @@ ROWS = {
     "klaviyo": Row("klaviyo"),
     "segment": Row("segment"),
     "with-sequence": Row(dbs=("sqlite",), sequence=True),
+    "two-nodes": Row(dbs=("postgres",), nodes=2),
 }
 ENROLL_WAIT_SECONDS = 120  # after the load, for the in-process dispatcher to enroll what it has not yet
 
@@ -210,13 +215,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--rows",
         default="",
-        help="comma-separated rows of one run: insert, replay, klaviyo, segment, with-sequence (SQLite) "
-        "(default: insert)",
+        help="comma-separated rows of one run: insert, replay, klaviyo, segment, with-sequence (SQLite), "
+        "two-nodes (PostgreSQL) (default: insert)",
     )
     p.add_argument(
         "--api-only",
         action="store_true",
-        help="serve --no-worker: no in-process scheduler (with-sequence runs it all the same)",
+        help="serve --no-worker: no in-process scheduler (with-sequence runs it all the same, two-nodes "
+        "never does)",
     )
     p.add_argument(
         "--rate-limit",
@@ -654,6 +660,8 @@ def print_tables(runs: list[dict], summary: list[dict], args: argparse.Namespace
     mode += ", serve --no-worker" if args.api_only else ", serve with its in-process scheduler"
     if "with-sequence" in args.rows.split(","):
         mode += " (with-sequence: always in-process, one enabled sequence)"
+    if "two-nodes" in args.rows.split(","):
+        mode += " (two-nodes: two serve --no-worker, a wrk each with half the connections, rates summed)"
     print(f"\n{mode}; wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {args.rounds} rounds\n")
     print("| round | server | req/s | p50 ms | p99 ms | non-2xx | ratio | enrolled p50 / p99 ms |")
     print("|---|---|---|---|---|---|---|---|")
