@@ -60,14 +60,26 @@ class CheckoutRequest:
 
 def record_checkouts(tx: Tx, requests: list[CheckoutRequest]) -> list[CheckoutRecorded]:
     """`record_checkout` for each request, as if run one after the other, in fewer statements: the
-    commonest request, a new checkout by a new person named by email alone, is stored set-wise (one
-    query finds which checkouts and people exist, one executemany each writes subscribers, events and
-    checkouts). The rest (a retry or a changed cart, someone already known, a person named by other ids,
-    a checkout or an email seen earlier in `requests`) then go one by one through `record_checkout`, so
-    they find what the set-wise part stored. The group-commit writer calls this with the checkouts of
+    commonest request, a new checkout by a new person named by email alone, is stored set-wise
+    (`record_new`). The rest (a retry or a changed cart, someone already known, a person named by other
+    ids, a checkout or an email seen earlier in `requests`) then go one by one through `record_checkout`,
+    so they find what the set-wise part stored. The group-commit writer calls this with the checkouts of
     one commit (Database.write_each)."""
+    answers = record_new(tx, requests)
+    for i, request in enumerate(requests):
+        if i not in answers:
+            answers[i] = record_checkout(tx, request.workspace_id, request.data, request.now)
+    return [answers[i] for i in range(len(requests))]
+
+
+def record_new(tx: Tx, requests: list[CheckoutRequest]) -> dict[int, CheckoutRecorded]:
+    """The set-wise part of `record_checkouts`: the requests that are a new checkout by a new person
+    named by an email, and perhaps an anonymous id, nothing else, each the first in `requests` to name
+    its checkout, email or anonymous id, stored as `record_checkout` would store them, with one query per
+    workspace and kind of key for what exists and one executemany each for subscribers, events and
+    checkouts. Returns their answers by position; every other request is left to the caller, to be
+    recorded one by one after these."""
     answers: dict[int, CheckoutRecorded] = {}
-    one_by_one: list[int] = []
     by_workspace: dict[str, list[int]] = {}
     for i, request in enumerate(requests):
         by_workspace.setdefault(request.workspace_id, []).append(i)
@@ -77,23 +89,33 @@ def record_checkouts(tx: Tx, requests: list[CheckoutRequest]) -> list[CheckoutRe
     for workspace_id, members in by_workspace.items():
         checkout_ids = list(dict.fromkeys(requests[i].data.checkout_id for i in members))
         taken_checkouts = set(store.find_many(tx, workspace_id, checkout_ids))
-        candidates: dict[str, int] = {}  # email key -> request
+        named: set[tuple[str, str]] = set()  # the emails and anonymous ids of earlier requests
+        candidates: dict[int, str] = {}  # request -> its email's key
         for i in members:
             data = requests[i].data
             customer = data.customer
-            plain = customer.email and not (customer.external_id or customer.phone or customer.anonymous_id)
-            key = subscriber_store.email_key(customer.email) if plain and customer.email else None
-            if key is None or data.checkout_id in taken_checkouts or key in candidates:
-                one_by_one.append(i)
-            else:
-                candidates[key] = i
+            key = subscriber_store.email_key(customer.email) if customer.email else None
+            names = {("email", key)} if key is not None else set()
+            if customer.anonymous_id:
+                names.add(("anonymous", customer.anonymous_id))
+            if (
+                key is not None
+                and not (customer.external_id or customer.phone)
+                and data.checkout_id not in taken_checkouts
+                and named.isdisjoint(names)
+            ):
+                candidates[i] = key
+            named |= names
             taken_checkouts.add(data.checkout_id)
-        known = subscriber_store.find_many_by_email_key(tx, workspace_id, list(candidates))
-        for key, i in candidates.items():
-            if key in known:
-                one_by_one.append(i)
-                continue
+        known = subscriber_store.find_many_by_email_key(tx, workspace_id, list(candidates.values()))
+        held = subscriber_store.held_anonymous_ids(
+            tx, workspace_id, [a for i in candidates if (a := requests[i].data.customer.anonymous_id)]
+        )
+        for i, key in candidates.items():
             request = requests[i]
+            anonymous_id = request.data.customer.anonymous_id
+            if key in known or (anonymous_id is not None and anonymous_id in held):
+                continue
             sub = subscribers.new_from(workspace_id, request.data.customer, request.now)
             new_subscribers.append(sub)
             new_events.append(subscribers.created_event(sub, request.now))
@@ -104,10 +126,7 @@ def record_checkouts(tx: Tx, requests: list[CheckoutRequest]) -> list[CheckoutRe
     subscriber_store.insert_many(tx, new_subscribers)
     event_store.append_many(tx, new_events)
     store.insert_many(tx, new_checkouts)
-    for i in sorted(one_by_one):
-        request = requests[i]
-        answers[i] = record_checkout(tx, request.workspace_id, request.data, request.now)
-    return [answers[i] for i in range(len(requests))]
+    return answers
 
 
 def _checkout_event(

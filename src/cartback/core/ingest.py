@@ -18,6 +18,7 @@ from typing import Any
 
 from cartback.core import checkouts, events, identities, orders, profiles, subscribers, suppressions
 from cartback.store import segment_messages as message_store
+from cartback.store import subscribers as subscriber_store
 from cartback.store.db import Tx
 
 
@@ -92,6 +93,15 @@ class Outcome:
     replayed: int
 
 
+@dataclass(frozen=True)
+class Request:
+    """One request's messages as `apply_many` takes them: which workspace, what, when received."""
+
+    workspace_id: str
+    messages: list[Message]
+    now: datetime
+
+
 def apply(tx: Tx, workspace_id: str, messages: list[Message], now: datetime) -> Outcome:
     """Apply every message, in order, except those whose message id was applied before. A message id
     repeated inside the batch counts once, as a replay of its first occurrence."""
@@ -108,6 +118,92 @@ def apply(tx: Tx, workspace_id: str, messages: list[Message], now: datetime) -> 
         applied += 1
     message_store.add(tx, workspace_id, remembered, now)
     return Outcome(applied=applied, replayed=len(messages) - applied)
+
+
+def apply_many(tx: Tx, requests: list[Request]) -> list[Outcome]:
+    """`apply` for each request, as if run one after the other in this order, in fewer statements: the
+    message ids are looked up once per workspace and remembered with one executemany, and a started
+    checkout that `checkouts.record_new` can store set-wise (a new checkout by a new person) is stored so
+    when no earlier action names its checkout, email or anonymous id, nor changes an order in its
+    workspace (an order links its checkout). Every other action is then applied one by one, in order.
+    Running those after the set-wise ones changes nothing: what those store is nothing an earlier action
+    could find or change, so each person's events keep their order. The group-commit writer calls this
+    with the requests of one commit (Database.write_each)."""
+    wanted: dict[str, list[str]] = {}
+    for request in requests:
+        ids = [m.message_id for m in request.messages if m.message_id is not None]
+        if ids:
+            wanted.setdefault(request.workspace_id, []).extend(ids)
+    done = {workspace_id: message_store.seen(tx, workspace_id, ids) for workspace_id, ids in wanted.items()}
+    remembered: list[tuple[str, str, str, datetime]] = []
+    actions: list[tuple[str, Action, datetime]] = []
+    outcomes: list[Outcome] = []
+    for request in requests:
+        applied = 0
+        for message in request.messages:
+            if message.message_id is not None:
+                seen = done[request.workspace_id]
+                if message.message_id in seen:
+                    continue
+                seen.add(message.message_id)
+                remembered.append((request.workspace_id, message.message_id, message.type, request.now))
+            actions.append((request.workspace_id, message.action, request.now))
+            applied += 1
+        outcomes.append(Outcome(applied=applied, replayed=len(request.messages) - applied))
+
+    named: set[tuple[str, str, str]] = set()
+    ordered: set[str] = set()  # workspaces where an earlier action changes an order
+    started: dict[int, checkouts.CheckoutRequest] = {}
+    for k, (workspace_id, action, now) in enumerate(actions):
+        names = _names(workspace_id, action)
+        if (
+            isinstance(action, CheckoutStarted)
+            and action.profile_id is None
+            and workspace_id not in ordered
+            and named.isdisjoint(names)
+        ):
+            started[k] = checkouts.CheckoutRequest(workspace_id, action.data, now)
+        named |= names
+        if isinstance(action, OrderStatusChange):
+            ordered.add(workspace_id)
+    positions = list(started)
+    stored = {positions[i] for i in checkouts.record_new(tx, list(started.values()))}
+    for k, (workspace_id, action, now) in enumerate(actions):
+        if k not in stored:
+            _apply(tx, workspace_id, action, now)
+    message_store.add_many(tx, remembered)
+    return outcomes
+
+
+def _names(workspace_id: str, action: Action) -> set[tuple[str, str, str]]:
+    """The emails, external ids, anonymous ids, phones and checkouts by which `action` may find or change
+    a person or a checkout, besides those it finds through a stored row (a profile id, an order's
+    customer), which a new checkout by a new person cannot be."""
+    if isinstance(action, Alias):
+        return {
+            (workspace_id, "anonymous", action.previous_id),
+            (workspace_id, "external", action.previous_id),
+            (workspace_id, "external", action.user_id),
+        }
+    if isinstance(action, ProfileChange | CustomEvent):
+        identity = action.identity
+    elif isinstance(action, CheckoutStarted | OrderStatusChange):
+        identity = action.data.customer
+    else:
+        return set()
+    names = set()
+    if identity.email:
+        names.add((workspace_id, "email", subscriber_store.email_key(identity.email)))
+    for kind, value in (
+        ("external", identity.external_id),
+        ("anonymous", identity.anonymous_id),
+        ("phone", identity.phone),
+    ):
+        if value:
+            names.add((workspace_id, kind, value))
+    if isinstance(action, CheckoutStarted):
+        names.add((workspace_id, "checkout", action.data.checkout_id))
+    return names
 
 
 def _identity(

@@ -27,12 +27,17 @@ def seen(tx: Tx, workspace_id: str, message_ids: Sequence[str]) -> set[str]:
 def add(tx: Tx, workspace_id: str, applied: Sequence[tuple[str, str]], now: datetime) -> None:
     """Remember (messageId, type) pairs as applied. The primary key makes a concurrent writer applying the
     same message fail with an IntegrityError, so the writer re-runs the job and finds it seen."""
+    add_many(tx, [(workspace_id, message_id, kind, now) for message_id, kind in applied])
+
+
+def add_many(tx: Tx, applied: Sequence[tuple[str, str, str, datetime]]) -> None:
+    """`add` for (workspace, messageId, type, received at) rows of several workspaces, one executemany."""
     if not applied:
         return
     tx.execute(
         segment_messages.insert(),
         [
             {"workspace_id": workspace_id, "message_id": message_id, "type": kind, "received_at": now}
-            for message_id, kind in applied
+            for workspace_id, message_id, kind, now in applied
         ],
     )

@@ -111,6 +111,22 @@ def find_by_anonymous_id(tx: Tx, workspace_id: str, anonymous_id: str) -> Subscr
     return None if row is None else _from_row(row)
 
 
+_HELD_ANONYMOUS_IDS = sa.select(subscribers.c.anonymous_id).where(
+    subscribers.c.workspace_id == sa.bindparam("workspace_id"),
+    subscribers.c.anonymous_id.in_(sa.bindparam("anonymous_ids", expanding=True)),
+)
+
+
+def held_anonymous_ids(tx: Tx, workspace_id: str, anonymous_ids: Sequence[str]) -> set[str]:
+    """Which of these anonymous ids a subscriber holds, in one query."""
+    if not anonymous_ids:
+        return set()
+    rows = tx.execute(
+        _HELD_ANONYMOUS_IDS, {"workspace_id": workspace_id, "anonymous_ids": list(anonymous_ids)}
+    )
+    return set(rows.scalars())
+
+
 _FIND_BY_ID = sa.select(subscribers).where(
     subscribers.c.workspace_id == sa.bindparam("workspace_id"), subscribers.c.id == sa.bindparam("id")
 )

@@ -122,7 +122,7 @@ async def create_event(
     if attrs.time is not None:
         limits.check_time(attrs.time, now, f"{_ATTRS}/time")
     message = ingest.Message(to_action(attrs, now))
-    await svc.db.write(lambda tx: ingest.apply(tx, who.workspace_id, [message], now))
+    await svc.db.write_each(ingest.apply_many, ingest.Request(who.workspace_id, [message], now))
     return Response(status_code=202)
 
 

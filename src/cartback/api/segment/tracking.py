@@ -28,7 +28,7 @@ async def _apply(
     now = svc.clock.now()
     batch = [mapping.to_message(m, w, sent_at=sent_at, now=now) for m, w in zip(messages, where, strict=True)]
     if batch:
-        await svc.db.write(lambda tx: ingest.apply(tx, who.workspace_id, batch, now))
+        await svc.db.write_each(ingest.apply_many, ingest.Request(who.workspace_id, batch, now))
     return models.Accepted()
 
 
