@@ -24,7 +24,7 @@ from cartback.core import attribution, mail, signins, webhooks
 from cartback.core import ratelimits as budgets
 from cartback.core.clock import Clock, system_clock
 from cartback.core.units import Transactions
-from cartback.delivery import render
+from cartback.delivery import render, render_budget
 from cartback.scheduler import mail_sender, webhook_sender
 from cartback.scheduler.worker import Worker
 from cartback.settings import Settings
@@ -125,6 +125,7 @@ def create_app(
     metrics = process_metrics(db)
     options = mail_options(settings)
     render.PROCESSES.resize(settings.render_processes)
+    render_budget.BUDGET.configure(settings.render_seconds_per_minute)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -24,6 +24,8 @@ class CartbackError(Exception):
 
     status_code = 500
     code = "internal_error"
+    # Seconds after which a retry may succeed (429, 503): sent as Retry-After.
+    retry_after: int | None = None
 
     def __init__(self, message: str | None = None) -> None:
         self.message = message or (self.__doc__ or "").strip()

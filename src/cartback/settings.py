@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     # tenant's heavy template holds no lock other workspaces' requests need; 0 renders in the server's
     # own threads.
     render_processes: int = Field(1, ge=0, le=64)
+    # Render CPU seconds a minute one workspace may ask for while handling requests (previews, sends on the
+    # request path, checks at save), per process; beyond it 429 until it refills (delivery/render_budget.py).
+    # 0 lifts it.
+    render_seconds_per_minute: float = Field(15.0, ge=0, le=3600)
 
     @field_validator("log_level", mode="before")
     @classmethod

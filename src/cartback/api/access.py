@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cartback import logs
 from cartback import metrics as metrics_module
+from cartback.delivery import render_budget
 
 _VALID_ID = re.compile(rb"[A-Za-z0-9._:+/=-]{1,128}")
 _HEADER = b"x-request-id"
@@ -81,7 +82,7 @@ class AccessLog:
                 message = {**message, "headers": headers}
             await send(message)
 
-        with logs.request_scope(request_id=request_id) as fields:
+        with logs.request_scope(request_id=request_id) as fields, render_budget.request():
             try:
                 await self.app(scope, receive, send_with_id)
             finally:

@@ -11,6 +11,7 @@ from cartback import errors, logs
 from cartback.core import apikeys, mail
 from cartback.core.clock import Clock
 from cartback.core.units import Transactions
+from cartback.delivery import render_budget
 from cartback.settings import Settings
 
 # A revoked key keeps working on a node for at most this long; the cache spares a query per request.
@@ -58,6 +59,7 @@ class KeyCache:
         if key is None:
             raise errors.Unauthorized("invalid API key")
         logs.note(workspace_id=key.workspace_id)  # for the access log line
+        render_budget.charge_to(key.workspace_id)  # renders this request asks for spend its budget
         apikeys.check_usable(key, self._clock.now())
         return Principal(key.workspace_id, key.id, key.scopes)
 

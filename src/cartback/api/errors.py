@@ -180,7 +180,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(errors.CartbackError)
     async def _cartback_error(request: Request, exc: errors.CartbackError) -> Response:
-        return render(request.url.path, exc)
+        response = render(request.url.path, exc)
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:

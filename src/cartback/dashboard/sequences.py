@@ -23,7 +23,7 @@ from cartback.api import deps
 from cartback.core import events, reports
 from cartback.core import sequences as core_sequences
 from cartback.dashboard import editor, messages, web
-from cartback.delivery import render
+from cartback.delivery import render, render_budget
 
 router = APIRouter()
 NAV = ("/app/sequences", "Sequences")
@@ -169,6 +169,8 @@ async def preview(
         rendered = await anyio.to_thread.run_sync(checked_render)
     except render.TemplateError as exc:
         return _preview_page("_preview_error.html", message=str(exc))
+    except render_budget.Spent as exc:
+        return _preview_page("_preview_error.html", message=exc.message)
     except Exception as exc:
         # A template that parses can still fail on this data (a filter given the wrong type, ...): that
         # is the preview's answer, not a server error.

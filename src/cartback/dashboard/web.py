@@ -19,11 +19,12 @@ from fastapi import Depends, Request
 from fastapi.templating import Jinja2Templates
 from starlette.responses import Response
 
-from cartback import errors
+from cartback import errors, logs
 from cartback.api import deps
 from cartback.core import users
 from cartback.core.units import Tx
 from cartback.dashboard import formats, sessions
+from cartback.delivery import render_budget
 
 PREFIX = "/app"
 HERE = Path(__file__).parent
@@ -92,6 +93,9 @@ async def viewer(request: Request, _: None = Depends(guard)) -> Viewer:
     if found is None:
         raise errors.Unauthorized("Please sign in.")
     signed_in = request.state.viewer = Viewer(*found)
+    # For the access log line, and so that renders this page asks for spend this workspace's budget.
+    logs.note(workspace_id=signed_in.workspace_id)
+    render_budget.charge_to(signed_in.workspace_id)
     return signed_in
 
 

@@ -33,6 +33,7 @@ from liquid.exceptions import (
 )
 
 from cartback import money, processes, urls
+from cartback.delivery import render_budget
 from cartback.delivery.links import LinkSigner
 
 
@@ -732,29 +733,54 @@ PROCESSES = processes.Pool("render", niceness=10)
 
 def _elsewhere(fn: Any, *args: Any) -> Any:
     """`fn(*args)` in a render process; here when there is none or the arguments cannot be sent there (a
-    context holding something pickle cannot copy)."""
-    if not PROCESSES.size:
-        return fn(*args)
+    context holding something pickle cannot copy). Asked for while handling a request, the render spends
+    that request's workspace's budget (delivery/render_budget.py), and is refused when it is spent."""
+    workspace_id = render_budget.payer()
+    if workspace_id is not None:
+        render_budget.BUDGET.check(workspace_id)
+    cpu: list[float] = []
     try:
-        payload = pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL)
-    except (pickle.PicklingError, TypeError, AttributeError):
+        if not PROCESSES.size:
+            return _timed(cpu, fn, *args)
+        try:
+            payload = pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError):
+            return _timed(cpu, fn, *args)
+        done, value, seconds = PROCESSES.run(_unpacked, payload)
+        cpu.append(seconds)
+        if not done:
+            raise value
+        return value
+    finally:
+        if workspace_id is not None and cpu:
+            render_budget.BUDGET.charge(workspace_id, cpu[0])
+
+
+def _timed(cpu: list[float], fn: Any, *args: Any) -> Any:
+    """`fn(*args)`, the CPU time it took appended to `cpu`, whether it returned or raised."""
+    started = time.thread_time()
+    try:
         return fn(*args)
-    return PROCESSES.run(_unpacked, payload)
+    finally:
+        cpu.append(time.thread_time() - started)
 
 
-def _unpacked(payload: bytes) -> Any:
-    """In the render process: run the call; an error that could not travel back becomes a RenderError."""
+def _unpacked(payload: bytes) -> tuple[bool, Any, float]:
+    """In the render process: run the call, and answer whether it returned, what it returned or raised,
+    and the CPU time it took (a render that hits a limit costs the most, and is charged too). An error
+    that could not travel back becomes a RenderError."""
     fn, args = pickle.loads(payload)
+    started = time.thread_time()
     try:
-        return fn(*args)
-    except TemplateError:
-        raise
+        return True, fn(*args), time.thread_time() - started
+    except TemplateError as exc:
+        return False, exc, time.thread_time() - started
     except Exception as exc:
         try:
             pickle.loads(pickle.dumps(exc))
         except Exception:
-            raise RenderError(f"{type(exc).__name__}: {exc}") from None
-        raise
+            return False, RenderError(f"{type(exc).__name__}: {exc}"), time.thread_time() - started
+        return False, exc, time.thread_time() - started
 
 
 def render_email(

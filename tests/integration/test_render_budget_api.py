@@ -1,0 +1,59 @@
+"""A workspace that keeps the render processes busy with previews is refused (429 with Retry-After, in
+the Sequenzy envelope) once its render budget is spent, while another workspace renders as before."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cartback.app import create_app
+from cartback.delivery import render_budget
+from cartback.settings import Settings
+
+HEAVY = "{% for i in (1..99) %}{% for j in (1..99) %}x{% endfor %}{% endfor %}"
+
+
+@pytest.fixture
+def client(db_url: str) -> Iterator[TestClient]:
+    # 0.6 s of render CPU a minute per workspace: a few dozen renders of the template above at most.
+    settings = Settings(
+        database_url=db_url, rate_limit_burst=0, rate_limit_steady=0, render_seconds_per_minute=0.6
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as http:
+        yield http
+    render_budget.BUDGET.configure(0)
+
+
+def _preview(http: TestClient, key: str, body: str) -> object:
+    return http.post(
+        "/api/v1/transactional/send",
+        json={"to": "me@example.com", "subject": "t", "body": body, "preview": True},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+
+
+def test_render_budget_refuses_the_workspace_that_spent_it_and_no_other(
+    client: TestClient, make_workspace: Callable
+) -> None:
+    heavy, other = make_workspace(), make_workspace()
+    answers = []
+    for _ in range(400):
+        answers.append(_preview(client, heavy.key, HEAVY))
+        if answers[-1].status_code != 200:
+            break
+    refused = answers[-1]
+    assert refused.status_code == 429, [a.status_code for a in answers]
+    assert len(answers) > 2  # the budget let it render before it ran out
+    assert refused.json()["success"] is False and refused.json()["code"] == "rate_limited"
+    assert "CARTBACK_RENDER_SECONDS_PER_MINUTE" in refused.json()["error"]
+    assert int(refused.headers["Retry-After"]) >= 1
+    # Another workspace's preview renders; the spent one still ingests, it only may not render.
+    assert _preview(client, other.key, "Hi {{ 1 | plus: 1 }}").status_code == 200
+    checkout = client.post(
+        "/api/v1/checkouts",
+        json={"customer": {"email": "shopper@example.com"}, "checkoutId": "c-1"},
+        headers={"Authorization": f"Bearer {heavy.key}"},
+    )
+    assert checkout.status_code < 300, checkout.text
