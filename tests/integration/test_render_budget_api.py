@@ -17,9 +17,9 @@ HEAVY = "{% for i in (1..99) %}{% for j in (1..99) %}x{% endfor %}{% endfor %}"
 
 @pytest.fixture
 def client(db_url: str) -> Iterator[TestClient]:
-    # 0.6 s of render CPU a minute per workspace: a few dozen renders of the template above at most.
+    # 3 s of render CPU a minute per workspace, 0.5 s held: a few renders of the template above at most.
     settings = Settings(
-        database_url=db_url, rate_limit_burst=0, rate_limit_steady=0, render_seconds_per_minute=0.6
+        database_url=db_url, rate_limit_burst=0, rate_limit_steady=0, render_seconds_per_minute=3
     )
     with TestClient(create_app(settings), raise_server_exceptions=False) as http:
         yield http

@@ -5,10 +5,11 @@ ask for renders as fast as its API rate limit allows: two clients previewing the
 limits accept keep the render processes busy all along, and on a small machine that slows every other
 workspace's requests and puts their own renders in a queue behind it. So renders asked for while
 handling a request (previews, transactional sends composed on the request path, the checks at save)
-spend their workspace's budget: `seconds_per_minute` of render CPU, refilled evenly over the minute, a
-minute's worth at most. A workspace whose budget is spent is refused (429 with Retry-After, in its API's
-envelope) until it has refilled enough to render again; other workspaces are not touched. The worker's
-renders (sequence steps, queued messages) are not refused: what they render was accepted already, and
+spend their workspace's budget: `seconds_per_minute` of render CPU, refilled evenly, at most ten
+seconds' worth held (a burst of previews while editing, not a minute of a core's work at once). A
+workspace whose budget is spent is refused (429 with Retry-After, in its API's envelope) until it has
+refilled enough to render again; other workspaces are not touched. The worker's renders (sequence
+steps, queued messages) are not refused: what they render was accepted already, and
 its volume is bounded by the API rate limits on what starts it.
 
 The budget is per process, in memory: it protects this machine's CPU, which is what it measures.
@@ -30,6 +31,9 @@ from contextvars import ContextVar
 
 from cartback import errors
 
+# Seconds of refill a workspace may hold and spend at once.
+BURST_SECONDS = 10
+
 
 class Spent(errors.RateLimited):
     """This workspace has used its rendering time for now; retry after the time given in Retry-After."""
@@ -43,8 +47,8 @@ class Spent(errors.RateLimited):
 
 
 class RenderBudget:
-    """Render CPU seconds per workspace: `seconds_per_minute` refilled evenly, at most a minute's worth
-    held. A render is allowed while the balance is positive, so one render may take it below zero by at
+    """Render CPU seconds per workspace: `seconds_per_minute` refilled evenly, at most `BURST_SECONDS`'
+    worth held. A render is allowed while the balance is positive, so one render may take it below zero by at
     most its own cost (a quarter of a second). 0 a minute: no budget."""
 
     def __init__(
@@ -58,8 +62,8 @@ class RenderBudget:
 
     def configure(self, seconds_per_minute: float) -> None:
         with self._lock:
-            self.capacity = seconds_per_minute
             self.rate = seconds_per_minute / 60
+            self.capacity = self.rate * BURST_SECONDS
             self._balances.clear()
 
     def _balance(self, workspace_id: str, now: float) -> float:
