@@ -6,10 +6,12 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import pydantic
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
+from starlette.responses import Response
 
-from cartback.api import deps, scopes
+from cartback.api import deps, lean, scopes
 from cartback.api.sequenzy import models, principal
 from cartback.core import checkouts, orders
 
@@ -41,6 +43,12 @@ async def track_checkout_started(
 ) -> TrackCheckoutResponse:
     """Track a started checkout. The same checkoutId again returns the same ids and appends no event; a
     changed cart replaces the stored snapshot."""
+    return await _record_checkout(body, who, svc)
+
+
+async def _record_checkout(
+    body: TrackCheckoutRequest, who: deps.Principal, svc: deps.Services
+) -> TrackCheckoutResponse:
     data = checkouts.CheckoutInput(
         checkout_id=body.checkout_id,
         customer=body.customer.identity(),
@@ -55,6 +63,24 @@ async def track_checkout_started(
     return TrackCheckoutResponse(
         checkoutId=result.checkout_id, subscriberId=result.subscriber_id, eventId=result.event_id
     )
+
+
+_CHECKOUT_ANSWER = pydantic.TypeAdapter(TrackCheckoutResponse)
+
+
+async def _lean_checkout(who: deps.Principal, payload: dict[str, Any], svc: deps.Services) -> Response | None:
+    """track_checkout_started without FastAPI's request handling (api/lean.py): the same model, the same
+    write, the same bytes back."""
+    try:
+        body = TrackCheckoutRequest.model_validate(payload)
+    except pydantic.ValidationError:
+        return None  # the FastAPI route answers with its 400
+    answer = await _record_checkout(body, who, svc)
+    return Response(_CHECKOUT_ANSWER.dump_json(answer), media_type="application/json")
+
+
+def lean_routes(prefix: str) -> list[lean.LeanRoute]:
+    return [lean.LeanRoute(prefix + "/checkouts", "POST", scopes.EVENTS_WRITE, _lean_checkout)]
 
 
 class CustomerTotalsBody(models.WireModel):
