@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 
 from cartback import errors
-from cartback.api import bodies, deps, scopes
+from cartback.api import bodies, deps, routing, scopes
 from cartback.api import errors as api_errors
 from cartback.api.klaviyo import jsonapi
 
@@ -78,7 +78,7 @@ def _error_responses() -> dict[int | str, dict[str, Any]]:
 def router() -> APIRouter:
     from cartback.api.klaviyo import aggregates, events, metrics, profiles
 
-    api = APIRouter(
+    api = routing.PrefixRouter(
         prefix=PREFIX,
         dependencies=[Depends(principal), Depends(revision), Depends(bodies.storable)],
         default_response_class=jsonapi.JsonApiResponse,

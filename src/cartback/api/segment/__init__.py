@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cartback import errors
-from cartback.api import bodies, deps, limits, scopes
+from cartback.api import bodies, deps, limits, routing, scopes
 from cartback.api import errors as api_errors
 
 PREFIX = "/v1"
@@ -155,7 +155,7 @@ async def principal(request: Request) -> deps.Principal:
 def router() -> APIRouter:
     from cartback.api.segment import tracking
 
-    api = APIRouter(prefix=PREFIX, dependencies=[Depends(principal), Depends(bodies.storable)])
+    api = routing.PrefixRouter(prefix=PREFIX, dependencies=[Depends(principal), Depends(bodies.storable)])
     api.include_router(tracking.router)
     return api
 

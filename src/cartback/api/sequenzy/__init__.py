@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from starlette.responses import JSONResponse, Response
 
 from cartback import errors
-from cartback.api import bodies, deps, scopes
+from cartback.api import bodies, deps, routing, scopes
 from cartback.api import errors as api_errors
 
 PREFIX = "/api/v1"
@@ -46,7 +46,7 @@ def router() -> APIRouter:
         webhooks,
     )
 
-    api = APIRouter(prefix=PREFIX, dependencies=[Depends(principal), Depends(bodies.storable)])
+    api = routing.PrefixRouter(prefix=PREFIX, dependencies=[Depends(principal), Depends(bodies.storable)])
     for module in (
         analytics,
         commerce,
