@@ -4,16 +4,9 @@ and a refusal, taking nothing, when a share is further away than the caller may 
 from __future__ import annotations
 
 import pytest
+from tests.ticks import Ticks
 
 from cartback.core.signins import HashBudget
-
-
-class Ticks:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_hash_budget_a_burst_then_one_share_per_interval() -> None:

@@ -3,16 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from tests.ticks import Ticks
 
 from cartback.delivery.render_budget import RenderBudget, Spent
-
-
-class Ticks:
-    def __init__(self) -> None:
-        self.now = 500.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_render_budget_refuses_a_workspace_once_its_minute_is_spent_and_says_when_to_retry() -> None:

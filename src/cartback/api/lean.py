@@ -19,10 +19,10 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 from starlette.routing import Match, Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from cartback import errors, values
-from cartback.api import deps, scopes
+from cartback.api import deps, limits, scopes
 
 # What the handler is given: the caller, the parsed body (a dict) and the services; it answers with a
 # response, or None to let the FastAPI route answer.
@@ -51,19 +51,6 @@ def _json_body(headers: list[tuple[bytes, bytes]]) -> bool:
         if name == b"content-type":
             return value.split(b";")[0].strip().lower() == _JSON
     return False
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 class LeanRoute(Route):
@@ -102,7 +89,7 @@ class LeanRoute(Route):
             await response(scope, receive, send)
             return
         scope[_DECLINED] = True
-        await scope["router"](scope, _replay(raw, receive), send)
+        await scope["router"](scope, limits.replay_body(raw, receive), send)
 
     async def _answer(self, scope: Scope, body: bytes) -> Response | None:
         headers: list[tuple[bytes, bytes]] = scope["headers"]

@@ -42,7 +42,7 @@ class _TooLarge(Exception):
     pass
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay_body(body: bytes, receive: Receive) -> Receive:
     """A `receive` that hands over the buffered body once, then defers to the server (disconnects)."""
     sent = False
 
@@ -120,7 +120,7 @@ class BodyLimits:
             if api and not compressed and has_nul_escape(body):
                 await api_errors.render(path, errors.InvalidInput(_NUL_MESSAGE))(scope, receive, send)
                 return
-            await self.app(scope, _replay(bytes(body), receive), send)
+            await self.app(scope, replay_body(bytes(body), receive), send)
             return
 
         received = 0
