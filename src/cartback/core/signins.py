@@ -20,7 +20,7 @@ requests, and the server's own memory and caches are not the ones the hashes swe
 
 A low priority is not enough on its own: scrypt sweeps 32 MiB, more than a core's cache, and on a small
 (virtual) machine a hash running beside a request slows that request down whatever their priorities
-(measured in bench/README.md, "Hostile tenants"). So the gate also spends a budget, `HashBudget`: at most
+(measured in bench/README.md, "hostile.py"). So the gate also spends a budget, `HashBudget`: at most
 `per_second` hashes a second on average after a burst of `burst`. A sign-in that would have to wait past
 `wait` for its share is refused as busy without hashing, once that wait is over (a client that retries
 at once then cannot turn cheap refusals into a flood of requests); a flood from any number of addresses
