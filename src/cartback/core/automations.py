@@ -13,6 +13,7 @@ message row is unique per (enrollment, step); so a crash anywhere repeats no ste
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from cartback import ids
 from cartback.core import (
     batch_reads,
     context,
+    dispatch_reads,
     events,
     filters,
     lists,
@@ -81,7 +83,10 @@ def decide(
     sub: Subscriber,
     event: Event,
     data: dict[str, Any],
+    key_taken: Callable[[str, str], bool] | None = None,
 ) -> Decision:
+    """`key_taken(sequence_id, dedupe_key)`: whether a run holds that key (by default, asked of the store)."""
+    taken = key_taken or (lambda sequence_id, key: enrollment_store.exists_with_key(tx, sequence_id, key))
     if seq.status != "active":
         return Decision(False, f"sequence is {seq.status}, not active")
     if seq.enrollment_paused:
@@ -104,7 +109,7 @@ def decide(
     key: str | None = None
     if mode == "one_time":
         key = f"once:{sub.id}"
-        if enrollment_store.exists_with_key(tx, seq.id, key):
+        if taken(seq.id, key):
             return Decision(False, "enrollmentMode one_time: the subscriber was enrolled before")
     elif mode == "matching_field":
         path = str(definition.data["enrollmentFieldPath"])
@@ -112,7 +117,7 @@ def decide(
         if not values or values[0] in (None, ""):
             return Decision(False, f"enrollmentMode matching_field: the event has no {path}")
         key = f"field:{sub.id}:{values[0]}"
-        if enrollment_store.exists_with_key(tx, seq.id, key):
+        if taken(seq.id, key):
             return Decision(
                 False, f"enrollmentMode matching_field: a live enrollment for {path}={values[0]!r} exists"
             )
@@ -136,22 +141,22 @@ def _trigger_config_refusal(definition: sequences.Definition, data: dict[str, An
 
 
 def enroll(
-    tx: Tx,
     seq: Sequence,
     definition: sequences.Definition,
     sub: Subscriber,
-    event: Event | None,
+    event: Event,
     data: dict[str, Any],
     decision: Decision,
     now: datetime,
-) -> Enrollment:
+) -> tuple[Enrollment, dict[str, Any]]:
+    """A new run and its first history row, for the dispatch batch to write (core/dispatch_reads.py)."""
     enrollment = Enrollment(
         id=ids.new_id("enr"),
         workspace_id=seq.workspace_id,
         sequence_id=seq.id,
         subscriber_id=sub.id,
-        trigger_event_id=event.id if event else None,
-        trigger_received_at=event.received_at if event else now,
+        trigger_event_id=event.id,
+        trigger_received_at=event.received_at,
         context={"event": data, "snapshot": _snapshot(definition, sub)},
         dedupe_key=decision.dedupe_key,
         status="active",
@@ -164,11 +169,9 @@ def enroll(
         updated_at=now,
         finished_at=None,
     )
-    enrollment_store.insert(tx, enrollment)
-    enrollment_store.record(
-        tx, enrollment, "enrolled", now, detail=f"by event {event.name}" if event else "manually"
+    return enrollment, enrollment_store.history_row(
+        enrollment, "enrolled", now, detail=f"by event {event.name}"
     )
-    return enrollment
 
 
 def _snapshot(definition: sequences.Definition, sub: Subscriber) -> dict[str, Any]:
@@ -186,66 +189,53 @@ def _field(sub: Subscriber, name: str) -> Any:
 # -- dispatching events ---------------------------------------------------------------------------
 
 
-def triggered_sequences(
-    tx: Tx, event: Event, triggered: dict[tuple[str, str], list[Sequence]] | None = None
-) -> list[Sequence]:
-    """The active sequences this event starts; `triggered` caches them per (workspace, name)."""
-    if event.historical or event.subscriber_id is None:
-        return []
-    key = (event.workspace_id, event.name)
-    if triggered is None:
-        return sequence_store.triggered_by(tx, event.workspace_id, event.name)
-    if key not in triggered:
-        triggered[key] = sequence_store.triggered_by(tx, event.workspace_id, event.name)
-    return triggered[key]
-
-
 def dispatch(
-    tx: Tx, event: Event, now: datetime, triggered: dict[tuple[str, str], list[Sequence]] | None = None
+    tx: Tx, event: Event, now: datetime, reads: dispatch_reads.DispatchReads | None = None
 ) -> list[str]:
-    """React to one new event; return the ids of enrollments it created. `triggered` caches the
-    sequences each (workspace, event name) starts, for the length of one dispatch batch."""
+    """React to one new event; return the ids of enrollments it created. `reads`: what its dispatch batch
+    read and holds (core/dispatch_reads.py), which writes the new runs; without it the event is dispatched
+    alone and they are written at once."""
+    if reads is None:
+        reads = dispatch_reads.DispatchReads(tx, [event])
+        alone = dispatch(tx, event, now, reads)
+        reads.flush(tx)
+        return alone
     if event.subscriber_id is None:
         return []
-    live = enrollment_store.live_for_subscriber(tx, event.workspace_id, event.subscriber_id)
-    starts = triggered_sequences(tx, event, triggered)
+    reads.before(tx, event)
+    live = reads.live(event)
+    starts = reads.starts(tx, event)
     if not live and not starts:
         return []  # most events: nothing waits on them and nothing starts from them
-    sub = subscriber_store.find_by_id(tx, event.workspace_id, event.subscriber_id)
+    sub = reads.subscriber(event)
     if sub is None:
         return []
     data = context.event_data(event)
-    cache: dict[str, tuple[Sequence, sequences.Definition] | None] = {}
 
     for enrollment in live:
         if enrollment.trigger_event_id == event.id:
             continue
-        loaded = _load(tx, cache, enrollment)
+        loaded = reads.sequence(tx, enrollment)
         if loaded is None:
             continue
         _, definition = loaded
         reason = event_stop_reason(definition, enrollment, event.name, data)
         if reason:
-            finish(tx, enrollment, "stopped", now, reason=reason)
+            reads.changed(enrollment, finish(tx, enrollment, "stopped", now, reason=reason))
         elif enrollment.status == "waiting":
-            _maybe_wake(tx, definition, enrollment, event, data, now)
+            woken = _maybe_wake(tx, definition, enrollment, event, data, now)
+            if woken is not None:
+                reads.changed(enrollment, woken)
 
     created: list[str] = []
     for seq in starts:
-        definition = sequences.Definition(seq.definition)
-        decision = decide(tx, seq, definition, sub, event, data)
+        definition = reads.definition(seq)
+        decision = decide(tx, seq, definition, sub, event, data, reads.key_taken)
         if decision.enroll:
-            created.append(enroll(tx, seq, definition, sub, event, data, decision, now).id)
+            enrollment, history = enroll(seq, definition, sub, event, data, decision, now)
+            reads.enrolled(enrollment, history)
+            created.append(enrollment.id)
     return created
-
-
-def _load(
-    tx: Tx, cache: dict[str, tuple[Sequence, sequences.Definition] | None], enrollment: Enrollment
-) -> tuple[Sequence, sequences.Definition] | None:
-    if enrollment.sequence_id not in cache:
-        seq = sequence_store.get(tx, enrollment.workspace_id, enrollment.sequence_id)
-        cache[enrollment.sequence_id] = (seq, sequences.Definition(seq.definition)) if seq else None
-    return cache[enrollment.sequence_id]
 
 
 def _maybe_wake(
@@ -255,10 +245,11 @@ def _maybe_wake(
     event: Event,
     data: dict[str, Any],
     now: datetime,
-) -> None:
+) -> Enrollment | None:
+    """The run woken by this event (written), or None if it does not wait for it."""
     node = definition.nodes.get(enrollment.current_node_id or "")
     if node is None or node["type"] != "wait_for_event" or not _wait_matches(node, enrollment, event, data):
-        return
+        return None
     woken = replace(
         enrollment,
         status="active",
@@ -269,6 +260,7 @@ def _maybe_wake(
     )
     enrollment_store.update(tx, woken)
     enrollment_store.record(tx, woken, "event_received", now, node_id=node["id"], detail=event.name)
+    return woken
 
 
 def _wait_matches(node: dict[str, Any], enrollment: Enrollment, event: Event, data: dict[str, Any]) -> bool:

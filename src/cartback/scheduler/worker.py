@@ -24,10 +24,9 @@ import anyio.to_thread
 
 from cartback import errors
 from cartback import metrics as metrics_module
-from cartback.core import automations, mail
+from cartback.core import automations, dispatch_reads, mail
 from cartback.core.clock import Clock
 from cartback.scheduler import duty
-from cartback.store import enrollments as enrollment_store
 from cartback.store import leases, timers
 from cartback.store.db import Database, Tx
 from cartback.store.events import Event
@@ -326,28 +325,47 @@ def dispatch_batch(
     share: int = timers.DISPATCH_PARTITIONS,
 ) -> int:
     """Dispatch up to `limit` undispatched events, oldest first, in one transaction (on PostgreSQL from at
-    most `share` subscriber partitions). `names` counts them by event name."""
+    most `share` subscriber partitions). `names` counts them by event name.
+
+    The batch runs set-wise under one savepoint (core/dispatch_reads.py). If anything in it fails, that
+    savepoint is rolled back and the events run again one savepoint each, as they would alone, so that one
+    event's failure holds up no other: it is logged and skipped."""
     taken = timers.take_undispatched(tx, limit, share=share)
     if names is not None:
         names.update(e.name for e in taken)
-    triggered: dict[tuple[str, str], list[Any]] = {}
+    triggered: dispatch_reads.Triggered = {}
     cache: dict[Any, Any] = {}
-    # Most events concern no automation: find those in one query, so they cost no savepoint and no lookups.
-    live = enrollment_store.subscribers_with_live(tx, {e.subscriber_id for e in taken if e.subscriber_id})
-    for event in taken:
-        concerned = event.subscriber_id in live or bool(automations.triggered_sequences(tx, event, triggered))
-        if not concerned and not hooks:
-            continue
-        savepoint = tx.begin_nested()
+    alone: list[Event] = []
+    try:
+        with tx.begin_nested():
+            _dispatch_set(tx, taken, now, hooks or [], triggered, cache)
+    except Exception as exc:
+        # Which event failed, and why, is logged below when it fails again alone.
+        log.warning("a batch of %d events failed (%r); dispatching them one by one", len(taken), exc)
+        alone = taken
+    for event in alone:
         try:
-            if concerned:
-                automations.dispatch(tx, event, now, triggered)
-            for hook in hooks or []:
-                hook(tx, event, now, cache)
-            savepoint.commit()
+            with tx.begin_nested():
+                _dispatch_set(tx, [event], now, hooks or [], triggered, cache)
         except Exception:
-            # One event's failure must not hold up every later one; it is logged and skipped.
-            savepoint.rollback()
             log.exception("dispatching event %s failed", event.id)
     timers.mark_dispatched(tx, [e.id for e in taken], now)
     return len(taken)
+
+
+def _dispatch_set(
+    tx: Tx,
+    batch: list[Event],
+    now: datetime,
+    hooks: list[EventHook],
+    triggered: dispatch_reads.Triggered,
+    cache: dict[Any, Any],
+) -> None:
+    """Dispatch these events in order, reading what they concern once for all of them."""
+    reads = dispatch_reads.DispatchReads(tx, batch, triggered)
+    for event in batch:
+        if reads.concerns(tx, event):
+            automations.dispatch(tx, event, now, reads)
+        for hook in hooks:
+            hook(tx, event, now, cache)
+    reads.flush(tx)

@@ -70,6 +70,14 @@ _GET_LEASED_MANY = sa.select(enrollments).where(
     enrollments.c.id.in_(sa.bindparam("ids", expanding=True)),
     leases.held_by(leases.ENROLLMENTS, sa.bindparam("owner")),
 )
+# What dispatching a batch of events needs to know of its subscribers' runs: the live ones (an event may stop
+# or wake them) and those holding a dedupe key (an event may not enroll again under it). Finished runs keep a
+# key only for one_time sequences, so these are few per subscriber.
+_LIVE_OR_KEYED = sa.select(enrollments).where(
+    enrollments.c.workspace_id == sa.bindparam("workspace_id"),
+    enrollments.c.subscriber_id.in_(sa.bindparam("ids", expanding=True)),
+    sa.or_(enrollments.c.status.in_(LIVE), enrollments.c.dedupe_key.is_not(None)),
+)
 
 
 def _from_row(row: Row[Any]) -> Enrollment:
@@ -77,7 +85,13 @@ def _from_row(row: Row[Any]) -> Enrollment:
 
 
 def insert(tx: Tx, enrollment: Enrollment) -> None:
-    tx.execute(_INSERT, {n: getattr(enrollment, n) for n in _COLUMNS})
+    insert_many(tx, [enrollment])
+
+
+def insert_many(tx: Tx, rows: list[Enrollment]) -> None:
+    """New enrollments, with one executemany."""
+    if rows:
+        tx.execute(_INSERT, [{n: getattr(e, n) for n in _COLUMNS} for e in rows])
 
 
 def exists_with_key(tx: Tx, sequence_id: str, dedupe_key: str) -> bool:
@@ -124,16 +138,12 @@ def live_for_subscriber(tx: Tx, workspace_id: str, subscriber_id: str) -> list[E
     return [_from_row(r) for r in rows]
 
 
-def subscribers_with_live(tx: Tx, subscriber_ids: set[str]) -> set[str]:
-    """Which of these subscribers have a live enrollment (one query for a whole dispatch batch)."""
+def live_or_keyed(tx: Tx, workspace_id: str, subscriber_ids: list[str]) -> list[Enrollment]:
+    """These subscribers' live enrollments and those holding a dedupe key (one query)."""
     if not subscriber_ids:
-        return set()
-    rows = tx.execute(
-        sa.select(enrollments.c.subscriber_id)
-        .where(enrollments.c.subscriber_id.in_(sorted(subscriber_ids)), enrollments.c.status.in_(LIVE))
-        .distinct()
-    ).scalars()
-    return set(rows)
+        return []
+    rows = tx.execute(_LIVE_OR_KEYED, {"workspace_id": workspace_id, "ids": sorted(subscriber_ids)}).all()
+    return [_from_row(r) for r in rows]
 
 
 def for_subscriber(
@@ -177,7 +187,23 @@ def record(
 ) -> None:
     """Append a transition to the enrollment's history; with `into`, keep the row there for record_many
     (a batch of steps writes its history in one statement: nothing in a step reads it back)."""
-    row = {
+    row = history_row(enrollment, action, at, node_id=node_id, detail=detail)
+    if into is not None:
+        into.append(row)
+    else:
+        tx.execute(_INSERT_HISTORY, row)
+
+
+def history_row(
+    enrollment: Enrollment,
+    action: str,
+    at: datetime,
+    *,
+    node_id: str | None = None,
+    detail: str | None = None,
+) -> dict[str, Any]:
+    """A history row for record_many."""
+    return {
         "id": ids.new_id("hist"),
         "workspace_id": enrollment.workspace_id,
         "enrollment_id": enrollment.id,
@@ -187,10 +213,6 @@ def record(
         "detail": detail,
         "at": at,
     }
-    if into is not None:
-        into.append(row)
-    else:
-        tx.execute(_INSERT_HISTORY, row)
 
 
 def record_many(tx: Tx, rows: list[dict[str, Any]]) -> None:
