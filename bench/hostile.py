@@ -27,13 +27,15 @@ The template is `{% for i in (1..N) %}{% for j in (1..N) %}x{% endfor %}{% endfo
 server's Liquid limits is refused; without limits 1000 is taken, and one render takes seconds).
 
 Printed: the victim's p50/p99/max and errors in each phase, the ratio of the attack p99 to the quiet p99
-(the goal is at most 2), what the attacker's requests got, and the server's RSS before, after each phase
-and its peak (VmHWM) from /proc.
+(the goal is at most 2), the cores' worth of CPU the server's process and its render and hash processes
+used in each phase (CPU time, which a busy machine changes far less than latency), what the attacker's
+requests got, and the server's RSS before, after each phase and its peak (VmHWM) from /proc.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -51,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from servers import drop_database, free_port, fresh_database, stop
+from servers import cpu_seconds, drop_database, free_port, fresh_database, stop
 
 from cartback.core import users
 from cartback.core.clock import system_clock
@@ -91,6 +93,42 @@ def _rss(pid: int) -> dict[str, float]:
         if name in ("VmRSS", "VmHWM"):
             out[name] = int(value.split()[0]) / 1024
     return out
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except FileNotFoundError:  # the thread ended
+            continue
+    return found + [grandchild for child in found for grandchild in _children(child)]
+
+
+def _cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds so far of the server's own process and of its render and hash processes (a live
+    child's CPU is not in its parent's figures)."""
+    return cpu_seconds(pid), sum(cpu_seconds(child) for child in _children(pid))
+
+
+class _CpuShare:
+    """Cores' worth of CPU the server and its processes used over the phases timed with `during`."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.seconds = self.own = self.children = 0.0
+
+    @contextlib.contextmanager
+    def during(self) -> Any:
+        started, (own, children) = time.monotonic(), _cpu(self.pid)
+        yield
+        own_after, children_after = _cpu(self.pid)
+        self.seconds += time.monotonic() - started
+        self.own += own_after - own
+        self.children += children_after - children
+
+    def figures(self) -> dict[str, float]:
+        return {"server": self.own / self.seconds, "render_and_hash": self.children / self.seconds}
 
 
 # -- the victim --------------------------------------------------------------------------------------
@@ -302,10 +340,12 @@ def main() -> None:
         attack_runs: list[dict[str, Any]] = []
         attack: dict[str, Counter[str]] = {"sign-in": Counter(), "template": Counter()}
         rss_attack: dict[str, float] = {}
+        cpu_quiet, cpu_attack = _CpuShare(server.pid), _CpuShare(server.pid)
         # Quiet and attacked windows alternate, so the load of a shared machine drifting during the run
         # falls on both alike.
         for _ in range(args.rounds):
-            quiet_runs.append(_measure(base, made["victim_key"], args.rate, args.quiet / args.rounds))
+            with cpu_quiet.during():
+                quiet_runs.append(_measure(base, made["victim_key"], args.rate, args.quiet / args.rounds))
             rss_quiet = _rss(server.pid)
             stop_at = multiprocessing.Event()
             results: Any = multiprocessing.Queue()
@@ -327,7 +367,8 @@ def main() -> None:
             )
             attacker.start()
             time.sleep(1.0)  # the flood is under way before the victim's clock starts
-            attack_runs.append(_measure(base, made["victim_key"], args.rate, args.attack / args.rounds))
+            with cpu_attack.during():
+                attack_runs.append(_measure(base, made["victim_key"], args.rate, args.attack / args.rounds))
             rss_now = _rss(server.pid)
             rss_attack = {k: max(v, rss_attack.get(k, 0.0)) for k, v in rss_now.items()}
             stop_at.set()
@@ -350,6 +391,7 @@ def main() -> None:
         "attack": attacked,
         "p99_ratio": attacked["p99_ms"] / quiet["p99_ms"],
         "attacker": {kind: dict(counts) for kind, counts in attack.items()},
+        "cores": {"quiet": cpu_quiet.figures(), "attack": cpu_attack.figures()},
         "rss_mib": {"start": rss_start, "after_quiet": rss_quiet, "under_attack": rss_attack, "end": rss_end},
     }
     print(f"database {args.db}; flood {args.flood}; template {loop} x {loop} loop; victim {args.rate:g}/s")
@@ -359,6 +401,11 @@ def main() -> None:
             f"p99 {phase['p99_ms']:.1f} ms, max {phase['max_ms']:.1f} ms, failures {phase['failures'] or 0}"
         )
     print(f"  p99 under attack / quiet: {figures['p99_ratio']:.2f} (goal: at most 2)")
+    for name, cores in figures["cores"].items():
+        print(
+            f"  cores used {name:6}: server {cores['server']:.2f}, "
+            f"render and hash processes {cores['render_and_hash']:.2f}"
+        )
     print(f"  attacker's sign-ins: {dict(attack['sign-in'])}; template previews: {dict(attack['template'])}")
     print(
         f"  server RSS MiB: start {rss_start['VmRSS']:.0f}, after quiet {rss_quiet['VmRSS']:.0f}, "

@@ -187,6 +187,7 @@ def create_app(
         ),
     )
     metrics.add_hash_gauges(app.state.sign_ins.gate)
+    app.state.refusal_delay = settings.refusal_delay_seconds
     api_errors.install(app)
     links.install(app)
     sequenzy.install(app)
@@ -201,7 +202,9 @@ def create_app(
         # Added last, so it runs first: a throttled request costs no body read.
         limiter = budgets.Limiter(policy, budgets.counter_for(db), clock)
         app.state.limiter = limiter
-        app.add_middleware(ratelimits.RateLimits, keys=keys, limiter=limiter)
+        app.add_middleware(
+            ratelimits.RateLimits, keys=keys, limiter=limiter, delay=settings.refusal_delay_seconds
+        )
     # Outside the limits, so a browser can read their answers on /v1 too; a preflight costs nothing.
     app.add_middleware(segment.BrowserAccess)
     # Last added, so outermost: it sees every answer, the rate limits' 429s and the body limits' 413s too.

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     # 0 lifts that limit; both 0 turns rate limiting off.
     rate_limit_burst: int = Field(350, ge=0)
     rate_limit_steady: int = Field(3500, ge=0)
+    # A request refused by a rate limit or budget (429) is answered this many seconds late (at most its
+    # Retry-After), so a client that retries at once is slowed, not answered faster (api/refusals.py).
+    refusal_delay_seconds: float = Field(1.0, ge=0, le=10)
 
     # Dashboard sign-in (docs/security.md). After this many failed attempts for one address, or from one
     # client address, within a window of `sign_in_window_seconds`, sign-ins there are refused (429) until

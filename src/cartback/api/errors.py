@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import compile_path
 
 from cartback import errors
-from cartback.api import scopes
+from cartback.api import refusals, scopes
 
 Renderer = Callable[[errors.CartbackError], Response]
 
@@ -183,6 +183,8 @@ def install(app: FastAPI) -> None:
         response = render(request.url.path, exc)
         if exc.retry_after is not None:
             response.headers["Retry-After"] = str(exc.retry_after)
+        if isinstance(exc, errors.RateLimited):  # a budget's refusal (the render budget's, say)
+            await refusals.wait(refusals.delay_of(request), exc.retry_after)
         return response
 
     @app.exception_handler(RequestValidationError)

@@ -21,7 +21,7 @@ import binascii
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cartback import errors
-from cartback.api import deps
+from cartback.api import deps, refusals
 from cartback.api import errors as api_errors
 from cartback.core import ratelimits
 
@@ -75,10 +75,12 @@ class RateLimits:
         keys: deps.KeyCache,
         limiter: ratelimits.Limiter,
         prefixes: tuple[str, ...] = SURFACES,
+        delay: float = 0.0,
     ) -> None:
         self.app = app
         self.keys = keys
         self.limiter = limiter
+        self.delay = delay  # api/refusals.py
         self.prefixes = tuple(sorted(prefixes, key=len, reverse=True))
         self.policy = limiter.policy.header().encode()
 
@@ -102,6 +104,7 @@ class RateLimits:
             )
             response = api_errors.render(path, exc)
             response.raw_headers.extend([*extra, (b"retry-after", str(decision.retry_after).encode())])
+            await refusals.wait(self.delay, decision.retry_after)
             await response(scope, receive, send)
             return
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from starlette.responses import RedirectResponse, Response
 
-from cartback.api import deps
+from cartback.api import deps, refusals
 from cartback.core import passwords, signins, users
 from cartback.dashboard import sessions, web
 
@@ -72,6 +72,8 @@ async def login(
             request, "login.html", {**context, "error": exc.message}, status_code=exc.status_code
         )
         response.headers["Retry-After"] = str(exc.retry_after)
+        if isinstance(exc, signins.Locked):  # Busy has waited already
+            await refusals.wait(refusals.delay_of(request), exc.retry_after)
         return response
     now = services.clock.now()
     signed_in = user
