@@ -181,6 +181,10 @@ class Metrics:
 
     def request_done(self, surface: str, status: int, seconds: float, *, ingest: bool) -> None:
         self._child(self.requests, surface, str(status)).inc()
+        if status == 429:
+            # Refused by a limit and answered late on purpose (api/refusals.py): counted, not timed, or a
+            # throttled client would look like a slow server.
+            return
         self._child(self.request_seconds, surface).observe(seconds)
         if ingest:
             self._child(self.ingest_seconds, surface).observe(seconds)

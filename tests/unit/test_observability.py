@@ -80,6 +80,17 @@ def test_metrics_registries_are_per_instance() -> None:
     assert 'cartback_http_requests_total{status="200",surface="sequenzy"}' not in _text(b)
 
 
+def test_metrics_refusals_are_counted_but_not_timed() -> None:
+    """A 429 waits on purpose (api/refusals.py): in the durations it would look like a slow server."""
+    m = metrics.Metrics()
+    m.request_done("sequenzy", 200, 0.01, ingest=True)
+    m.request_done("sequenzy", 429, 1.0, ingest=True)
+    text = _text(m)
+    assert 'cartback_http_requests_total{status="429",surface="sequenzy"} 1.0' in text
+    assert 'cartback_http_request_duration_seconds_count{surface="sequenzy"} 1.0' in text
+    assert 'cartback_ingest_duration_seconds_count{surface="sequenzy"} 1.0' in text
+
+
 def test_enrollment_gauge_is_computed_at_scrape_time_and_survives_errors() -> None:
     calls = []
 
