@@ -121,6 +121,7 @@ def create_app(
         settings.database_url,
         sqlite_synchronous=settings.sqlite_synchronous,
         batch_max=settings.commit_batch_max,
+        writers=settings.commit_writers,
     )
     metrics = process_metrics(db)
     options = mail_options(settings)

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from cartback.store.db import Tx
-from cartback.store.tables import checkouts
+from cartback.store.tables import checkouts, subscribers
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,49 @@ def find_many(tx: Tx, workspace_id: str, checkout_ids: list[str]) -> dict[str, C
         return {}
     rows = tx.execute(_FIND_MANY, {"workspace_id": workspace_id, "checkout_ids": checkout_ids}).all()
     return {row.checkout_id: Checkout(**{name: getattr(row, name) for name in _COLUMNS}) for row in rows}
+
+
+@dataclass(frozen=True)
+class Taken:
+    """Which of some checkoutIds, email keys and anonymous ids a workspace already has."""
+
+    checkout_ids: set[str]
+    email_keys: set[str]
+    anonymous_ids: set[str]
+
+
+_WS: Any = sa.bindparam("workspace_id")
+_TAKEN = sa.union_all(
+    sa.select(sa.literal_column("'c'"), checkouts.c.checkout_id).where(
+        checkouts.c.workspace_id == _WS,
+        checkouts.c.checkout_id.in_(sa.bindparam("checkout_ids", expanding=True)),
+    ),
+    sa.select(sa.literal_column("'e'"), subscribers.c.email_key).where(
+        subscribers.c.workspace_id == _WS,
+        subscribers.c.email_key.in_(sa.bindparam("email_keys", expanding=True)),
+    ),
+    sa.select(sa.literal_column("'a'"), subscribers.c.anonymous_id).where(
+        subscribers.c.workspace_id == _WS,
+        subscribers.c.anonymous_id.in_(sa.bindparam("anonymous_ids", expanding=True)),
+    ),
+)
+
+
+def taken(
+    tx: Tx, workspace_id: str, checkout_ids: list[str], email_keys: list[str], anonymous_ids: list[str]
+) -> Taken:
+    """The three lookups of a set-wise checkout batch in one query: one round trip, not three."""
+    found: dict[str, set[str]] = {"c": set(), "e": set(), "a": set()}
+    if checkout_ids or email_keys or anonymous_ids:
+        params = {
+            "workspace_id": workspace_id,
+            "checkout_ids": checkout_ids,
+            "email_keys": email_keys,
+            "anonymous_ids": anonymous_ids,
+        }
+        for kind, value in tx.execute(_TAKEN, params):
+            found[kind].add(value)
+    return Taken(found["c"], found["e"], found["a"])
 
 
 def insert(tx: Tx, checkout: Checkout) -> None:

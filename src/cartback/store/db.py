@@ -4,7 +4,9 @@ Every write goes through `Database.write(fn)`: the request's coroutine queues `f
 thread takes everything queued, runs every `fn` inside one transaction, commits once, and only then answers
 each waiter. Concurrent requests therefore share one commit (one fsync) instead of paying one each, and a
 2xx is never sent for work that is not committed. One writer per process also gives SQLite the single
-writer it wants.
+writer it wants. On PostgreSQL several writers (`writers`, each a thread with a connection it keeps) take
+batches from the same queue, so one batch's round trips and commit overlap the next batch's instead of
+the process waiting on them one at a time; to the database that is the same as several API nodes.
 
 A failing `fn` must not undo the others. The writer first runs the batch optimistically, without
 savepoints; if any `fn` raises, it rolls the whole transaction back and runs the batch again with each
@@ -18,7 +20,7 @@ import asyncio
 import concurrent.futures
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,7 +30,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from cartback import errors, values
 from cartback.store import tables
@@ -43,6 +45,9 @@ _MIGRATIONS = Path(__file__).parent / "migrations"
 # Concurrent writers elsewhere (another API node) can win a uniqueness race; re-running the job then
 # finds their row. Three tries is plenty: each loss means the row now exists.
 _INTEGRITY_RETRIES = 3
+# PostgreSQL's "deadlock detected" and "could not serialize": two writers (of this process or another
+# node) took the same rows in opposite orders; the job that lost runs again.
+_RETRY_SQLSTATES = frozenset({"40P01", "40001"})
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -188,15 +193,19 @@ class WriterStats:
 class Database:
     """The engines plus the group-commit writer. Built once per process by create_app / the CLI."""
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", batch_max: int = 512) -> None:
+    def __init__(
+        self, url: str, *, sqlite_synchronous: str = "FULL", batch_max: int = 512, writers: int = 2
+    ) -> None:
         self.url = url
         self.write_engine, self.read_engine = create_engines(url, sqlite_synchronous=sqlite_synchronous)
         self.dialect = self.write_engine.dialect.name
         self.batch_max = batch_max
+        # SQLite has one writer whatever is asked: a second would only wait for the first's lock.
+        self.writers = writers if self.dialect == "postgresql" else 1
         self.stats = WriterStats()
         self._queue: asyncio.Queue[_Job | None] | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._writers: list[_Writer] = []
         # Called after a commit that included a notifying job: the in-process scheduler listens here so a
         # new event is dispatched at once instead of at the next tick.
         self.commit_listeners: list[Callable[[], None]] = []
@@ -214,17 +223,19 @@ class Database:
         migrate(self.write_engine)
 
     async def start(self) -> None:
-        """Start the writer (again, after a stop: tests and the demo start and stop it around each run)."""
-        # One thread, so the writer's connection is always used from the thread that opened it.
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cartback-writer")
+        """Start the writers (again, after a stop: tests and the demo start and stop them around each run)."""
         self._queue = asyncio.Queue()
-        self._task = asyncio.create_task(self._writer_loop(), name="cartback-writer")
+        self._writers = [_Writer(self.write_engine, f"cartback-writer-{i}") for i in range(self.writers)]
+        self._tasks = [asyncio.create_task(self._writer_loop(w), name=w.name) for w in self._writers]
 
     async def stop(self) -> None:
-        """Commit what is queued, then stop the writer."""
-        if self._queue is not None and self._task is not None:
-            await self._queue.put(None)
-            await self._task
+        """Commit what is queued, then stop the writers."""
+        if self._queue is not None and self._tasks:
+            # One stop per writer: each takes one and ends after committing the batch it holds.
+            for _ in self._tasks:
+                await self._queue.put(None)
+            await asyncio.gather(*self._tasks)
+            self._tasks = []
             # Anything queued behind the stop (a cancelled task's straggler) fails rather than waits forever.
             while not self._queue.empty():
                 job = self._queue.get_nowait()
@@ -232,9 +243,9 @@ class Database:
                     job.future.set_exception(errors.Unavailable("the server is shutting down"))
             if self.stats.batches:
                 log.info(self.stats.summary())
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        for writer in self._writers:
+            writer.shutdown()
+        self._writers = []
         self.close()
 
     def close(self) -> None:
@@ -295,13 +306,14 @@ class Database:
         """Run jobs in one transaction of their own, beside the writer: (ok, value or exception) each.
         Only for PostgreSQL, where several connections may write at once; the scheduler uses it to run
         a claimed batch over several connections instead of queueing it all behind one."""
-        return self._commit_batch([_Job(fn, None, notify=False) for fn in fns])
+        return _commit_batch(
+            self.stats, self.write_engine.connect, [_Job(fn, None, notify=False) for fn in fns]
+        )
 
     # -- the writer --------------------------------------------------------------------------------
 
-    async def _writer_loop(self) -> None:
-        assert self._queue is not None and self._executor is not None
-        executor = self._executor
+    async def _writer_loop(self, writer: _Writer) -> None:
+        assert self._queue is not None
         loop = asyncio.get_running_loop()
         stopping = False
         while not stopping:
@@ -316,7 +328,9 @@ class Database:
                     stopping = True
                     break
                 batch.append(nxt)
-            outcomes = await loop.run_in_executor(executor, self._commit_batch, batch)
+            outcomes = await loop.run_in_executor(
+                writer.executor, _commit_batch, self.stats, writer.connect, batch
+            )
             self.stats.add(len(batch))
             for observe in self.batch_observers:
                 observe(len(batch))
@@ -331,35 +345,77 @@ class Database:
                 else:
                     j.future.set_exception(value)
 
-    def _commit_batch(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
-        try:
-            outcomes = self._run_optimistic(batch)
-            if outcomes is not None:
-                return outcomes
-            self.stats.retried_batches += 1
-            with self.write_engine.begin() as conn:
-                outcomes = [_attempt(conn, job.fn) for job in batch]
-            return outcomes
-        except Exception:
-            if len(batch) == 1:
-                log.exception("commit failed")
-                return [(False, errors.Unavailable())]
-            # The commit itself failed (lost connection, disk error): nothing of the batch is stored.
-            # Retry each job alone so one cause cannot fail every waiter.
-            log.warning("group commit of %d jobs failed; retrying one by one", len(batch), exc_info=True)
-            return [self._commit_batch([job])[0] for job in batch]
 
-    def _run_optimistic(self, batch: list[_Job]) -> list[tuple[bool, Any]] | None:
-        """Run and commit the batch without savepoints (two statements fewer per job). None, with nothing
-        committed, when a job raised: the caller then runs the batch again with a savepoint per job."""
-        with self.write_engine.connect() as conn:
-            with conn.begin() as tx:
-                try:
-                    values = _run_jobs(conn, batch)
-                except Exception:
-                    tx.rollback()
-                    return None
-            return [(True, value) for value in values]
+class _Writer:
+    """One writer: a thread of its own, and the connection it keeps between batches. Kept, because taking
+    one from the pool costs a round trip (pool_pre_ping) per batch; used only from that thread."""
+
+    def __init__(self, engine: Engine, name: str) -> None:
+        self.engine = engine
+        self.name = name
+        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=name)
+        self._conn: Connection | None = None
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """The kept connection; a new one after a failure, which may have left it broken."""
+        if self._conn is None:
+            self._conn = self.engine.connect()
+        try:
+            yield self._conn
+        except BaseException:
+            self._drop()
+            raise
+        if self._conn.in_transaction():  # never left open, but a kept connection must not carry one on
+            self._drop()
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                log.warning("closing a writer connection failed", exc_info=True)
+
+    def shutdown(self) -> None:
+        self.executor.submit(self._drop).result()
+        self.executor.shutdown(wait=True)
+
+
+def _commit_batch(
+    stats: WriterStats, connect: Callable[[], AbstractContextManager[Connection]], batch: list[_Job]
+) -> list[tuple[bool, Any]]:
+    try:
+        outcomes = _run_optimistic(connect, batch)
+        if outcomes is not None:
+            return outcomes
+        stats.retried_batches += 1
+        with connect() as conn, conn.begin():
+            outcomes = [_attempt(conn, job.fn) for job in batch]
+        return outcomes
+    except Exception:
+        if len(batch) == 1:
+            log.exception("commit failed")
+            return [(False, errors.Unavailable())]
+        # The commit itself failed (lost connection, disk error): nothing of the batch is stored.
+        # Retry each job alone so one cause cannot fail every waiter.
+        log.warning("group commit of %d jobs failed; retrying one by one", len(batch), exc_info=True)
+        return [_commit_batch(stats, connect, [job])[0] for job in batch]
+
+
+def _run_optimistic(
+    connect: Callable[[], AbstractContextManager[Connection]], batch: list[_Job]
+) -> list[tuple[bool, Any]] | None:
+    """Run and commit the batch without savepoints (two statements fewer per job). None, with nothing
+    committed, when a job raised: the caller then runs the batch again with a savepoint per job."""
+    with connect() as conn:
+        with conn.begin() as tx:
+            try:
+                values = _run_jobs(conn, batch)
+            except Exception:
+                tx.rollback()
+                return None
+        return [(True, value) for value in values]
 
 
 def _run_jobs(conn: Connection, batch: list[_Job]) -> list[Any]:
@@ -403,6 +459,12 @@ def _attempt(conn: Connection, fn: Callable[[Connection], Any]) -> tuple[bool, A
             # and retrying it would never help.
             savepoint.rollback()
             return False, errors.InvalidInput(f"a value does not fit the database: {_first_line(exc.orig)}")
+        except OperationalError as exc:
+            savepoint.rollback()
+            if getattr(exc.orig, "sqlstate", None) in _RETRY_SQLSTATES:
+                continue
+            log.exception("database error in a write")
+            return False, errors.Unavailable(f"database error: {type(exc.orig).__name__}")
         except DBAPIError as exc:
             savepoint.rollback()
             log.exception("database error in a write")
@@ -442,6 +504,27 @@ def constraint_of(exc: IntegrityError) -> str:
 
 def _first_line(error: BaseException | None) -> str:
     return (str(error or "").strip().splitlines() or ["invalid value"])[0][:200]
+
+
+@contextmanager
+def pipelined(tx: Connection) -> Iterator[None]:
+    """On PostgreSQL the statements run inside are sent together and answered in one round trip at the
+    end (psycopg's pipeline mode) instead of one each; only for statements whose results nobody reads
+    before the block ends (inserts, updates). A statement's error then surfaces at the end of the block,
+    as the SQLAlchemy error it would have raised at once. Elsewhere the block runs as it is."""
+    if tx.dialect.name != "postgresql":
+        yield
+        return
+    dbapi = tx.dialect.loaded_dbapi
+    try:
+        with tx.connection.driver_connection.pipeline():  # type: ignore[union-attr]
+            yield
+    except DBAPIError:
+        raise
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(
+            None, None, exc, dbapi.Error, hide_parameters=True, dialect=tx.dialect
+        ) from exc
 
 
 @contextmanager
