@@ -202,7 +202,6 @@ def dispatch(
         return alone
     if event.subscriber_id is None:
         return []
-    reads.before(tx, event)
     live = reads.live(event)
     starts = reads.starts(tx, event)
     if not live and not starts:
@@ -221,8 +220,10 @@ def dispatch(
         _, definition = loaded
         reason = event_stop_reason(definition, enrollment, event.name, data)
         if reason:
+            reads.written(tx, enrollment)
             reads.changed(enrollment, finish(tx, enrollment, "stopped", now, reason=reason))
         elif enrollment.status == "waiting":
+            reads.written(tx, enrollment)
             woken = _maybe_wake(tx, definition, enrollment, event, data, now)
             if woken is not None:
                 reads.changed(enrollment, woken)

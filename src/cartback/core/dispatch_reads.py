@@ -7,8 +7,9 @@ stop and wake runs: it runs in one transaction, and on PostgreSQL a subscriber's
 one dispatcher at a time (store/timers.py), so nothing else of the dispatcher's changes them meanwhile.
 
 New enrollments and their history rows are held and written with one executemany each when the batch ends,
-or as soon as a later event of the same subscriber comes up, so that whatever that event does (stop the new
-run, a hook reading the subscriber's rows) finds them written.
+or as soon as a later event of the batch stops one of them (which updates its row). Nothing else in the
+dispatcher's transaction reads them: the hooks (webhooks, attribution) read subscribers, endpoints,
+messages and orders.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class DispatchReads:
         self._definitions: dict[str, sequences.Definition] = {}
         self._new: list[Enrollment] = []
         self.history: list[dict[str, Any]] = []
-        self._unwritten: set[_Who] = set()
+        self._unwritten: set[str] = set()  # ids of the runs in _new
         self._load(tx, batch)
 
     def _load(self, tx: Tx, batch: list[Event]) -> None:
@@ -102,16 +103,16 @@ class DispatchReads:
 
     # -- what the batch's events change --
 
-    def before(self, tx: Tx, event: Event) -> None:
-        """Called before an event is dispatched: write what earlier events enrolled its subscriber in."""
-        if (event.workspace_id, event.subscriber_id or "") in self._unwritten:
+    def written(self, tx: Tx, enrollment: Enrollment) -> None:
+        """Called before a run's row is updated: write it first if this batch made it."""
+        if enrollment.id in self._unwritten:
             self.flush(tx)
 
     def enrolled(self, enrollment: Enrollment, history: dict[str, Any]) -> None:
         who = (enrollment.workspace_id, enrollment.subscriber_id)
         self._new.append(enrollment)
         self.history.append(history)
-        self._unwritten.add(who)
+        self._unwritten.add(enrollment.id)
         self._live[who].append(enrollment)
         if enrollment.dedupe_key is not None:
             self._keys.add((enrollment.sequence_id, enrollment.dedupe_key))
