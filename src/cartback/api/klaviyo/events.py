@@ -14,6 +14,7 @@ unique_id.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -23,9 +24,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field, model_validator
 from starlette.responses import Response
 
-from cartback.api import deps, scopes
+from cartback.api import deps, lean, scopes
+from cartback.api.klaviyo import AUTH_SCHEMES, ecommerce, filters, jsonapi, limits, models, principal
 from cartback.api.klaviyo import attributions as attribution_routes
-from cartback.api.klaviyo import ecommerce, filters, jsonapi, limits, models, principal
 from cartback.core import attribution, checkouts, event_pages, events, ingest, metrics, orders
 
 router = APIRouter(tags=["klaviyo events"])
@@ -106,7 +107,14 @@ async def create_event(
 ) -> Response:
     """Create an event for a profile, creating or updating the profile. Idempotent per profile, metric
     and unique_id."""
-    limits.check_payload_size(request.headers.get("content-length"))
+    now = svc.clock.now()
+    message = _accepted(body, request.headers.get("content-length"), now)
+    return await _store(who, message, now, svc)
+
+
+def _accepted(body: EventCreateBody, content_length: str | None, now: datetime) -> ingest.Message:
+    """What the event does, once every check before the write passed (else a Problem to answer)."""
+    limits.check_payload_size(content_length)
     attrs = body.data.attributes
     profile = attrs.profile.data
     limits.check_properties(attrs.properties, f"{_ATTRS}/properties")
@@ -118,12 +126,49 @@ async def create_event(
             "A profile identifier is required: email, phone_number, external_id, anonymous_id or id.",
             pointer=f"{_ATTRS}/profile/data/attributes",
         )
-    now = svc.clock.now()
     if attrs.time is not None:
         limits.check_time(attrs.time, now, f"{_ATTRS}/time")
-    message = ingest.Message(to_action(attrs, now))
+    return ingest.Message(to_action(attrs, now))
+
+
+async def _store(who: deps.Principal, message: ingest.Message, now: datetime, svc: deps.Services) -> Response:
     await svc.db.write_each(ingest.apply_many, ingest.Request(who.workspace_id, [message], now))
     return Response(status_code=202)
+
+
+# The `revision` header as the route's dependency accepts it (klaviyo.REVISION_PATTERN), in ASCII digits.
+_REVISION = re.compile(rb"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:\.pre)?")
+
+
+async def _lean_create(
+    who: deps.Principal, payload: dict[str, Any], svc: deps.Services, headers: lean.Headers
+) -> Response | None:
+    """create_event without FastAPI's request handling (api/lean.py): the same model, the same checks,
+    the same write and answer. Whatever a check refuses is answered by the FastAPI route."""
+    revision = lean.header(headers, b"revision")
+    if revision is None or _REVISION.fullmatch(revision) is None:
+        return None
+    content_length = lean.header(headers, b"content-length")
+    now = svc.clock.now()
+    try:
+        body = EventCreateBody.model_validate(payload)
+        message = _accepted(body, None if content_length is None else content_length.decode("latin-1"), now)
+    except Exception:  # a 400 or anything unforeseen: the FastAPI route answers it, as it would have
+        return None
+    return await _store(who, message, now, svc)
+
+
+def lean_routes(prefix: str) -> list[lean.LeanRoute]:
+    return [
+        lean.LeanRoute(
+            prefix + "/events",
+            "POST",
+            scopes.EVENTS_WRITE,
+            _lean_create,
+            schemes=AUTH_SCHEMES,
+            media_types=(b"application/json", jsonapi.MEDIA_TYPE.encode()),
+        )
+    ]
 
 
 def to_action(attrs: EventAttributes, now: datetime) -> ingest.Action:

@@ -68,7 +68,9 @@ async def _record_checkout(
 _CHECKOUT_ANSWER = pydantic.TypeAdapter(TrackCheckoutResponse)
 
 
-async def _lean_checkout(who: deps.Principal, payload: dict[str, Any], svc: deps.Services) -> Response | None:
+async def _lean_checkout(
+    who: deps.Principal, payload: dict[str, Any], svc: deps.Services, headers: lean.Headers
+) -> Response | None:
     """track_checkout_started without FastAPI's request handling (api/lean.py): the same model, the same
     write, the same bytes back."""
     try:
