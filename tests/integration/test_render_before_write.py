@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from cartback.core import automations, checkouts, mail, sequences, subscribers, transactional
 from cartback.delivery import render
+from cartback.scheduler import worker
 from cartback.scheduler.worker import Worker
 from cartback.store import timers
 from cartback.store.db import Database
@@ -82,6 +83,23 @@ def test_a_batch_of_steps_stores_the_emails_composed_before_its_write(db, make_w
     assert sorted(m.to_email for m in stored) == [f"p{i}@example.com" for i in range(3)]
     assert {m.subject for m in stored} == {"Logo tee, Jane"}
     assert [r.status for r in _rows(db, enrollments, ws)] == ["completed"] * 3
+
+
+def test_new_runs_parked_at_their_first_delay_compose_nothing_ahead(db, make_workspace):
+    """A run just enrolled is claimed to start waiting at its first delay: its email is an hour away and
+    is composed when it falls due, not now (where the draft would only be thrown away)."""
+    ws = make_workspace().id
+    _sequence(db, ws, "{{ checkout.items[0].title }}", "<p>Hi</p>")
+    for i in range(3):
+        db.write_sync(_checkout_job(ws, f"c{i}", f"p{i}@example.com", T0))
+    db.write_sync(lambda tx: worker.dispatch_batch(tx, T0, 500))
+    claimed = db.write_sync(lambda tx: timers.claim_due(tx, "w1", T0, lease=timedelta(minutes=5), limit=10))
+    assert len(claimed) == 3
+    drafts = db.read_sync(lambda tx: automations.compose_ahead(tx, claimed, "w1"))
+    assert len(drafts) == 0
+    outcomes = db.write_sync(lambda tx: automations.advance_batch(tx, claimed, "w1", T0, drafts=drafts))
+    assert outcomes == ["waiting"] * 3
+    assert _rows(db, messages, ws) == []
 
 
 def test_a_transactional_send_stores_the_emails_composed_before_its_write(db, make_workspace):

@@ -969,7 +969,7 @@ def _explicit_from(definition: sequences.Definition, config: dict[str, Any]) -> 
 
 
 # Nodes a claimed run passes through without a decision before it reaches an email: a delay it was
-# waiting on is over when the run is claimed.
+# waiting on is over when the run is claimed; one it has not started waiting on yet is not.
 _AHEAD_HOPS = 4
 
 
@@ -1007,6 +1007,8 @@ def _compose_run_ahead(tx: Tx, enrollment: Enrollment, options: Options, drafts:
         node = definition.nodes.get(node_id) if node_id else None
         if node is None or node["type"] not in ("delay", "email"):
             return
+        if node["type"] == "delay" and not _delay_over(enrollment, node):
+            return  # the run starts waiting here (a new run at its first delay): nothing to send yet
         if node["type"] == "email":
             if message_store.exists_for_step(tx, enrollment.id, node["id"]):
                 return
@@ -1025,6 +1027,17 @@ def _compose_run_ahead(tx: Tx, enrollment: Enrollment, options: Options, drafts:
                 drafts=drafts,
             )
         node_id = node.get("next")
+
+
+def _delay_over(enrollment: Enrollment, node: dict[str, Any]) -> bool:
+    """Whether a claimed run goes past this delay node now: it was waiting on it, or the delay has no
+    length. (A delay until a weekday window may open at once: assumed over, as it always was.)"""
+    if (enrollment.context.get("due") or {}).get("node") == node["id"]:
+        return True
+    config = node["config"]
+    if config.get("mode") == "until_weekday":
+        return True
+    return not any(config.get(unit) for unit in ("days", "hours", "minutes"))
 
 
 # -- explain ----------------------------------------------------------------------------------------
