@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from cartback.store import driver
 from cartback.store.db import Tx
 from cartback.store.tables import checkouts, subscribers
 
@@ -37,7 +38,6 @@ _FIND = sa.select(checkouts).where(
     checkouts.c.workspace_id == sa.bindparam("workspace_id"),
     checkouts.c.checkout_id == sa.bindparam("checkout_id"),
 )
-_INSERT = checkouts.insert()
 
 
 def find(tx: Tx, workspace_id: str, checkout_id: str) -> Checkout | None:
@@ -108,10 +108,12 @@ def insert(tx: Tx, checkout: Checkout) -> None:
     insert_many(tx, [checkout])
 
 
+_INSERT_MANY = driver.Insert(checkouts, _COLUMNS)
+
+
 def insert_many(tx: Tx, batch: list[Checkout]) -> None:
     """New checkouts, with one executemany."""
-    if batch:
-        tx.execute(_INSERT, [{name: getattr(c, name) for name in _COLUMNS} for c in batch])
+    _INSERT_MANY.run(tx, [[getattr(c, name) for name in _COLUMNS] for c in batch])
 
 
 def update_snapshot(tx: Tx, checkout: Checkout) -> None:

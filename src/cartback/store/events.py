@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 
+from cartback.store import driver
 from cartback.store.db import Tx
 from cartback.store.tables import events
 
@@ -71,8 +72,7 @@ def append(tx: Tx, event: Event) -> None:
 
 def append_many(tx: Tx, batch: list[Event]) -> None:
     """Append events with one executemany; a used idempotency key fails it, as it fails `append`."""
-    if batch:
-        tx.execute(_INSERT, [_values(e) for e in batch])
+    _APPEND.run(tx, [_row(e) for e in batch])
 
 
 def append_new(tx: Tx, batch: list[Event]) -> None:
@@ -88,21 +88,43 @@ _INSERT_NEW_PG = postgresql.insert(events).on_conflict_do_nothing(index_elements
 _INSERT_NEW_SQLITE = sqlite.insert(events).on_conflict_do_nothing(index_elements=_KEY)
 
 
+_VALUE_COLUMNS = (
+    "id",
+    "workspace_id",
+    "subscriber_id",
+    "name",
+    "source",
+    "properties",
+    "occurred_at",
+    "received_at",
+    "idempotency_key",
+    "historical",
+    "value",
+    "subscriber_key",
+)
+_APPEND = driver.Insert(events, _VALUE_COLUMNS)
+
+
+def _row(event: Event) -> list[Any]:
+    """The event's column values, in _VALUE_COLUMNS order."""
+    return [
+        event.id,
+        event.workspace_id,
+        event.subscriber_id,
+        event.name,
+        event.source,
+        event.properties,
+        event.occurred_at,
+        event.received_at,
+        event.idempotency_key,
+        event.historical,
+        event.value,
+        subscriber_key(event.subscriber_id),
+    ]
+
+
 def _values(event: Event) -> dict[str, Any]:
-    return dict(
-        id=event.id,
-        workspace_id=event.workspace_id,
-        subscriber_id=event.subscriber_id,
-        name=event.name,
-        source=event.source,
-        properties=event.properties,
-        occurred_at=event.occurred_at,
-        received_at=event.received_at,
-        idempotency_key=event.idempotency_key,
-        historical=event.historical,
-        value=event.value,
-        subscriber_key=subscriber_key(event.subscriber_id),
-    )
+    return dict(zip(_VALUE_COLUMNS, _row(event), strict=True))
 
 
 def find_by_key(tx: Tx, workspace_id: str, idempotency_key: str) -> Event | None:

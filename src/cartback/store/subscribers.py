@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
 from cartback import addresses, ids
+from cartback.store import driver
 from cartback.store.db import Tx
 from cartback.store.tables import events, list_members, subscriber_tags, subscribers, tags
 
@@ -43,7 +44,6 @@ _COLUMNS = [f.name for f in fields(Subscriber) if f.name != "tags"]
 
 
 # Built once with bind parameters, so SQLAlchemy need not rebuild them and their cache keys on every call.
-_INSERT = subscribers.insert()
 _FIND_BY_EMAIL_KEY = sa.select(subscribers).where(
     subscribers.c.workspace_id == sa.bindparam("workspace_id"),
     subscribers.c.email_key == sa.bindparam("email_key"),
@@ -188,16 +188,18 @@ def insert(tx: Tx, sub: Subscriber) -> None:
     insert_many(tx, [sub])
 
 
+_INSERT_MANY = driver.Insert(subscribers, [*_COLUMNS, "email_key"])
+
+
 def insert_many(tx: Tx, subs: Sequence[Subscriber]) -> None:
     """New subscribers, with one executemany."""
-    if not subs:
-        return
-    rows = []
-    for sub in subs:
-        values = {name: getattr(sub, name) for name in _COLUMNS}
-        values["email_key"] = email_key(sub.email) if sub.email else None
-        rows.append(values)
-    tx.execute(_INSERT, rows)
+    _INSERT_MANY.run(
+        tx,
+        [
+            [getattr(sub, name) for name in _COLUMNS] + [email_key(sub.email) if sub.email else None]
+            for sub in subs
+        ],
+    )
 
 
 def save(tx: Tx, sub: Subscriber) -> None:

@@ -1,0 +1,169 @@
+"""The hot ingest inserts run on the driver on SQLite (store/driver.py): what they store is what the same
+rows inserted through SQLAlchemy store, byte for byte, and their errors are SQLAlchemy's; on PostgreSQL
+they go through SQLAlchemy as before."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from cartback.store import checkouts as checkout_store
+from cartback.store import events as event_store
+from cartback.store import subscribers as subscriber_store
+from cartback.store import tables
+from cartback.store.db import Database, constraint_of
+
+NOW = datetime(2026, 12, 1, 12, 0, 0, 123456, tzinfo=UTC)
+ELSEWHERE = timezone(timedelta(hours=-5, minutes=-30))
+PROPERTIES = {
+    "text": 'ünïcödé \u2028 \U0001f600 "q" \\ </script>',
+    "nested": {"a": [1, 2.5, True, None, "x", {"b": -0.0}], "empty": {}},
+    "big": 2**62,
+    "float": 158.97,
+}
+
+
+def _event(workspace_id: str, n: int, **changes: object) -> event_store.Event:
+    base = event_store.Event(
+        id=f"ev_{n}",
+        workspace_id=workspace_id,
+        subscriber_id=f"sub_{n}",
+        name="ecommerce.checkout_started",
+        source="klaviyo",
+        properties=PROPERTIES,
+        occurred_at=datetime(2026, 11, 30, 23, 59, 59, 999999, tzinfo=ELSEWHERE),
+        received_at=NOW,
+        idempotency_key=f"checkout:c{n}",
+        historical=False,
+        value=158.97,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def _events(workspace_id: str, first: int) -> list[event_store.Event]:
+    return [
+        _event(workspace_id, first),
+        _event(
+            workspace_id, first + 1, subscriber_id=None, idempotency_key=None, value=None, historical=True
+        ),
+        _event(workspace_id, first + 2, properties={}, occurred_at=NOW),
+    ]
+
+
+def _subscribers(workspace_id: str, first: int) -> list[subscriber_store.Subscriber]:
+    one = subscriber_store.new(
+        workspace_id,
+        NOW,
+        id=f"sub_{first}",
+        email=f"Jane.{first}@Example.com",
+        first_name="Jane",
+        last_name=None,
+        attributes=PROPERTIES,
+        phone="+15005550006",
+        anonymous_id=f"anon-{first}",
+    )
+    two = subscriber_store.new(
+        workspace_id, NOW, id=f"sub_{first + 1}", external_id=f"ext-{first}", attributes={}
+    )
+    return [
+        one,
+        replace(two, sms_consent=True, unsubscribed_at=NOW.astimezone(ELSEWHERE), timezone="Europe/Oslo"),
+    ]
+
+
+def _checkouts(workspace_id: str, first: int) -> list[checkout_store.Checkout]:
+    base = checkout_store.Checkout(
+        id=f"co_{first}",
+        workspace_id=workspace_id,
+        checkout_id=f"c{first}",
+        subscriber_id=f"sub_{first}",
+        event_id=f"ev_{first}",
+        currency="USD",
+        total_cents=15897,
+        checkout_url="https://shop.example.com/c/1",
+        items=[{"productId": "p1", "title": "Sweater", "quantity": 1, "priceCents": 8900}],
+        properties=PROPERTIES,
+        order_id=None,
+        created_at=NOW,
+        updated_at=NOW.astimezone(ELSEWHERE),
+    )
+    bare = replace(base, id=f"co_{first + 1}", checkout_id=f"c{first + 1}", currency=None, total_cents=None)
+    return [base, replace(bare, checkout_url=None, items=[], properties={})]
+
+
+def _raw(db: Database, table: sa.Table, workspace_id: str) -> list[tuple]:
+    """The rows as the driver returns them (no type processing), without their ids."""
+    other_ids = {"id", "subscriber_id", "event_id", "checkout_id", "idempotency_key", "email", "email_key"}
+    other_ids |= {"anonymous_id", "external_id", "subscriber_key"}
+    kept = [c.name for c in table.columns if c.name not in other_ids]
+    query = sa.text(f"SELECT {', '.join(kept)} FROM {table.name} WHERE workspace_id = :w ORDER BY id")
+    return db.read_sync(lambda tx: [tuple(r) for r in tx.execute(query, {"w": workspace_id})])
+
+
+def _through_sqlalchemy(table: sa.Table, rows: list[dict]) -> object:
+    return lambda tx: tx.execute(table.insert(), rows)
+
+
+@pytest.mark.parametrize("kind", ["events", "subscribers", "checkouts"])
+def test_driver_inserts_store_what_sqlalchemy_stores(db: Database, make_workspace, kind):
+    driver_ws, sqlalchemy_ws = make_workspace(), make_workspace()
+    if kind == "events":
+        table = tables.events
+        db.write_sync(lambda tx: event_store.append_many(tx, _events(driver_ws.id, 0)))
+        rows = [event_store._values(e) for e in _events(sqlalchemy_ws.id, 10)]
+    elif kind == "subscribers":
+        table = tables.subscribers
+        db.write_sync(lambda tx: subscriber_store.insert_many(tx, _subscribers(driver_ws.id, 0)))
+        rows = []
+        for sub in _subscribers(sqlalchemy_ws.id, 10):
+            values = {name: getattr(sub, name) for name in subscriber_store._COLUMNS}
+            rows.append({**values, "email_key": subscriber_store.email_key(sub.email) if sub.email else None})
+    else:
+        table = tables.checkouts
+        db.write_sync(lambda tx: checkout_store.insert_many(tx, _checkouts(driver_ws.id, 0)))
+        rows = [{n: getattr(c, n) for n in checkout_store._COLUMNS} for c in _checkouts(sqlalchemy_ws.id, 10)]
+    db.write_sync(_through_sqlalchemy(table, rows))
+
+    stored = _raw(db, table, driver_ws.id)
+    assert len(stored) == len(rows)
+    # Same bytes, workspace id aside.
+    strip = lambda rs, ws: [tuple("<ws>" if v == ws else v for v in r) for r in rs]  # noqa: E731
+    assert strip(stored, driver_ws.id) == strip(_raw(db, table, sqlalchemy_ws.id), sqlalchemy_ws.id)
+    # And read back through the store as they were given.
+    if kind == "events":
+        read = db.read_sync(lambda tx: event_store.find_by_key(tx, driver_ws.id, "checkout:c0"))
+        assert read == replace(_events(driver_ws.id, 0)[0], occurred_at=read.occurred_at)
+        assert read.occurred_at == _events(driver_ws.id, 0)[0].occurred_at
+
+
+def test_a_driver_insert_fails_as_sqlalchemy_would(db: Database, make_workspace):
+    ws = make_workspace()
+    db.write_sync(lambda tx: event_store.append_many(tx, _events(ws.id, 0)))
+    again = [_event(ws.id, 5, idempotency_key="checkout:c0")]  # a used idempotency key
+    with db.write_engine.begin() as tx, pytest.raises(IntegrityError) as through_driver:
+        event_store.append_many(tx, again)
+    with db.write_engine.begin() as tx, pytest.raises(IntegrityError) as through_sqlalchemy:
+        tx.execute(tables.events.insert(), [event_store._values(e) for e in again])
+    assert constraint_of(through_driver.value) == constraint_of(through_sqlalchemy.value)
+    assert through_driver.value.hide_parameters
+    assert db.read_sync(lambda tx: event_store.find_by_key(tx, ws.id, "checkout:c0")).id == "ev_0"
+
+
+def test_on_sqlite_the_insert_bypasses_sqlalchemy(db: Database, make_workspace):
+    ws = make_workspace()
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    sa.event.listen(db.write_engine, "before_cursor_execute", seen)
+    try:
+        db.write_sync(lambda tx: event_store.append_many(tx, _events(ws.id, 0)))
+    finally:
+        sa.event.remove(db.write_engine, "before_cursor_execute", seen)
+    inserts = [s for s in statements if s.startswith("INSERT INTO events")]
+    assert inserts == ([] if db.dialect == "sqlite" else [inserts[0]])
