@@ -25,8 +25,9 @@ class Settings(BaseSettings):
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     # Group commit: the most requests one transaction carries.
     commit_batch_max: int = Field(512, gt=0)
-    # PostgreSQL: group commits run side by side on this many connections (SQLite: always one).
-    commit_writers: int = Field(2, gt=0, le=32)
+    # PostgreSQL: group commits run side by side on this many connections (SQLite: always one). One by
+    # default: on two cores a second writer's thread doubled another tenant's p99 under load (docs/ingest.md).
+    commit_writers: int = Field(1, gt=0, le=32)
     # A worker that dies holding a claim delays those steps by at most this long.
     lease_seconds: float = Field(60.0, gt=0)
     # Enrollments one worker claims (and events it dispatches) per round.
