@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     # Group commit: the most requests one transaction carries.
     commit_batch_max: int = Field(512, gt=0)
     # PostgreSQL: group commits run side by side on this many connections (SQLite: always one). One by
-    # default: on two cores a second writer's thread doubled another tenant's p99 under load (docs/ingest.md).
+    # default: on two cores a second writer gained nothing measurable (docs/ingest.md).
     commit_writers: int = Field(1, gt=0, le=32)
     # A worker that dies holding a claim delays those steps by at most this long.
     lease_seconds: float = Field(60.0, gt=0)
