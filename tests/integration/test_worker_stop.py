@@ -1,5 +1,6 @@
 """Worker.stop_within: a round that will not finish in time is cancelled, and the worker's leases are
-given back all the same, so another worker can claim the work at once."""
+given back all the same, so another worker can claim the work at once; a stop asked during a round that
+does finish ends the worker when the round does, not a tick later."""
 
 from __future__ import annotations
 
@@ -96,3 +97,30 @@ def test_stop_within_cancels_a_stuck_round_and_releases_its_leases(db, make_work
         lambda tx: deliveries.claim_due(tx, "next", later, lease=timedelta(seconds=60), limit=10)
     )
     assert message_id in again
+
+
+def test_stop_asked_during_a_round_ends_the_worker_with_the_round_not_a_tick_later(db) -> None:
+    in_round, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_duty(worker: Worker) -> int:
+        in_round.set()
+        await release.wait()
+        return 0
+
+    async def main() -> float:
+        live = Database(db.url)
+        await live.start()
+        try:
+            worker = Worker(live, system_clock, tick_seconds=30)
+            worker.duties.append(slow_duty)
+            task = asyncio.create_task(worker.run())
+            await asyncio.wait_for(in_round.wait(), 20)
+            worker.stop()  # while the round runs, as a shutdown signal may land
+            started = time.monotonic()
+            release.set()
+            await asyncio.wait_for(task, 20)
+            return time.monotonic() - started
+        finally:
+            await live.stop()
+
+    assert asyncio.run(main()) < 2.0

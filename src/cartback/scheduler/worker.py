@@ -266,12 +266,16 @@ class Worker:
     async def _sleep(self) -> None:
         # Clear first: a wake that lands while we look up the next due time must not be lost.
         self._wake.clear()
+        if self._stopping.is_set():
+            return  # a stop asked during the round: its wake was just cleared, so no tick's wait
         delay = self.tick_seconds
         nxt = await self.db.read(lambda tx: timers.next_due(tx, self.clock.now()))
         if nxt is not None:
             delay = max(0.0, min(delay, (nxt - self.clock.now()).total_seconds()))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            if self._stopping.is_set():
+                return
             # Woken by an ingest commit: let the commits of the next few milliseconds join this round,
             # so a burst of requests costs one dispatch, not one each.
             await asyncio.sleep(min(WAKE_COALESCE_SECONDS, self.tick_seconds))
