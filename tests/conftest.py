@@ -145,16 +145,25 @@ def pg_module_database(pg_databases: PgDatabases) -> Iterator[str]:
     pg_databases.give_back(url)
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once per session: each test gets a copy, since migrating a new file (every
+    migration, one by one) takes 0.2 s and copying it a millisecond."""
+    path = tmp_path_factory.mktemp("template") / "cartback.db"
+    database = Database(f"sqlite:///{path}")
+    database.migrate()
+    database.close()  # the last connection's close checkpoints the WAL into the file
+    return path
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The URL of an empty migrated database of each kind, for this test alone: a new SQLite file, or a
-    PostgreSQL database of PgDatabases."""
+    """The URL of an empty migrated database of each kind, for this test alone: a copy of the migrated
+    SQLite template, or a PostgreSQL database of PgDatabases."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'cartback.db'}"
-        database = Database(url)
-        database.migrate()
-        database.close()
-        return url
+        path = tmp_path / "cartback.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
     return str(request.getfixturevalue("pg_database"))
 
 
