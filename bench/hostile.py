@@ -26,9 +26,10 @@ The template is `{% for i in (1..N) %}{% for j in (1..N) %}x{% endfor %}{% endfo
 `--template-loop N` as given, else the largest N up to 1000 the preview accepts (a template over the
 server's Liquid limits is refused; without limits 1000 is taken, and one render takes seconds).
 
-Printed: the victim's p50/p99/max and errors in each phase, the ratio of the attack p99 to the quiet p99
-(the goal is at most 2), the cores' worth of CPU the server's process and its render and hash processes
-used in each phase (CPU time, which a busy machine changes far less than latency), what the attacker's
+Printed: the victim's p50/p90/p99/max and errors in each phase, the ratio of the attack p99 to the quiet
+p99 (the goal is at most 2), the cores' worth of CPU the server's process and its render and hash processes
+used in each phase (CPU time, which a busy machine changes far less than latency) and how long the
+server's threads waited, runnable, for a core (/proc/PID/task/*/schedstat), what the attacker's
 requests got, and the server's RSS before, after each phase and its peak (VmHWM) from /proc.
 """
 
@@ -105,30 +106,41 @@ def _children(pid: int) -> list[int]:
     return found + [grandchild for child in found for grandchild in _children(child)]
 
 
-def _cpu(pid: int) -> tuple[float, float]:
+def _cpu(pid: int) -> tuple[float, float, float]:
     """CPU seconds so far of the server's own process and of its render and hash processes (a live
-    child's CPU is not in its parent's figures)."""
-    return cpu_seconds(pid), sum(cpu_seconds(child) for child in _children(pid))
+    child's CPU is not in its parent's figures), and the seconds the server's threads have waited,
+    runnable, for a core (the second figure of each thread's /proc schedstat)."""
+    waited = 0
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(FileNotFoundError, IndexError):  # a thread that ended
+            waited += int((task / "schedstat").read_text().split()[1])
+    return cpu_seconds(pid), sum(cpu_seconds(child) for child in _children(pid)), waited / 1e9
 
 
 class _CpuShare:
-    """Cores' worth of CPU the server and its processes used over the phases timed with `during`."""
+    """Cores' worth of CPU the server and its processes used over the phases timed with `during`, and how
+    long the server's threads waited for a core, per second of those phases."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        self.seconds = self.own = self.children = 0.0
+        self.seconds = self.own = self.children = self.waited = 0.0
 
     @contextlib.contextmanager
     def during(self) -> Any:
-        started, (own, children) = time.monotonic(), _cpu(self.pid)
+        started, (own, children, waited) = time.monotonic(), _cpu(self.pid)
         yield
-        own_after, children_after = _cpu(self.pid)
+        own_after, children_after, waited_after = _cpu(self.pid)
         self.seconds += time.monotonic() - started
         self.own += own_after - own
         self.children += children_after - children
+        self.waited += waited_after - waited
 
     def figures(self) -> dict[str, float]:
-        return {"server": self.own / self.seconds, "render_and_hash": self.children / self.seconds}
+        return {
+            "server": self.own / self.seconds,
+            "render_and_hash": self.children / self.seconds,
+            "server_waited_for_a_core": self.waited / self.seconds,
+        }
 
 
 # -- the victim --------------------------------------------------------------------------------------
@@ -193,6 +205,7 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "requests": len(lat),
         "p50_ms": statistics.median(lat),
+        "p90_ms": lat[min(len(lat) - 1, int(len(lat) * 0.90))],
         "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
         "max_ms": lat[-1],
         "failures": dict(failures),
@@ -341,6 +354,7 @@ def main() -> None:
         attack: dict[str, Counter[str]] = {"sign-in": Counter(), "template": Counter()}
         rss_attack: dict[str, float] = {}
         cpu_quiet, cpu_attack = _CpuShare(server.pid), _CpuShare(server.pid)
+        attacker_cpu = 0.0
         # Quiet and attacked windows alternate, so the load of a shared machine drifting during the run
         # falls on both alike.
         for _ in range(args.rounds):
@@ -367,8 +381,10 @@ def main() -> None:
             )
             attacker.start()
             time.sleep(1.0)  # the flood is under way before the victim's clock starts
+            attacker_before = cpu_seconds(attacker.pid)
             with cpu_attack.during():
                 attack_runs.append(_measure(base, made["victim_key"], args.rate, args.attack / args.rounds))
+            attacker_cpu += cpu_seconds(attacker.pid) - attacker_before
             rss_now = _rss(server.pid)
             rss_attack = {k: max(v, rss_attack.get(k, 0.0)) for k, v in rss_now.items()}
             stop_at.set()
@@ -392,20 +408,24 @@ def main() -> None:
         "p99_ratio": attacked["p99_ms"] / quiet["p99_ms"],
         "attacker": {kind: dict(counts) for kind, counts in attack.items()},
         "cores": {"quiet": cpu_quiet.figures(), "attack": cpu_attack.figures()},
+        "attacker_client_cores": attacker_cpu / cpu_attack.seconds,
         "rss_mib": {"start": rss_start, "after_quiet": rss_quiet, "under_attack": rss_attack, "end": rss_end},
     }
     print(f"database {args.db}; flood {args.flood}; template {loop} x {loop} loop; victim {args.rate:g}/s")
     for name, phase in (("quiet", quiet), ("attack", attacked)):
         print(
             f"  victim {name:6}: {phase['requests']} checkouts, p50 {phase['p50_ms']:.1f} ms, "
-            f"p99 {phase['p99_ms']:.1f} ms, max {phase['max_ms']:.1f} ms, failures {phase['failures'] or 0}"
+            f"p90 {phase['p90_ms']:.1f} ms, p99 {phase['p99_ms']:.1f} ms, max {phase['max_ms']:.1f} ms, "
+            f"failures {phase['failures'] or 0}"
         )
     print(f"  p99 under attack / quiet: {figures['p99_ratio']:.2f} (goal: at most 2)")
     for name, cores in figures["cores"].items():
         print(
             f"  cores used {name:6}: server {cores['server']:.2f}, "
-            f"render and hash processes {cores['render_and_hash']:.2f}"
+            f"render and hash processes {cores['render_and_hash']:.2f}; "
+            f"server threads waited for a core {cores['server_waited_for_a_core'] * 1000:.0f} ms a second"
         )
+    print(f"  the attacker's client process used {figures['attacker_client_cores']:.2f} of a core")
     print(f"  attacker's sign-ins: {dict(attack['sign-in'])}; template previews: {dict(attack['template'])}")
     print(
         f"  server RSS MiB: start {rss_start['VmRSS']:.0f}, after quiet {rss_quiet['VmRSS']:.0f}, "
