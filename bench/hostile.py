@@ -106,15 +106,15 @@ def _children(pid: int) -> list[int]:
     return found + [grandchild for child in found for grandchild in _children(child)]
 
 
-def _cpu(pid: int) -> tuple[float, float, float]:
+def _cpu(pid: int) -> tuple[float, float, dict[str, float]]:
     """CPU seconds so far of the server's own process and of its render and hash processes (a live
-    child's CPU is not in its parent's figures), and the seconds the server's threads have waited,
-    runnable, for a core (the second figure of each thread's /proc schedstat)."""
-    waited = 0
+    child's CPU is not in its parent's figures), and the seconds each of the server's threads has waited,
+    runnable, for a core (the second figure of its /proc schedstat)."""
+    waited = {}
     for task in Path(f"/proc/{pid}/task").glob("*"):
         with contextlib.suppress(FileNotFoundError, IndexError):  # a thread that ended
-            waited += int((task / "schedstat").read_text().split()[1])
-    return cpu_seconds(pid), sum(cpu_seconds(child) for child in _children(pid)), waited / 1e9
+            waited[task.name] = int((task / "schedstat").read_text().split()[1]) / 1e9
+    return cpu_seconds(pid), sum(cpu_seconds(child) for child in _children(pid)), waited
 
 
 class _CpuShare:
@@ -133,7 +133,8 @@ class _CpuShare:
         self.seconds += time.monotonic() - started
         self.own += own_after - own
         self.children += children_after - children
-        self.waited += waited_after - waited
+        # Threads alive at both ends (the thread pool's come and go).
+        self.waited += sum(waited_after[tid] - waited[tid] for tid in waited.keys() & waited_after.keys())
 
     def figures(self) -> dict[str, float]:
         return {
