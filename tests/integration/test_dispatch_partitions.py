@@ -115,3 +115,29 @@ def test_a_worker_dispatches_over_several_connections(pg_database):
         assert sum(rounds) >= 60 and _undispatched_in(db, ws) == 0
     finally:
         db.close()
+
+
+def test_a_worker_fans_out_only_while_a_backlog_lasts(pg_database):
+    """Woken by a few commits, a round dispatches on one connection (one transaction, not four); a round
+    that takes a full batch has found a backlog, and the next one runs four dispatchers side by side."""
+    db = Database(pg_database)
+    try:
+        ws, _ = _seed(db, people=30, per_person=2)
+
+        async def run() -> list[int]:
+            await db.start()
+            try:
+                worker = Worker(db, FrozenClock(T0 + timedelta(hours=1)), connections=4, batch_size=5)
+                rounds = [await worker.dispatch_events()]
+                while rounds[-1]:
+                    rounds.append(await worker.dispatch_events())
+                return rounds
+            finally:
+                await db.stop()
+
+        rounds = asyncio.run(run())
+        assert rounds[0] == 5, "a first round runs one dispatcher, which takes one batch"
+        assert rounds[1] > 5, "a full batch means a backlog: the next round runs several dispatchers"
+        assert _undispatched_in(db, ws) == 0
+    finally:
+        db.close()

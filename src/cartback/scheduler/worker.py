@@ -73,6 +73,9 @@ class Worker:
         self._stopping = asyncio.Event()
         self.steps_run = 0
         self.events_dispatched = 0
+        # How many dispatchers the next round runs side by side (PostgreSQL): one while the last round
+        # found less than a batch, all `connections` while there is a backlog.
+        self._dispatchers = 1
 
     def wake(self) -> None:
         """Look for work now rather than at the next tick (called after commits that may add work)."""
@@ -152,15 +155,18 @@ class Worker:
             names: collections.Counter[str] = collections.Counter()
             return dispatch_batch(tx, now, self.batch_size, self.event_hooks, names, share=share), names
 
-        if self.db.dialect == "postgresql" and self.connections > 1:
-            # Several dispatchers side by side, each on its own connection and its own share of the
-            # subscriber partitions (store/timers.py), so that events of different subscribers are
-            # dispatched in parallel and each subscriber's still in order.
-            share = max(1, timers.DISPATCH_PARTITIONS // self.connections)
+        if self.db.dialect == "postgresql":
+            # Dispatchers on connections of their own, beside the writer. Several side by side while a
+            # backlog lasts, each on its own share of the subscriber partitions (store/timers.py), so that
+            # events of different subscribers are dispatched in parallel and each subscriber's in order;
+            # one otherwise: a round woken by a few commits then costs one transaction, not `connections`
+            # (each a few round trips and a thread's wakeup, which a busy machine makes wait for a core).
+            dispatchers = self._dispatchers
+            share = max(1, timers.DISPATCH_PARTITIONS // dispatchers)
             done = await asyncio.gather(
                 *(
                     anyio.to_thread.run_sync(self.db.run_jobs_sync, [lambda tx: job(tx, share)])
-                    for _ in range(self.connections)
+                    for _ in range(dispatchers)
                 )
             )
             count, names = 0, collections.Counter[str]()
@@ -170,6 +176,8 @@ class Worker:
                     names.update(value[1])
                 else:
                     log.error("dispatching events failed: %r", value)
+            backlog = any(ok and value[0] >= self.batch_size for [(ok, value)] in done)
+            self._dispatchers = max(1, self.connections) if backlog else 1
         else:
             count, names = await self.db.write(job, notify=False)
         self.events_dispatched += count
