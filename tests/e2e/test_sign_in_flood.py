@@ -5,12 +5,14 @@ get 503 with Retry-After instead of queueing without bound."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from cartback.core import users
 from cartback.core.clock import system_clock
@@ -111,3 +113,32 @@ def test_sign_in_flood_from_many_addresses_hashes_no_more_than_the_budget(start_
     assert statuses.count(503) == 20 - statuses.count(401)
     assert all(r.elapsed.total_seconds() >= 3.9 for r in answers if r.status_code == 503)
     assert _metric(server.url, "cartback_sign_in_busy_total") == statuses.count(503)
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_a_flood_refused_as_busy_costs_no_counting(start_server, db_url, db):
+    """Once the hash budget is spent, an attempt is refused before it is counted or its address looked up:
+    on PostgreSQL counting is a transaction on the shared counter per bucket, and taking it back another,
+    which a flood of attempts that never reach a hash would otherwise pay for in full."""
+    server = start_server(
+        db_url,
+        env={
+            **NO_LIMITS,
+            "CARTBACK_SIGN_IN_FAILURES_PER_ADDRESS": "5",
+            "CARTBACK_SIGN_IN_HASHES": "1",
+            "CARTBACK_SIGN_IN_HASHES_PER_SECOND": "0.01",  # a burst of 5, then one each 100 s
+            "CARTBACK_SIGN_IN_WAIT_SECONDS": "3",
+        },
+    )
+    addresses = [f"guess-{i}-{secrets.token_hex(3)}@example.com" for i in range(16)]
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda a: _wrong_sign_in(server.url, a), addresses))
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses == [401] * 5 + [503] * 11, statuses
+    buckets = [f"signin address {hashlib.sha256(a.encode()).hexdigest()[:32]}" for a in addresses]
+    counted = db.read_sync(
+        lambda tx: tx.execute(
+            sa.text("SELECT count(*) FROM rate_limits WHERE bucket = ANY(:b)"), {"b": buckets}
+        ).scalar_one()
+    )
+    assert counted == 5  # the hashed ones only

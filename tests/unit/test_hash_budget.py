@@ -41,3 +41,12 @@ def test_hash_budget_refills_after_a_quiet_spell_but_never_beyond_its_burst() ->
 def test_hash_budget_zero_lifts_it(per_second: float) -> None:
     budget = HashBudget(per_second, burst=1, monotonic=Ticks())
     assert all(budget.reserve(wait=0) == 0 for _ in range(1000))
+
+
+def test_hash_budget_a_share_given_back_is_free_again() -> None:
+    ticks = Ticks()
+    budget = HashBudget(1, burst=2, monotonic=ticks)
+    assert [budget.reserve(wait=5) for _ in range(2)] == [0, 0]
+    budget.give_back()  # that attempt was refused as locked: its hash never ran
+    assert budget.reserve(wait=5) == 0
+    assert budget.reserve(wait=5) == 1.0

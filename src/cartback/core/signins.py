@@ -22,9 +22,10 @@ A low priority is not enough on its own: scrypt sweeps 32 MiB, more than a core'
 (virtual) machine a hash running beside a request slows that request down whatever their priorities
 (measured in bench/README.md, "hostile.py"). So the gate also spends a budget, `HashBudget`: at most
 `per_second` hashes a second on average after a burst of `burst`. A sign-in that would have to wait past
-`wait` for its share is refused as busy without hashing, once that wait is over (a client that retries
-at once then cannot turn cheap refusals into a flood of requests); a flood from any number of addresses
-takes a bounded share of the machine, and people signing in at ordinary rates never notice it.
+`wait` for its share is refused as busy without hashing, counting or looking anything up, once that wait
+is over (a client that retries at once then cannot turn cheap refusals into a flood of requests); a flood
+from any number of addresses takes a bounded share of the machine, and people signing in at ordinary
+rates never notice it.
 """
 
 from __future__ import annotations
@@ -151,6 +152,11 @@ class HashBudget:
         self._next = full_at + self.interval
         return delay
 
+    def give_back(self) -> None:
+        """Undo one reservation whose hash will not run (later ones then wait a little longer than they
+        need to, never less)."""
+        self._next -= self.interval
+
 
 # Hashes a budget lets run at once after a quiet spell: a few people signing in together are not refused.
 HASH_BURST = 5
@@ -173,17 +179,33 @@ class HashGate:
         self.peak = 0
         self.refused = 0
 
-    async def run(self, fn: Callable[..., T], *args: object) -> T:
-        """`fn(*args)` (picklable) in a hash process once a slot is free; Busy if none frees within `wait`
-        seconds, if the budget has no share for it within that time, or if the process died."""
+    async def admit(self) -> float:
+        """Take a hash's share of the budget: the seconds until it may start. When the budget has no share
+        for it within `wait`, raise Busy once that wait is over, having touched nothing else; a sign-in
+        asks this first, so a flood's refused attempts cost no counting and no lookup."""
         delay = self.budget.reserve(self.wait)
+        if delay is None:
+            # Refused, but only once the wait is over, as when no slot frees: a flood's clients that
+            # retry at once would otherwise turn cheap refusals into a flood of requests.
+            await anyio.sleep(self.wait)
+            self.refused += 1
+            raise Busy("Too many sign-ins at once. Try again in a moment.")
+        return delay
+
+    def give_back(self) -> None:
+        """An admitted hash that will not run after all (the attempt was refused as locked)."""
+        self.budget.give_back()
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        """`fn(*args)` (picklable) in a hash process once the budget and a slot allow; Busy if they do not
+        within `wait` seconds, or if the process died."""
+        return await self.run_admitted(await self.admit(), fn, *args)
+
+    async def run_admitted(self, delay: float, fn: Callable[..., T], *args: object) -> T:
+        """`run` for a hash `admit` let start in `delay` seconds."""
         acquired = False
         with anyio.move_on_after(self.wait):
-            if delay is None:
-                # Refused, but only once the wait is over, as when no slot frees: a flood's clients that
-                # retry at once would otherwise turn cheap refusals into a flood of requests.
-                await anyio.sleep_forever()
-            await anyio.sleep(delay or 0)
+            await anyio.sleep(delay)
             await self._limiter.acquire()
             acquired = True
         if not acquired:

@@ -45,13 +45,23 @@ async def login(
     client = request.client.host if request.client else "unknown"
     context = {"next": _safe_next(next), "email": email}
     try:
+        # The hash budget first: when a flood has spent it, the attempt is refused as busy having cost
+        # neither a count nor a lookup (on PostgreSQL four counter transactions and a read).
+        delay = await guard.gate.admit()
+    except signins.Busy as exc:
+        return await _refused(request, context, exc)
+    try:
         # Counted (and refused when locked) before any hashing: a locked address or client costs a
         # counter lookup, not 32 MiB and 0.1 s of a core.
-        await guard.attempts.begin(email, client)
+        try:
+            await guard.attempts.begin(email, client)
+        except signins.Locked:
+            guard.gate.give_back()
+            raise
         user = await services.db.read(lambda tx: users.find_for_sign_in(tx, email))
         # scrypt takes a core for ~0.1 s: off the event loop, outside the shared database writer, and
         # never more than CARTBACK_SIGN_IN_HASHES at once.
-        matched = await guard.gate.run(users.check_credentials, user, password)
+        matched = await guard.gate.run_admitted(delay, users.check_credentials, user, password)
         if not matched or user is None:
             return web.render(
                 request,
@@ -68,18 +78,22 @@ async def login(
     except (signins.Locked, signins.Busy) as exc:
         if isinstance(exc, signins.Busy):  # the password was never checked
             await guard.attempts.take_back(email, client)
-        response = web.render(
-            request, "login.html", {**context, "error": exc.message}, status_code=exc.status_code
-        )
-        response.headers["Retry-After"] = str(exc.retry_after)
-        if isinstance(exc, signins.Locked):  # Busy has waited already
-            await refusals.wait(refusals.delay_of(request), exc.retry_after)
-        return response
+        return await _refused(request, context, exc)
     now = services.clock.now()
     signed_in = user
     await services.db.write(lambda tx: users.record_sign_in(tx, signed_in, now, new_hash), notify=False)
     response = RedirectResponse(_safe_next(next), status_code=303)
     web.set_session(request, response, request.state.session.signed_in(user.id, user.session_version))
+    return response
+
+
+async def _refused(request: Request, context: dict[str, str], exc: signins.Locked | signins.Busy) -> Response:
+    response = web.render(
+        request, "login.html", {**context, "error": exc.message}, status_code=exc.status_code
+    )
+    response.headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, signins.Locked):  # Busy has waited already
+        await refusals.wait(refusals.delay_of(request), exc.retry_after)
     return response
 
 
