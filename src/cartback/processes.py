@@ -21,6 +21,7 @@ import contextlib
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
@@ -28,10 +29,25 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def _lower_priority(niceness: int) -> None:
+# How often a pool's process looks whether the server that started it is still there.
+_ORPHAN_CHECK_SECONDS = 1.0
+
+
+def _start_process(niceness: int) -> None:
+    """The initializer of every pool process: a lower priority, and an end of its own once orphaned."""
     # Not allowed (or not a Unix): the processes run at the server's priority.
     with contextlib.suppress(AttributeError, OSError):
         os.nice(niceness)
+    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    # A server killed outright (kill -9, out of memory) never tells its pool to stop, and the pool's
+    # processes would wait for work forever: each of them holds the write end of the pipe it reads from,
+    # so the server's end closing is no end of file to them.
+    while os.getppid() == parent:
+        time.sleep(_ORPHAN_CHECK_SECONDS)
+    os._exit(0)
 
 
 class Pool:
@@ -66,7 +82,7 @@ class Pool:
                 self._executor = concurrent.futures.ProcessPoolExecutor(
                     self.size,
                     mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_lower_priority,
+                    initializer=_start_process,
                     initargs=(self.niceness,),
                 )
             return self._executor
