@@ -9,12 +9,15 @@ shaped like a cartback API key, wherever they appear, as a safety net behind not
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import contextlib
 import logging
 import re
 import sys
 from collections.abc import Iterator, MutableMapping
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
@@ -115,6 +118,10 @@ def configure(log_format: str = "auto", level: str = "info", stream: TextIO | No
     )
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
+    global _json_lines
+    if _json_lines is not None:
+        _json_lines.flush()
+    _json_lines = _Lines(handler) if log_format == "json" else None
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -127,6 +134,77 @@ def configure(log_format: str = "auto", level: str = "info", stream: TextIO | No
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True
+
+
+class _Lines:
+    """Lines of JSON for one handler's stream, written together once per turn of the event loop.
+
+    The access log writes a line per request. Through `logging` that is a record, structlog's processors
+    and a write (a system call, during which another thread may take the interpreter lock) on the event
+    loop for every request; here the line is rendered directly, to the same JSON, and the lines of every
+    request answered in one turn of the loop go out in one write at the start of the next."""
+
+    def __init__(self, handler: logging.StreamHandler[TextIO]) -> None:
+        self.handler = handler
+        self._lines: list[str] = []
+        self._scheduled = False
+        atexit.register(self.flush)
+
+    def add(self, line: str) -> None:
+        self._lines.append(line)
+        if self._scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on an event loop: nothing to wait for
+            self.flush()
+            return
+        self._scheduled = True
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        lines, self._lines = self._lines, []
+        if lines:
+            # A stream closed under it (a test's captured output, at exit) loses the lines, as logging would.
+            with self.handler.lock, contextlib.suppress(ValueError, OSError):  # type: ignore[union-attr]
+                self.handler.stream.write("".join(lines))
+                self.handler.flush()
+
+
+# The JSON handler `configure` installed, while it is the root logger's only one; None otherwise.
+_json_lines: _Lines | None = None
+
+
+def _timestamp() -> str:
+    # What structlog's TimeStamper(fmt="iso", utc=True) writes.
+    return datetime.now(tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def write_line(logger: logging.Logger, level: int, event: str, fields: dict[str, Any]) -> None:
+    """`logger.log(level, event, extra=fields)`, with what `configure` formats that as (in JSON: the same
+    keys, in the same order, redacted alike) rendered directly when it can be, and written with the lines
+    of the same turn of the event loop."""
+    lines = _json_lines
+    root = logging.getLogger()
+    if lines is None or root.handlers != [lines.handler] or logger.handlers or not logger.propagate:
+        logger.log(level, event, extra=fields)
+        return
+    line: dict[str, Any] = {
+        "event": event,
+        "level": logging.getLevelName(level).lower(),
+        "logger": logger.name,
+        "timestamp": _timestamp(),
+    }
+    scope = _request.get()
+    if scope:
+        for key, value in scope.items():
+            line.setdefault(key, value)
+    line.update(fields)
+    for key, value in line.items():
+        if isinstance(value, str):
+            line[key] = redact(value)
+    lines.add(_json(line) + "\n")
 
 
 def get(name: str) -> Any:

@@ -3,6 +3,7 @@ serve yet too), bounded event labels, request ids, log redaction and the JSON lo
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -179,3 +180,49 @@ def _text(m: metrics.Metrics) -> str:
     from prometheus_client import generate_latest
 
     return generate_latest(m.registry).decode()
+
+
+class _Writes(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_lines_written_directly_are_what_logging_writes_and_go_out_once_per_loop_turn() -> None:
+    stream = _Writes()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    log = logging.getLogger("cartback.access")
+    fields = {"method": "POST", "path": "/api/v1/checkouts", "status": 200, "surface": "sequenzy"}
+
+    async def requests() -> tuple[int, int]:
+        with logs.request_scope(request_id="cb_notreallyakeybutshapedlikeone"):
+            logs.note(workspace_id="ws_1")
+            for n in range(3):
+                logs.write_line(log, logging.INFO, "request", {**fields, "n": n, "to": "jane@example.com"})
+        written_before_the_turn = stream.writes
+        await asyncio.sleep(0)
+        return written_before_the_turn, stream.writes
+
+    try:
+        logs.configure("json", "info", stream=stream)
+        with logs.request_scope(request_id="cb_notreallyakeybutshapedlikeone"):
+            logs.note(workspace_id="ws_1")
+            log.info("request", extra={**fields, "n": 0, "to": "jane@example.com"})
+        stream.writes = 0
+        before, after = asyncio.run(requests())
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert (before, after) == (0, 1)  # nothing during the turn, then one write for the three lines
+    via_logging, *direct = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert len(direct) == 3
+    for line in (via_logging, *direct):
+        line.pop("timestamp")
+    assert list(direct[0]) == list(via_logging) and direct[0] == via_logging
+    assert direct[0]["request_id"] == "cb_[redacted]" and direct[0]["to"] == "j***@example.com"
+    assert [line["n"] for line in direct] == [0, 1, 2]

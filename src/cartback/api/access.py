@@ -103,4 +103,4 @@ class AccessLog:
                         "surface": surface,
                         "workspace_id": fields.get("workspace_id"),
                     }
-                    log.log(level, "request", extra=line)
+                    logs.write_line(log, level, "request", line)
