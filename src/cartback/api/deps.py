@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -44,16 +45,23 @@ class KeyCache:
         # Unknown secrets are cached too (as None): the rate limiter and the route both authenticate, and a
         # stream of made-up keys should not cost a query each twice. A secret cannot become valid later.
         self._entries: dict[str, tuple[float, apikeys.ApiKey | None]] = {}
+        # One lookup per secret at a time: when an entry expires, every request in flight with that key
+        # (a client's whole connection pool) would otherwise look it up at once, each on a thread and a
+        # database connection of its own, every KEY_CACHE_SECONDS.
+        self._lookups: dict[str, asyncio.Future[apikeys.ApiKey | None]] = {}
+        self._generation = 0  # forget() bumps it
 
     async def authenticate(self, secret: str) -> Principal:
         if not secret:
             raise errors.Unauthorized("missing API key")
         hit = self._entries.get(secret)
         if hit is None or hit[0] < time.monotonic():
-            key = await self._db.read(lambda tx: apikeys.find(tx, secret))
-            if len(self._entries) > 10_000:
-                self._entries.clear()
-            self._entries[secret] = (time.monotonic() + KEY_CACHE_SECONDS, key)
+            lookup = self._lookups.get(secret)
+            if lookup is None or lookup.get_loop() is not asyncio.get_running_loop():
+                lookup = self._lookups[secret] = asyncio.ensure_future(self._look_up(secret))
+                lookup.add_done_callback(lambda done: self._lookup_done(secret, done))
+            # Shielded: a request that goes away must not cancel the lookup the others wait for.
+            key = await asyncio.shield(lookup)
         else:
             key = hit[1]
         if key is None:
@@ -63,8 +71,23 @@ class KeyCache:
         apikeys.check_usable(key, self._clock.now())
         return Principal(key.workspace_id, key.id, key.scopes)
 
+    async def _look_up(self, secret: str) -> apikeys.ApiKey | None:
+        generation = self._generation
+        key = await self._db.read(lambda tx: apikeys.find(tx, secret))
+        if generation == self._generation:  # else what it read may predate a revocation: not kept
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            self._entries[secret] = (time.monotonic() + KEY_CACHE_SECONDS, key)
+        return key
+
+    def _lookup_done(self, secret: str, done: asyncio.Future[apikeys.ApiKey | None]) -> None:
+        if self._lookups.get(secret) is done:  # not a newer one, started after forget()
+            del self._lookups[secret]
+
     def forget(self) -> None:
+        self._generation += 1
         self._entries.clear()
+        self._lookups.clear()
 
 
 def services_of(request: Request) -> Services:
