@@ -68,6 +68,23 @@ def _undispatched_in(db: Database, ws: str) -> int:
     )
 
 
+def _dispatch_rounds(db: Database, **worker_options: int) -> list[int]:
+    """Events dispatched by each round of one worker, until a round finds nothing."""
+
+    async def run() -> list[int]:
+        await db.start()
+        try:
+            worker = Worker(db, FrozenClock(T0 + timedelta(hours=1)), **worker_options)
+            rounds = [await worker.dispatch_events()]
+            while rounds[-1]:
+                rounds.append(await worker.dispatch_events())
+            return rounds
+        finally:
+            await db.stop()
+
+    return asyncio.run(run())
+
+
 def test_side_by_side_dispatchers_split_subscribers_and_keep_each_in_order(pg_database):
     db = Database(pg_database)
     try:
@@ -99,19 +116,7 @@ def test_a_worker_dispatches_over_several_connections(pg_database):
     db = Database(pg_database)
     try:
         ws, _ = _seed(db, people=30, per_person=2)
-
-        async def run() -> list[int]:
-            await db.start()
-            try:
-                worker = Worker(db, FrozenClock(T0 + timedelta(hours=1)), connections=4)
-                rounds = [await worker.dispatch_events()]
-                while rounds[-1]:
-                    rounds.append(await worker.dispatch_events())
-                return rounds
-            finally:
-                await db.stop()
-
-        rounds = asyncio.run(run())
+        rounds = _dispatch_rounds(db, connections=4)
         assert sum(rounds) >= 60 and _undispatched_in(db, ws) == 0
     finally:
         db.close()
@@ -123,19 +128,7 @@ def test_a_worker_fans_out_only_while_a_backlog_lasts(pg_database):
     db = Database(pg_database)
     try:
         ws, _ = _seed(db, people=30, per_person=2)
-
-        async def run() -> list[int]:
-            await db.start()
-            try:
-                worker = Worker(db, FrozenClock(T0 + timedelta(hours=1)), connections=4, batch_size=5)
-                rounds = [await worker.dispatch_events()]
-                while rounds[-1]:
-                    rounds.append(await worker.dispatch_events())
-                return rounds
-            finally:
-                await db.stop()
-
-        rounds = asyncio.run(run())
+        rounds = _dispatch_rounds(db, connections=4, batch_size=5)
         assert rounds[0] == 5, "a first round runs one dispatcher, which takes one batch"
         assert rounds[1] > 5, "a full batch means a backlog: the next round runs several dispatchers"
         assert _undispatched_in(db, ws) == 0
