@@ -18,7 +18,19 @@ from starlette.responses import JSONResponse, Response
 
 from cartback import __version__, dashboard
 from cartback import metrics as metrics_module
-from cartback.api import access, deps, hooks, klaviyo, limits, links, public, ratelimits, segment, sequenzy
+from cartback.api import (
+    access,
+    deps,
+    hooks,
+    klaviyo,
+    lean,
+    limits,
+    links,
+    public,
+    ratelimits,
+    segment,
+    sequenzy,
+)
 from cartback.api import errors as api_errors
 from cartback.core import attribution, mail, signins, webhooks
 from cartback.core import ratelimits as budgets
@@ -202,15 +214,23 @@ def create_app(
     dashboard.install(app)
     app.add_middleware(limits.BodyLimits, max_bytes=settings.max_body_bytes)
     policy = budgets.Policy(burst=settings.rate_limit_burst, steady=settings.rate_limit_steady)
-    if policy.enabled:
+    limiter = budgets.Limiter(policy, budgets.counter_for(db), clock) if policy.enabled else None
+    if limiter is not None:
         # Added last, so it runs first: a throttled request costs no body read.
-        limiter = budgets.Limiter(policy, budgets.counter_for(db), clock)
         app.state.limiter = limiter
         app.add_middleware(
             ratelimits.RateLimits, keys=keys, limiter=limiter, delay=settings.refusal_delay_seconds
         )
     # Outside the limits, so a browser can read their answers on /v1 too; a preflight costs nothing.
     app.add_middleware(segment.BrowserAccess)
+    # Outside every other layer but the access log: what it answers skips them (api/lean.py).
+    app.add_middleware(
+        lean.LeanFront,
+        routes=app.state.lean_routes,
+        max_bytes=settings.max_body_bytes,
+        limiter=limiter,
+        refusal_delay=settings.refusal_delay_seconds,
+    )
     # Last added, so outermost: it sees every answer, the rate limits' 429s and the body limits' 413s too.
     app.add_middleware(access.AccessLog, metrics=metrics)
 

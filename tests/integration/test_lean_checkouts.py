@@ -25,14 +25,18 @@ BODY = {
 def served(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Which way each request went: "lean" when the lean route answered, "fastapi" when it declined."""
     ways: list[str] = []
-    answer = lean.LeanRoute._answer
+    serve, pass_on = lean.LeanFront._serve, lean.LeanFront._pass_on
 
-    async def spy(self: lean.LeanRoute, scope: dict, body: bytes) -> object:
-        response = await answer(self, scope, body)
-        ways.append("fastapi" if response is None else "lean")
-        return response
+    async def serving(self: lean.LeanFront, *args: object) -> None:
+        ways.append("lean")  # until it passes the request on
+        await serve(self, *args)
 
-    monkeypatch.setattr(lean.LeanRoute, "_answer", spy)
+    async def passing_on(self: lean.LeanFront, *args: object) -> None:
+        ways[-1] = "fastapi"
+        await pass_on(self, *args)
+
+    monkeypatch.setattr(lean.LeanFront, "_serve", serving)
+    monkeypatch.setattr(lean.LeanFront, "_pass_on", passing_on)
     return ways
 
 
@@ -102,3 +106,23 @@ def test_other_methods_on_the_path_are_answered_by_fastapi(app_client):
     res = app_client.http.get("/api/v1/checkouts")
     assert res.status_code == 405
     assert "POST" in res.headers["allow"]
+
+
+def test_what_the_body_limits_would_refuse_or_read_first_is_left_to_them(app_client, served):
+    from cartback.settings import Settings
+
+    raw = json.dumps(BODY).encode()
+    # No Content-Length: the body limits read it first (up to the limit), then the route answers.
+    chunked = app_client.http.post(
+        "/api/v1/checkouts", content=iter([raw[:10], raw[10:]]), headers={"Content-Type": "application/json"}
+    )
+    oversized = _post(app_client, {**BODY, "properties": {"pad": "x" * Settings().max_body_bytes}})
+    nul_in_query = app_client.http.post(
+        "/api/v1/checkouts?note=%00", content=raw, headers={"Content-Type": "application/json"}
+    )
+    nul_in_body = _post(app_client, {**BODY, "properties": {"note": "a\x00b"}})
+    assert served == ["fastapi"] * 4
+    assert chunked.status_code == 200 and chunked.json()["checkoutId"] == BODY["checkoutId"]
+    assert (oversized.status_code, oversized.json()["success"]) == (413, False)
+    assert (nul_in_query.status_code, nul_in_body.status_code) == (400, 400)
+    assert "NUL" in nul_in_query.json()["error"] and "NUL" in nul_in_body.json()["error"]

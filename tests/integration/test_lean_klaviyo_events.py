@@ -139,19 +139,21 @@ def ways(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
     declined); `force_fastapi` makes the lean route decline everything, as if it were not there. Error
     objects get a fixed id, so two answers can be compared byte for byte."""
     state = types.SimpleNamespace(served=[], force_fastapi=False)
-    answer = lean.LeanRoute._answer
+    serve, pass_on = lean.LeanFront._serve, lean.LeanFront._pass_on
 
-    async def spy(self: lean.LeanRoute, scope: dict, body: bytes) -> object:
+    async def serving(self: lean.LeanFront, route: lean.LeanRoute, *args: object) -> None:
+        state.served.append(LEAN)  # until it passes the request on
         if state.force_fastapi:
-            state.served.append(FASTAPI)
-            return None
-        state.served.append(LEAN)  # until it declines
-        response = await answer(self, scope, body)
-        if response is None:
-            state.served[-1] = FASTAPI
-        return response
+            await passing_on(self, *args)
+        else:
+            await serve(self, route, *args)
 
-    monkeypatch.setattr(lean.LeanRoute, "_answer", spy)
+    async def passing_on(self: lean.LeanFront, *args: object) -> None:
+        state.served[-1] = FASTAPI
+        await pass_on(self, *args)
+
+    monkeypatch.setattr(lean.LeanFront, "_serve", serving)
+    monkeypatch.setattr(lean.LeanFront, "_pass_on", passing_on)
     fixed = uuid.UUID(int=7)
     monkeypatch.setattr(jsonapi, "uuid", types.SimpleNamespace(uuid4=lambda: fixed))
     return state

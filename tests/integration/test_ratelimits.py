@@ -260,3 +260,20 @@ def test_ratelimits_klaviyo_burst_gets_429_in_jsonapi_errors(db_url, make_worksp
         assert http.get("/api/v1/subscribers", headers=bearer(tenant.key)).status_code == 200
         res = http.post("/api/events", json=_klaviyo_event(9), headers=_klaviyo_auth(other.key))
         assert res.status_code == 202
+
+
+def test_a_request_the_lean_front_leaves_to_the_route_is_counted_once(db_url, make_workspace):
+    # The front counts a checkout before reading its body; one it then leaves to the FastAPI route (a body
+    # the model refuses) must not be counted again behind it, nor escape the count.
+    clock = FrozenClock(START)
+    tenant = make_workspace()
+    bad = {**CHECKOUT, "customer": {"email": "not an address"}}
+    with client(db_url, clock, burst=6, steady=0) as http:
+        answers = [
+            http.post("/api/v1/checkouts", json=body, headers=bearer(tenant.key))
+            for body in (CHECKOUT, bad, CHECKOUT, bad, bad, CHECKOUT, bad)
+        ]
+    assert [r.status_code for r in answers] == [200, 400, 200, 400, 400, 200, 429]
+    assert [r.headers["RateLimit-Remaining"] for r in answers] == ["5", "4", "3", "2", "1", "0", "0"]
+    assert answers[1].json()["success"] is False and "customer.email" in answers[1].json()["error"]
+    assert answers[-1].json()["code"] == "rate_limited"

@@ -53,6 +53,17 @@ def render(path: str, exc: errors.CartbackError) -> Response:
     return _default(exc)
 
 
+async def answer(path: str, exc: errors.CartbackError, refusal_delay: float) -> Response:
+    """What a request to `path` that raised `exc` is answered: its envelope, with Retry-After when the
+    error names one; a budget's refusal (the render budget's, say) is sent `refusal_delay` late."""
+    response = render(path, exc)
+    if exc.retry_after is not None:
+        response.headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, errors.RateLimited):
+        await refusals.wait(refusal_delay, exc.retry_after)
+    return response
+
+
 def describe_validation(exc_errors: Any) -> str:
     """'customer.email: Field required; items.0.quantity: ...' from pydantic's error list."""
     parts = []
@@ -180,12 +191,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(errors.CartbackError)
     async def _cartback_error(request: Request, exc: errors.CartbackError) -> Response:
-        response = render(request.url.path, exc)
-        if exc.retry_after is not None:
-            response.headers["Retry-After"] = str(exc.retry_after)
-        if isinstance(exc, errors.RateLimited):  # a budget's refusal (the render budget's, say)
-            await refusals.wait(refusals.delay_of(request), exc.retry_after)
-        return response
+        return await answer(request.url.path, exc, refusals.delay_of(request))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:

@@ -1,14 +1,17 @@
 """A cheaper way in for the hottest ingest routes, beside their ordinary FastAPI routes.
 
-FastAPI's request handling (route matching through the included routers, the dependency solver, a
-`Request` object, JSON parsed by the standard library, the response model validated again on the way
-out) cost more CPU per checkout than storing it. A `LeanRoute` sits first in the application's routes and
-answers only requests it can answer exactly as the FastAPI route would: a valid key with the route's
-scope, a JSON object the orjson parser reads, every value storable, a body the request model accepts.
-For anything else it answers nothing and hands the request, body and all, to the routes behind it, so
-every error (401, 403, 400 and its message, 413, 415) and the OpenAPI document come from the FastAPI
-route alone and stay as they were. What the write itself raises goes to the application's exception
-handlers, as the FastAPI route's does, and is answered by the same renderer.
+FastAPI's request handling (the middleware layers, route matching through the included routers, the
+dependency solver, a `Request` object, JSON parsed by the standard library, the response model validated
+again on the way out) cost more CPU per checkout than storing it. `LeanFront` sits just inside the access
+log and answers a `LeanRoute`'s requests itself when it can answer exactly as the FastAPI route would: a
+Content-Length within the body limit, a valid key with the route's scope and budget left, a JSON object
+the orjson parser reads, every value storable, a body the request model accepts. It takes on what the
+layers it skips would have done for such a request: counting it against the key's rate limit (with the
+same headers) and checking its body for NUL escapes. For anything else it answers nothing and hands the
+request, body and all, to the layers and routes behind it, so every error (401, 403, 400 and its
+message, 413, 415, 429) and the OpenAPI document come from the FastAPI route alone and stay as they
+were; a request it already counted is not counted again (api/ratelimits.DECIDED). What the write itself
+raises is answered as the application's exception handler answers it (api/errors.answer).
 
 Used by Sequenzy's `POST /api/v1/checkouts` (a Bearer key, `application/json`) and Klaviyo's
 `POST /api/events` (`Klaviyo-API-Key` or Bearer, either JSON media type, a `revision` header).
@@ -22,19 +25,19 @@ from typing import Any
 
 import orjson
 from starlette.responses import Response
-from starlette.routing import Match, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cartback import errors, values
 from cartback.api import deps, limits, scopes
+from cartback.api import errors as api_errors
+from cartback.api import ratelimits as api_ratelimits
+from cartback.core import ratelimits
 
 Headers = list[tuple[bytes, bytes]]
 # What the handler is given: the caller, the parsed body (a dict), the services and the request's headers;
 # it answers with a response, or None to let the FastAPI route answer.
 Handler = Callable[[deps.Principal, dict[str, Any], deps.Services, Headers], Awaitable[Response | None]]
 
-# Set on a request's scope once the lean route declined it: the routes are matched again without it.
-_DECLINED = "cartback.lean_declined"
 _JSON = (b"application/json",)
 _BEARER = ("bearer",)
 # orjson reads an integer beyond 64 bits as a float where the standard library keeps it whole (and the
@@ -66,10 +69,10 @@ def _json_body(headers: Headers, media_types: tuple[bytes, ...]) -> bool:
     return value is not None and value.split(b";")[0].strip().lower() in media_types
 
 
-class LeanRoute(Route):
-    """`handler` for `method path` when it can answer; otherwise the next route that matches. `scope` is
-    the API-key scope the route needs (the FastAPI route's `x-cartback-scope`), `schemes` the
-    Authorization schemes its surface takes (lower case), `media_types` the body types it reads as JSON."""
+class LeanRoute:
+    """`handler` for `method path`, when it can answer. `scope` is the API-key scope the route needs (the
+    FastAPI route's `x-cartback-scope`), `schemes` the Authorization schemes its surface takes (lower
+    case), `media_types` the body types it reads as JSON."""
 
     def __init__(
         self,
@@ -81,54 +84,29 @@ class LeanRoute(Route):
         schemes: tuple[str, ...] = _BEARER,
         media_types: tuple[bytes, ...] = _JSON,
     ) -> None:
-        super().__init__(path, self._serve, methods=[method], include_in_schema=False)
+        self.path = path
+        self.method = method
         self.needed = scope
         self.handler = handler
         self.schemes = schemes
         self.media_types = media_types
 
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope.get(_DECLINED):
-            return Match.NONE, {}
-        match, child = super().matches(scope)
-        if match is not Match.FULL:
-            # A wrong method is for the FastAPI route to answer (405 with every allowed method).
-            return Match.NONE, {}
-        return match, {**child, "route": self}
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._serve(scope, receive, send)
-
-    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                return
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
-        raw = bytes(body)
-        response = await self._answer(scope, raw)
-        if response is not None:
-            await response(scope, receive, send)
-            return
-        scope[_DECLINED] = True
-        await scope["router"](scope, limits.replay_body(raw, receive), send)
-
-    async def _answer(self, scope: Scope, body: bytes) -> Response | None:
-        headers: list[tuple[bytes, bytes]] = scope["headers"]
+    async def caller(self, headers: Headers, services: deps.Services) -> deps.Principal | None:
+        """Who sends a request this route may answer, judged by its headers; None to leave it."""
         key = secret(headers, self.schemes)
-        if key is None or not body or not _json_body(headers, self.media_types):
+        if key is None or not _json_body(headers, self.media_types):
             return None
-        services: deps.Services = scope["app"].state.services
         try:
             who = await services.keys.authenticate(key)
         except errors.CartbackError:
             return None
-        if not scopes.allows(who.scopes, self.needed):
-            return None
-        if _LONG_DIGITS.search(body) is not None:
+        return who if scopes.allows(who.scopes, self.needed) else None
+
+    async def answer(
+        self, who: deps.Principal, body: bytes, services: deps.Services, headers: Headers
+    ) -> Response | None:
+        """The answer to `body` from `who`, or None when the FastAPI route is to give it."""
+        if _LONG_DIGITS.search(body) is not None or limits.has_nul_escape(body):
             return None
         try:
             payload = orjson.loads(body)
@@ -138,3 +116,99 @@ class LeanRoute(Route):
         if not isinstance(payload, dict) or values.find_unstorable(payload) is not None:
             return None
         return await self.handler(who, payload, services, headers)
+
+
+def install(app: Any, routes: list[LeanRoute]) -> None:
+    """Have `app`'s LeanFront answer `routes` (create_app adds the front once every surface is installed)."""
+    app.state.lean_routes = [*getattr(app.state, "lean_routes", []), *routes]
+
+
+class LeanFront:
+    """ASGI middleware: the lean routes' requests it can answer, answered here; everything else passed on.
+    `limiter` is the API rate limiter when limits are on, `refusal_delay` how late a budget's refusal is
+    sent (api/refusals.py)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        routes: list[LeanRoute],
+        max_bytes: int,
+        limiter: ratelimits.Limiter | None = None,
+        refusal_delay: float = 0.0,
+    ) -> None:
+        self.app = app
+        self.routes = {(route.method, route.path): route for route in routes}
+        self.max_bytes = max_bytes
+        self.limiter = limiter
+        self.policy = limiter.policy.header().encode() if limiter is not None else b""
+        self.refusal_delay = refusal_delay
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self.routes.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
+        if route is None:
+            await self.app(scope, receive, send)
+        else:
+            await self._serve(route, scope, receive, send)
+
+    async def _serve(self, route: LeanRoute, scope: Scope, receive: Receive, send: Send) -> None:
+        headers: Headers = scope["headers"]
+        services: deps.Services = scope["app"].state.services
+        size = self._plain_size(scope)
+        who = await route.caller(headers, services) if size else None
+        if who is None:
+            await self._pass_on(scope, receive, send)
+            return
+        scope["route"] = route  # for the access line, as the router sets it (and will, if it is passed on)
+        extra: Headers = []
+        decision = None
+        if self.limiter is not None:
+            decision = await api_ratelimits.decide(self.limiter, scope["path"], who)
+            if decision is not None:
+                if not decision.allowed:
+                    scope[api_ratelimits.DECIDED] = decision
+                    await self._pass_on(scope, receive, send)
+                    return
+                extra = api_ratelimits.headers_for(decision, self.policy)
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        raw = bytes(body)
+        try:
+            response = await route.answer(who, raw, services, headers) if len(raw) == size else None
+        except errors.CartbackError as exc:
+            response = await api_errors.answer(scope["path"], exc, self.refusal_delay)
+        if response is None:
+            if decision is not None:  # counted once: the rate limits behind take this decision
+                scope[api_ratelimits.DECIDED] = decision
+            await self._pass_on(scope, limits.replay_body(raw, receive), send)
+            return
+        head = [*response.raw_headers, *extra] if extra else response.raw_headers
+        await send({"type": "http.response.start", "status": response.status_code, "headers": head})
+        await send({"type": "http.response.body", "body": response.body})
+
+    async def _pass_on(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Leave a lean route's request to the layers and routes behind."""
+        await self.app(scope, receive, send)
+
+    def _plain_size(self, scope: Scope) -> int:
+        """The body's declared length when the request is one the front may read and answer: a
+        Content-Length within the limit, not chunked or compressed, no NUL in the URL; else 0."""
+        length = transfer = encoding = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                transfer = value
+            elif name == b"content-encoding":
+                encoding = value
+        if length is None or transfer is not None or encoding not in (None, b"identity"):
+            return 0
+        if not length.isdigit() or limits.nul_in_url(scope):
+            return 0
+        size = int(length)
+        return size if size <= self.max_bytes else 0

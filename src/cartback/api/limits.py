@@ -34,7 +34,7 @@ def has_nul_escape(body: bytes | bytearray) -> bool:
     return _NUL_ESCAPE in body and _JSON_NUL.search(body) is not None
 
 
-def _nul_in_url(scope: Scope) -> bool:
+def nul_in_url(scope: Scope) -> bool:
     return "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"")
 
 
@@ -70,7 +70,7 @@ class BodyLimits:
             return
         path: str = scope["path"]
         api = path.startswith(_API_PREFIXES)
-        if api and _nul_in_url(scope):
+        if api and nul_in_url(scope):
             await api_errors.render(path, errors.InvalidInput(_NUL_MESSAGE))(scope, receive, send)
             return
         if scope["method"] not in _BODY_METHODS:

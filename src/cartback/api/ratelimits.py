@@ -27,6 +27,9 @@ from cartback.core import ratelimits
 
 # Longest first: /api/v1 (Sequenzy) is inside /api (Klaviyo).
 SURFACES = ("/api/v1", "/api", "/v1")
+# Set on a request's scope by a front that counted the request already (api/lean.py) and then left it to
+# the routes behind: the decision it got, so the request is counted once and refused here if need be.
+DECIDED = "cartback.rate_decision"
 
 
 def credentials(headers: list[tuple[bytes, bytes]]) -> tuple[str, ...]:
@@ -55,6 +58,14 @@ def surface_of(path: str, prefixes: tuple[str, ...] = SURFACES) -> str | None:
         if path == prefix or path.startswith(prefix + "/"):
             return prefix
     return None
+
+
+async def decide(
+    limiter: ratelimits.Limiter, path: str, who: deps.Principal, prefixes: tuple[str, ...] = SURFACES
+) -> ratelimits.Decision | None:
+    """Count a request of `who` to `path` against its (surface, key) budget; None off every surface."""
+    surface = surface_of(path, prefixes)
+    return None if surface is None else await limiter.acquire(f"{surface} {who.key_id}")
 
 
 def headers_for(decision: ratelimits.Decision, policy: bytes) -> list[tuple[bytes, bytes]]:
@@ -89,12 +100,14 @@ class RateLimits:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        surface = surface_of(path, self.prefixes)
-        who = await self._principal(scope["headers"]) if surface is not None else None
-        if who is None:  # no key, or an unknown, revoked or expired one: the route answers 401
+        decision: ratelimits.Decision | None = scope.pop(DECIDED, None)
+        if decision is None:
+            who = await self._principal(scope["headers"]) if surface_of(path, self.prefixes) else None
+            # No key, or an unknown, revoked or expired one: the route answers 401.
+            decision = None if who is None else await decide(self.limiter, path, who, self.prefixes)
+        if decision is None:
             await self.app(scope, receive, send)
             return
-        decision = await self.limiter.acquire(f"{surface} {who.key_id}")
         extra = headers_for(decision, self.policy)
         if not decision.allowed:
             window = "second" if decision.window == 1 else "minute"

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from starlette.responses import JSONResponse, Response
 
 from cartback import errors
-from cartback.api import bodies, deps, routing, scopes
+from cartback.api import bodies, deps, lean, routing, scopes
 from cartback.api import errors as api_errors
 
 PREFIX = "/api/v1"
@@ -67,8 +67,8 @@ def install(app: FastAPI) -> None:
     from cartback.api.sequenzy import commerce, inbound
 
     api_errors.register(PREFIX, render_error)
-    # Ahead of every other route: the checkout ingest's cheaper way in (api/lean.py).
-    app.router.routes[:0] = commerce.lean_routes(PREFIX)
+    # The checkout ingest's cheaper way in (api/lean.py).
+    lean.install(app, commerce.lean_routes(PREFIX))
     app.include_router(router())
     # Provider notifications authenticate by Bearer or Basic (SNS, Postmark), so not under `principal`.
     app.include_router(inbound.router)
