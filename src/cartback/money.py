@@ -71,11 +71,23 @@ def to_minor(amount: Decimal, currency: str | None, *, allow_negative: bool = Fa
     low = -MAX_MINOR_UNITS if allow_negative else 0
     if not amount.is_finite():
         raise ValueError("is not a finite number")
-    out_of_range = ValueError(f"must be between {low} and {MAX_MINOR_UNITS} in minor units")
     # Bounded before scaling: scaling or rounding 1e300 would overflow the decimal context.
-    if amount.copy_abs() > Decimal(MAX_MINOR_UNITS + 1).scaleb(-digits):
-        raise out_of_range
-    minor = int(amount.scaleb(digits).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    if amount.copy_abs() > _largest_major(digits):
+        raise _out_of_range(low)
+    minor = int(amount.scaleb(digits).quantize(_ONE, rounding=ROUND_HALF_UP))
     if not low <= minor <= MAX_MINOR_UNITS:
-        raise out_of_range
+        raise _out_of_range(low)
     return minor
+
+
+_ONE = Decimal(1)
+
+
+@functools.cache
+def _largest_major(digits: int) -> Decimal:
+    """Just beyond the largest amount in major units that fits, for a currency with `digits` decimals."""
+    return Decimal(MAX_MINOR_UNITS + 1).scaleb(-digits)
+
+
+def _out_of_range(low: int) -> ValueError:
+    return ValueError(f"must be between {low} and {MAX_MINOR_UNITS} in minor units")

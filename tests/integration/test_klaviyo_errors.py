@@ -138,6 +138,11 @@ def test_klaviyo_both_json_media_types_are_accepted(kl, ctype):
         ({f"p{i}": i for i in range(301)}, "/data/attributes/properties"),
         ({"long": "x" * (100 * 1024 + 1)}, "/data/attributes/properties/long"),
         ({"many": list(range(4001))}, "/data/attributes/properties/many"),
+        # Keys escaped as JSON Pointer segments (RFC 6901), list members by index.
+        (
+            {"items": [{"ok": 1}, {"a/b~c": ["short", "x" * (100 * 1024 + 1)]}]},
+            "/data/attributes/properties/items/1/a~1b~0c/1",
+        ),
         (
             {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": {"j": {"k": 1}}}}}}}}}}},
             "/data/attributes/properties/a/b/c/d/e/f/g/h/i/j",

@@ -20,6 +20,16 @@ _ITEM_KEYS = {
     "imageUrl": ("imageUrl", "ImageURL", "ImageUrl", "image_url"),
     "url": ("url", "ProductURL", "ProductUrl", "product_url"),
 }
+# Each spelling of a field an item may use, and its rank: where an item has several, the first listed wins.
+_ITEM_ALIASES = {
+    alias: (field, rank)
+    for field, keys in {
+        **_ITEM_KEYS,
+        "quantity": ("quantity", "Quantity"),
+        "price": ("ItemPrice", "Price", "price"),
+    }.items()
+    for rank, alias in enumerate(keys)
+}
 _CHECKOUT_URL_KEYS = ("checkout_url", "CheckoutURL", "checkoutUrl", "$checkout_url")
 _CURRENCY_KEYS = ("currency", "Currency", "value_currency", "$currency_code", "currency_code")
 _VALUE_KEYS = ("$value", "value", "Value")
@@ -113,6 +123,8 @@ def order_id(props: dict[str, Any]) -> str | None:
 
 
 def _quantity(value: Any) -> int | float | None:
+    if type(value) is int:  # the usual case, and what the general one would make of it
+        return value
     number = _number(value)
     if number is None:
         return None
@@ -123,24 +135,35 @@ def item(raw: Any, currency: str | None, pointer: str, *, prices: bool = True) -
     """One line item: the original keys, plus the normalised ones (`prices=False`: no priceCents)."""
     if not isinstance(raw, dict):
         return {"title": str(raw)} if raw not in (None, "") else {}
-    out = dict(raw)
-    for target, keys in _ITEM_KEYS.items():
-        key = _first_key(raw, keys)
-        if key is None:
+    # One pass over the item's own keys finds every field's preferred spelling: a checkout carries items
+    # by the dozen, and asking for each spelling of each field in turn cost several times more.
+    found: dict[str, tuple[int, str]] = {}
+    for key, value in raw.items():
+        alias = _ITEM_ALIASES.get(key)
+        if alias is None or value is None or value == "":
             continue
-        found = raw[key]
-        if target in ("imageUrl", "url"):
-            found = _web_url(found, f"{pointer}/{key}")
-        out[target] = str(found) if target == "productId" else found
-    quantity = _quantity(first(raw, ("quantity", "Quantity")))
+        field, rank = alias
+        best = found.get(field)
+        if best is None or rank < best[0]:
+            found[field] = (rank, key)
+    out = dict(raw)
+    for field in _ITEM_KEYS:
+        if field not in found:
+            continue
+        key = found[field][1]
+        value = raw[key]
+        if field in ("imageUrl", "url"):
+            value = _web_url(value, f"{pointer}/{key}")
+        out[field] = str(value) if field == "productId" else value
+    quantity = _quantity(raw[found["quantity"][1]]) if "quantity" in found else None
     if quantity is not None:
         out["quantity"] = quantity
     if not prices:
         return out
     if isinstance(raw.get("priceCents"), int) and not isinstance(raw.get("priceCents"), bool):
         out["priceCents"] = raw["priceCents"]
-    else:
-        price = to_cents(first(raw, ("ItemPrice", "Price", "price")), currency, pointer + "/ItemPrice")
+    elif "price" in found:
+        price = to_cents(raw[found["price"][1]], currency, pointer + "/ItemPrice")
         if price is not None:
             out["priceCents"] = price
     return out

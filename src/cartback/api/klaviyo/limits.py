@@ -32,34 +32,47 @@ def check_properties(properties: dict[str, Any], pointer: str, *, max_count: int
         raise jsonapi.Problem(
             400, f"At most {max_count} properties are allowed; got {len(properties)}.", pointer=pointer
         )
-    _walk(properties, pointer, 1)
+    _walk(properties, [pointer], 1)
 
 
-def _walk(value: Any, pointer: str, depth: int) -> None:
+def _walk(value: Any, path: list[str], depth: int) -> None:
+    """Check `value` at `path`: the properties' pointer, then the keys and indices down to `value`, made
+    a pointer only for an error (most bodies have none)."""
     if isinstance(value, dict):
         if depth > MAX_DEPTH:
             raise jsonapi.Problem(
-                400, f"Objects may be nested at most {MAX_DEPTH} levels deep.", pointer=pointer
+                400, f"Objects may be nested at most {MAX_DEPTH} levels deep.", pointer=_pointer(path)
             )
-        for key, item in value.items():
-            here = f"{pointer}/{jsonapi.escape(str(key))}"
-            _check_size(str(key), here)
-            _walk(item, here, depth + 1)
+        for key, item in value.items():  # JSON object keys: strings
+            path.append(key)
+            _check_size(key, path)
+            _walk(item, path, depth + 1)
+            path.pop()
     elif isinstance(value, list):
         if len(value) > MAX_ARRAY_ITEMS:
             raise jsonapi.Problem(
-                400, f"Arrays may hold at most {MAX_ARRAY_ITEMS} items; got {len(value)}.", pointer=pointer
+                400,
+                f"Arrays may hold at most {MAX_ARRAY_ITEMS} items; got {len(value)}.",
+                pointer=_pointer(path),
             )
         for index, item in enumerate(value):
-            _walk(item, f"{pointer}/{index}", depth)
+            path.append(str(index))
+            _walk(item, path, depth)
+            path.pop()
     elif isinstance(value, str):
-        _check_size(value, pointer)
+        _check_size(value, path)
 
 
-def _check_size(text: str, pointer: str) -> None:
+def _pointer(path: list[str]) -> str:
+    return path[0] + "".join("/" + jsonapi.escape(part) for part in path[1:])
+
+
+def _check_size(text: str, path: list[str]) -> None:
     # Cheap first: a string this short cannot reach the limit even at four bytes per character.
     if len(text) * 4 > MAX_FIELD_BYTES and len(text.encode("utf-8")) > MAX_FIELD_BYTES:
-        raise jsonapi.Problem(400, f"A field may be at most {MAX_FIELD_BYTES // 1024} kB.", pointer=pointer)
+        raise jsonapi.Problem(
+            400, f"A field may be at most {MAX_FIELD_BYTES // 1024} kB.", pointer=_pointer(path)
+        )
 
 
 def check_time(value: datetime, now: datetime, pointer: str) -> None:
