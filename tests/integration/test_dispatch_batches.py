@@ -108,8 +108,10 @@ def test_a_batch_with_a_poison_event_enrolls_and_stops_as_one_event_at_a_time(db
         if r.status == "stopped"
     )
     history = db.read_sync(lambda tx: enrollment_store.history(tx, ws, stopped.id))
+    # Enrolled already waiting on the sequence's first step, a delay (automations._parked).
     assert [(h.action, h.detail) for h in history] == [
         ("enrolled", "by event ecommerce.checkout_started"),
+        ("waiting", f"delay until {stopped.context['due']['at']}"),
         ("stopped", "the subscriber placed an order"),
     ]
     # Every event is dispatched, the poison one included (it was logged and skipped), and never again; what
@@ -165,3 +167,51 @@ def test_a_batch_runs_the_same_statements_whatever_its_size(db, make_workspace, 
     # name) and subscribers concerned; one insert each for the runs and their history; marking the events;
     # the savepoint's start and release.
     assert len(statements) <= 11, "\n".join(statements)
+
+
+@pytest.mark.parametrize(
+    ("stop", "parked"),
+    [
+        ({"stopOnOrder": True}, True),
+        # A stop on the subscriber's state may already hold: the run's first step checks it at once.
+        ({"stopCondition": {"type": "has_tag", "value": "vip"}}, False),
+    ],
+)
+def test_a_new_run_starts_waiting_on_a_first_delay_unless_its_first_step_may_stop_it(
+    db, make_workspace, stop, parked
+):
+    ws = make_workspace().id
+    now = T0 + timedelta(minutes=1)
+
+    def seed(tx: sa.Connection) -> None:
+        definition = {key: value for key, value in ABANDONED.items() if key != "stopOnOrder"}
+        sequences.create(tx, ws, {**definition, **stop}, T0, status="active")
+        sub = subscribers.upsert(tx, ws, subscribers.Identity(email="p@example.com"), T0)[0]
+        core_events.record(
+            tx,
+            ws,
+            name="ecommerce.checkout_started",
+            source="api",
+            subscriber_id=sub.id,
+            properties={"checkoutId": "p1"},
+            now=T0,
+        )
+
+    db.write_sync(seed)
+    db.write_sync(lambda tx: worker.dispatch_batch(tx, now, 500, []))
+
+    [run] = db.read_sync(
+        lambda tx: tx.execute(sa.select(enrollments).where(enrollments.c.workspace_id == ws)).all()
+    )
+    history = db.read_sync(lambda tx: enrollment_store.history(tx, ws, run.id))
+    due = now + timedelta(hours=1)
+    if parked:
+        assert run.next_run_at.replace(tzinfo=UTC) == due
+        assert run.context["due"] == {"node": run.current_node_id, "at": due.isoformat()}
+        assert [(h.action, h.detail) for h in history] == [
+            ("enrolled", "by event ecommerce.checkout_started"),
+            ("waiting", f"delay until {due.isoformat()}"),
+        ]
+    else:
+        assert run.next_run_at.replace(tzinfo=UTC) == now and "due" not in run.context
+        assert [h.action for h in history] == ["enrolled"]

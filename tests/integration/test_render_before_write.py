@@ -32,12 +32,13 @@ HEAVY = (
 )
 
 
-def _sequence(db: Database, workspace_id: str, subject: str, html: str) -> None:
+def _sequence(db: Database, workspace_id: str, subject: str, html: str, **extra: Any) -> None:
     body = {
         "name": "Abandoned",
         "trigger": "event_received",
         "eventName": CHECKOUT,
         "steps": [{"type": "email", "delay": {"hours": 1}, "subject": subject, "html": html}],
+        **extra,
     }
     db.write_sync(lambda tx: sequences.create(tx, workspace_id, body, T0, status="active"))
 
@@ -85,16 +86,26 @@ def test_a_batch_of_steps_stores_the_emails_composed_before_its_write(db, make_w
     assert [r.status for r in _rows(db, enrollments, ws)] == ["completed"] * 3
 
 
-def test_new_runs_parked_at_their_first_delay_compose_nothing_ahead(db, make_workspace):
-    """A run just enrolled is claimed to start waiting at its first delay: its email is an hour away and
-    is composed when it falls due, not now (where the draft would only be thrown away)."""
+def test_new_runs_at_their_first_delay_compose_nothing_ahead(db, make_workspace):
+    """A run just enrolled waits at its first delay: its email is an hour away and is composed when it
+    falls due, not now (where the draft would only be thrown away). Such a run is enrolled waiting and
+    not claimed at all; one whose first step may stop it (a stop on a tag) is claimed to start its wait,
+    and composing ahead for it renders nothing."""
     ws = make_workspace().id
     _sequence(db, ws, "{{ checkout.items[0].title }}", "<p>Hi</p>")
+    _sequence(
+        db,
+        ws,
+        "{{ checkout.items[0].title }}",
+        "<p>Hi</p>",
+        stopCondition={"type": "has_tag", "value": "vip"},
+    )
     for i in range(3):
         db.write_sync(_checkout_job(ws, f"c{i}", f"p{i}@example.com", T0))
     db.write_sync(lambda tx: worker.dispatch_batch(tx, T0, 500))
+    assert len(_rows(db, enrollments, ws)) == 6
     claimed = db.write_sync(lambda tx: timers.claim_due(tx, "w1", T0, lease=timedelta(minutes=5), limit=10))
-    assert len(claimed) == 3
+    assert len(claimed) == 3  # the tag-stopped sequence's runs only
     drafts = db.read_sync(lambda tx: automations.compose_ahead(tx, claimed, "w1"))
     assert len(drafts) == 0
     outcomes = db.write_sync(lambda tx: automations.advance_batch(tx, claimed, "w1", T0, drafts=drafts))

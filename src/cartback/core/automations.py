@@ -148,8 +148,8 @@ def enroll(
     data: dict[str, Any],
     decision: Decision,
     now: datetime,
-) -> tuple[Enrollment, dict[str, Any]]:
-    """A new run and its first history row, for the dispatch batch to write (core/dispatch_reads.py)."""
+) -> tuple[Enrollment, list[dict[str, Any]]]:
+    """A new run and its history rows, for the dispatch batch to write (core/dispatch_reads.py)."""
     enrollment = Enrollment(
         id=ids.new_id("enr"),
         workspace_id=seq.workspace_id,
@@ -169,9 +169,56 @@ def enroll(
         updated_at=now,
         finished_at=None,
     )
-    return enrollment, enrollment_store.history_row(
-        enrollment, "enrolled", now, detail=f"by event {event.name}"
+    history = [enrollment_store.history_row(enrollment, "enrolled", now, detail=f"by event {event.name}")]
+    parked = _parked(definition, enrollment, now)
+    if parked is None:
+        return enrollment, history
+    history.append(parked[1])
+    # Both rows are of the same moment, and history is read in (at, id) order: ids in the rows' order.
+    for row, row_id in zip(history, sorted(row["id"] for row in history), strict=True):
+        row["id"] = row_id
+    return parked[0], history
+
+
+# Stop conditions on who the subscriber is (state_stop_reason), which a run's first step checks at once.
+_STATE_STOPS = frozenset(
+    {"has_tag", "does_not_have_tag", "added_to_list", "removed_from_list", "field_changed"}
+)
+
+
+def _parked(
+    definition: sequences.Definition, enrollment: Enrollment, now: datetime
+) -> tuple[Enrollment, dict[str, Any]] | None:
+    """A new run whose first step is a plain delay, already waiting on it (and the history row that says
+    so), as its first step would leave it: claiming it due now only to start the wait cost a write, a
+    read of its subscriber and a second write per run, and at full load held enrollment seconds behind
+    ingest. Only where that first step could decide nothing else: no stop condition on the subscriber's
+    state (whether they are suppressed `decide` has just checked; an order or other stop event that
+    follows stops the run when it is dispatched), no delay to a sending window."""
+    node = definition.nodes.get(definition.entry or "")
+    if node is None or node["type"] != "delay":
+        return None
+    config = node["config"]
+    stop = definition.data.get("stopCondition") or {}
+    if config.get("mode") == "until_weekday" or stop.get("type") in _STATE_STOPS:
+        return None
+    try:
+        at = schedule.add_delay(
+            now, days=config.get("days", 0), hours=config.get("hours", 0), minutes=config.get("minutes", 0)
+        )
+    except (TypeError, ValueError):
+        return None  # a definition the step itself refuses: it fails there, in the run's history
+    if at <= now:
+        return None
+    parked = replace(
+        enrollment,
+        next_run_at=at,
+        context={**enrollment.context, "due": {"node": node["id"], "at": at.isoformat()}},
     )
+    row = enrollment_store.history_row(
+        parked, "waiting", now, node_id=node["id"], detail=f"delay until {at.isoformat()}"
+    )
+    return parked, row
 
 
 def _snapshot(definition: sequences.Definition, sub: Subscriber) -> dict[str, Any]:

@@ -108,10 +108,10 @@ class DispatchReads:
         if enrollment.id in self._unwritten:
             self.flush(tx)
 
-    def enrolled(self, enrollment: Enrollment, history: dict[str, Any]) -> None:
+    def enrolled(self, enrollment: Enrollment, history: list[dict[str, Any]]) -> None:
         who = (enrollment.workspace_id, enrollment.subscriber_id)
         self._new.append(enrollment)
-        self.history.append(history)
+        self.history += history
         self._unwritten.add(enrollment.id)
         self._live[who].append(enrollment)
         if enrollment.dedupe_key is not None:
