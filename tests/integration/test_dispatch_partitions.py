@@ -1,11 +1,13 @@
 """PostgreSQL dispatch in subscriber partitions (store/timers.py): dispatchers side by side take disjoint
 sets of subscribers, each subscriber's events stay with one dispatcher and in order, and one that finds
-every partition taken gets nothing rather than someone else's events."""
+every partition taken gets nothing rather than someone else's events. On SQLite's single writer, a
+backlog is worked off in larger dispatches instead."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import shutil
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
@@ -131,6 +133,23 @@ def test_a_worker_fans_out_only_while_a_backlog_lasts(pg_database):
         rounds = _dispatch_rounds(db, connections=4, batch_size=5)
         assert rounds[0] == 5, "a first round runs one dispatcher, which takes one batch"
         assert rounds[1] > 5, "a full batch means a backlog: the next round runs several dispatchers"
+        assert _undispatched_in(db, ws) == 0
+    finally:
+        db.close()
+
+
+def test_on_sqlite_a_worker_dispatches_more_per_round_while_a_backlog_lasts(tmp_path, sqlite_template):
+    """Each round that took all it could doubles the next one's share, up to eight batches; a round that
+    finds less than that goes back to one batch."""
+    path = tmp_path / "cartback.db"
+    shutil.copyfile(sqlite_template, path)
+    db = Database(f"sqlite:///{path}")
+    try:
+        ws, _ = _seed(db, people=40, per_person=3)
+        backlog = _undispatched_in(db, ws)
+        rounds = _dispatch_rounds(db, batch_size=5)
+        assert rounds[:5] == [5, 10, 20, 40, 40]
+        assert sum(rounds) == backlog and rounds[-1] == 0
         assert _undispatched_in(db, ws) == 0
     finally:
         db.close()

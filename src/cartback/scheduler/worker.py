@@ -42,6 +42,11 @@ EventHook = Callable[[Tx, Event, datetime, dict[Any, Any]], None]
 Duty = duty.Duty
 
 
+# At most this many batches of events in one dispatch on SQLite, however long the backlog: the dispatch
+# is one transaction of the writer, which every request's commit waits behind.
+_DISPATCH_GROWTH = 8
+
+
 class Worker:
     def __init__(
         self,
@@ -76,6 +81,11 @@ class Worker:
         # How many dispatchers the next round runs side by side (PostgreSQL): one while the last round
         # found less than a batch, all `connections` while there is a backlog.
         self._dispatchers = 1
+        # How many events the next round dispatches (SQLite): a batch, doubled after each round that took
+        # all it could, up to _DISPATCH_GROWTH batches. A round is several writes (dispatch, step claims,
+        # each duty's claims), each waiting for a commit of the single writer: at a batch per round, the
+        # dispatcher fell seconds behind an ingest at full speed (bench/ingest.py --rows with-sequence).
+        self._dispatch_limit = batch_size
 
     def wake(self) -> None:
         """Look for work now rather than at the next tick (called after commits that may add work)."""
@@ -153,7 +163,9 @@ class Worker:
         def job(tx: Tx, share: int = timers.DISPATCH_PARTITIONS) -> tuple[int, collections.Counter[str]]:
             # A fresh tally per run: the writer may run a job twice, and only the committed run counts.
             names: collections.Counter[str] = collections.Counter()
-            return dispatch_batch(tx, now, self.batch_size, self.event_hooks, names, share=share), names
+            return dispatch_batch(tx, now, limit, self.event_hooks, names, share=share), names
+
+        limit = self.batch_size
 
         if self.db.dialect == "postgresql":
             # Dispatchers on connections of their own, beside the writer. Several side by side while a
@@ -179,7 +191,12 @@ class Worker:
             backlog = any(ok and value[0] >= self.batch_size for [(ok, value)] in done)
             self._dispatchers = max(1, self.connections) if backlog else 1
         else:
+            limit = self._dispatch_limit
             count, names = await self.db.write(job, notify=False)
+            full = count >= limit
+            self._dispatch_limit = (
+                min(limit * 2, self.batch_size * _DISPATCH_GROWTH) if full else self.batch_size
+            )
         self.events_dispatched += count
         if names:
             self.metrics.events_dispatched(names)
@@ -187,6 +204,8 @@ class Worker:
 
     async def run_due_steps(self) -> int:
         now = self.clock.now()
+        if not await duty.any_due(self, leases.ENROLLMENTS, now):
+            return 0
 
         def claim(tx: Tx) -> tuple[list[str], list[datetime]]:
             ids = timers.claim_due(tx, self.owner, now, lease=self.lease, limit=self.batch_size)
