@@ -6,10 +6,11 @@ may pass anything with these attributes."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from cartback.core.clock import Clock
+from cartback.store import leases
 from cartback.store.db import Database
 
 
@@ -52,3 +53,11 @@ class Runner(Protocol):
 
 # A duty run every round; returns how much it did, so the loop knows if it is busy.
 Duty = Callable[[Runner], Awaitable[int]]
+
+
+async def any_due(runner: Runner, kind: leases.Leased, now: datetime) -> bool:
+    """Whether claiming work of `kind` would find any. Asked of a read connection before the claim, which
+    is a write: on SQLite each write waits for the single writer's next commit, and a worker round that
+    claimed steps, mail and webhooks with nothing due spent three such waits before it could dispatch the
+    next events."""
+    return await runner.db.read(lambda tx: leases.any_due(tx, kind, now))

@@ -43,8 +43,8 @@ from cartback.core import events, suppressions
 from cartback.delivery import links, mime, outbox
 from cartback.delivery.outbox import OutboxTransport
 from cartback.delivery.transport import Result, Transport
-from cartback.scheduler.duty import Duty, Runner
-from cartback.store import deliveries
+from cartback.scheduler.duty import Duty, Runner, any_due
+from cartback.store import deliveries, leases
 from cartback.store import events as event_store
 from cartback.store import workspaces as workspace_store
 from cartback.store.db import Tx
@@ -158,6 +158,8 @@ class Sender:
 
     async def duty(self, worker: Runner) -> int:
         now = worker.clock.now()
+        if not await any_due(worker, leases.MESSAGES, now):
+            return 0
         claimed = await worker.db.write(
             lambda tx: deliveries.claim_due(
                 tx, worker.owner, now, lease=worker.lease, limit=worker.batch_size

@@ -26,7 +26,8 @@ from cartback.core import webhooks
 from cartback.core.clock import Clock
 from cartback.delivery import targets
 from cartback.delivery import webhooks as requests
-from cartback.scheduler.duty import Runner
+from cartback.scheduler.duty import Runner, any_due
+from cartback.store import leases
 from cartback.store import webhooks as store
 from cartback.store.db import Tx
 
@@ -110,6 +111,8 @@ class Sender:
         # The lease outlives the longest possible attempt, so a slow POST is never sent twice at once.
         lease = max(worker.lease, timedelta(seconds=self.timeout * 3))
         now = worker.clock.now()
+        if not await any_due(worker, leases.WEBHOOKS, now):
+            return 0
         jobs = await worker.db.write(
             lambda tx: claim(tx, worker.owner, now, lease=lease, limit=capacity), notify=False
         )

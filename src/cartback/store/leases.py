@@ -68,11 +68,16 @@ def held_by(kind: Leased, owner: Any) -> ColumnElement[bool]:
     return held
 
 
+def any_due(tx: Tx, kind: Leased, now: datetime) -> bool:
+    """Whether `claim` would find a row of `kind` now (asked on a read connection, it costs no write)."""
+    return tx.execute(_due(kind, now).limit(1)).first() is not None
+
+
 def claim(tx: Tx, kind: Leased, owner: str, now: datetime, *, lease: timedelta, limit: int) -> list[str]:
     """Lease up to `limit` due rows of `kind` to `owner` until `now + lease`; return their keys, earliest
     due first."""
     key, due = kind.table.c[kind.key], kind.table.c[kind.due]
-    query = sa.select(key).where(*kind.waiting, due <= now, free(kind, now)).order_by(due).limit(limit)
+    query = _due(kind, now).order_by(due).limit(limit)
     if tx.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     taken = list(tx.execute(query).scalars())
@@ -81,6 +86,11 @@ def claim(tx: Tx, kind: Leased, owner: str, now: datetime, *, lease: timedelta, 
             kind.table.update().where(key.in_(taken)).values({kind.owner: owner, kind.until: now + lease})
         )
     return taken
+
+
+def _due(kind: Leased, now: datetime) -> sa.Select[tuple[Any]]:
+    key, due = kind.table.c[kind.key], kind.table.c[kind.due]
+    return sa.select(key).where(*kind.waiting, due <= now, free(kind, now))
 
 
 def write_held(tx: Tx, statement: Executable, params: Mapping[str, Any], item_id: str) -> None:
