@@ -1043,6 +1043,11 @@ def _compose_run_ahead(tx: Tx, enrollment: Enrollment, options: Options, drafts:
     if seq is None or seq.status != "active":
         return
     definition = sequences.Definition(seq.definition)
+    first = definition.nodes.get(enrollment.current_node_id or "")
+    if first is None or first["type"] not in ("delay", "email"):
+        return
+    if first["type"] == "delay" and not _delay_over(enrollment, first):
+        return  # a run starting to wait here sends nothing now: no need to read whom it is for
     sub = subscriber_store.find_by_id(tx, enrollment.workspace_id, enrollment.subscriber_id)
     if sub is None or not sub.email:
         return
