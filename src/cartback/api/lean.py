@@ -19,7 +19,6 @@ Used by Sequenzy's `POST /api/v1/checkouts` (a Bearer key, `application/json`) a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -42,7 +41,10 @@ _JSON = (b"application/json",)
 _BEARER = ("bearer",)
 # orjson reads an integer beyond 64 bits as a float where the standard library keeps it whole (and the
 # storable-values rule refuses it): a body with a run of 19 digits anywhere is left to the FastAPI route.
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+# Found as a run of "0" in the body with every digit made "0" and every other byte "x": a regex search for
+# the run cost 8 us on a 1 KB checkout, this 1 us.
+_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x78 for byte in range(256))
+_LONG_DIGITS = b"0" * 19
 
 
 def header(headers: Headers, name: bytes) -> bytes | None:
@@ -106,7 +108,7 @@ class LeanRoute:
         self, who: deps.Principal, body: bytes, services: deps.Services, headers: Headers
     ) -> Response | None:
         """The answer to `body` from `who`, or None when the FastAPI route is to give it."""
-        if _LONG_DIGITS.search(body) is not None or limits.has_nul_escape(body):
+        if _LONG_DIGITS in body.translate(_DIGITS_AS_ZEROS) or limits.has_nul_escape(body):
             return None
         try:
             payload = orjson.loads(body)
