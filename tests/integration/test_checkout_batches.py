@@ -139,3 +139,115 @@ def test_checkout_batch_answers_each_request_its_own_ids(db: Database, make_work
         }
     )
     assert {a.checkout_id: (a.subscriber_id, a.event_id) for a in answers} == stored
+
+
+def _cart(checkout_id: str, email: str | None, cents: int, **customer: str) -> checkouts.CheckoutInput:
+    return checkouts.CheckoutInput(
+        checkout_id=checkout_id,
+        customer=subscribers.Identity(email=email, **customer),
+        currency="USD",
+        total_cents=cents,
+        items=[{"productId": "p1", "title": "Sweater", "quantity": cents // 1200}],
+    )
+
+
+def _seed_retries(db: Database, workspace_id: str) -> None:
+    """Ann (ext-a) with checkouts ca and cc, Bob with cb, every cart at 1200."""
+
+    def seed(tx: sa.Connection) -> None:
+        identity = subscribers.Identity(email="ann@x.io", external_id="ext-a", first_name="Ann")
+        subscribers.upsert(tx, workspace_id, identity, NOW)
+        for checkout_id, email in (("ca", "ann@x.io"), ("cc", "ann@x.io"), ("cb", "bob@x.io")):
+            checkouts.record_checkout(tx, workspace_id, _cart(checkout_id, email, 1200), NOW)
+
+    db.write_sync(seed)
+
+
+def _state(db: Database, workspace_id: str) -> dict[str, list[tuple]]:
+    def read(tx: sa.Connection) -> dict[str, list[tuple]]:
+        people = tx.execute(
+            sa.select(
+                subscriber_rows.c.id,
+                subscriber_rows.c.email,
+                subscriber_rows.c.external_id,
+                subscriber_rows.c.first_name,
+            ).where(subscriber_rows.c.workspace_id == workspace_id)
+        ).all()
+        email_of = {p.id: p.email or p.external_id for p in people}
+        carts = tx.execute(
+            sa.select(
+                checkout_rows.c.checkout_id,
+                checkout_rows.c.subscriber_id,
+                checkout_rows.c.total_cents,
+                checkout_rows.c["items"],
+            ).where(checkout_rows.c.workspace_id == workspace_id)
+        ).all()
+        names = tx.execute(
+            sa.select(events.c.name, events.c.idempotency_key).where(events.c.workspace_id == workspace_id)
+        ).all()
+        return {
+            "subscribers": sorted((p.email, p.external_id, p.first_name) for p in people),
+            "checkouts": sorted((c[0], email_of[c[1]], c[2], repr(c[3])) for c in carts),
+            "events": sorted(tuple(n) for n in names),
+        }
+
+    return db.read_sync(read)
+
+
+def test_retries_in_a_batch_agree_with_one_by_one(db: Database, make_workspace):
+    """Retries that would change nothing are answered set-wise, but not one that an earlier request of the
+    batch changes what it is compared against: the same checkout's cart, or the same person found by
+    another id. Those would restore what the earlier request changed, as they do one by one."""
+    batch_ws, one_by_one_ws = make_workspace(), make_workspace()
+    requests = [
+        _cart("cb", "bob@x.io", 1200),  # unchanged: answered set-wise
+        _cart("ca", "ann@x.io", 2400),  # a changed cart
+        _cart("ca", "ann@x.io", 1200),  # as stored, but after the change above it changes it back
+        _cart("cn", None, 1200, external_id="ext-a", first_name="Anna"),  # Ann, found by her external id
+        _cart("cc", "ann@x.io", 1200, first_name="Ann"),  # as stored, but after the above: Anna -> Ann
+        _cart("cb", "bob@x.io", 1200),  # unchanged again
+    ]
+    _seed_retries(db, batch_ws.id)
+    batch = [checkouts.CheckoutRequest(batch_ws.id, data, NOW) for data in requests]
+    answers = db.write_sync(lambda tx: checkouts.record_checkouts(tx, batch))
+
+    _seed_retries(db, one_by_one_ws.id)
+    alone = [
+        db.write_sync(lambda tx, data=data: checkouts.record_checkout(tx, one_by_one_ws.id, data, NOW))
+        for data in requests
+    ]
+
+    assert _state(db, batch_ws.id) == _state(db, one_by_one_ws.id)
+    ann = _state(db, batch_ws.id)["subscribers"][0]
+    assert ann == ("ann@x.io", "ext-a", "Ann")
+    assert [a.created for a in answers] == [a.created for a in alone] == [False] * 3 + [True] + [False] * 2
+    assert answers[0] == answers[5]
+    assert answers[1].event_id == answers[2].event_id
+
+
+def test_unchanged_retries_are_answered_with_a_query_or_two(db: Database, make_workspace):
+    """A batch of retries that change nothing reads the checkouts and the people once, not each retry's."""
+    ws = make_workspace()
+    stored = [_cart(f"r{i}", f"r{i}@x.io", 1200) for i in range(30)]
+    first = db.write_sync(
+        lambda tx: checkouts.record_checkouts(tx, [checkouts.CheckoutRequest(ws.id, d, NOW) for d in stored])
+    )
+    statements: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    def retry(tx: sa.Connection) -> list[checkouts.CheckoutRecorded]:
+        sa.event.listen(tx, "before_cursor_execute", count)
+        try:
+            return checkouts.record_checkouts(tx, [checkouts.CheckoutRequest(ws.id, d, NOW) for d in stored])
+        finally:
+            sa.event.remove(tx, "before_cursor_execute", count)
+
+    again = db.write_sync(retry)
+    assert [(a.checkout_id, a.subscriber_id, a.event_id) for a in again] == [
+        (a.checkout_id, a.subscriber_id, a.event_id) for a in first
+    ]
+    assert not any(a.created for a in again)
+    # record_new's look at what exists, then the checkouts and the people of the retries.
+    assert len(statements) <= 3, "\n".join(statements)
