@@ -36,10 +36,10 @@ def check_web_url(value: str) -> str:
         raise InvalidUrl("must be an absolute http(s) URL, without spaces or control characters")
     try:
         parts = urlsplit(text)
-        host = parts.hostname
-    except ValueError:
-        host = None
-    if parts.scheme.lower() not in ("http", "https") or not host:
+        scheme, host = parts.scheme, parts.hostname
+    except ValueError:  # a host it cannot read, as an IPv6 bracket left open
+        scheme, host = "", None
+    if scheme.lower() not in ("http", "https") or not host:
         raise InvalidUrl(f"must be an absolute http(s) URL, not {text[:60]!r}")
     return text
 

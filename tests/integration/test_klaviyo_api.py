@@ -80,6 +80,7 @@ def test_klaviyo_events_filter_by_metric_and_datetime_bounds(kl):
         {"page[size]": "0"},
         {"page[size]": "1001"},
         {"page[cursor]": "garbage"},
+        {"page[cursor]": "https://[::1/api/events?page[cursor]=x"},  # a link urlsplit cannot read
     ],
 )
 def test_klaviyo_events_bad_parameters_are_400_naming_them(kl, params):

@@ -246,6 +246,10 @@ def test_inbound_ses_raw_event_and_subscription_confirmation(app_client):
     # Not an SNS host: logged, never fetched.
     assert confirmed.json()["confirmed"] is False
     assert confirmed.json()["subscribeUrl"] == confirmation["SubscribeURL"]
+    unreadable = app_client.post(
+        "/inbound/ses", {**confirmation, "SubscribeURL": "https://[sns.amazonaws.com/"}
+    )
+    assert unreadable.status_code == 200 and unreadable.json()["confirmed"] is False
     assert app_client.post("/inbound/ses", {"Type": "Notification", "Message": "not json"}).status_code == 400
 
 

@@ -259,7 +259,10 @@ def page_cursor(raw: str | None) -> str | None:
         return None
     raw = raw.strip()
     if "://" in raw or "?" in raw:
-        query = urlsplit(raw).query if "://" in raw else raw.split("?", 1)[1]
+        try:
+            query = urlsplit(raw).query if "://" in raw else raw.split("?", 1)[1]
+        except ValueError:  # a link it cannot read, as one with an IPv6 bracket left open
+            query = ""
         found = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == "page[cursor]"]
         if not found:
             raise Problem(400, "page[cursor] is not a valid cursor", parameter="page[cursor]")

@@ -156,8 +156,12 @@ async def generic_notifications(
 async def _confirm_subscription(url: str) -> bool:
     """GET the SubscribeURL, only when it is https on an SNS host, with a short timeout and no
     redirects. False (logged) when that is not so or the request fails; the URL is in the log either way."""
-    parts = urlsplit(url)
-    if parts.scheme != "https" or not _SNS_HOST.match(parts.hostname or ""):
+    try:
+        parts = urlsplit(url)
+        scheme, host = parts.scheme, parts.hostname or ""
+    except ValueError:  # a host it cannot read, as an IPv6 bracket left open
+        scheme, host = "", ""
+    if scheme != "https" or not _SNS_HOST.match(host):
         log.warning("SNS subscription: not an SNS URL, not confirmed automatically: %s", url)
         return False
     try:
