@@ -28,8 +28,27 @@ class UTCDateTime(TypeDecorator[datetime]):
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
+    def bind_processor(self, dialect: Dialect) -> Any:
+        # On SQLite, the text SQLAlchemy's DATETIME would make of the naive UTC value
+        # ("YYYY-MM-DD HH:MM:SS.ffffff"), made by datetime's own formatting: 1.6 us instead of 5 (its
+        # processor formats through a dict), on every time written or compared, several per ingested event.
+        if dialect.name == "sqlite":
+            return _sqlite_text
+        return super().bind_processor(dialect)
+
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         moment: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
         return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _sqlite_text(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        value = value.astimezone(UTC)
+    # "+00:00" cut off: isoformat always writes a four-digit year and, asked to, six-digit microseconds.
+    return value.isoformat(" ", "microseconds")[:26]
