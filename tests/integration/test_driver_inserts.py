@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from cartback.store import checkouts as checkout_store
 from cartback.store import events as event_store
 from cartback.store import subscribers as subscriber_store
-from cartback.store import tables
+from cartback.store import tables, timers
 from cartback.store.db import Database, constraint_of
 
 NOW = datetime(2026, 12, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -167,3 +167,31 @@ def test_on_sqlite_the_insert_bypasses_sqlalchemy(db: Database, make_workspace):
         sa.event.remove(db.write_engine, "before_cursor_execute", seen)
     inserts = [s for s in statements if s.startswith("INSERT INTO events")]
     assert inserts == ([] if db.dialect == "sqlite" else [inserts[0]])
+
+
+def test_the_dispatchers_read_gives_what_sqlalchemy_gives(db: Database, make_workspace):
+    """store/timers.take_undispatched reads on the driver on SQLite: the same events, in the same order,
+    as reading the rows through SQLAlchemy; and no statement of it goes through SQLAlchemy there."""
+    ws = make_workspace()
+    db.write_sync(lambda tx: event_store.append_many(tx, _events(ws.id, 0) + _events(ws.id, 3)))
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    sa.event.listen(db.write_engine, "before_cursor_execute", seen)
+    try:
+        taken = db.write_sync(lambda tx: timers.take_undispatched(tx, 4))
+    finally:
+        sa.event.remove(db.write_engine, "before_cursor_execute", seen)
+    query = (
+        sa.select(tables.events)
+        .where(tables.events.c.workspace_id == ws.id)
+        .order_by(tables.events.c.received_at, tables.events.c.id)
+    )
+    through_sqlalchemy = db.read_sync(lambda tx: [event_store.from_row(r) for r in tx.execute(query)])
+    assert taken == through_sqlalchemy[:4]
+    assert taken[0].properties == PROPERTIES and taken[0].occurred_at.tzinfo is UTC
+    assert [e.historical for e in taken] == [False, True, False, False]
+    selects = [s for s in statements if "FROM events" in s]
+    assert (selects == []) == (db.dialect == "sqlite"), statements

@@ -1,5 +1,6 @@
 """UTC times on SQLite (store/types.UTCDateTime): the text written is the text SQLAlchemy's own DATETIME
-writes for the same moment in UTC, so rows written before and after read and compare alike."""
+writes for the same moment in UTC, so rows written before and after read and compare alike, and text
+is read back as the moment it names."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from cartback.store.types import UTCDateTime
 DIALECT = sqlite.dialect()
 OURS = UTCDateTime().bind_processor(DIALECT)
 SQLALCHEMY = sa.DateTime().dialect_impl(DIALECT).bind_processor(DIALECT)
-READ = UTCDateTime().process_result_value
+READ = UTCDateTime().result_processor(DIALECT, None)
+SQLALCHEMY_READ = sa.DateTime().dialect_impl(DIALECT).result_processor(DIALECT, None)
 
 
 def _moments(n: int) -> list[datetime]:
@@ -49,12 +51,18 @@ def test_utc_times_are_written_as_sqlalchemy_writes_them():
     for moment in _moments(20_000):
         text = OURS(moment)
         assert text == SQLALCHEMY(moment.astimezone(UTC).replace(tzinfo=None)), moment
-        assert READ(text, DIALECT) == moment
+        assert READ(text) == moment == SQLALCHEMY_READ(text).replace(tzinfo=UTC)
 
 
 def test_text_order_is_time_order():
     moments = _moments(2_000)
     assert sorted(moments) == sorted(moments, key=OURS)
+
+
+def test_text_written_elsewhere_reads_as_the_moment_it_names():
+    assert READ("2026-12-07 12:00:00") == datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    assert READ("2026-12-07T14:00:00+02:00") == datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    assert READ(None) is None
 
 
 def test_a_naive_time_is_refused_and_none_stays_none():

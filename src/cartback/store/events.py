@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +30,10 @@ class Event:
     historical: bool
     # Numeric value in major units, for metric aggregates (see core/events.value_of).
     value: float | None = None
+
+
+# The columns that make an Event, in its fields' order.
+COLUMNS = [f.name for f in fields(Event)]
 
 
 def from_row(row: Row[Any]) -> Event:

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from cartback.store import driver, leases
 from cartback.store import events as event_store
-from cartback.store import leases
 from cartback.store.db import Tx
 from cartback.store.tables import enrollments, events
 
@@ -66,10 +66,20 @@ def next_due(tx: Tx, now: datetime) -> datetime | None:
     return value
 
 
+_UNDISPATCHED = driver.Select(
+    events,
+    event_store.COLUMNS,
+    where="dispatched_at IS NULL",
+    order="received_at, id",
+)
+
+
 def take_undispatched(tx: Tx, limit: int, *, share: int = DISPATCH_PARTITIONS) -> list[event_store.Event]:
     """The oldest events no dispatcher has handled. On PostgreSQL only those of the (at most `share`)
     partitions this transaction could lock, starting at a random one so that dispatchers spread out; none
     if every partition is being dispatched by someone else now."""
+    if _UNDISPATCHED.applies(tx):
+        return [event_store.Event(*row) for row in _UNDISPATCHED.run(tx, [limit])]
     query = sa.select(events).where(events.c.dispatched_at.is_(None))
     if tx.dialect.name == "postgresql":
         params = {

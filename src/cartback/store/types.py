@@ -36,6 +36,13 @@ class UTCDateTime(TypeDecorator[datetime]):
             return _sqlite_text
         return super().bind_processor(dialect)
 
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        # On SQLite, what SQLAlchemy's DATETIME (datetime.fromisoformat) and process_result_value do,
+        # in one call instead of a TypeDecorator's two.
+        if dialect.name == "sqlite":
+            return _from_sqlite_text
+        return super().result_processor(dialect, coltype)
+
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
@@ -52,3 +59,10 @@ def _sqlite_text(value: datetime | None) -> str | None:
         value = value.astimezone(UTC)
     # "+00:00" cut off: isoformat always writes a four-digit year and, asked to, six-digit microseconds.
     return value.isoformat(" ", "microseconds")[:26]
+
+
+def _from_sqlite_text(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
