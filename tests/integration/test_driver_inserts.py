@@ -11,7 +11,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from cartback.core import sequences
 from cartback.store import checkouts as checkout_store
+from cartback.store import enrollments as enrollment_store
 from cartback.store import events as event_store
 from cartback.store import subscribers as subscriber_store
 from cartback.store import tables, timers
@@ -98,7 +100,8 @@ def _checkouts(workspace_id: str, first: int) -> list[checkout_store.Checkout]:
 def _raw(db: Database, table: sa.Table, workspace_id: str) -> list[tuple]:
     """The rows as the driver returns them (no type processing), without their ids."""
     other_ids = {"id", "subscriber_id", "event_id", "checkout_id", "idempotency_key", "email", "email_key"}
-    other_ids |= {"anonymous_id", "external_id", "subscriber_key"}
+    other_ids |= {"anonymous_id", "external_id", "subscriber_key", "sequence_id", "enrollment_id"}
+    other_ids |= {"trigger_event_id", "dedupe_key"}
     kept = [c.name for c in table.columns if c.name not in other_ids]
     query = sa.text(f"SELECT {', '.join(kept)} FROM {table.name} WHERE workspace_id = :w ORDER BY id")
     return db.read_sync(lambda tx: [tuple(r) for r in tx.execute(query, {"w": workspace_id})])
@@ -195,3 +198,85 @@ def test_the_dispatchers_read_gives_what_sqlalchemy_gives(db: Database, make_wor
     assert [e.historical for e in taken] == [False, True, False, False]
     selects = [s for s in statements if "FROM events" in s]
     assert (selects == []) == (db.dialect == "sqlite"), statements
+
+
+def _runs(workspace_id: str, sequence_id: str, first: int) -> list[enrollment_store.Enrollment]:
+    base = enrollment_store.Enrollment(
+        id=f"enr_{first}",
+        workspace_id=workspace_id,
+        sequence_id=sequence_id,
+        subscriber_id=f"sub_{first}",
+        trigger_event_id=f"ev_{first}",
+        trigger_received_at=NOW,
+        context={"event": PROPERTIES, "due": "2026-12-01T13:00:00Z"},
+        dedupe_key=f"sub_{first}:c{first}",
+        status="waiting",
+        current_node_id="n1",
+        next_run_at=NOW.astimezone(ELSEWHERE) + timedelta(hours=1),
+        lease_owner=None,
+        lease_until=None,
+        stop_reason=None,
+        created_at=NOW,
+        updated_at=NOW,
+        finished_at=None,
+    )
+    bare = replace(
+        base, id=f"enr_{first + 1}", trigger_event_id=None, context={}, dedupe_key=None, current_node_id=None
+    )
+    return [base, replace(bare, status="stopped", next_run_at=None, stop_reason="order", finished_at=NOW)]
+
+
+def test_enrollment_inserts_store_what_sqlalchemy_stores(db: Database, make_workspace):
+    """The dispatcher's new runs and their history (store/enrollments.insert_many, record_many)."""
+    driver_ws, sqlalchemy_ws = make_workspace(), make_workspace()
+
+    def sequence(workspace_id: str) -> str:
+        definition = {
+            "name": "Abandoned checkout",
+            "trigger": "event_received",
+            "eventName": "ecommerce.checkout_started",
+            "steps": [{"type": "email", "delay": {"hours": 1}, "subject": "Cart", "html": "<p>back</p>"}],
+        }
+        return db.write_sync(lambda tx: sequences.create(tx, workspace_id, definition, NOW)).id
+
+    ours, theirs = (
+        _runs(driver_ws.id, sequence(driver_ws.id), 0),
+        _runs(sqlalchemy_ws.id, sequence(sqlalchemy_ws.id), 10),
+    )
+    history = lambda runs: [  # noqa: E731
+        enrollment_store.history_row(runs[0], "waiting", NOW, node_id="n1", detail="until 13:00"),
+        enrollment_store.history_row(runs[1], "stopped", NOW.astimezone(ELSEWHERE)),
+    ]
+
+    def through_driver(tx: sa.Connection) -> None:
+        enrollment_store.insert_many(tx, ours)
+        enrollment_store.record_many(tx, history(ours))
+
+    def through_sqlalchemy(tx: sa.Connection) -> None:
+        tx.execute(
+            tables.enrollments.insert(),
+            [{n: getattr(e, n) for n in enrollment_store._COLUMNS} for e in theirs],
+        )
+        tx.execute(tables.enrollment_history.insert(), history(theirs))
+
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    sa.event.listen(db.write_engine, "before_cursor_execute", seen)
+    try:
+        db.write_sync(through_driver)
+    finally:
+        sa.event.remove(db.write_engine, "before_cursor_execute", seen)
+    assert (not any(s.startswith("INSERT") for s in statements)) == (db.dialect == "sqlite"), statements
+    db.write_sync(through_sqlalchemy)
+    strip = lambda rs, ws: [tuple("<ws>" if v == ws else v for v in r) for r in rs]  # noqa: E731
+    for table in (tables.enrollments, tables.enrollment_history):
+        stored = _raw(db, table, driver_ws.id)
+        assert len(stored) == 2
+        # History ids are random: rows compared in a fixed order of their values.
+        ordered = lambda rs, ws: sorted(strip(rs, ws), key=repr)  # noqa: E731
+        assert ordered(stored, driver_ws.id) == ordered(_raw(db, table, sqlalchemy_ws.id), sqlalchemy_ws.id)
+    read = db.read_sync(lambda tx: enrollment_store.get(tx, driver_ws.id, "enr_0"))
+    assert read == ours[0]

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
 from cartback import ids, statuses
-from cartback.store import leases
+from cartback.store import driver, leases
 from cartback.store.db import Tx
 from cartback.store.tables import enrollment_history, enrollments
 
@@ -53,7 +53,6 @@ _COLUMNS = list(Enrollment.__dataclass_fields__)
 _MUTABLE = [n for n in _COLUMNS if n not in ("id", "workspace_id", "created_at")]
 
 # The statements every step runs, built once: building a statement costs more than running it.
-_INSERT = enrollments.insert()
 _INSERT_HISTORY = enrollment_history.insert()
 _GET_LEASED = sa.select(enrollments).where(
     enrollments.c.id == sa.bindparam("id"), leases.held_by(leases.ENROLLMENTS, sa.bindparam("owner"))
@@ -88,10 +87,13 @@ def insert(tx: Tx, enrollment: Enrollment) -> None:
     insert_many(tx, [enrollment])
 
 
+_INSERT_MANY = driver.Insert(enrollments, _COLUMNS)
+
+
 def insert_many(tx: Tx, rows: list[Enrollment]) -> None:
-    """New enrollments, with one executemany."""
-    if rows:
-        tx.execute(_INSERT, [{n: getattr(e, n) for n in _COLUMNS} for e in rows])
+    """New enrollments, with one executemany (on the driver on SQLite: the dispatcher enrolls a batch's
+    checkouts at once)."""
+    _INSERT_MANY.run(tx, [[getattr(e, n) for n in _COLUMNS] for e in rows])
 
 
 def exists_with_key(tx: Tx, sequence_id: str, dedupe_key: str) -> bool:
@@ -215,9 +217,13 @@ def history_row(
     }
 
 
+_HISTORY_COLUMNS = [c.name for c in enrollment_history.columns]
+_RECORD_MANY = driver.Insert(enrollment_history, _HISTORY_COLUMNS)
+
+
 def record_many(tx: Tx, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        tx.execute(_INSERT_HISTORY, rows)
+    """History rows made by `history_row`, with one executemany."""
+    _RECORD_MANY.run(tx, [[row[name] for name in _HISTORY_COLUMNS] for row in rows])
 
 
 def history(tx: Tx, workspace_id: str, enrollment_id: str) -> list[HistoryEntry]:
