@@ -115,10 +115,15 @@ HEAVY_FIELD = (
 )
 
 
-def test_a_heavy_transactional_send_holds_up_no_commit_of_another_workspace(server, make_workspace):
+def test_a_heavy_transactional_send_holds_up_no_commit_of_another_workspace(
+    start_server, db_url, make_workspace
+):
     """Workspace A sends a heavy template (within the limits) to 20 addresses: some 20 x 0.3 s of
     rendering. Rendered inside its write, as before, every commit of workspace B that queued behind it
-    waited for all of it; rendered before the write, B's checkouts commit throughout A's send."""
+    waited for all of it; rendered before the write, B's checkouts commit throughout A's send. The
+    render budget is raised so that the whole send is rendered on a slow machine too (a send that
+    spends the budget is refused: tests/integration/test_render_budget_api.py)."""
+    server = start_server(db_url, env={"CARTBACK_RENDER_SECONDS_PER_MINUTE": "600"})
     a, b = make_workspace(), make_workspace()
     sent: list[float] = []
     done = threading.Event()

@@ -57,3 +57,21 @@ def test_render_budget_refuses_the_workspace_that_spent_it_and_no_other(
         headers={"Authorization": f"Bearer {heavy.key}"},
     )
     assert checkout.status_code < 300, checkout.text
+
+
+def test_a_send_that_spends_the_budget_is_refused_not_rendered_in_the_write(
+    client: TestClient, make_workspace: Callable
+) -> None:
+    """A send's emails are composed before its write, charged to the workspace. When the budget runs out
+    partway, the send is refused (429) and stores nothing: the emails not yet composed are not rendered
+    in the write instead, uncharged, holding the writer every workspace's commits wait for."""
+    ws = make_workspace()
+    send = client.post(
+        "/api/v1/transactional/send",
+        json={"to": [f"x{i}@example.com" for i in range(40)], "subject": "t", "body": HEAVY},
+        headers={"Authorization": f"Bearer {ws.key}"},
+    )
+    assert send.status_code == 429, send.text
+    assert send.json()["code"] == "rate_limited"
+    assert int(send.headers["Retry-After"]) >= 1
+    assert render_budget.BUDGET.refused >= 1

@@ -23,7 +23,7 @@ from liquid.exceptions import LiquidError
 from cartback import errors, ids
 from cartback.core import context, mail, suppressions
 from cartback.core import subscribers as subscriber_core
-from cartback.delivery import render
+from cartback.delivery import render, render_budget
 from cartback.statuses import MessageStatus
 from cartback.store import subscribers as subscriber_store
 from cartback.store import transactional as store
@@ -336,12 +336,16 @@ def compose_ahead(
 ) -> mail.Drafts:
     """The send's emails composed in a read transaction, for `send(..., drafts=)` in the write that
     follows: its render then holds no writer. Whatever this pass refuses is left for the send to
-    answer (a replay, say, answers without rendering)."""
+    answer (a replay, say, answers without rendering), except a spent render budget: the emails not
+    composed yet would otherwise be rendered in the write, charged to nobody, holding the writer that
+    every workspace's commits wait for."""
     drafts = mail.Drafts()
     try:
         if _replay(tx, workspace_id, req) is not None:
             return drafts
         send(tx, workspace_id, req, options, now, preview=True, drafts=drafts)
+    except render_budget.Spent:
+        raise
     except errors.CartbackError:
         pass
     return drafts
