@@ -3,6 +3,7 @@ unreachable they fail, they do not skip (set CARTBACK_TEST_PG_URL to point elsew
 
 from __future__ import annotations
 
+import gc
 import os
 import secrets
 import shutil
@@ -384,3 +385,11 @@ def screenshots(request: pytest.FixtureRequest) -> Callable[[object, str], Path]
         return path
 
     return save
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What exists once the tests are collected (the modules, the collected items, what imports built)
+    lives until the session ends: frozen, so that the collections of the garbage every test makes walk
+    only what the tests make, as `cartback serve` freezes its own start-up objects (server.py)."""
+    gc.collect()
+    gc.freeze()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -11,10 +10,9 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
-import anyio.to_thread
-import prometheus_client
-from fastapi import FastAPI, Request
-from starlette.responses import JSONResponse, Response
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 
 from cartback import __version__, dashboard
 from cartback import metrics as metrics_module
@@ -26,6 +24,7 @@ from cartback.api import (
     lean,
     limits,
     links,
+    operations,
     public,
     ratelimits,
     segment,
@@ -234,60 +233,27 @@ def create_app(
     # Last added, so outermost: it sees every answer, the rate limits' 429s and the body limits' 413s too.
     app.add_middleware(access.AccessLog, metrics=metrics)
 
-    @app.get("/healthz", tags=["operations"])
-    async def healthz() -> dict[str, str]:
-        """The process is up."""
-        return {"status": "ok"}
-
-    @app.get("/readyz", tags=["operations"])
-    async def readyz() -> JSONResponse:
-        """The database answers; a load balancer may send traffic."""
-        try:
-            await db.ping()
-        except Exception as exc:
-            return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, status_code=503)
-        return JSONResponse({"status": "ok", "database": db.dialect})
-
-    @app.get("/metrics", tags=["operations"], response_class=Response)
-    async def metrics_endpoint(request: Request) -> Response:
-        """Prometheus text format. Open like /healthz unless CARTBACK_METRICS_TOKEN is set."""
-        if settings.metrics_token:
-            scheme, _, token = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                token.strip().encode(), settings.metrics_token.encode()
-            ):
-                return JSONResponse(
-                    {
-                        "error": "send 'Authorization: Bearer <CARTBACK_METRICS_TOKEN>'",
-                        "code": "unauthorized",
-                    },
-                    status_code=401,
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
-        # The enrollment gauge queries the database: off the event loop.
-        body = await anyio.to_thread.run_sync(prometheus_client.generate_latest, metrics.registry)
-        return Response(body, media_type=prometheus_client.CONTENT_TYPE_LATEST)
-
+    operations.install(app, db)
     return app
 
 
 def _mount_docs(app: FastAPI) -> None:
     """Swagger UI at /docs with its script and stylesheet from cartback's own copy (api/swagger/), so the
     page works on a machine without internet access and tells no CDN who reads it."""
-    from fastapi.openapi.docs import get_swagger_ui_html
-    from fastapi.responses import HTMLResponse
     from fastapi.staticfiles import StaticFiles
 
     app.mount(
         "/docs/assets", StaticFiles(directory=Path(__file__).parent / "api" / "swagger"), name="docs-assets"
     )
+    app.get("/docs", include_in_schema=False)(_swagger_ui)
 
-    @app.get("/docs", include_in_schema=False)
-    async def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title="cartback API",
-            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
-            swagger_css_url="/docs/assets/swagger-ui.css",
-            swagger_favicon_url="/app/static/favicon.svg",
-        )
+
+async def _swagger_ui() -> HTMLResponse:
+    # Module-level, like every endpoint: see api/operations.py for why no endpoint is a closure.
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="cartback API",
+        swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+        swagger_css_url="/docs/assets/swagger-ui.css",
+        swagger_favicon_url="/app/static/favicon.svg",
+    )

@@ -51,6 +51,8 @@ def install(app: FastAPI) -> None:
     app.mount(web.PREFIX + "/static", StaticFiles(directory=web.HERE / "static"), name="dashboard-static")
     app.include_router(router())
 
-    @app.get(web.PREFIX, include_in_schema=False)
-    async def _root() -> Response:
-        return RedirectResponse(web.PREFIX + "/", status_code=307)
+    app.get(web.PREFIX, include_in_schema=False)(_root)
+
+
+async def _root() -> Response:
+    return RedirectResponse(web.PREFIX + "/", status_code=307)
