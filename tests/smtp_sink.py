@@ -39,7 +39,7 @@ class Handler:
     """`rcpt_reply(address)` may return a refusal such as "550 5.1.1 User unknown"; `data_reply(rcpt_tos)`
     may return another answer to DATA than 250; `data_replies` are returned, in order, to the next DATA
     commands; `delay` seconds are slept per message before answering DATA. `rcpts` counts the RCPT
-    commands per address."""
+    commands per address; `quits` counts the QUIT commands (connections a client closed politely)."""
 
     rcpt_reply: Callable[[str], str | None] | None = None
     data_reply: Callable[[list[str]], str | None] | None = None
@@ -49,7 +49,13 @@ class Handler:
     keep: bool = True
     received: list[Received] = field(default_factory=list)
     attempts: int = 0
+    quits: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            self.quits += 1
+        return "221 Bye"
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
         with self.lock:

@@ -74,7 +74,9 @@ def build_worker(
     )
     worker.event_hooks.append(webhooks.queue_for_event)
     worker.event_hooks.append(attribution.hook(attribution_rules(settings)))
-    worker.duties.append(mail_sender.duty_for(settings, worker.metrics))
+    sender = mail_sender.sender_for(settings, worker.metrics)
+    worker.duties.append(sender.duty)
+    worker.on_stop.append(sender.close)
     hooks = webhook_sender.Sender(
         webhook_policy(settings),
         timeout=settings.webhook_timeout_seconds,

@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from cartback import ids, metrics
+from cartback.app import build_worker
 from cartback.core import events as core_events
 from cartback.core import suppressions as core_suppressions
 from cartback.delivery import smtp
@@ -182,6 +183,33 @@ def test_sender_smtp_sends_once_with_its_message_id_and_one_click_headers(db, wo
     [event] = sent_events(db, workspace_id)
     assert event.properties["messageId"] == message_id and event.properties["kind"] == "marketing"
     assert event.idempotency_key == f"email.sent:{message_id}"
+
+
+def test_worker_stop_closes_the_pooled_smtp_connections(db, workspace_id):
+    """The worker `build_worker` makes says QUIT on the SMTP connections it pooled when it stops: left
+    open, they stayed with the server until its timeout, and with the process until collected."""
+    with SmtpSink() as sink:
+        settings = Settings(database_url=db.url, smtp_url=sink.url, tick_seconds=0.05)
+        queue_message(db, workspace_id, "ann@example.com")
+
+        async def main() -> None:
+            own = Database(db.url)
+            await own.start()
+            worker = build_worker(settings, own, FrozenClock(T0))
+            task = asyncio.create_task(worker.run())
+            try:
+                for _ in range(400):
+                    if sink.received:
+                        break
+                    await asyncio.sleep(0.025)
+                assert sink.received, "the message was not sent"
+                assert sink.handler.quits == 0  # kept open for the next message
+            finally:
+                await worker.stop_within(task, 5)
+                await own.stop()
+
+        asyncio.run(main())
+        assert sink.handler.quits == 1
 
 
 def test_sender_outbox_stores_the_mime_in_the_same_write_and_keeps_it(db, workspace_id):

@@ -43,7 +43,7 @@ from cartback.core import events, suppressions
 from cartback.delivery import links, mime, outbox
 from cartback.delivery.outbox import OutboxTransport
 from cartback.delivery.transport import Result, Transport
-from cartback.scheduler.duty import Duty, Runner, any_due
+from cartback.scheduler.duty import Runner, any_due
 from cartback.store import deliveries, leases
 from cartback.store import events as event_store
 from cartback.store import workspaces as workspace_store
@@ -179,6 +179,11 @@ class Sender:
                 unknown,
             )
         return len(claimed)
+
+    async def close(self) -> None:
+        """Close the transport's pooled connections (the worker's stop): a connection left open stays
+        with the SMTP server until it times out, and with this process until it is collected."""
+        await self.transport.close()
 
     async def _deliver(self, worker: Runner, batch: list[deliveries.Pending], secrets: dict[str, str]) -> int:
         """Deliver a claimed batch; return how many messages became `unknown`.
@@ -547,12 +552,12 @@ def transport_for(settings: Settings, metrics: Metrics | None = None) -> Transpo
     return OutboxTransport()
 
 
-def duty_for(settings: Settings, metrics: Metrics | None = None) -> Duty:
-    """The sender duty `build_worker` registers."""
+def sender_for(settings: Settings, metrics: Metrics | None = None) -> Sender:
+    """The sender `build_worker` registers: its `duty` every round, its `close` when the worker stops."""
     policy = Policy(base_seconds=settings.delivery_retry_seconds)
     return Sender(
         transport_for(settings, metrics),
         public_url=settings.public_url,
         policy=policy,
         window_per_connection=settings.send_window_per_connection,
-    ).duty
+    )
