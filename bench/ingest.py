@@ -28,12 +28,12 @@ Checkout Started, matching_field checkoutId, stop on the checkout's order, one e
 Once the dispatcher has handled every event, each stored Checkout Started must have exactly one enrollment
 in it; enrollment latency (enrollments.created_at - events.received_at) over the measured load's checkouts
 is printed as p50 / p99.
-`two-nodes` (PostgreSQL only) starts two `serve --no-worker` on the same database and loads them together
+`two-nodes` starts two `serve --no-worker` on the same database (file) and loads them together
 with two wrk, each with half of --connections and --threads; the row's rate is the two rates summed (its
 ratio is against one echo), its latencies the slower node's; the stored rows must be exactly the union of
 both nodes' 2xx checkoutIds, and a checkout sent to one node and then to the other gets identical answers.
-A row its database cannot run (with-sequence on --db postgres, two-nodes on --db sqlite) is refused; with
---db both each of them runs on its own database only.
+A row its database cannot run (with-sequence on --db postgres) is refused; with --db both it runs on its
+own database only.
 Results are printed and written to bench/results/ingest-<time>.json.
 """
 
@@ -130,7 +130,7 @@ ROWS = {
     "klaviyo": Row("klaviyo"),
     "segment": Row("segment"),
     "with-sequence": Row(dbs=("sqlite",), sequence=True),
-    "two-nodes": Row(dbs=("postgres",), nodes=2),
+    "two-nodes": Row(nodes=2),
 }
 # After the load the in-process dispatcher works off what it has not yet dispatched, for as long as that
 # shrinks; the check gives up once it has not shrunk for this long.
@@ -218,7 +218,7 @@ def parse_args() -> argparse.Namespace:
         "--rows",
         default="",
         help="comma-separated rows of one run: insert, replay, klaviyo, segment, with-sequence (SQLite), "
-        "two-nodes (PostgreSQL) (default: insert)",
+        "two-nodes (default: insert)",
     )
     p.add_argument(
         "--api-only",

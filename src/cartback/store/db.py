@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from cartback import errors, values
-from cartback.store import tables
+from cartback.store import tables, writer_lock
 
 T = TypeVar("T")
 X = TypeVar("X")
@@ -48,6 +48,8 @@ _INTEGRITY_RETRIES = 3
 # PostgreSQL's "deadlock detected" and "could not serialize": two writers (of this process or another
 # node) took the same rows in opposite orders; the job that lost runs again.
 _RETRY_SQLSTATES = frozenset({"40P01", "40001"})
+# How long a SQLite writer waits for another's write lock before its write fails.
+_BUSY_SECONDS = 30
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -100,14 +102,29 @@ def create_engines(url: str, *, sqlite_synchronous: str = "FULL") -> tuple[Engin
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA synchronous={sqlite_synchronous}")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={_BUSY_SECONDS * 1000}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
+        locked = writer and bool(engine.url.database) and engine.url.database != ":memory:"
+        if locked:
+            writer_lock.install(engine, str(engine.url.database))
+
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            # IMMEDIATE takes the write lock up front, so two writers queue instead of deadlocking.
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+            if not writer:
+                conn.exec_driver_sql("BEGIN")
+                return
+            # IMMEDIATE takes the write lock up front, so two writers queue instead of deadlocking; writers
+            # of other processes take turns on the lock file first (store/writer_lock.py).
+            if locked:
+                writer_lock.take(conn, _BUSY_SECONDS)
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                if locked:
+                    writer_lock.give_back(conn)
+                raise
 
         return engine
 
