@@ -159,8 +159,9 @@ def test_a_heavy_transactional_send_holds_up_no_commit_of_another_workspace(
     worker.join()
     [took] = sent
     figures = (round(took, 2), round(statistics.median(checkouts), 3), sorted(checkouts)[-3:])
-    # The send is real work, and no checkout of B waited for more than a third of it (one waited for
-    # all of it before), with room for a busy machine.
-    assert took > 2.0, figures
+    # The send is real work (2-4 s on the machines the suite runs on; 1.99 s on the fastest), and no
+    # checkout of B waited for more than a third of it (one waited for all of it before), with room for a
+    # busy machine.
+    assert took > 1.0, figures
     assert len(checkouts) >= 5, figures
     assert max(checkouts) < took / 3, figures
