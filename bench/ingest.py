@@ -227,6 +227,12 @@ def parse_args() -> argparse.Namespace:
         "never does)",
     )
     p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="serve --processes: server processes on one port (two-nodes: one each, as always)",
+    )
+    p.add_argument(
         "--rate-limit",
         choices=["off", "on", "both"],
         default="off",
@@ -268,7 +274,8 @@ def run_one(variant: Variant, rnd: int, args: argparse.Namespace, tmp: Path) -> 
     def command(port: int) -> list:
         if variant.db is None:
             return [BIN / "uvicorn", *UVICORN_FLAGS, "--port", str(port), "bench.echo_app:app"]
-        return [BIN / "cartback", "serve", "--port", str(port), *(["--no-worker"] if no_worker else [])]
+        serve = [BIN / "cartback", "serve", "--port", str(port), *(["--no-worker"] if no_worker else [])]
+        return serve if nodes > 1 else [*serve, "--processes", str(args.processes)]
 
     procs: list[subprocess.Popen] = []
     try:
@@ -662,6 +669,8 @@ def print_tables(runs: list[dict], summary: list[dict], args: argparse.Namespace
         args.rows or ("replay (idempotent path)" if args.replay else "insert (new checkoutId per request)")
     )
     mode += ", serve --no-worker" if args.api_only else ", serve with its in-process scheduler"
+    if args.processes > 1:
+        mode += f", serve --processes {args.processes}"
     if "with-sequence" in args.rows.split(","):
         mode += " (with-sequence: always in-process, one enabled sequence)"
     if "two-nodes" in args.rows.split(","):

@@ -194,7 +194,7 @@ def create_app(
                 settings.sign_in_failures_per_client,
                 settings.sign_in_window_seconds,
             ),
-            budgets.counter_for(db),
+            budgets.counter_for(db, processes=settings.processes),
             clock,
         ),
         signins.HashGate(
@@ -215,7 +215,8 @@ def create_app(
     dashboard.install(app)
     app.add_middleware(limits.BodyLimits, max_bytes=settings.max_body_bytes)
     policy = budgets.Policy(burst=settings.rate_limit_burst, steady=settings.rate_limit_steady)
-    limiter = budgets.Limiter(policy, budgets.counter_for(db), clock) if policy.enabled else None
+    counter = budgets.counter_for(db, processes=settings.processes)
+    limiter = budgets.Limiter(policy, counter, clock) if policy.enabled else None
     if limiter is not None:
         # Added last, so it runs first: a throttled request costs no body read.
         app.state.limiter = limiter

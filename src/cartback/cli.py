@@ -51,18 +51,34 @@ def serve(
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="API only: run `cartback worker` processes beside it.")
     ] = False,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Server processes answering on the port, to use more than one core "
+            "(CARTBACK_PROCESSES, default 1).",
+        ),
+    ] = None,
 ) -> None:
     """Run the HTTP API and, unless --no-worker, the scheduler in the same process. Migrates the database
     first (CARTBACK_DATABASE_URL; scheduler tick: CARTBACK_TICK_SECONDS). SIGTERM stops it gracefully
     within CARTBACK_SHUTDOWN_SECONDS; logs go to stderr as CARTBACK_LOG_FORMAT says."""
-    from cartback import server
+    from cartback import server, supervisor
     from cartback.app import create_app
 
     settings = Settings().listening_on(host, port)
+    if processes is not None:
+        settings = settings.model_copy(update={"processes": processes})
     logs.configure(settings.log_format, settings.log_level)
     db = _database(settings)
     _first_start(db)
     db.write_engine.dispose()
+    if settings.processes > 1:
+        status = supervisor.run(
+            settings, host=host, port=port, processes=settings.processes, run_worker=not no_worker
+        )
+        raise typer.Exit(status)
     application = create_app(settings, migrate=False, run_worker=not no_worker)
     server.run(application, settings, host=host, port=port)
 

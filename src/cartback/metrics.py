@@ -1,6 +1,12 @@
 """Prometheus metrics: one `Metrics` per process (create_app, `cartback worker`), each with its own
 CollectorRegistry rather than the global default, so tests can build many apps in one process.
 
+The processes of `serve --processes` (supervisor.py) run in prometheus_client's multiprocess mode: their
+counters and histograms live in files of a directory the parent shares with them, and any one of them
+answers a scrape with the sums over all, so the series do not jump with the process a scrape reaches. The
+scrape-time gauges are computed by the process that answers (the enrollment counts are the database's,
+the same from each; the password-hash gauges are that process's).
+
 Every label has a bounded set of values: the surface is derived from the path prefix, events outside the
 known names are counted as `custom`, statuses and outcomes come from fixed vocabularies. docs/operations.md
 lists the series and what is worth alerting on.
@@ -9,12 +15,13 @@ lists the series and what is worth alerting on.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from cartback.core import events
@@ -76,6 +83,9 @@ KNOWN_EVENTS = frozenset(
     }
 )
 CUSTOM_EVENT = "custom"
+
+# Set (by supervisor.py) in the environment of processes that share their metrics through files there.
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 # Seconds. Requests and SMTP exchanges: milliseconds to tens of seconds; lateness of due steps: up to hours.
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -168,6 +178,15 @@ class Metrics:
         )
         self._lock = threading.Lock()
         self._children: dict[tuple[Any, ...], Any] = {}
+        # What a scrape reads: this registry, or in multiprocess mode the shared files and the gauges.
+        self._scraped = self.registry
+        if MULTIPROCESS_DIR in os.environ:
+            self._scraped = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self._scraped)  # type: ignore[no-untyped-call]
+
+    def exposition(self) -> bytes:
+        """The text a scrape gets (it may query the database: call it off the event loop)."""
+        return generate_latest(self._scraped)
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -216,12 +235,12 @@ class Metrics:
         self, count_by_status: Callable[[], Mapping[str, int]], *, cache_seconds: float = 5.0
     ) -> None:
         """Export `cartback_enrollments{status}`, computed at scrape time by `count_by_status`."""
-        self.registry.register(_EnrollmentCollector(count_by_status, cache_seconds))
+        self._scraped.register(_EnrollmentCollector(count_by_status, cache_seconds))
 
     def add_hash_gauges(self, gate: Any) -> None:
         """Export the password-hash gate (core/signins.HashGate): hashes running now, the most that ever
         ran at once, and sign-ins refused because no slot or budget share came in time."""
-        self.registry.register(_HashGateCollector(gate))
+        self._scraped.register(_HashGateCollector(gate))
 
 
 class _HashGateCollector:

@@ -25,9 +25,15 @@ class GracefulServer(uvicorn.Server):
     """uvicorn's server, which on a stop signal also calls `on_signal`, so the in-process worker starts
     stopping at once and its round and the draining of requests share the shutdown budget."""
 
-    def __init__(self, config: uvicorn.Config, on_signal: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        on_signal: Callable[[], None] | None = None,
+        on_started: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(config)
         self.on_signal = on_signal
+        self.on_started = on_started
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
@@ -38,6 +44,8 @@ class GracefulServer(uvicorn.Server):
         # Frozen, later collections walk only what requests create.
         gc.collect()
         gc.freeze()
+        if self.started and self.on_started is not None:
+            self.on_started()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
@@ -52,7 +60,18 @@ def _begin_shutdown(app: FastAPI) -> None:
         begin()
 
 
-def run(app: FastAPI, settings: Settings, *, host: str, port: int) -> None:
+def run(
+    app: FastAPI,
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    sockets: list[socket.socket] | None = None,
+    on_started: Callable[[], None] | None = None,
+) -> None:
+    """Serve `app` until a stop signal, on `sockets` when given (bound by `cartback serve --processes`'s
+    parent, shared by its children), else on a socket of its own bound to host:port. `on_started` is
+    called once the app has started and the server accepts connections."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -63,4 +82,5 @@ def run(app: FastAPI, settings: Settings, *, host: str, port: int) -> None:
         # What is left of the budget goes to the worker's leases and the writer's last commit.
         timeout_graceful_shutdown=max(0.5, settings.shutdown_seconds - 1.0),  # type: ignore[arg-type]
     )
-    GracefulServer(config, on_signal=functools.partial(_begin_shutdown, app)).run()
+    server = GracefulServer(config, on_signal=functools.partial(_begin_shutdown, app), on_started=on_started)
+    server.run(sockets=sockets)

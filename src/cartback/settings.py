@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # Processes that render templates (docs/security.md "Templates"), at a low CPU priority, so that a
     # tenant's heavy template holds no lock other workspaces' requests need; 0 renders in the server's
     # own threads.
+    # `serve`: processes answering on its port (supervisor.py); more than one shares the rate-limit counts
+    # through the database.
+    processes: int = Field(1, ge=1, le=64)
     render_processes: int = Field(1, ge=0, le=64)
     # Render CPU seconds a minute one workspace may ask for while handling requests (previews, sends on the
     # request path, checks at save), per process; beyond it 429 until it refills (delivery/render_budget.py).

@@ -1,5 +1,6 @@
 """Rate limits through the real app on SQLite and PostgreSQL: 429 in the surface's envelope with integer
-Retry-After and RateLimit headers, other keys untouched, and (PostgreSQL) one budget for several nodes."""
+Retry-After and RateLimit headers, other keys untouched, and one budget for several nodes (PostgreSQL) or
+for the processes of `serve --processes` (SQLite)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-import pytest
 from fastapi.testclient import TestClient
 
 from cartback.app import create_app
@@ -27,8 +27,12 @@ CHECKOUT = {
 
 
 @contextmanager
-def client(db_url: str, clock: FrozenClock, *, burst: int, steady: int) -> Iterator[TestClient]:
-    settings = Settings(database_url=db_url, rate_limit_burst=burst, rate_limit_steady=steady)
+def client(
+    db_url: str, clock: FrozenClock, *, burst: int, steady: int, processes: int = 1
+) -> Iterator[TestClient]:
+    settings = Settings(
+        database_url=db_url, rate_limit_burst=burst, rate_limit_steady=steady, processes=processes
+    )
     with TestClient(create_app(settings, clock=clock, run_worker=False), raise_server_exceptions=False) as c:
         yield c
 
@@ -121,14 +125,14 @@ def test_ratelimits_off_when_both_limits_are_zero(db_url, make_workspace):
         assert res.status_code == 200 and "ratelimit-limit" not in res.headers
 
 
-@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
-def test_ratelimits_two_nodes_on_postgresql_share_one_budget(db_url, make_workspace):
-    """Two apps (two API nodes) on one PostgreSQL database: one key's budget is spent across both."""
+def test_ratelimits_two_nodes_share_one_budget(db_url, make_workspace):
+    """Two apps on one database: one key's budget is spent across both. On PostgreSQL they stand for two
+    API nodes; on SQLite for two processes of `serve --processes 2`, which tell each app so."""
     clock = FrozenClock(START)
     tenant = make_workspace()
     with (
-        client(db_url, clock, burst=7, steady=0) as node_a,
-        client(db_url, clock, burst=7, steady=0) as node_b,
+        client(db_url, clock, burst=7, steady=0, processes=2) as node_a,
+        client(db_url, clock, burst=7, steady=0, processes=2) as node_b,
     ):
         statuses = [
             (node_a if i % 2 else node_b).post("/api/v1/checkouts", json=CHECKOUT, headers=bearer(tenant.key))
@@ -138,9 +142,9 @@ def test_ratelimits_two_nodes_on_postgresql_share_one_budget(db_url, make_worksp
         assert all(r.headers["Retry-After"] == "1" for r in statuses if r.status_code == 429)
 
 
-def test_ratelimits_concurrent_leases_on_postgresql_grant_exactly_the_limit(pg_database: str):
+def test_ratelimits_concurrent_leases_grant_exactly_the_limit(db_url: str):
     """Eight threads lease 3 at a time from one bucket: together they get exactly the limit, never more."""
-    db = Database(pg_database)
+    db = Database(db_url)
     bucket = f"test {datetime.now(UTC).timestamp()}"
     granted: list[int] = []
     lock = threading.Lock()
@@ -163,8 +167,8 @@ def test_ratelimits_concurrent_leases_on_postgresql_grant_exactly_the_limit(pg_d
     assert max(granted) == 3
 
 
-def test_ratelimits_postgresql_lease_refund_and_window_reset(pg_database: str):
-    db = Database(pg_database)
+def test_ratelimits_lease_refund_and_window_reset(db_url: str):
+    db = Database(db_url)
     bucket = f"refund {datetime.now(UTC).timestamp()}"
     second = 60 * 1_000_000  # the first second of a minute
     try:

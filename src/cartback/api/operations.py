@@ -67,5 +67,5 @@ async def metrics_endpoint(request: Request) -> Response:
             )
     metrics: Metrics = request.app.state.metrics
     # The enrollment gauge queries the database: off the event loop.
-    body = await anyio.to_thread.run_sync(prometheus_client.generate_latest, metrics.registry)
+    body = await anyio.to_thread.run_sync(metrics.exposition)
     return Response(body, media_type=prometheus_client.CONTENT_TYPE_LATEST)

@@ -1,15 +1,16 @@
 """Request budgets per API key and surface: a burst per second and a steady rate per minute, both fixed
 windows on the wall clock (so every node agrees where a window starts), both enforced.
 
-The count of a window lives in a `Counter`. On SQLite (one node) that is `MemoryCounter`, asked once per
-request, so the limit is exact. On PostgreSQL it is a row per bucket (store/ratelimits.py) that every API
-node shares; asking it per request would cost a round trip each, so a node *leases* budget in chunks: one
-`take` moves `chunk` requests from the shared count to the node, and the node spends them from memory.
-Most requests therefore touch no database. The shared count never grants more than the limit, so the
-nodes together never exceed it; the price is that budget leased by one node and not spent before its
-second ends is lost to the others (at most `chunk - 1` per node and second; tokens left over when a second
-ends are handed back to the minute's count with the node's next lease). docs/ratelimits.md has the
-reasoning and the numbers.
+The count of a window lives in a `Counter`. On SQLite served by one process that is `MemoryCounter`,
+asked once per request, so the limit is exact. On PostgreSQL, and on SQLite served by several processes
+(`serve --processes`), it is a row per bucket (store/ratelimits.py) that every API node shares; asking
+it per request would cost a round trip (or a write transaction) each, so a node *leases* budget in
+chunks: one `take` moves `chunk` requests from the shared count to the node, and the node spends them
+from memory. Most requests therefore touch no database. The shared count never grants more than the
+limit, so the nodes together never exceed it; the price is that budget leased by one node and not spent
+before its second ends is lost to the others (at most `chunk - 1` per node and second; tokens left over
+when a second ends are handed back to the minute's count with the node's next lease). docs/ratelimits.md
+has the reasoning and the numbers.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ def grant(
 
 
 class MemoryCounter:
-    """The counter of a single node (SQLite)."""
+    """The counter of a lone process on SQLite."""
 
     def __init__(self) -> None:
         self._rows: dict[str, tuple[int, int, int, int]] = {}
@@ -133,7 +134,7 @@ class MemoryCounter:
 
 
 class SharedCounter:
-    """The counter every node shares: a row per bucket in PostgreSQL (store/ratelimits.py)."""
+    """The counter every node shares: a row per bucket in the database (store/ratelimits.py)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -155,9 +156,11 @@ class SharedCounter:
         return Grant(*row)
 
 
-def counter_for(db: Database) -> Counter:
-    """Shared on PostgreSQL, where several API nodes may serve one key; in memory on SQLite (one node)."""
-    return SharedCounter(db) if db.dialect == "postgresql" else MemoryCounter()
+def counter_for(db: Database, processes: int = 1) -> Counter:
+    """Shared on PostgreSQL, where several API nodes may serve one key, and on a SQLite file that several
+    processes of `serve --processes` serve; in memory for a lone process on SQLite."""
+    shared = db.dialect == "postgresql" or processes > 1
+    return SharedCounter(db) if shared else MemoryCounter()
 
 
 @dataclass(frozen=True)
