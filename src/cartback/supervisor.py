@@ -1,10 +1,10 @@
-"""`cartback serve --processes N`: N server processes answering on one listening socket.
+"""`cartback serve --processes N`: N server processes answering on one port.
 
 One process answers with one core at most, whatever the machine has: the interpreter runs one thread at
 a time. Measured on two cores, a lone `serve` under load left the second core nearly idle (bench/README.md).
-Here the parent binds the socket once and starts N children, each a whole `serve` (its own app, group-
-commit writer and pools), all waiting in accept on that socket: the kernel hands each new connection to
-one of them. The first child also runs the in-process worker, unless --no-worker.
+Here the parent binds N listening sockets to the port (SO_REUSEPORT) and starts N children, each a whole
+`serve` (its own app, group-commit writer and pools) on one of them: the kernel spreads new connections
+over the sockets. The first child also runs the in-process worker, unless --no-worker.
 
 What the children share is in the database: events, enrollments, the rate-limit counts (core/ratelimits.py
 shares them through the database whenever more than one process serves it), the SQLite write lock (store/
@@ -49,8 +49,7 @@ _spawn = multiprocessing.get_context("spawn")
 
 def run(settings: Settings, *, host: str, port: int, processes: int, run_worker: bool) -> int:
     """Serve with `processes` children until SIGTERM or SIGINT; the exit status."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server((host.strip("[]"), port), family=family, backlog=2048)
+    sockets = _listen(host, port, processes)
     metrics_dir = tempfile.mkdtemp(prefix="cartback-metrics-")
     # Read by prometheus_client when a child imports it (spawned children inherit the environment).
     os.environ[metrics.MULTIPROCESS_DIR] = metrics_dir
@@ -64,7 +63,7 @@ def run(settings: Settings, *, host: str, port: int, processes: int, run_worker:
     children: list[_Child] = []
     status = 0
     try:
-        children = [_start(settings, host, port, sock, run_worker and n == 0) for n in range(processes)]
+        children = [_start(settings, host, port, sockets[n], run_worker and n == 0) for n in range(processes)]
         log.info("serving with %d processes", processes, extra={"pids": [c.process.pid for c in children]})
         while not stopping:
             multiprocessing.connection.wait([*(c.process.sentinel for c in children), wake_read])
@@ -79,7 +78,7 @@ def run(settings: Settings, *, host: str, port: int, processes: int, run_worker:
                     status = 1
                     break
                 log.error("a server process died (exit %s); starting another", child.process.exitcode)
-                children[n] = _start(settings, host, port, sock, run_worker and n == 0)
+                children[n] = _start(settings, host, port, sockets[n], run_worker and n == 0)
     finally:
         for child in children:
             if child.process.exitcode is None:
@@ -90,9 +89,23 @@ def run(settings: Settings, *, host: str, port: int, processes: int, run_worker:
             if process.exitcode is None:
                 process.kill()
                 process.join()
-        sock.close()
+        for sock in sockets:
+            sock.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
     return status
+
+
+def _listen(host: str, port: int, processes: int) -> list[socket.socket]:
+    """A listening socket per child, all on host:port (SO_REUSEPORT): the kernel spreads new connections
+    evenly over them. One socket shared by all would not: the first child to wake accepts every
+    connection waiting (asyncio accepts up to a hundred per wake), so a client opening its connections at
+    once (a load balancer's pool, wrk) had 57 of 64 on one child and 7 on the other. A child's socket
+    outlives the child: connections that reach it while it is replaced wait in its backlog."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    address = (host.strip("[]"), port)
+    return [
+        socket.create_server(address, family=family, backlog=2048, reuse_port=True) for _ in range(processes)
+    ]
 
 
 @dataclass(frozen=True)
@@ -102,6 +115,7 @@ class _Child:
 
 
 def _start(settings: Settings, host: str, port: int, sock: socket.socket, run_worker: bool) -> _Child:
+    """A child serving on `sock`, the first one's or, for a replacement, that of the child it replaces."""
     started = _spawn.Event()
     process = _spawn.Process(
         target=_serve,

@@ -1,6 +1,6 @@
 """Strict idempotency under concurrency, against real `cartback serve` processes: 50 identical requests
 at once (what a retrying SDK or a double-firing webhook produces) store one record and all get the same ids,
-also when two server processes on one PostgreSQL database race each other for the same key."""
+also when two server processes on one database race each other for the same key."""
 
 from __future__ import annotations
 
@@ -138,13 +138,24 @@ def test_concurrency_identical_event_ids_store_one_event(server, make_workspace,
     assert_one_event(db, tenant.id, responses)
 
 
-@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
-def test_concurrency_two_servers_on_one_postgres_store_one_record(start_server, db_url, make_workspace, db):
-    """Checkouts, orders and custom events. Each process has its own group-commit writer, so here the
-    uniqueness race is decided by PostgreSQL: the loser's job hits an IntegrityError and is re-run, finding
-    the winner's row. Several rounds, each on fresh keys, make it likely that the processes really collide."""
-    first, second = start_server(db_url), start_server(db_url)
-    urls = [first.api, second.api]
+@pytest.mark.parametrize(
+    ("db_url", "topology"),
+    [("postgres", "two servers"), ("postgres", "serve --processes 2"), ("sqlite", "serve --processes 2")],
+    indirect=["db_url"],
+)
+def test_concurrency_two_processes_on_one_database_store_one_record(
+    start_server, db_url, topology, make_workspace, db
+):
+    """Checkouts, orders and custom events, sent to two servers on one PostgreSQL database, or to one
+    `serve --processes 2` (whose children each take about half of the burst's connections). Each process
+    has its own group-commit writer, so the uniqueness race is decided by the database: on PostgreSQL the
+    loser's job hits an IntegrityError and is re-run, finding the winner's row; on SQLite the second writer
+    to take the write lock finds the first one's row. Several rounds, each on fresh keys, make it likely
+    that the processes really collide."""
+    if topology == "two servers":
+        urls = [start_server(db_url).api, start_server(db_url).api]
+    else:
+        urls = [start_server(db_url, args=["--processes", "2"]).api]
     for round_ in range(4):
         tenant = make_workspace()
         checkout = {**CHECKOUT, "checkoutId": f"chk-race-{round_}"}

@@ -1,5 +1,5 @@
 """A 2xx means committed: stream 2,000 distinct requests (checkouts, and custom events keyed by eventId) at a
-real `cartback serve` over several connections,
+real `cartback serve` (one process, and two on one port) over several connections,
 `kill -9` it mid-stream, and check that every acknowledged request is stored exactly once. Then restart it,
 retry whatever had no 2xx (as the SDK does), replay everything, and check that all 2,000 are stored exactly
 once and that the replays get the ids handed out before the crash."""
@@ -127,7 +127,12 @@ def stored(db: Database, workspace_id: str) -> tuple[dict[str, tuple[str, str]],
     return db.read_sync(read)
 
 
-def test_crash_every_acknowledged_event_survives_kill9_and_retries_store_once(server, make_workspace, db):
+@pytest.mark.parametrize("processes", [1, 2])
+def test_crash_every_acknowledged_event_survives_kill9_and_retries_store_once(
+    start_server, db_url, processes, make_workspace, db
+):
+    # Two: `serve --processes 2`, whose children die with the parent the test kills.
+    server = start_server(db_url, args=["--processes", str(processes)])
     tenant = make_workspace()
     stream = Stream()
 
