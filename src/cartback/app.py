@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -41,6 +41,7 @@ from cartback.scheduler.worker import Worker
 from cartback.settings import Settings
 from cartback.store import enrollments, workspaces
 from cartback.store.db import Database
+from cartback.wakeups import Wakeups
 
 # Of the shutdown budget, what is kept for giving back leases and the writer's last commit.
 _SHUTDOWN_RESERVE_SECONDS = 1.0
@@ -127,9 +128,16 @@ def secret_key(settings: Settings, db: Transactions) -> str:
 
 
 def create_app(
-    settings: Settings, *, clock: Clock = system_clock, migrate: bool = True, run_worker: bool = True
+    settings: Settings,
+    *,
+    clock: Clock = system_clock,
+    migrate: bool = True,
+    run_worker: bool = True,
+    wakeups: Wakeups | None = None,
 ) -> FastAPI:
-    """The application. With `run_worker`, the scheduler runs in the same process (the embedded default)."""
+    """The application. With `run_worker`, the scheduler runs in the same process (the embedded default).
+    `wakeups`: this is one of the processes of `serve --processes`, whose commits wake the worker running
+    in another (or, with `run_worker`, whose worker the others' commits wake)."""
     db = Database(
         settings.database_url,
         sqlite_synchronous=settings.sqlite_synchronous,
@@ -147,11 +155,16 @@ def create_app(
             db.migrate()
         await db.start()
         worker = build_worker(settings, db, clock, metrics, options=options) if run_worker else None
+        loop = asyncio.get_running_loop()
+        stop_listening: Callable[[], None] | None = None
         if worker is not None:
             db.commit_listeners.append(worker.wake)
+            if wakeups is not None:
+                stop_listening = wakeups.listen(loop, worker.wake)
+        elif wakeups is not None:
+            db.commit_listeners.append(wakeups.notify)
         task = asyncio.create_task(worker.run(), name="cartback-worker") if worker else None
         app.state.worker = worker
-        loop = asyncio.get_running_loop()
         began: list[float] = []
 
         def begin_shutdown() -> None:
@@ -166,6 +179,8 @@ def create_app(
         try:
             yield
         finally:
+            if stop_listening is not None:
+                stop_listening()
             if worker is not None and task is not None:
                 await worker.stop_within(task, worker_budget(settings, began[0] if began else None))
             # Commits what in-flight requests and the worker queued, then stops the writer.

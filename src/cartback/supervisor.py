@@ -4,7 +4,8 @@ One process answers with one core at most, whatever the machine has: the interpr
 a time. Measured on two cores, a lone `serve` under load left the second core nearly idle (bench/README.md).
 Here the parent binds N listening sockets to the port (SO_REUSEPORT) and starts N children, each a whole
 `serve` (its own app, group-commit writer and pools) on one of them: the kernel spreads new connections
-over the sockets. The first child also runs the in-process worker, unless --no-worker.
+over the sockets. The first child also runs the in-process worker, unless --no-worker; the others' commits
+wake it through a pipe (wakeups.py), as a lone serve's commits wake its own.
 
 What the children share is in the database: events, enrollments, the rate-limit counts (core/ratelimits.py
 shares them through the database whenever more than one process serves it), the SQLite write lock (store/
@@ -38,6 +39,7 @@ from multiprocessing.synchronize import Event
 
 from cartback import metrics
 from cartback.settings import Settings
+from cartback.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,12 @@ def run(settings: Settings, *, host: str, port: int, processes: int, run_worker:
     children: list[_Child] = []
     status = 0
     try:
-        children = [_start(settings, host, port, sockets[n], run_worker and n == 0) for n in range(processes)]
+        wakeups = Wakeups(*_spawn.Pipe(duplex=False))
+
+        def start(n: int) -> _Child:
+            return _start(settings, host, port, sockets[n], run_worker and n == 0, wakeups)
+
+        children = [start(n) for n in range(processes)]
         log.info("serving with %d processes", processes, extra={"pids": [c.process.pid for c in children]})
         while not stopping:
             multiprocessing.connection.wait([*(c.process.sentinel for c in children), wake_read])
@@ -78,7 +85,7 @@ def run(settings: Settings, *, host: str, port: int, processes: int, run_worker:
                     status = 1
                     break
                 log.error("a server process died (exit %s); starting another", child.process.exitcode)
-                children[n] = _start(settings, host, port, sockets[n], run_worker and n == 0)
+                children[n] = start(n)
     finally:
         for child in children:
             if child.process.exitcode is None:
@@ -114,12 +121,14 @@ class _Child:
     started: Event  # set by the child once it serves
 
 
-def _start(settings: Settings, host: str, port: int, sock: socket.socket, run_worker: bool) -> _Child:
-    """A child serving on `sock`, the first one's or, for a replacement, that of the child it replaces."""
+def _start(
+    settings: Settings, host: str, port: int, sock: socket.socket, run_worker: bool, wakeups: Wakeups
+) -> _Child:
+    """A child serving on `sock`: a socket of its own or, for a replacement, that of the child it replaces."""
     started = _spawn.Event()
     process = _spawn.Process(
         target=_serve,
-        args=(settings, host, port, sock, run_worker, os.getpid(), started),
+        args=(settings, host, port, sock, run_worker, wakeups, os.getpid(), started),
         name="cartback-serve",
     )
     process.start()
@@ -132,6 +141,7 @@ def _serve(
     port: int,
     sock: socket.socket,
     run_worker: bool,
+    wakeups: Wakeups,
     parent: int,
     started: Event,
 ) -> None:
@@ -141,7 +151,7 @@ def _serve(
     from cartback.app import create_app
 
     logs.configure(settings.log_format, settings.log_level)
-    app = create_app(settings, migrate=False, run_worker=run_worker)
+    app = create_app(settings, migrate=False, run_worker=run_worker, wakeups=wakeups)
     server.run(app, settings, host=host, port=port, sockets=[sock], on_started=started.set)
 
 

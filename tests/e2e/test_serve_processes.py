@@ -20,6 +20,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
+
+from cartback.store.tables import events
 
 PROCESSES = ["--processes", "2"]
 CHECKOUT = {"customer": {"email": "two@example.com"}, "totalCents": 1000, "currency": "USD"}
@@ -146,6 +149,22 @@ def test_serve_processes_spend_one_rate_limit_budget(start_server, db_url, make_
     statuses = [post_checkout(server, tenant.key, f"chk-{i}").status_code for i in range(16)]
     # Six in all, whichever child answered: not six each.
     assert statuses == [200] * steady + [429] * (16 - steady)
+
+
+def test_serve_processes_every_childs_commits_wake_the_worker(start_server, db_url, make_workspace, db):
+    """The worker runs in the first child; a checkout the second one stores is dispatched at once too,
+    not at the next tick (30 s here)."""
+    server = start_server(db_url, env={"CARTBACK_TICK_SECONDS": "30"}, args=PROCESSES)
+    tenant = make_workspace()
+    time.sleep(1)  # the worker's first round, at its start, is over
+    for i in range(12):  # each on a new connection: both children get some
+        event_id = post_checkout(server, tenant.key, f"chk-{i}").json()["eventId"]
+        wait_until(lambda event_id=event_id: dispatched(db, event_id), seconds=5)
+
+
+def dispatched(db, event_id: str) -> bool:
+    query = sa.select(events.c.dispatched_at).where(events.c.id == event_id)
+    return db.read_sync(lambda tx: tx.execute(query).scalar_one()) is not None
 
 
 def test_serve_processes_a_dead_child_is_replaced_and_sigterm_stops_all(start_server, db_url, make_workspace):
