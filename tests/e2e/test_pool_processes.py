@@ -4,25 +4,10 @@ even one killed outright: they would otherwise wait for work forever, each holdi
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import httpx
 import pytest
-
-
-def _children(pid: int) -> set[int]:
-    found: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found |= {int(child) for child in (task / "children").read_text().split()}
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
+from tests import processes
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -36,11 +21,11 @@ def test_pool_processes_end_when_their_server_is_killed(start_server, db_url, ma
         timeout=30,
     )
     assert answer.status_code == 200, answer.text
-    children = _children(server.proc.pid)
+    children = processes.children(server.proc.pid)
     assert children, "the render process should have started"
     server.proc.kill()
     server.proc.wait()
     deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+    while any(processes.alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(_alive(pid) for pid in children), "pool processes outlived their killed server"
+    assert not any(processes.alive(pid) for pid in children), "pool processes outlived their killed server"

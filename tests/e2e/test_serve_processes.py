@@ -10,7 +10,6 @@ ports: requests sent each on a new connection (a new client port) reach both chi
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
@@ -21,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+from tests import processes
 
 from cartback.store.tables import events
 
@@ -30,11 +30,7 @@ CHECKOUT = {"customer": {"email": "two@example.com"}, "totalCents": 1000, "curre
 
 def children(pid: int) -> list[int]:
     """The server processes under `serve`'s parent (multiprocessing's resource tracker is not one)."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(FileNotFoundError):
-            found += [int(c) for c in (task / "children").read_text().split()]
-    return [c for c in found if "spawn_main" in _cmdline(c)]
+    return [c for c in processes.children(pid) if "spawn_main" in _cmdline(c)]
 
 
 def _cmdline(pid: int) -> str:
@@ -42,14 +38,6 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except FileNotFoundError:
         return ""
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 def wait_until(check, seconds: float = 15.0) -> None:
@@ -181,7 +169,7 @@ def test_serve_processes_a_dead_child_is_replaced_and_sigterm_stops_all(start_se
     now = children(server.proc.pid)
     server.proc.terminate()
     assert server.proc.wait(30) == 0
-    assert not any(alive(p) for p in now)
+    assert not any(processes.alive(p) for p in now)
 
 
 def test_serve_processes_kill9_of_the_parent_takes_the_children_and_loses_nothing(
@@ -196,7 +184,7 @@ def test_serve_processes_kill9_of_the_parent_takes_the_children_and_loses_nothin
         assert res.status_code == 200
         acked.append((f"chk-{i}", res.json()["eventId"]))
     server.kill9()
-    wait_until(lambda: not any(alive(p) for p in pids), seconds=5)
+    wait_until(lambda: not any(processes.alive(p) for p in pids), seconds=5)
     # The port is free again: the same server starts on it, and every acknowledged checkout is there.
     server.start()
     for checkout_id, event_id in acked:
