@@ -24,19 +24,19 @@ class Wakeups:
     def __init__(self, reader: Connection, writer: Connection) -> None:
         self.reader = reader
         self.writer = writer
+        # Once, here: the children's copies of the two ends share these open files, flags included.
+        os.set_blocking(reader.fileno(), False)
+        os.set_blocking(writer.fileno(), False)
 
     def notify(self) -> None:
         """From a process without the worker, after a commit: wake the worker's process."""
-        fd = self.writer.fileno()
-        os.set_blocking(fd, False)
         with contextlib.suppress(BlockingIOError):
-            os.write(fd, b"\0")
+            os.write(self.writer.fileno(), b"\0")
 
     def listen(self, loop: asyncio.AbstractEventLoop, wake: Callable[[], None]) -> Callable[[], None]:
         """In the worker's process: call `wake` on the loop whenever another process committed; returns
         what stops listening."""
         fd = self.reader.fileno()
-        os.set_blocking(fd, False)
 
         def readable() -> None:
             with contextlib.suppress(BlockingIOError):
