@@ -95,9 +95,10 @@ def attribution_rules(settings: Settings) -> attribution.Rules:
     )
 
 
-def process_metrics(db: Database) -> metrics_module.Metrics:
-    """The metrics of one process: its own registry, the writer's batch sizes and the enrollment gauge."""
-    metrics = metrics_module.Metrics()
+def process_metrics(db: Database, *, shared: bool = False) -> metrics_module.Metrics:
+    """The metrics of one process: its own registry, the writer's batch sizes and the enrollment gauge.
+    `shared`: one of the processes of `serve --processes`, whose scrapes sum every process's series."""
+    metrics = metrics_module.Metrics(shared=shared)
     db.batch_observers.append(metrics.commit)
     metrics.add_enrollment_gauge(lambda: db.read_sync(enrollments.count_by_status))
     return metrics
@@ -144,7 +145,9 @@ def create_app(
         batch_max=settings.commit_batch_max,
         writers=settings.commit_writers,
     )
-    metrics = process_metrics(db)
+    metrics = process_metrics(db, shared=settings.processes > 1)
+    # Sign-in failures and API rate limits count in one store: their bucket names never meet.
+    counter = budgets.counter_for(db, processes=settings.processes)
     options = mail_options(settings)
     render.PROCESSES.resize(settings.render_processes)
     render_budget.BUDGET.configure(settings.render_seconds_per_minute)
@@ -209,7 +212,7 @@ def create_app(
                 settings.sign_in_failures_per_client,
                 settings.sign_in_window_seconds,
             ),
-            budgets.counter_for(db, processes=settings.processes),
+            counter,
             clock,
         ),
         signins.HashGate(
@@ -230,7 +233,6 @@ def create_app(
     dashboard.install(app)
     app.add_middleware(limits.BodyLimits, max_bytes=settings.max_body_bytes)
     policy = budgets.Policy(burst=settings.rate_limit_burst, steady=settings.rate_limit_steady)
-    counter = budgets.counter_for(db, processes=settings.processes)
     limiter = budgets.Limiter(policy, counter, clock) if policy.enabled else None
     if limiter is not None:
         # Added last, so it runs first: a throttled request costs no body read.

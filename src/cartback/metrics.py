@@ -15,7 +15,6 @@ lists the series and what is worth alerting on.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -84,7 +83,8 @@ KNOWN_EVENTS = frozenset(
 )
 CUSTOM_EVENT = "custom"
 
-# Set (by supervisor.py) in the environment of processes that share their metrics through files there.
+# The directory where the processes of `serve --processes` keep their shared metric files. prometheus_client
+# reads it from the environment when it is imported; supervisor.py sets it for the children it spawns.
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 # Seconds. Requests and SMTP exchanges: milliseconds to tens of seconds; lateness of due steps: up to hours.
@@ -115,7 +115,7 @@ class Metrics:
     """The series cartback exports, registered in `registry`. Methods are cheap enough for the hot path:
     label children are looked up once and kept."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, shared: bool = False) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -178,9 +178,10 @@ class Metrics:
         )
         self._lock = threading.Lock()
         self._children: dict[tuple[Any, ...], Any] = {}
-        # What a scrape reads: this registry, or in multiprocess mode the shared files and the gauges.
+        # What a scrape reads: this registry, or, `shared` by the processes of `serve --processes`, the
+        # files of all of them (prometheus_client's multiprocess mode) and the gauges.
         self._scraped = self.registry
-        if MULTIPROCESS_DIR in os.environ:
+        if shared:
             self._scraped = CollectorRegistry()
             multiprocess.MultiProcessCollector(self._scraped)  # type: ignore[no-untyped-call]
 

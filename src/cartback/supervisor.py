@@ -109,10 +109,14 @@ def _listen(host: str, port: int, processes: int) -> list[socket.socket]:
     once (a load balancer's pool, wrk) had 57 of 64 on one child and 7 on the other. A child's socket
     outlives the child: connections that reach it while it is replaced wait in its backlog."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    address = (host.strip("[]"), port)
-    return [
-        socket.create_server(address, family=family, backlog=2048, reuse_port=True) for _ in range(processes)
+    first = socket.create_server((host.strip("[]"), port), family=family, backlog=2048, reuse_port=True)
+    # The others bind the port the first got: with port 0 each would otherwise get a port of its own.
+    address = first.getsockname()[:2]
+    others = [
+        socket.create_server(address, family=family, backlog=2048, reuse_port=True)
+        for _ in range(processes - 1)
     ]
+    return [first, *others]
 
 
 @dataclass(frozen=True)

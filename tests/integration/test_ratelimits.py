@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
 
+from cartback import metrics
 from cartback.app import create_app
 from cartback.settings import Settings
 from cartback.store import ratelimits as store
@@ -125,9 +126,11 @@ def test_ratelimits_off_when_both_limits_are_zero(db_url, make_workspace):
         assert res.status_code == 200 and "ratelimit-limit" not in res.headers
 
 
-def test_ratelimits_two_nodes_share_one_budget(db_url, make_workspace):
+def test_ratelimits_two_nodes_share_one_budget(db_url, make_workspace, tmp_path, monkeypatch):
     """Two apps on one database: one key's budget is spent across both. On PostgreSQL they stand for two
-    API nodes; on SQLite for two processes of `serve --processes 2`, which tell each app so."""
+    API nodes; on SQLite for two processes of `serve --processes 2`, which tell each app so (and find the
+    directory of shared metrics that supervisor.py would make)."""
+    monkeypatch.setenv(metrics.MULTIPROCESS_DIR, str(tmp_path))
     clock = FrozenClock(START)
     tenant = make_workspace()
     with (
