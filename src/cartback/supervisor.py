@@ -156,7 +156,12 @@ def _serve(
 
     logs.configure(settings.log_format, settings.log_level)
     app = create_app(settings, migrate=False, run_worker=run_worker, wakeups=wakeups)
-    server.run(app, settings, host=host, port=port, sockets=[sock], on_started=started.set)
+
+    def serving() -> None:
+        started.set()
+        log.info("server process serving on %s:%d", host, port, extra={"pid": os.getpid()})
+
+    server.run(app, settings, host=host, port=port, sockets=[sock], on_started=serving)
 
 
 def _die_with_parent(parent: int) -> None:

@@ -157,6 +157,9 @@ def dispatched(db, event_id: str) -> bool:
 
 def test_serve_processes_a_dead_child_is_replaced_and_sigterm_stops_all(start_server, db_url, make_workspace):
     server = start_server(db_url, args=PROCESSES)
+    # Killed before it serves, a child would count as one that cannot start, which stops them all.
+    assert server.log is not None
+    wait_until(lambda: server.log.read_text().count("server process serving") == 2)
     first = children(server.proc.pid)
     tenant = make_workspace()
     worker_child = min(first)  # started first: the one running the worker

@@ -4,6 +4,7 @@ killed. Two Database objects stand for two processes: each connection has its ow
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import subprocess
@@ -110,3 +111,44 @@ def test_a_writer_killed_inside_its_transaction_leaves_the_lock_free(sqlite_url:
             holder.wait()
         if holder.stdout is not None:
             holder.stdout.close()
+
+
+def test_a_writer_that_waits_for_its_turn_takes_in_everything_queued_meanwhile(sqlite_url: str) -> None:
+    """The group-commit writer of a process that finds the lock taken waits for it before taking its batch:
+    the writes queued while another process committed go into its next commit together, none left for
+    a turn after that (which halved the batches of two processes inserting at once)."""
+
+    async def main() -> None:
+        other, db = Database(sqlite_url), Database(sqlite_url)
+        inside, finish = threading.Event(), threading.Event()
+
+        def hold(tx: sa.Connection) -> None:
+            inside.set()
+            assert finish.wait(10)
+
+        await db.start()
+        try:
+            await db.write(lambda tx: tx.exec_driver_sql("CREATE TABLE queued (n INTEGER)"))
+            before = db.stats.batches
+            holder = threading.Thread(target=other.write_sync, args=(hold,))
+            holder.start()
+            assert await asyncio.to_thread(inside.wait, 10)
+            writes = []
+            for n in range(20):
+                insert = db.write(lambda tx, n=n: tx.exec_driver_sql(f"INSERT INTO queued VALUES ({n})"))
+                writes.append(asyncio.ensure_future(insert))
+                await asyncio.sleep(0.02)  # one after the other, while the other process holds the file
+            assert not any(w.done() for w in writes)
+            finish.set()
+            await asyncio.gather(*writes)
+            await asyncio.to_thread(holder.join, 10)
+            assert db.stats.batches - before == 1  # 2 before: the first write alone, then the other nineteen
+            assert (
+                await db.read(lambda tx: tx.exec_driver_sql("SELECT count(*) FROM queued").scalar_one()) == 20
+            )
+        finally:
+            await db.stop()
+            db.close()
+            other.close()
+
+    asyncio.run(main())

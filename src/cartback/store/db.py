@@ -337,6 +337,10 @@ class Database:
             job = await self._queue.get()
             if job is None:
                 break
+            if not writer.try_turn():
+                # Another process writes to this SQLite file: wait for its commit before taking the batch,
+                # so the batch takes in all that arrives meanwhile instead of leaving it for the next turn.
+                await loop.run_in_executor(writer.executor, writer.wait_turn)
             batch = [job]
             # Take whatever arrived while the previous commit was running: that is the group.
             while len(batch) < self.batch_max and not self._queue.empty():
@@ -385,6 +389,18 @@ class _Writer:
             raise
         if self._conn.in_transaction():  # never left open, but a kept connection must not carry one on
             self._drop()
+
+    def try_turn(self) -> bool:
+        """Take the lock file of a SQLite file that other processes write (store/writer_lock.py) if it is
+        free, for the next batch's transaction; True also when there is nothing to take. Called from the
+        event loop between batches, while the writer's thread leaves the connection alone."""
+        conn = self._conn
+        return conn is not None and writer_lock.try_take(conn)
+
+    def wait_turn(self) -> None:
+        """On the writer's thread: wait for the lock file as a BEGIN would, and keep it for the next batch."""
+        with self.connect() as conn:
+            writer_lock.take(conn, _BUSY_SECONDS)
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
