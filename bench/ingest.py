@@ -61,7 +61,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from automations import sequence_body
-from servers import cpu_seconds, drop_database, free_port, fresh_database, stop, wait_for_key
+from servers import analyze, cpu_seconds, drop_database, free_port, fresh_database, stop, wait_for_key
 
 from cartback.store.db import sqlalchemy_url
 from cartback.store.tables import enrollments, events
@@ -294,6 +294,8 @@ def run_one(variant: Variant, rnd: int, args: argparse.Namespace, tmp: Path) -> 
             ("replay", "replay") if mode == "replay" else (f"r{rnd}w{x}", f"r{rnd}m{x}") for x in suffixes
         ]
         warm = wrk(bases, key, mode, [t[0] for t in tags], WARMUP_SECONDS, args, tmp, surface)
+        if db_url is not None:
+            analyze(db_url)
         cpu0 = sum(cpu_seconds(p.pid) for p in procs)
         load = wrk(bases, key, mode, [t[1] for t in tags], args.duration, args, tmp, surface)
         cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0

@@ -38,6 +38,19 @@ def drop_database(kind: str | None, pg_name: str) -> None:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
 
 
+def analyze(db_url: str) -> None:
+    """Give a PostgreSQL database's planner the statistics of what the warm-up stored, as autovacuum does
+    within its first minute (autovacuum_naptime): planned on the statistics of empty tables, the checkout
+    lookup reads every subscriber of the workspace per batch (bench/README.md), which a server that has run
+    for a minute no longer does. Nothing to do on SQLite, whose planner keeps no statistics unless asked."""
+    if not db_url.startswith("postgresql"):
+        return
+    engine = sa.create_engine(sqlalchemy_url(db_url), isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE")
+    engine.dispose()
+
+
 def pg_admin() -> sa.Connection:
     url = sqlalchemy_url(f"{PG_SERVER}/test")
     return sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool).connect()
